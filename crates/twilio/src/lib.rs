@@ -1,0 +1,1 @@
+//! Sans-IO Twilio protocols. No tokio, no sockets, no clock.
