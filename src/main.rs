@@ -1,1 +1,82 @@
-fn main() {}
+//! The `voxbridge` binary: parses the command line, loads configuration, installs tracing and
+//! runs the chosen command. The work itself lives in the library crates under `crates/`.
+
+mod cli;
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Real-time voice AI bridge for Twilio Media Streams and ConversationRelay.
+#[derive(Debug, Parser)]
+#[command(name = "voxbridge", version, about)]
+struct Cli {
+    /// Configuration file (TOML) merged over the embedded defaults (see config/default.toml).
+    #[arg(long, global = true, env = "VOXBRIDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Push a WAV file through the inbound Media Streams path exactly as Twilio would send it
+    /// (mu-law 20 ms frames as `media` JSON) and report the utterances the pipeline detects.
+    Replay(cli::replay::Args),
+    /// Compute or check an X-Twilio-Signature (auth token read from the environment).
+    #[command(subcommand)]
+    Signature(cli::signature::Command),
+    /// Print the TwiML voxbridge serves to connect a call to an agent.
+    #[command(subcommand)]
+    Twiml(cli::twiml::Command),
+    /// Print the effective configuration (defaults + file + environment) and exit.
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    install_tracing(cli.log_format);
+    let config = match config::Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("configuration error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Replay(args) => cli::replay::run(&config, &args),
+        Command::Signature(cmd) => cli::signature::run(&cmd),
+        Command::Twiml(cmd) => cli::twiml::run(&cmd),
+        Command::Config => cli::print_config(&config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn install_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,22 @@
+//! Command implementations. Each writes its result to stdout and returns errors to `main`.
+
+pub(crate) mod replay;
+pub(crate) mod signature;
+pub(crate) mod twiml;
+
+use std::io::Write;
+
+use crate::config::Config;
+
+pub(crate) fn print_config(config: &Config) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{config:#?}")?;
+    Ok(())
+}
+
+/// Parses `KEY=VALUE` command-line pairs.
+pub(crate) fn parse_pair(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {raw:?}"))
+}

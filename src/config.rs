@@ -1,0 +1,188 @@
+//! Configuration: embedded defaults (`config/default.toml`), then an optional file, then
+//! environment overrides. Unknown keys are errors that name the key, reported before any work
+//! starts (STYLE.md: bad configuration is reported with the key and the fix).
+//!
+//! Environment overrides use `VOXBRIDGE__<SECTION>__<KEY>=value`, e.g.
+//! `VOXBRIDGE__VAD__MIN_SPEECH_MS=250`. Values are parsed as TOML scalars (numbers, booleans)
+//! and fall back to strings.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// The defaults, compiled in so the binary runs with no files next to it.
+pub(crate) const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+const ENV_PREFIX: &str = "VOXBRIDGE__";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    pub(crate) pipeline: PipelineConfig,
+    pub(crate) vad: VadSection,
+}
+
+/// `[pipeline]`: the audio format the speech pipeline runs at.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PipelineConfig {
+    /// Sample rate of caller audio after decoding (Hz): 8000 or 16000.
+    pub(crate) sample_rate: u32,
+}
+
+/// `[vad]`: voice activity detection on caller audio.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VadSection {
+    /// Speech must last this long before it counts as the caller talking (ignores coughs, "mm-hm").
+    pub(crate) min_speech_ms: u32,
+    /// Silence this long ends an utterance.
+    pub(crate) hangover_ms: u32,
+}
+
+impl Config {
+    /// Loads the defaults, merges `path` over them when given, then applies `VOXBRIDGE__*`
+    /// environment overrides.
+    pub(crate) fn load(path: Option<&Path>) -> Result<Self> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut merged: toml::Table =
+            toml::from_str(DEFAULT_TOML).context("embedded config/default.toml is invalid")?;
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let user: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            merge(&mut merged, user);
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let keys: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            if keys.iter().any(String::is_empty) {
+                bail!("environment variable {name}: expected VOXBRIDGE__SECTION__KEY");
+            }
+            set_path(&mut merged, &keys, parse_scalar(&value))
+                .with_context(|| format!("environment variable {name}"))?;
+        }
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !matches!(self.pipeline.sample_rate, 8000 | 16000) {
+            bail!(
+                "pipeline.sample_rate = {}: must be 8000 or 16000 (set it in your config file or VOXBRIDGE__PIPELINE__SAMPLE_RATE)",
+                self.pipeline.sample_rate
+            );
+        }
+        Ok(())
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<()> {
+    let (last, parents) = keys
+        .split_last()
+        .expect("split on a non-empty prefix yields a key");
+    let mut cursor = table;
+    for key in parents {
+        cursor = match cursor
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(t) => t,
+            _ => bail!("{key} is a value, not a section"),
+        };
+    }
+    cursor.insert(last.clone(), value);
+    Ok(())
+}
+
+fn parse_scalar(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_load() {
+        let c = Config::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(c.pipeline.sample_rate, 16000);
+        assert!(c.vad.min_speech_ms > 0);
+    }
+
+    #[test]
+    fn env_overrides_a_key() {
+        let c =
+            Config::load_with_env(None, env(&[("VOXBRIDGE__VAD__MIN_SPEECH_MS", "250")])).unwrap();
+        assert_eq!(c.vad.min_speech_ms, 250);
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_keeps_the_rest() {
+        let dir = std::env::temp_dir().join(format!("voxbridge-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "[vad]\nhangover_ms = 900\n").unwrap();
+        let c = Config::load_with_env(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.vad.hangover_ms, 900);
+        assert_eq!(c.pipeline.sample_rate, 16000);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_the_key() {
+        let err = Config::load_with_env(None, env(&[("VOXBRIDGE__VAD__MIN_SPEACH_MS", "250")]))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("min_speach_ms"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_sample_rate_names_the_key() {
+        let err =
+            Config::load_with_env(None, env(&[("VOXBRIDGE__PIPELINE__SAMPLE_RATE", "44100")]))
+                .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("pipeline.sample_rate"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        let err = Config::load_with_env(None, env(&[("VOXBRIDGE__VAD__HANGOVER_MS", "soon")]))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("hangover_ms"), "{err:#}");
+    }
+}
