@@ -1,0 +1,290 @@
+//! The `echo` agent: repeats each caller utterance back once it ends.
+//!
+//! A diagnostic (does audio make the round trip? are marks echoed?) and the load-test
+//! workload: it exercises the whole media path without any provider. Each utterance becomes
+//! one bot turn: its audio, unchanged and at the pipeline rate it arrived at, in
+//! [`EchoFactory::chunk`]-long [`Command::Audio`] pieces, then one
+//! `ChunkEnd { text: "(echo of 1.2 s)" }` and `TurnEnd`.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::{
+    BoxFuture, Brain, BrainError, BrainEvent, BrainFactory, BrainIo, CallInfo, Command, TurnId,
+};
+
+/// Builds [`Echo`] brains.
+#[derive(Debug, Clone, Copy)]
+pub struct EchoFactory {
+    /// Length of each audio command (default 100 ms): small enough that a barge-in drops most
+    /// of a long echo before it is handed to the session.
+    pub chunk: Duration,
+}
+
+impl Default for EchoFactory {
+    fn default() -> Self {
+        Self {
+            chunk: Duration::from_millis(100),
+        }
+    }
+}
+
+impl BrainFactory for EchoFactory {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn start(&self, _call: &CallInfo) -> Result<Box<dyn Brain>, BrainError> {
+        Ok(Box::new(Echo {
+            chunk: self.chunk,
+            next_turn: 1,
+            pending: VecDeque::new(),
+        }))
+    }
+}
+
+/// The echo brain of one call.
+#[derive(Debug)]
+pub struct Echo {
+    chunk: Duration,
+    next_turn: u64,
+    /// Commands not yet accepted by the session's queue, oldest first.
+    pending: VecDeque<Command>,
+}
+
+/// The text of an echo turn: `(echo of 1.2 s)`.
+pub fn echo_text(samples: usize, sample_rate: u32) -> String {
+    let seconds = samples as f64 / f64::from(sample_rate.max(1));
+    format!("(echo of {seconds:.1} s)")
+}
+
+impl Echo {
+    fn handle_event(&mut self, event: BrainEvent) -> bool {
+        match event {
+            BrainEvent::Utterance {
+                pcm, sample_rate, ..
+            } => {
+                if pcm.is_empty() {
+                    return true;
+                }
+                let turn = TurnId(self.next_turn);
+                self.next_turn += 1;
+                let text = echo_text(pcm.len(), sample_rate);
+                let per_chunk = (u128::from(sample_rate) * self.chunk.as_millis() / 1000).max(1);
+                let per_chunk = usize::try_from(per_chunk).unwrap_or(usize::MAX);
+                for piece in pcm.chunks(per_chunk) {
+                    self.pending.push_back(Command::Audio {
+                        turn,
+                        pcm: piece.to_vec(),
+                        sample_rate,
+                    });
+                }
+                self.pending.push_back(Command::ChunkEnd { turn, text });
+                self.pending.push_back(Command::TurnEnd { turn });
+                true
+            }
+            BrainEvent::BargeIn { turn, .. } => {
+                // The caller talked over the echo: forget what is left of that turn.
+                self.pending.retain(|c| !is_for_turn(c, turn));
+                true
+            }
+            BrainEvent::CallEnded { .. } => false,
+            BrainEvent::CallStarted(_)
+            | BrainEvent::SpeechStarted
+            | BrainEvent::Dtmf(_)
+            | BrainEvent::TurnPlayed { .. } => true,
+        }
+    }
+
+    async fn run_loop(mut self, mut io: BrainIo) -> Result<(), BrainError> {
+        loop {
+            tokio::select! {
+                biased;
+                () = io.cancel.cancelled() => return Ok(()),
+                event = io.events.recv() => match event {
+                    Some(event) => {
+                        if !self.handle_event(event) {
+                            return Ok(());
+                        }
+                    }
+                    None => return Ok(()),
+                },
+                permit = reserve(&io.commands), if !self.pending.is_empty() => {
+                    let Ok(permit) = permit else { return Ok(()) };
+                    if let Some(command) = self.pending.pop_front() {
+                        permit.send(command);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn reserve(
+    commands: &mpsc::Sender<Command>,
+) -> Result<mpsc::Permit<'_, Command>, mpsc::error::SendError<()>> {
+    commands.reserve().await
+}
+
+fn is_for_turn(command: &Command, turn: TurnId) -> bool {
+    match command {
+        Command::Audio { turn: t, .. }
+        | Command::ChunkEnd { turn: t, .. }
+        | Command::TurnEnd { turn: t } => *t == turn,
+        Command::Hangup { .. } => false,
+    }
+}
+
+impl Brain for Echo {
+    fn run(self: Box<Self>, io: BrainIo) -> BoxFuture<Result<(), BrainError>> {
+        Box::pin(self.run_loop(io))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{BrainChannels, EndReason, spawn_brain};
+
+    fn call() -> CallInfo {
+        CallInfo {
+            call_sid: "CA00000000000000000000000000000001".into(),
+            stream_sid: "MZ00000000000000000000000000000001".into(),
+            account_sid: "AC00000000000000000000000000000001".into(),
+            custom_parameters: BTreeMap::new(),
+        }
+    }
+
+    fn utterance(samples: usize) -> BrainEvent {
+        BrainEvent::Utterance {
+            pcm: (0..samples).map(|i| (i % 100) as i16).collect(),
+            sample_rate: 16_000,
+            started_at: Duration::ZERO,
+            ended_at: Duration::from_millis(1200),
+        }
+    }
+
+    #[test]
+    fn echo_text_rounds_to_a_tenth() {
+        assert_eq!(echo_text(19_200, 16_000), "(echo of 1.2 s)");
+        assert_eq!(echo_text(8_000, 8_000), "(echo of 1.0 s)");
+        assert_eq!(echo_text(5, 0), "(echo of 5.0 s)");
+    }
+
+    #[tokio::test]
+    async fn utterance_comes_back_as_one_turn_in_100ms_chunks() {
+        let brain = EchoFactory::default().start(&call()).expect("echo starts");
+        let mut handle = spawn_brain("echo", brain, BrainChannels::default());
+        handle
+            .deliver(BrainEvent::CallStarted(call()))
+            .expect("queue has room");
+        let original = utterance(19_200);
+        let BrainEvent::Utterance { pcm: sent, .. } = original.clone() else {
+            unreachable!("built as an utterance")
+        };
+        handle.deliver(original).expect("queue has room");
+
+        let mut echoed = Vec::new();
+        let mut audio_commands = 0;
+        loop {
+            match handle.next_command().await.expect("brain is running") {
+                Command::Audio {
+                    turn,
+                    pcm,
+                    sample_rate,
+                } => {
+                    assert_eq!(turn, TurnId(1));
+                    assert_eq!(sample_rate, 16_000);
+                    assert_eq!(pcm.len(), 1600);
+                    audio_commands += 1;
+                    echoed.extend(pcm);
+                }
+                Command::ChunkEnd { turn, text } => {
+                    assert_eq!(turn, TurnId(1));
+                    assert_eq!(text, "(echo of 1.2 s)");
+                }
+                Command::TurnEnd { turn } => {
+                    assert_eq!(turn, TurnId(1));
+                    break;
+                }
+                other @ Command::Hangup { .. } => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(audio_commands, 12);
+        assert_eq!(echoed, sent);
+
+        handle
+            .deliver(BrainEvent::CallEnded {
+                reason: EndReason::Stopped,
+            })
+            .expect("queue has room");
+        assert_eq!(handle.next_command().await, None, "brain ends on CallEnded");
+        handle
+            .finish(Duration::from_secs(1))
+            .await
+            .expect("clean exit");
+    }
+
+    #[tokio::test]
+    async fn barge_in_drops_the_rest_of_the_turn() {
+        let brain = EchoFactory::default().start(&call()).expect("echo starts");
+        // A one-slot command queue keeps most of the turn pending inside the brain.
+        let sizes = BrainChannels {
+            events: 8,
+            commands: 1,
+        };
+        let mut handle = spawn_brain("echo", brain, sizes);
+        handle.deliver(utterance(160_000)).expect("queue has room");
+        let first = handle.next_command().await.expect("first chunk");
+        assert!(matches!(
+            first,
+            Command::Audio {
+                turn: TurnId(1),
+                ..
+            }
+        ));
+        handle
+            .deliver(BrainEvent::BargeIn {
+                turn: TurnId(1),
+                heard: String::new(),
+            })
+            .expect("queue has room");
+        // The next utterance must come through after at most the one in-flight chunk.
+        handle.deliver(utterance(1600)).expect("queue has room");
+        let mut stale = 0;
+        loop {
+            match handle.next_command().await.expect("brain is running") {
+                Command::Audio {
+                    turn: TurnId(1), ..
+                } => stale += 1,
+                Command::TurnEnd { turn: TurnId(2) } => break,
+                Command::Audio {
+                    turn: TurnId(2), ..
+                }
+                | Command::ChunkEnd {
+                    turn: TurnId(2), ..
+                } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(stale <= 2, "{stale} stale chunks after barge-in");
+        handle
+            .finish(Duration::from_secs(1))
+            .await
+            .expect("clean exit");
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_the_brain() {
+        let brain = EchoFactory::default().start(&call()).expect("echo starts");
+        let handle = spawn_brain("echo", brain, BrainChannels::default());
+        handle
+            .finish(Duration::from_secs(1))
+            .await
+            .expect("stops on cancel");
+    }
+}

@@ -1,0 +1,243 @@
+//! The async Media Streams bridge: Twilio opens a WebSocket to `media_path` (default
+//! `/media`), we check `X-Twilio-Signature`, and one driver task per call runs the sans-IO
+//! [`voxbridge_session::Session`] against the socket and the call's brain
+//! ([`voxbridge_agent`]).
+//!
+//! ```text
+//! Twilio ──ws──▶ router(): /media (signature, limits) ──▶ drive_call(): one task per call
+//!                   │                                       │ select! { frame, brain command,
+//!                   │                                       │   control, timeout, shutdown }
+//!                   ▼                                       ▼
+//!            Registry (DashMap of handles)            Session (sans-IO) ◀──▶ Brain task
+//! ```
+//!
+//! - [`serve`] runs the route on a listener until the shutdown token fires, then drains:
+//!   upgrades get 503, live calls get up to `drain_timeout_ms`, then each is ended with close
+//!   1001 ([`voxbridge_session::Input::Shutdown`]).
+//! - [`router`] gives the routes (`media_path` and `/healthz`) for embedding.
+//! - [`Registry`] lists live calls by call and stream SID; entries vanish on every exit path.
+//! - [`CallSink`] receives each call's [`CallRecord`] at teardown (the store plugs in here).
+
+mod config;
+mod driver;
+mod registry;
+mod server;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use voxbridge_agent::{Agents, BrainChannels, BrainError};
+use voxbridge_session::{CallSummary, SessionConfig};
+use voxbridge_twilio::RequestValidator;
+
+pub use config::{ConfigError, MediaConfig};
+pub use driver::drive_call;
+pub use registry::{CallEntry, Control, ControlError, Registry};
+pub use server::{ApiError, router, serve, serve_with_state};
+
+/// Errors starting or running the media service.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// A `[media]` key is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `default_agent` names no registered agent.
+    #[error("media.default_agent: {0}")]
+    DefaultAgent(BrainError),
+    /// The HTTP server failed.
+    #[error("media server failed: {0}")]
+    Server(#[source] std::io::Error),
+    /// The server task panicked or was cancelled.
+    #[error("media server task ended abnormally: {0}")]
+    Task(String),
+}
+
+/// Everything the bridge records about a finished call.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// The session's summary (the end reason may be the shell's, e.g. a refused agent).
+    pub summary: CallSummary,
+    /// The agent that ran the call (`None` if `start` never came or the agent was refused).
+    pub agent: Option<String>,
+    /// When `start` arrived.
+    pub started_at: Option<SystemTime>,
+    /// From socket open to teardown.
+    pub duration: Duration,
+}
+
+/// Where finished calls go (the store implements this). Called once per connection, from the
+/// call's task, after it is unregistered: must not block; spawn for slow I/O.
+pub trait CallSink: Send + Sync + 'static {
+    /// One call has ended.
+    fn call_ended(&self, record: &CallRecord);
+}
+
+/// The default sink: the summary is already logged by the driver; keep nothing else.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogOnly;
+
+impl CallSink for LogOnly {
+    fn call_ended(&self, _record: &CallRecord) {}
+}
+
+/// Shared state of the media service: config, agents, registry, drain state. Cheap to clone.
+#[derive(Clone)]
+pub struct MediaState {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: MediaConfig,
+    session: SessionConfig,
+    /// `None` only with `insecure_skip_signature`.
+    validator: Option<RequestValidator>,
+    public_base: String,
+    agents: Agents,
+    registry: Registry,
+    sink: Arc<dyn CallSink>,
+    brain_channels: BrainChannels,
+    draining: AtomicBool,
+    force_close: CancellationToken,
+    connections: TaskTracker,
+}
+
+impl fmt::Debug for MediaState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaState")
+            .field("config", &self.shared.config)
+            .field("agents", &self.shared.agents)
+            .field("calls", &self.shared.registry.count())
+            .field("connections", &self.shared.connections.len())
+            .field("draining", &self.is_draining())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaState {
+    /// Validates `config` (errors name the key) and builds the state with the [`LogOnly`]
+    /// sink. Logs a warning if signature checks are switched off.
+    pub fn new(config: MediaConfig, agents: Agents) -> Result<Self, MediaError> {
+        Self::with_call_sink(config, agents, Arc::new(LogOnly))
+    }
+
+    /// As [`MediaState::new`], handing each finished call to `sink`.
+    pub fn with_call_sink(
+        config: MediaConfig,
+        agents: Agents,
+        sink: Arc<dyn CallSink>,
+    ) -> Result<Self, MediaError> {
+        config.validate()?;
+        agents
+            .get(&config.default_agent)
+            .map_err(MediaError::DefaultAgent)?;
+        let validator = if config.insecure_skip_signature {
+            tracing::warn!(
+                "media.insecure_skip_signature = true: X-Twilio-Signature is NOT checked and \
+                 anyone who can reach {} can open calls. Development only.",
+                config.media_path
+            );
+            None
+        } else {
+            Some(RequestValidator::new(config.auth_token.clone()))
+        };
+        let public_base = if config.public_url.is_empty() {
+            String::new()
+        } else {
+            config.public_base()?
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                session: config.session_config(),
+                config,
+                validator,
+                public_base,
+                agents,
+                registry: Registry::new(),
+                sink,
+                brain_channels: BrainChannels::default(),
+                draining: AtomicBool::new(false),
+                force_close: CancellationToken::new(),
+                connections: TaskTracker::new(),
+            }),
+        })
+    }
+
+    /// The live calls.
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// Open Media Streams connections, including those whose `start` has not arrived yet.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.len()
+    }
+
+    /// Whether shutdown has begun (new upgrades get 503).
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting calls; live ones continue. Idempotent.
+    pub fn begin_drain(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+        self.shared.connections.close();
+    }
+
+    /// Ends every live call now with close 1001 (the drain deadline passed).
+    pub fn close_all(&self) {
+        self.begin_drain();
+        self.shared.force_close.cancel();
+    }
+
+    /// Resolves when draining and every connection has ended.
+    pub async fn idle(&self) {
+        self.shared.connections.wait().await;
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MediaConfig {
+        &self.shared.config
+    }
+
+    pub(crate) fn session_config(&self) -> &SessionConfig {
+        &self.shared.session
+    }
+
+    pub(crate) fn agents(&self) -> &Agents {
+        &self.shared.agents
+    }
+
+    pub(crate) fn call_sink(&self) -> &dyn CallSink {
+        &*self.shared.sink
+    }
+
+    pub(crate) fn brain_channels(&self) -> BrainChannels {
+        self.shared.brain_channels
+    }
+
+    pub(crate) fn force_close_token(&self) -> CancellationToken {
+        self.shared.force_close.clone()
+    }
+
+    pub(crate) fn connection_token(&self) -> tokio_util::task::task_tracker::TaskTrackerToken {
+        self.shared.connections.token()
+    }
+
+    /// Checks the upgrade's `X-Twilio-Signature` against `public_url` + the request's path
+    /// and query. `Ok` when checks are switched off.
+    pub(crate) fn check_signature(
+        &self,
+        path_and_query: &str,
+        signature: Option<&str>,
+    ) -> Result<(), voxbridge_twilio::SignatureError> {
+        let Some(validator) = &self.shared.validator else {
+            return Ok(());
+        };
+        let url = format!("{}{path_and_query}", self.shared.public_base);
+        validator.validate_websocket(&url, signature.unwrap_or(""))
+    }
+}

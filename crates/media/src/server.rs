@@ -1,0 +1,187 @@
+//! HTTP side: the upgrade route (signature, drain, WebSocket limits), `/healthz`, and
+//! [`serve`] with its graceful shutdown.
+
+use std::time::Duration;
+
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::StreamExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use voxbridge_agent::Agents;
+use voxbridge_twilio::SignatureError;
+
+use crate::{MediaConfig, MediaError, MediaState, drive_call};
+
+/// The header Twilio signs requests with.
+const SIGNATURE_HEADER: &str = "x-twilio-signature";
+/// tungstenite's read buffer: Twilio frames are ~300 bytes, so 4 KiB instead of 128 KiB.
+const READ_BUFFER: usize = 4096;
+/// Most bytes buffered for writing before writes fail (only grows while the peer is slow).
+const MAX_WRITE_BUFFER: usize = 64 * 1024;
+/// After the forced close, how long calls get to send their close frames.
+const CLOSE_GRACE_EXTRA: Duration = Duration::from_secs(2);
+/// How long the HTTP server gets to finish plain requests at the very end.
+const SERVER_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// An HTTP error with a clear message and status; the internal cause is logged.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The server is shutting down.
+    #[error("server is shutting down; Twilio should retry another instance")]
+    Draining,
+    /// `X-Twilio-Signature` missing or wrong.
+    #[error("invalid X-Twilio-Signature")]
+    Forbidden(#[source] SignatureError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+        };
+        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        (status, body).into_response()
+    }
+}
+
+/// The media routes: `config.media_path` (WebSocket) and `GET /healthz`.
+pub fn router(state: MediaState) -> Router {
+    let path = state.config().media_path.clone();
+    Router::new()
+        .route(&path, get(media_upgrade))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+async fn media_upgrade(
+    State(state): State<MediaState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if state.is_draining() {
+        return ApiError::Draining.into_response();
+    }
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    if let Err(e) = state.check_signature(path_and_query, signature) {
+        warn!(error = %e, path = uri.path(), "rejected Media Streams upgrade");
+        return ApiError::Forbidden(e).into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    // Counted from before the upgrade, so a drain that starts now still waits for this call.
+    let connection = state.connection_token();
+    let limit = state.config().hard_message_limit();
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER.max(limit * 2))
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_failed_upgrade(|e| warn!(error = %e, "Media Streams upgrade failed"))
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = socket.split();
+            drive_call(state, sink, stream).await;
+            drop(connection);
+        })
+}
+
+async fn healthz(State(state): State<MediaState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": if state.is_draining() { "draining" } else { "ok" },
+        "calls": state.registry().count(),
+        "connections": state.connections(),
+    }))
+}
+
+/// Runs the media service on `listener` until `shutdown` fires, then drains (see
+/// [`serve_with_state`]).
+pub async fn serve(
+    config: MediaConfig,
+    listener: TcpListener,
+    agents: Agents,
+    shutdown: CancellationToken,
+) -> Result<(), MediaError> {
+    let state = MediaState::new(config, agents)?;
+    serve_with_state(state, listener, shutdown).await
+}
+
+/// Runs [`router`] for `state` on `listener`. When `shutdown` fires: upgrades get 503, live
+/// calls get `drain_timeout_ms` to end on their own, then each is closed with 1001; the
+/// server stops once every call is gone (or a short grace after that).
+pub async fn serve_with_state(
+    state: MediaState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), MediaError> {
+    let local = listener.local_addr().ok();
+    info!(
+        address = ?local,
+        path = %state.config().media_path,
+        "media service listening"
+    );
+    let stop_server = CancellationToken::new();
+    let server = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(stop_server.clone().cancelled_owned());
+    let mut server = tokio::spawn(async move { server.await });
+
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        result = &mut server => return server_result(result),
+    }
+
+    let drain = state.config().drain_timeout();
+    info!(
+        calls = state.registry().count(),
+        connections = state.connections(),
+        ?drain,
+        "shutdown: refusing new calls, draining live ones"
+    );
+    state.begin_drain();
+    if tokio::time::timeout(drain, state.idle()).await.is_err() {
+        warn!(
+            calls = state.registry().count(),
+            connections = state.connections(),
+            "drain deadline passed: closing live calls (1001)"
+        );
+        state.close_all();
+        let grace = state.config().send_timeout() + CLOSE_GRACE_EXTRA;
+        if tokio::time::timeout(grace, state.idle()).await.is_err() {
+            warn!(
+                connections = state.connections(),
+                "calls did not close in time; stopping anyway"
+            );
+        }
+    }
+    stop_server.cancel();
+    if let Ok(result) = tokio::time::timeout(SERVER_STOP_GRACE, &mut server).await {
+        server_result(result)
+    } else {
+        warn!("HTTP connections still open at exit; aborting them");
+        server.abort();
+        Ok(())
+    }
+}
+
+fn server_result(
+    result: Result<std::io::Result<()>, tokio::task::JoinError>,
+) -> Result<(), MediaError> {
+    match result {
+        Ok(Ok(())) => {
+            info!("media service stopped");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(MediaError::Server(e)),
+        Err(e) => Err(MediaError::Task(e.to_string())),
+    }
+}

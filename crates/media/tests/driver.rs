@@ -1,0 +1,174 @@
+//! The call driver without a socket: `drive_call` over in-memory `Sink`/`Stream` halves, on
+//! paused tokio time, for peers that stop reading or vanish.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use futures::Sink;
+use futures::channel::mpsc::{UnboundedSender, unbounded};
+use tokio::time::Instant;
+use voxbridge_agent::Agents;
+use voxbridge_media::{MediaConfig, MediaState, drive_call};
+use voxbridge_session::EndReason;
+use voxbridge_twilio::media::{Track, TwilioEncoder};
+use voxbridge_twilio::sid::{AccountSid, CallSid, StreamSid};
+
+/// A peer that accepts `capacity` frames and then never reads again.
+#[derive(Clone)]
+struct StuckPeer {
+    accepted: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+impl Sink<Message> for StuckPeer {
+    type Error = Infallible;
+
+    fn poll_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        if self.accepted.load(Ordering::SeqCst) < self.capacity {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn start_send(self: Pin<&mut Self>, _item: Message) -> Result<(), Infallible> {
+        self.accepted.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn state(send_timeout_ms: u64) -> MediaState {
+    MediaState::new(
+        MediaConfig {
+            insecure_skip_signature: true,
+            send_timeout_ms,
+            ..MediaConfig::default()
+        },
+        Agents::builtin(),
+    )
+    .expect("valid config")
+}
+
+#[allow(clippy::unnecessary_wraps)] // the stream's item type
+fn text(s: &str) -> Result<Message, Infallible> {
+    Ok(Message::Text(s.to_owned().into()))
+}
+
+/// Sends `connected`, `start` and `seconds` of the speech fixture, all at once.
+fn feed_call(tx: &UnboundedSender<Result<Message, Infallible>>, seconds: usize) -> CallSid {
+    let call_sid = CallSid::new(format!("CA{:032x}", 0xD1)).expect("valid SID");
+    let mut twilio =
+        TwilioEncoder::new(StreamSid::new(format!("MZ{:032x}", 0xD1)).expect("valid SID"));
+    let account = AccountSid::new(format!("AC{:032x}", 1)).expect("valid SID");
+    tx.unbounded_send(text(twilio.connected()))
+        .expect("driver listening");
+    let params = BTreeMap::from([("agent".to_owned(), "echo".to_owned())]);
+    tx.unbounded_send(text(twilio.start(
+        account,
+        call_sid.clone(),
+        vec![Track::Inbound],
+        params,
+    )))
+    .expect("driver listening");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/speech_clean_8k.wav"
+    );
+    let (pcm, _) = voxbridge_audio::wav::read_wav(path).expect("fixture readable");
+    let mut mulaw = Vec::new();
+    voxbridge_audio::mulaw::encode(&pcm[..seconds * 8000], &mut mulaw);
+    for (i, frame) in mulaw.chunks(160).enumerate() {
+        let i = i as u64;
+        tx.unbounded_send(text(twilio.media(Track::Inbound, i + 1, i * 20, frame)))
+            .expect("driver listening");
+    }
+    call_sid
+}
+
+#[tokio::test(start_paused = true)]
+async fn peer_that_stops_reading_is_torn_down_within_the_send_timeout() {
+    let state = state(2000);
+    let peer = StuckPeer {
+        accepted: Arc::default(),
+        capacity: 0,
+    };
+    let (tx, rx) = unbounded();
+    let call_sid = feed_call(&tx, 5);
+    let began = Instant::now();
+    let driver = tokio::spawn(drive_call(state.clone(), peer.clone(), rx));
+
+    // The echo's first frame is written at once (all speech was fed at t = 0) and never
+    // completes; the call must end as a slow peer within the 2 s send timeout.
+    let summary = tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("driver ends")
+        .expect("driver does not panic");
+    let took = began.elapsed();
+    assert_eq!(summary.end_reason, Some(EndReason::SlowPeer));
+    assert_eq!(summary.call_sid.as_deref(), Some(call_sid.as_str()));
+    assert!(summary.utterances >= 1, "the echo had something to send");
+    assert!(
+        took >= Duration::from_secs(2) && took <= Duration::from_millis(2100),
+        "torn down after {took:?}"
+    );
+    assert!(state.registry().is_empty());
+    drop(tx);
+}
+
+#[tokio::test(start_paused = true)]
+async fn vanished_peer_ends_on_idle_timeout_and_unregisters() {
+    let state = state(1000);
+    let peer = StuckPeer {
+        accepted: Arc::default(),
+        capacity: 0,
+    };
+    let (tx, rx) = unbounded();
+    // No speech: nothing is ever written, and after `start` the peer goes silent.
+    let call_sid = feed_call(&tx, 0);
+    let driver = tokio::spawn(drive_call(state.clone(), peer, rx));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        state
+            .registry()
+            .by_call_sid(call_sid.as_str())
+            .map(|c| c.agent),
+        Some("echo".to_owned())
+    );
+    let summary = tokio::time::timeout(Duration::from_secs(30), driver)
+        .await
+        .expect("driver ends")
+        .expect("driver does not panic");
+    assert_eq!(summary.end_reason, Some(EndReason::IdleTimeout));
+    assert!(state.registry().is_empty());
+    drop(tx);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stream_end_is_a_socket_close() {
+    let state = state(1000);
+    let peer = StuckPeer {
+        accepted: Arc::default(),
+        capacity: usize::MAX,
+    };
+    let (tx, rx) = unbounded();
+    feed_call(&tx, 1);
+    drop(tx);
+    let summary = drive_call(state.clone(), peer.clone(), rx).await;
+    assert_eq!(summary.end_reason, Some(EndReason::SocketClosed));
+    assert!(summary.frames_in >= 49, "{} frames", summary.frames_in);
+    assert!(state.registry().is_empty());
+}

@@ -1,0 +1,127 @@
+//! Caller utterances through the whole inbound path (Twilio JSON -> mu-law -> pipeline rate ->
+//! VAD) against the fixtures' ground-truth labels.
+//!
+//! Tolerances are the VAD's documented ones (`crates/audio/tests/vad_fixtures.rs`): start at
+//! most one 10 ms frame early and 20 ms late on clean speech, 60 ms late in noise; end at most
+//! 10 ms late and 150 ms early; plus one 10 ms frame either way for what the session adds
+//! (mu-law quantisation, the 8 -> 16 kHz resampler).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Call, Out, labels, load, patient};
+use voxbridge_session::{BrainEvent, SessionConfig};
+
+/// (start, end, pcm length, rate) of every utterance, after the audio plus 1 s of silence.
+fn utterances(config: SessionConfig, wav: &str) -> Vec<(Duration, Duration, usize, u32)> {
+    let mut call = Call::new(config);
+    call.start();
+    let mut pcm = load(wav);
+    pcm.extend(std::iter::repeat_n(0, 8000));
+    call.feed_pcm(&pcm, |_, _, _| {});
+    let spans: Vec<_> = call
+        .sent()
+        .filter_map(|o| match o {
+            Out::Brain(BrainEvent::Utterance {
+                pcm,
+                sample_rate,
+                started_at,
+                ended_at,
+            }) => Some((*started_at, *ended_at, pcm.len(), *sample_rate)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(call.session.summary().utterances, spans.len() as u64);
+    // Every onset was announced before its utterance.
+    let started = call
+        .sent()
+        .filter(|o| **o == Out::Brain(BrainEvent::SpeechStarted))
+        .count();
+    assert_eq!(started, spans.len());
+    spans
+}
+
+fn check(
+    spans: &[(Duration, Duration, usize, u32)],
+    truth: &[(u64, u64)],
+    late_start_ms: i64,
+    rate: u32,
+) {
+    assert_eq!(spans.len(), truth.len(), "{spans:?} vs {truth:?}");
+    for (&(start, end, len, sample_rate), &(ts, te)) in spans.iter().zip(truth) {
+        assert_eq!(sample_rate, rate);
+        // The audio covers exactly the reported span.
+        let expected_len =
+            end.checked_sub(start).unwrap().as_nanos() * u128::from(rate) / 1_000_000_000;
+        assert_eq!(len as u128, expected_len);
+        let start_err = start.as_millis() as i64 - (ts / 8) as i64;
+        let end_err = end.as_millis() as i64 - (te / 8) as i64;
+        assert!(
+            (-10..=late_start_ms + 10).contains(&start_err),
+            "start {start:?} vs label {} ms ({spans:?})",
+            ts / 8
+        );
+        assert!(
+            (-150 - 10..=10 + 10).contains(&end_err),
+            "end {end:?} vs label {} ms ({spans:?})",
+            te / 8
+        );
+    }
+}
+
+#[test]
+fn clean_speech_utterances_match_the_labels_at_16k() {
+    let spans = utterances(patient(), "speech_clean_8k.wav");
+    check(&spans, &labels("speech_clean_8k.labels"), 20, 16_000);
+}
+
+#[test]
+fn clean_speech_utterances_match_the_labels_at_8k() {
+    let spans = utterances(
+        SessionConfig {
+            pipeline_rate: 8000,
+            ..patient()
+        },
+        "speech_clean_8k.wav",
+    );
+    check(&spans, &labels("speech_clean_8k.labels"), 20, 8000);
+}
+
+#[test]
+fn noisy_speech_utterances_match_the_labels() {
+    let spans = utterances(patient(), "speech_noisy_8k.wav");
+    check(&spans, &labels("speech_clean_8k.labels"), 60, 16_000);
+}
+
+#[test]
+fn noise_and_coughs_make_no_utterance() {
+    assert!(utterances(patient(), "noise_only_8k.wav").is_empty());
+    assert!(utterances(patient(), "cough_8k.wav").is_empty());
+}
+
+#[test]
+fn utterance_audio_is_the_callers_audio() {
+    // The utterance's samples are the pipeline stream itself: the 16 kHz audio must carry the
+    // fixture's energy (not silence, not a shifted copy of the pre-roll).
+    let mut call = Call::new(patient());
+    call.start();
+    let pcm = load("speech_clean_8k.wav");
+    call.feed_pcm(&pcm, |_, _, _| {});
+    let Some(Out::Brain(BrainEvent::Utterance {
+        pcm: u, started_at, ..
+    })) = call
+        .sent()
+        .find(|o| matches!(o, Out::Brain(BrainEvent::Utterance { .. })))
+        .cloned()
+    else {
+        panic!("no utterance");
+    };
+    // Compare RMS over the first 200 ms against the same span of the source.
+    let rms =
+        |s: &[i16]| (s.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / s.len() as f64).sqrt();
+    let from = (started_at.as_millis() as usize) * 8;
+    let source = rms(&pcm[from..from + 1600]);
+    let ours = rms(&u[..3200]);
+    assert!((ours / source - 1.0).abs() < 0.1, "{ours} vs {source}");
+}
