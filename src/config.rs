@@ -3,7 +3,7 @@
 //! starts (STYLE.md: bad configuration is reported with the key and the fix).
 //!
 //! Environment overrides use `VOXBRIDGE__<SECTION>__<KEY>=value`, e.g.
-//! `VOXBRIDGE__VAD__MIN_SPEECH_MS=250`. Values are parsed as TOML scalars (numbers, booleans)
+//! `VOXBRIDGE__MEDIA__MIN_SPEECH_MS=250`. Values are parsed as TOML scalars (numbers, booleans)
 //! and fall back to strings.
 
 use std::path::Path;
@@ -18,26 +18,8 @@ const ENV_PREFIX: &str = "VOXBRIDGE__";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Config {
-    pub(crate) pipeline: PipelineConfig,
-    pub(crate) vad: VadSection,
-}
-
-/// `[pipeline]`: the audio format the speech pipeline runs at.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PipelineConfig {
-    /// Sample rate of caller audio after decoding (Hz): 8000 or 16000.
-    pub(crate) sample_rate: u32,
-}
-
-/// `[vad]`: voice activity detection on caller audio.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct VadSection {
-    /// Speech must last this long before it counts as the caller talking (ignores coughs, "mm-hm").
-    pub(crate) min_speech_ms: u32,
-    /// Silence this long ends an utterance.
-    pub(crate) hangover_ms: u32,
+    /// `[media]`: the Media Streams bridge (`voxbridge serve`) and its per-call sessions.
+    pub(crate) media: voxbridge_media::MediaConfig,
 }
 
 impl Config {
@@ -79,10 +61,10 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
-        if !matches!(self.pipeline.sample_rate, 8000 | 16000) {
+        let rate = self.media.pipeline_rate;
+        if !matches!(rate, 8000 | 16000 | 24000 | 48000) {
             bail!(
-                "pipeline.sample_rate = {}: must be 8000 or 16000 (set it in your config file or VOXBRIDGE__PIPELINE__SAMPLE_RATE)",
-                self.pipeline.sample_rate
+                "media.pipeline_rate = {rate}: must be 8000, 16000, 24000 or 48000 (set it in your config file or VOXBRIDGE__MEDIA__PIPELINE_RATE)"
             );
         }
         Ok(())
@@ -139,15 +121,16 @@ mod tests {
     #[test]
     fn embedded_defaults_load() {
         let c = Config::load_with_env(None, env(&[])).unwrap();
-        assert_eq!(c.pipeline.sample_rate, 16000);
-        assert!(c.vad.min_speech_ms > 0);
+        assert_eq!(c.media.pipeline_rate, 16000);
+        assert_eq!(c.media.media_path, "/media");
+        assert!(c.media.min_speech_ms > 0);
     }
 
     #[test]
     fn env_overrides_a_key() {
-        let c =
-            Config::load_with_env(None, env(&[("VOXBRIDGE__VAD__MIN_SPEECH_MS", "250")])).unwrap();
-        assert_eq!(c.vad.min_speech_ms, 250);
+        let c = Config::load_with_env(None, env(&[("VOXBRIDGE__MEDIA__MIN_SPEECH_MS", "250")]))
+            .unwrap();
+        assert_eq!(c.media.min_speech_ms, 250);
     }
 
     #[test]
@@ -155,33 +138,32 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("voxbridge-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
-        std::fs::write(&path, "[vad]\nhangover_ms = 900\n").unwrap();
+        std::fs::write(&path, "[media]\nhangover_ms = 900\n").unwrap();
         let c = Config::load_with_env(Some(&path), env(&[])).unwrap();
-        assert_eq!(c.vad.hangover_ms, 900);
-        assert_eq!(c.pipeline.sample_rate, 16000);
+        assert_eq!(c.media.hangover_ms, 900);
+        assert_eq!(c.media.pipeline_rate, 16000);
     }
 
     #[test]
     fn unknown_key_is_an_error_naming_the_key() {
-        let err = Config::load_with_env(None, env(&[("VOXBRIDGE__VAD__MIN_SPEACH_MS", "250")]))
+        let err = Config::load_with_env(None, env(&[("VOXBRIDGE__MEDIA__MIN_SPEACH_MS", "250")]))
             .unwrap_err();
         assert!(format!("{err:#}").contains("min_speach_ms"), "{err:#}");
     }
 
     #[test]
     fn bad_sample_rate_names_the_key() {
-        let err =
-            Config::load_with_env(None, env(&[("VOXBRIDGE__PIPELINE__SAMPLE_RATE", "44100")]))
-                .unwrap_err();
+        let err = Config::load_with_env(None, env(&[("VOXBRIDGE__MEDIA__PIPELINE_RATE", "44100")]))
+            .unwrap_err();
         assert!(
-            format!("{err:#}").contains("pipeline.sample_rate"),
+            format!("{err:#}").contains("media.pipeline_rate"),
             "{err:#}"
         );
     }
 
     #[test]
     fn wrong_type_is_an_error() {
-        let err = Config::load_with_env(None, env(&[("VOXBRIDGE__VAD__HANGOVER_MS", "soon")]))
+        let err = Config::load_with_env(None, env(&[("VOXBRIDGE__MEDIA__HANGOVER_MS", "soon")]))
             .unwrap_err();
         assert!(format!("{err:#}").contains("hangover_ms"), "{err:#}");
     }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod shutdown;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the Media Streams bridge: Twilio's `<Connect><Stream>` connects to `[media].listen`.
+    Serve,
     /// Push a WAV file through the inbound Media Streams path exactly as Twilio would send it
     /// (mu-law 20 ms frames as `media` JSON) and report the utterances the pipeline detects.
     Replay(cli::replay::Args),
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Serve => cli::serve::run(config),
         Command::Replay(args) => cli::replay::run(&config, &args),
         Command::Signature(cmd) => cli::signature::run(&cmd),
         Command::Twiml(cmd) => cli::twiml::run(&cmd),

@@ -1,6 +1,7 @@
 //! Command implementations. Each writes its result to stdout and returns errors to `main`.
 
 pub(crate) mod replay;
+pub(crate) mod serve;
 pub(crate) mod signature;
 pub(crate) mod twiml;
 

@@ -56,13 +56,15 @@ pub(crate) fn run(config: &Config, args: &Args) -> Result<()> {
     }
 
     // The production inbound path, one frame at a time.
-    let pipeline_rate = config.pipeline.sample_rate;
+    let media = &config.media;
+    let pipeline_rate = media.pipeline_rate;
     let mut decoder = InboundDecoder::new();
     let mut to_pipeline = StreamResampler::new(TWILIO_RATE, pipeline_rate)?;
     let mut detector = vad::Vad::new(vad::VadConfig {
         sample_rate: pipeline_rate,
-        min_speech_ms: config.vad.min_speech_ms,
-        hangover_ms: config.vad.hangover_ms,
+        min_speech_ms: u32::try_from(media.min_speech_ms)
+            .context("media.min_speech_ms is too large")?,
+        hangover_ms: u32::try_from(media.hangover_ms).context("media.hangover_ms is too large")?,
         ..vad::VadConfig::new(pipeline_rate)
     })?;
     let mut pcm = Vec::with_capacity(FRAME_BYTES);
