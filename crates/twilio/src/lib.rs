@@ -24,3 +24,5 @@ pub mod webhook;
 
 pub use e164::{Address, E164, E164Error};
 pub use signature::{RequestValidator, SignatureError};
+#[cfg(feature = "rest")]
+pub mod rest;

@@ -1,0 +1,386 @@
+//! `[api]` configuration. Every field has a documented production default; secrets are
+//! [`Secret`]s, which never show in `Debug`.
+
+use std::fmt;
+
+use serde::Deserialize;
+use voxbridge_twilio::E164;
+use voxbridge_twilio::twiml::{ConversationRelay, Stream};
+
+/// A secret string: deserializes from a plain string, prints as `<redacted>`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself (never log it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether no secret is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            f.write_str("<unset>")
+        } else {
+            f.write_str("<redacted>")
+        }
+    }
+}
+
+/// A configuration value that cannot work, named by its key, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config api.{key}: {problem}")]
+pub struct ConfigError {
+    /// The key, relative to `[api]`.
+    pub key: &'static str,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// The companion HTTP service.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on. Default `0.0.0.0:8081`.
+    pub listen: String,
+    /// The public base URL Twilio reaches this service at (scheme, host, optional port, no
+    /// trailing `/`). Used to validate `X-Twilio-Signature` and to build callback URLs.
+    /// Default `http://localhost:8081`.
+    pub public_url: String,
+    /// Bearer token for `/api/*`. Empty (the default) refuses every `/api/*` request.
+    pub api_token: Secret,
+    /// Largest request body in bytes. Default 65536.
+    pub body_limit_bytes: usize,
+    /// Screening ids accepted by `POST /api/screenings`. Default `["default"]`.
+    pub screenings: Vec<String>,
+    /// Most screening calls per candidate in any 24 hours (failed creates do not count).
+    /// Default 3.
+    pub max_calls_per_candidate_per_day: u32,
+    /// Twilio account and REST API.
+    pub twilio: TwilioConfig,
+    /// How answered calls reach the agent.
+    pub connect: ConnectConfig,
+    /// Spoken when a screening call reaches voicemail (`AnsweredBy=machine_*`), then hang up.
+    pub voicemail_message: String,
+    /// Incoming calls.
+    pub inbound: InboundConfig,
+    /// Per-caller rate limit for incoming calls.
+    pub rate_limit: RateLimitConfig,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8081".to_owned(),
+            public_url: "http://localhost:8081".to_owned(),
+            api_token: Secret::default(),
+            body_limit_bytes: 64 * 1024,
+            screenings: vec!["default".to_owned()],
+            max_calls_per_candidate_per_day: 3,
+            twilio: TwilioConfig::default(),
+            connect: ConnectConfig::default(),
+            voicemail_message: "Hello, this is the recruiting team calling about your \
+                application. We will try you again later. Goodbye."
+                .to_owned(),
+            inbound: InboundConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+/// `[api.twilio]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// Account SID (`AC…`). Required to place calls.
+    pub account_sid: String,
+    /// Primary auth token: validates `X-Twilio-Signature`, and authenticates REST calls unless
+    /// an API key is set. Required.
+    pub auth_token: Secret,
+    /// API key SID (`SK…`) for REST calls (optional; then `api_secret` is required).
+    pub api_key: String,
+    /// API key secret.
+    pub api_secret: Secret,
+    /// Caller ID for screening calls (a Twilio number, E.164). Required to place calls.
+    pub from_number: String,
+    /// REST API base URL. Default `https://api.twilio.com`.
+    pub rest_base_url: String,
+    /// Record screening calls (`Record=true`). Default false.
+    pub record: bool,
+    /// Retries of 429/5xx answers from the REST API. Default 3.
+    pub max_retries: u32,
+    /// First retry delay in ms (doubles per retry). Default 250.
+    pub retry_base_delay_ms: u64,
+}
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        Self {
+            account_sid: String::new(),
+            auth_token: Secret::default(),
+            api_key: String::new(),
+            api_secret: Secret::default(),
+            from_number: String::new(),
+            rest_base_url: voxbridge_twilio::rest::DEFAULT_BASE_URL.to_owned(),
+            record: false,
+            max_retries: 3,
+            retry_base_delay_ms: 250,
+        }
+    }
+}
+
+/// How the answer TwiML reaches the agent.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectMode {
+    /// `<Connect><ConversationRelay>`: Twilio does speech; text over WebSocket.
+    Relay,
+    /// `<Connect><Stream>`: raw audio over WebSocket.
+    Stream,
+}
+
+/// `[api.connect]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectConfig {
+    /// `relay` (default) or `stream`.
+    pub mode: ConnectMode,
+    /// Public `wss://` URL of the media server's ConversationRelay endpoint.
+    /// Default `wss://localhost:8080/relay`.
+    pub relay_url: String,
+    /// Public `wss://` URL of the media server's Media Streams endpoint (no query string).
+    /// Default `wss://localhost:8080/media`.
+    pub stream_url: String,
+    /// ConversationRelay `welcomeGreeting` (empty: none; the agent speaks first).
+    pub welcome_greeting: String,
+}
+
+impl Default for ConnectConfig {
+    fn default() -> Self {
+        Self {
+            mode: ConnectMode::Relay,
+            relay_url: "wss://localhost:8080/relay".to_owned(),
+            stream_url: "wss://localhost:8080/media".to_owned(),
+            welcome_greeting: String::new(),
+        }
+    }
+}
+
+/// What an allowed incoming call gets.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundMode {
+    /// Connect to the agent (as `connect` says).
+    Agent,
+    /// Forward with `<Dial>` to `dial_number`.
+    Dial,
+}
+
+/// `[api.inbound]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundConfig {
+    /// `agent` (default) or `dial`.
+    pub mode: InboundMode,
+    /// E.164 number to forward to when `mode = "dial"`.
+    pub dial_number: String,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            mode: InboundMode::Agent,
+            dial_number: String::new(),
+        }
+    }
+}
+
+/// Where rate-limit state lives.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LimiterBackend {
+    /// This process only (embedded default).
+    Memory,
+    /// Redis, shared by every instance.
+    Redis,
+}
+
+/// `[api.rate_limit]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Calls allowed per caller per window. Default 5.
+    pub max_calls: u32,
+    /// Window length in seconds. Default 3600.
+    pub window_secs: u64,
+    /// E.164 numbers that are never limited.
+    pub allowlist: Vec<String>,
+    /// `memory` (default) or `redis`.
+    pub backend: LimiterBackend,
+    /// Redis URL when `backend = "redis"`. Default `redis://127.0.0.1:6379`.
+    pub redis_url: String,
+    /// Redis key prefix. Default `voxbridge:rl:`.
+    pub redis_key_prefix: String,
+    /// Longest wait for Redis per decision, in ms, before failing open. Default 250.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            max_calls: 5,
+            window_secs: 3600,
+            allowlist: Vec::new(),
+            backend: LimiterBackend::Memory,
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_key_prefix: "voxbridge:rl:".to_owned(),
+            redis_timeout_ms: 250,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Checks every value that would otherwise fail at request time.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.public_url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 9 {
+            return Err(invalid(
+                "public_url",
+                "must be the absolute http(s) URL Twilio uses, e.g. https://voice.example.com",
+            ));
+        }
+        if url.ends_with('/') {
+            return Err(invalid("public_url", "remove the trailing '/'"));
+        }
+        if self.twilio.auth_token.is_empty() {
+            return Err(invalid(
+                "twilio.auth_token",
+                "is required to validate X-Twilio-Signature",
+            ));
+        }
+        if self.body_limit_bytes < 1024 {
+            return Err(invalid("body_limit_bytes", "must be at least 1024"));
+        }
+        if self.screenings.is_empty() {
+            return Err(invalid("screenings", "list at least one screening id"));
+        }
+        if !self.twilio.from_number.is_empty() {
+            E164::parse(&self.twilio.from_number)
+                .map_err(|e| invalid("twilio.from_number", e.to_string()))?;
+        }
+        if !self.twilio.api_key.is_empty() && self.twilio.api_secret.is_empty() {
+            return Err(invalid(
+                "twilio.api_secret",
+                "is required with twilio.api_key",
+            ));
+        }
+        match self.connect.mode {
+            ConnectMode::Relay => {
+                ConversationRelay::new(self.connect.relay_url.clone())
+                    .map(drop)
+                    .map_err(|e| invalid("connect.relay_url", e.to_string()))?;
+            }
+            ConnectMode::Stream => {
+                Stream::new(self.connect.stream_url.clone())
+                    .map(drop)
+                    .map_err(|e| invalid("connect.stream_url", e.to_string()))?;
+            }
+        }
+        if self.inbound.mode == InboundMode::Dial {
+            E164::parse(&self.inbound.dial_number).map_err(|e| {
+                invalid(
+                    "inbound.dial_number",
+                    format!("{e} (required when inbound.mode = \"dial\")"),
+                )
+            })?;
+        }
+        if self.rate_limit.max_calls == 0 {
+            return Err(invalid("rate_limit.max_calls", "must be at least 1"));
+        }
+        if self.rate_limit.window_secs == 0 {
+            return Err(invalid("rate_limit.window_secs", "must be at least 1"));
+        }
+        for number in &self.rate_limit.allowlist {
+            E164::parse(number).map_err(|e| {
+                invalid(
+                    "rate_limit.allowlist",
+                    format!("{number:?} is not E.164: {e}"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `public_url` + `path`.
+    pub fn public(&self, path: &str) -> String {
+        format!("{}{path}", self.public_url.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> ApiConfig {
+        ApiConfig {
+            twilio: TwilioConfig {
+                auth_token: Secret::new("tok"),
+                ..TwilioConfig::default()
+            },
+            ..ApiConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_validate_once_the_auth_token_is_set() {
+        assert_eq!(valid().validate(), Ok(()));
+        assert_eq!(
+            ApiConfig::default().validate().unwrap_err().key,
+            "twilio.auth_token"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = valid();
+        c.connect.relay_url = "https://x".into();
+        assert_eq!(c.validate().unwrap_err().key, "connect.relay_url");
+        let mut c = valid();
+        c.inbound.mode = InboundMode::Dial;
+        assert_eq!(c.validate().unwrap_err().key, "inbound.dial_number");
+        let mut c = valid();
+        c.rate_limit.allowlist = vec!["12345".into()];
+        assert_eq!(c.validate().unwrap_err().key, "rate_limit.allowlist");
+    }
+
+    #[test]
+    fn debug_redacts_secrets_and_toml_parses() {
+        let c: ApiConfig = toml::from_str(
+            "api_token = \"bearer-secret\"\n[twilio]\nauth_token = \"tok-secret\"\napi_secret = \"s3\"\n",
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("bearer-secret") && !shown.contains("tok-secret"));
+        assert!(shown.contains("<redacted>"));
+        assert!(toml::from_str::<ApiConfig>("nope = 1").is_err());
+    }
+}

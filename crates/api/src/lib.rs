@@ -1,0 +1,373 @@
+//! voxbridge companion HTTP service: places screening calls through Twilio's REST API, serves
+//! the TwiML that connects calls to the agent, takes Twilio's status/AMD/recording/relay
+//! webhooks into the durable store, and rate-limits incoming callers.
+//!
+//! Driven by [`serve`] (or [`router`] with an [`AppState`] for embedding and tests). Every
+//! Twilio-facing route validates `X-Twilio-Signature` against [`ApiConfig::public_url`] and
+//! answers 2xx only after its record is committed. `/api/*` needs the bearer token.
+//!
+//! Routes:
+//! - `POST /api/screenings`, `GET /api/calls`, `GET /api/calls/{callSid}`,
+//!   `GET /api/rate-limits/{number}` (bearer token)
+//! - `POST /twilio/voice/answer`, `/twilio/voice/inbound`, `/twilio/voice/status`,
+//!   `/twilio/voice/amd`, `/twilio/voice/recording`, `/twilio/relay/action` (signed)
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics`
+
+mod calls;
+pub mod config;
+mod error;
+pub mod ratelimit;
+mod screenings;
+mod webhooks;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use voxbridge_store::{Store, StoreConfig, StoreError};
+use voxbridge_twilio::RequestValidator;
+use voxbridge_twilio::rest::{Credentials, RestClient, RetryPolicy};
+
+pub use config::{
+    ApiConfig, ConfigError, ConnectConfig, ConnectMode, InboundConfig, InboundMode, LimiterBackend,
+    RateLimitConfig, Secret, TwilioConfig,
+};
+pub use error::ApiError;
+pub use ratelimit::{
+    Decision, LimiterError, MemoryLimiter, NumberStats, RateLimiter, RedisLimiter, SlidingWindow,
+};
+
+/// Where handlers get the time (Unix milliseconds). Tests use [`ManualClock`].
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Now, in Unix milliseconds.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// A clock that moves only when told (virtual time for tests).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock showing `now_ms`.
+    pub fn new(now_ms: i64) -> Self {
+        Self(AtomicI64::new(now_ms))
+    }
+
+    /// Moves the clock forward by `ms`.
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Counters exposed at `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Webhooks accepted (signature good, record committed).
+    pub webhooks_accepted: AtomicU64,
+    /// Webhooks rejected for their signature.
+    pub signature_failures: AtomicU64,
+    /// Incoming calls blocked by the rate limit.
+    pub rate_limit_blocked: AtomicU64,
+    /// Incoming calls allowed by the rate limit (allowlist included).
+    pub rate_limit_allowed: AtomicU64,
+    /// Rate-limit decisions that failed (the call was allowed: fail open).
+    pub rate_limit_store_failures: AtomicU64,
+    /// Screening calls Twilio accepted.
+    pub screenings_created: AtomicU64,
+}
+
+/// Why [`AppState::new`] or [`serve`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A configuration value is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    /// The Twilio client or the Redis limiter could not be built.
+    #[error("cannot start: {0}")]
+    Setup(String),
+    /// The listener failed.
+    #[error("HTTP server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: ApiConfig,
+    pub(crate) store: Store,
+    pub(crate) validator: RequestValidator,
+    pub(crate) twilio: Option<RestClient>,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) allowlist: HashSet<String>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: Metrics,
+}
+
+/// Shared state of the service. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.0.config)
+            .field("store", &self.0.store.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Validates `config` and builds the state (the Twilio client, when credentials are set,
+    /// and the limiter backend; Redis is connected lazily).
+    pub fn new(config: ApiConfig, store: Store, clock: Arc<dyn Clock>) -> Result<Self, ServeError> {
+        config.validate()?;
+        let twilio = if config.twilio.account_sid.is_empty() {
+            None
+        } else {
+            let credentials = if config.twilio.api_key.is_empty() {
+                Credentials::AuthToken {
+                    account_sid: config.twilio.account_sid.clone(),
+                    auth_token: config.twilio.auth_token.expose().to_owned(),
+                }
+            } else {
+                Credentials::ApiKey {
+                    account_sid: config.twilio.account_sid.clone(),
+                    key_sid: config.twilio.api_key.clone(),
+                    secret: config.twilio.api_secret.expose().to_owned(),
+                }
+            };
+            let retry = RetryPolicy {
+                max_retries: config.twilio.max_retries,
+                base_delay: Duration::from_millis(config.twilio.retry_base_delay_ms),
+                ..RetryPolicy::default()
+            };
+            Some(
+                RestClient::new(config.twilio.rest_base_url.clone(), credentials, retry)
+                    .map_err(|e| ServeError::Setup(e.to_string()))?,
+            )
+        };
+        let rule = SlidingWindow {
+            max_calls: config.rate_limit.max_calls,
+            window_ms: i64::try_from(config.rate_limit.window_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+        };
+        let limiter = match config.rate_limit.backend {
+            LimiterBackend::Memory => RateLimiter::Memory(MemoryLimiter::new(rule)),
+            LimiterBackend::Redis => RateLimiter::Redis(Box::new(
+                RedisLimiter::new(
+                    rule,
+                    &config.rate_limit.redis_url,
+                    &config.rate_limit.redis_key_prefix,
+                    Duration::from_millis(config.rate_limit.redis_timeout_ms.max(1)),
+                )
+                .map_err(|e| ServeError::Setup(format!("api.rate_limit.redis_url: {e}")))?,
+            )),
+        };
+        let allowlist = config
+            .rate_limit
+            .allowlist
+            .iter()
+            .filter_map(|n| voxbridge_twilio::E164::parse(n).ok())
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        Ok(Self(Arc::new(Inner {
+            validator: RequestValidator::new(config.twilio.auth_token.expose()),
+            config,
+            store,
+            twilio,
+            limiter,
+            allowlist,
+            clock,
+            metrics: Metrics::default(),
+        })))
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.0.clock.now_ms()
+    }
+}
+
+/// The service's routes over `state`.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.0.config.body_limit_bytes;
+    let api = Router::new()
+        .route("/api/screenings", post(screenings::create))
+        .route("/api/calls", get(calls::list))
+        .route("/api/calls/{call_sid}", get(calls::detail))
+        .route("/api/rate-limits/{number}", get(calls::rate_limit_stats))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_bearer,
+        ));
+    Router::new()
+        .merge(api)
+        .route("/twilio/voice/answer", post(webhooks::answer))
+        .route("/twilio/voice/inbound", post(webhooks::inbound))
+        .route("/twilio/voice/status", post(webhooks::status))
+        .route("/twilio/voice/amd", post(webhooks::amd))
+        .route("/twilio/voice/recording", post(webhooks::recording))
+        .route("/twilio/relay/action", post(webhooks::relay_action))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Opens the store, builds the state and serves on `listener` until `shutdown` is cancelled,
+/// then finishes in-flight requests and closes the store.
+pub async fn serve(
+    config: ApiConfig,
+    store_config: StoreConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    config.validate()?;
+    let store = Store::connect(&store_config).await?;
+    let state = AppState::new(config, store.clone(), Arc::new(SystemClock))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        store = ?store.backend(),
+        "voxbridge api listening"
+    );
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    store.close().await;
+    Ok(())
+}
+
+async fn require_bearer(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let expected = &state.0.config.api_token;
+    if expected.is_empty() {
+        return Err(ApiError::Unauthorized(
+            "the API is disabled: set api.api_token in the configuration",
+        ));
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized(
+            "missing Authorization: Bearer <token>",
+        ))?;
+    if !constant_time_eq(given.trim().as_bytes(), expected.expose().as_bytes()) {
+        return Err(ApiError::Unauthorized("invalid bearer token"));
+    }
+    Ok(next.run(request).await)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.0.store.ping().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "error": "store unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let m = &state.0.metrics;
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "voxbridge_api_webhooks_accepted_total",
+            "Twilio webhooks accepted and committed.",
+            &m.webhooks_accepted,
+        ),
+        (
+            "voxbridge_api_signature_failures_total",
+            "Webhooks rejected for X-Twilio-Signature.",
+            &m.signature_failures,
+        ),
+        (
+            "voxbridge_api_rate_limit_allowed_total",
+            "Incoming calls allowed.",
+            &m.rate_limit_allowed,
+        ),
+        (
+            "voxbridge_api_rate_limit_blocked_total",
+            "Incoming calls blocked.",
+            &m.rate_limit_blocked,
+        ),
+        (
+            "voxbridge_api_rate_limit_store_failures_total",
+            "Rate-limit decisions that failed open.",
+            &m.rate_limit_store_failures,
+        ),
+        (
+            "voxbridge_api_screenings_created_total",
+            "Screening calls created.",
+            &m.screenings_created,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            value.load(Ordering::Relaxed)
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

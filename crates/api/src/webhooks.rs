@@ -1,0 +1,507 @@
+//! Twilio-facing endpoints. Each one checks `X-Twilio-Signature` first (form bodies, and JSON
+//! bodies with `bodySHA256`; <https://www.twilio.com/docs/usage/webhooks/webhooks-security>),
+//! then parses the typed payload (400 with the field on error), then commits its record, and
+//! only then answers 2xx.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument as _;
+use voxbridge_store::{
+    AmdEvent, CallStatusEvent, RateLimitDecision, RecordingEvent, RelaySessionEvent,
+};
+use voxbridge_twilio::E164;
+use voxbridge_twilio::call::AnsweredBy;
+use voxbridge_twilio::e164::Address;
+use voxbridge_twilio::sid::CallSid;
+use voxbridge_twilio::twiml::{
+    Connect, ConversationRelay, Dial, Hangup, Number, Parameter, Response as Twiml, Say, Stream,
+    TwimlError,
+};
+use voxbridge_twilio::webhook::{
+    AmdCallback, CallStatusCallback, FormParams, RecordingStatusCallback, RelaySessionCallback,
+};
+
+use crate::config::{ConnectMode, InboundMode};
+use crate::{ApiError, AppState};
+
+/// Validates the signature of a webhook and returns its parameters.
+pub(crate) fn verify(
+    state: &AppState,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<FormParams, ApiError> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = state.0.config.public(path);
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    let validator = &state.0.validator;
+    let checked = if is_json {
+        validator
+            .validate_json(&url, body, signature)
+            .map(|()| json_params(body))
+    } else {
+        let params = FormParams::parse(body);
+        validator
+            .validate_form(&url, params.as_pairs(), signature)
+            .map(|()| Ok(params))
+    };
+    match checked {
+        Ok(params) => params,
+        Err(error) => {
+            state
+                .0
+                .metrics
+                .signature_failures
+                .fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::Forbidden(error))
+        }
+    }
+}
+
+/// A JSON webhook body as parameters: a flat object; strings as they are, other scalars as
+/// their JSON text.
+fn json_params(body: &[u8]) -> Result<FormParams, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(ApiError::BadRequest(
+            "JSON webhook body must be an object".to_owned(),
+        ));
+    };
+    Ok(FormParams::from_pairs(
+        map.into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                (k, v)
+            })
+            .collect(),
+    ))
+}
+
+fn params_json(params: &FormParams) -> String {
+    let mut map = serde_json::Map::new();
+    for (k, v) in params.as_pairs() {
+        map.entry(k.clone())
+            .or_insert_with(|| serde_json::Value::String(v.clone()));
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+fn twiml(response: &Twiml) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        response.to_xml(),
+    )
+        .into_response()
+}
+
+fn required_call_sid(params: &FormParams) -> Result<CallSid, ApiError> {
+    let text = params
+        .get("CallSid")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("missing required parameter CallSid".to_owned()))?;
+    CallSid::new(text).map_err(|e| ApiError::BadRequest(format!("invalid CallSid: {e}")))
+}
+
+fn twiml_error(error: &TwimlError) -> ApiError {
+    ApiError::Internal(format!("cannot build TwiML: {error}"))
+}
+
+/// TwiML that connects the call to the agent with `parameters` as `<Parameter>`s.
+pub(crate) fn agent_twiml(
+    state: &AppState,
+    parameters: &[(&str, &str)],
+) -> Result<Twiml, ApiError> {
+    let config = &state.0.config;
+    let mut built = Vec::with_capacity(parameters.len());
+    for (name, value) in parameters {
+        built.push(Parameter::new(*name, *value).map_err(|e| twiml_error(&e))?);
+    }
+    let connect = match config.connect.mode {
+        ConnectMode::Relay => {
+            let mut relay = ConversationRelay::new(config.connect.relay_url.clone())
+                .map_err(|e| twiml_error(&e))?;
+            if !config.connect.welcome_greeting.is_empty() {
+                relay = relay.welcome_greeting(config.connect.welcome_greeting.clone());
+            }
+            for parameter in built {
+                relay = relay.parameter(parameter);
+            }
+            Connect::conversation_relay(relay).action(config.public("/twilio/relay/action"))
+        }
+        ConnectMode::Stream => {
+            let mut stream =
+                Stream::new(config.connect.stream_url.clone()).map_err(|e| twiml_error(&e))?;
+            for parameter in built {
+                stream = stream.parameter(parameter);
+            }
+            Connect::stream(stream)
+        }
+    };
+    Ok(Twiml::new().push(connect))
+}
+
+/// `POST /twilio/voice/answer`: the screening call was answered.
+pub(crate) async fn answer(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = verify(&state, &uri, &headers, &body)?;
+    let call_sid = required_call_sid(&params)?;
+    let span = tracing::info_span!("call", call_sid = %call_sid);
+    async move {
+        let answered_by = params
+            .get("AnsweredBy")
+            .filter(|s| !s.is_empty())
+            .and_then(|s| AnsweredBy::parse(s).ok());
+        if let Some(answered_by) = answered_by {
+            state
+                .0
+                .store
+                .record_amd(&AmdEvent {
+                    call_sid: call_sid.to_string(),
+                    answered_by: answered_by.as_str().to_owned(),
+                    detection_ms: params
+                        .get("MachineDetectionDuration")
+                        .and_then(|v| v.parse().ok()),
+                    params_json: params_json(&params),
+                    received_at_ms: state.now_ms(),
+                })
+                .await?;
+            if answered_by.is_machine() {
+                tracing::info!(%answered_by, "voicemail: leaving the message and hanging up");
+                state
+                    .0
+                    .metrics
+                    .webhooks_accepted
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(twiml(
+                    &Twiml::new()
+                        .push(Say::new(state.0.config.voicemail_message.clone()))
+                        .push(Hangup),
+                ));
+            }
+        }
+        let screening = state.0.store.screening_for_call(call_sid.as_str()).await?;
+        let mut parameters: Vec<(&str, &str)> =
+            vec![("callSid", call_sid.as_str()), ("direction", "outbound")];
+        if let Some(s) = &screening {
+            parameters.extend([
+                ("candidateId", s.candidate_id.as_str()),
+                ("firstName", s.first_name.as_str()),
+                ("jobTitle", s.job_title.as_str()),
+                ("screening", s.screening.as_str()),
+            ]);
+        } else {
+            tracing::warn!(
+                "answered call has no screening record; connecting without candidate data"
+            );
+        }
+        let response = agent_twiml(&state, &parameters)?;
+        state
+            .0
+            .metrics
+            .webhooks_accepted
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(twiml(&response))
+    }
+    .instrument(span)
+    .await
+}
+
+/// The rate-limit decision for an incoming call from `key`, logged as
+/// `ALLOWED: +1415***5309 (3/5 calls in last hour)` or `BLOCKED: ...`. Allowlisted numbers
+/// bypass the limiter; if the limiter's store fails the call is allowed (fail open), logged and
+/// counted. Returns whether the call may proceed and the count in the window.
+async fn decide_inbound(state: &AppState, key: &str, masked: &str, now: i64) -> (bool, u32) {
+    let window = state.0.limiter.window();
+    let window_text = if window.window_ms == 3_600_000 {
+        "last hour".to_owned()
+    } else {
+        format!("last {} s", window.window_ms / 1000)
+    };
+    if state.0.allowlist.contains(key) {
+        tracing::info!("ALLOWED: {masked} (allowlisted)");
+        (true, 0)
+    } else {
+        match state.0.limiter.check(key, now).await {
+            Ok(d) if d.allowed => {
+                tracing::info!(
+                    "ALLOWED: {masked} ({}/{} calls in {window_text})",
+                    d.count,
+                    d.limit
+                );
+                (true, d.count)
+            }
+            Ok(d) => {
+                tracing::warn!(
+                    "BLOCKED: {masked} ({}/{} calls in {window_text})",
+                    d.count,
+                    d.limit
+                );
+                (false, d.count)
+            }
+            Err(error) => {
+                state
+                    .0
+                    .metrics
+                    .rate_limit_store_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "ALLOWED: {masked} (rate limiter unavailable: failing open)");
+                (true, 0)
+            }
+        }
+    }
+}
+
+/// `POST /twilio/voice/inbound`: an incoming call, rate-limited per caller (fail open).
+pub(crate) async fn inbound(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = verify(&state, &uri, &headers, &body)?;
+    let call_sid = required_call_sid(&params)?;
+    let span = tracing::info_span!("call", call_sid = %call_sid);
+    async move {
+        let from_text = params.get("From").unwrap_or_default();
+        let from = Address::parse(from_text);
+        let key = from
+            .phone()
+            .map_or_else(|| from_text.to_owned(), |p| p.as_str().to_owned());
+        let masked = from.masked();
+        let now = state.now_ms();
+        let (allowed, count) = decide_inbound(&state, &key, &masked, now).await;
+        let counter = if allowed {
+            &state.0.metrics.rate_limit_allowed
+        } else {
+            &state.0.metrics.rate_limit_blocked
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        state
+            .0
+            .store
+            .record_rate_limit_decision(&RateLimitDecision {
+                number: key.clone(),
+                allowed,
+                recent_count: i64::from(count),
+                decided_at_ms: now,
+            })
+            .await?;
+        state
+            .0
+            .store
+            .record_call_status(&CallStatusEvent {
+                call_sid: call_sid.to_string(),
+                status: params
+                    .get("CallStatus")
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("ringing")
+                    .to_owned(),
+                direction: Some("inbound".to_owned()),
+                from: Some(from_text.to_owned()),
+                to: params.get("To").map(str::to_owned),
+                params_json: params_json(&params),
+                received_at_ms: now,
+                ..CallStatusEvent::default()
+            })
+            .await?;
+        state.0.metrics.webhooks_accepted.fetch_add(1, Ordering::Relaxed);
+        if !allowed {
+            return Ok(twiml(
+                &Twiml::new()
+                    .push(Say::new(
+                        "You have exceeded the maximum number of calls allowed. Please try again later.",
+                    ))
+                    .push(Hangup),
+            ));
+        }
+        let response = match state.0.config.inbound.mode {
+            InboundMode::Agent => agent_twiml(
+                &state,
+                &[
+                    ("callSid", call_sid.as_str()),
+                    ("direction", "inbound"),
+                    ("from", key.as_str()),
+                ],
+            )?,
+            InboundMode::Dial => {
+                let number = E164::parse(&state.0.config.inbound.dial_number)
+                    .map_err(|e| ApiError::Internal(format!("inbound.dial_number: {e}")))?;
+                Twiml::new().push(Dial::new().number(Number::new(number)))
+            }
+        };
+        Ok(twiml(&response))
+    }
+    .instrument(span)
+    .await
+}
+
+fn accepted(state: &AppState) -> Response {
+    state
+        .0
+        .metrics
+        .webhooks_accepted
+        .fetch_add(1, Ordering::Relaxed);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /twilio/voice/status`: call progress; stored, applied only if newer.
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = verify(&state, &uri, &headers, &body)?;
+    let callback = CallStatusCallback::from_params(params)?;
+    let span = tracing::info_span!("call", call_sid = %callback.call_sid);
+    async move {
+        let event = CallStatusEvent {
+            call_sid: callback.call_sid.to_string(),
+            status: callback.call_status.as_str().to_owned(),
+            sequence_number: callback.sequence_number.and_then(|n| i64::try_from(n).ok()),
+            timestamp_ms: callback
+                .timestamp
+                .map(|t| t.unix_seconds().saturating_mul(1000)),
+            direction: callback.direction.as_ref().map(|d| d.as_str().to_owned()),
+            from: Some(callback.from.to_string()),
+            to: Some(callback.to.to_string()),
+            duration_seconds: callback.call_duration_seconds.map(i64::from),
+            answered_by: callback.answered_by.map(|a| a.as_str().to_owned()),
+            recording_url: callback.recording_url.clone(),
+            recording_sid: callback.recording_sid.as_ref().map(ToString::to_string),
+            params_json: params_json(&callback.params),
+            received_at_ms: state.now_ms(),
+        };
+        let outcome = state.0.store.record_call_status(&event).await?;
+        tracing::info!(
+            status = %event.status,
+            sequence = ?event.sequence_number,
+            applied = outcome.applied,
+            duplicate = outcome.duplicate,
+            "call status"
+        );
+        Ok(accepted(&state))
+    }
+    .instrument(span)
+    .await
+}
+
+/// `POST /twilio/voice/amd`: asynchronous answering-machine detection result.
+pub(crate) async fn amd(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = verify(&state, &uri, &headers, &body)?;
+    let callback = AmdCallback::from_params(params)?;
+    let span = tracing::info_span!("call", call_sid = %callback.call_sid);
+    async move {
+        state
+            .0
+            .store
+            .record_amd(&AmdEvent {
+                call_sid: callback.call_sid.to_string(),
+                answered_by: callback.answered_by.as_str().to_owned(),
+                detection_ms: callback.machine_detection_duration_ms.map(i64::from),
+                params_json: params_json(&callback.params),
+                received_at_ms: state.now_ms(),
+            })
+            .await?;
+        tracing::info!(answered_by = %callback.answered_by, "answering machine detection");
+        Ok(accepted(&state))
+    }
+    .instrument(span)
+    .await
+}
+
+/// `POST /twilio/voice/recording`: recording status.
+pub(crate) async fn recording(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = verify(&state, &uri, &headers, &body)?;
+    let callback = RecordingStatusCallback::from_params(params)?;
+    let span = tracing::info_span!("call", call_sid = %callback.call_sid);
+    async move {
+        state
+            .0
+            .store
+            .record_recording(&RecordingEvent {
+                call_sid: callback.call_sid.to_string(),
+                recording_sid: callback.recording_sid.to_string(),
+                status: callback.recording_status.as_str().to_owned(),
+                url: callback.recording_url.clone(),
+                duration_seconds: callback.recording_duration_seconds.map(i64::from),
+                params_json: params_json(&callback.params),
+                received_at_ms: state.now_ms(),
+            })
+            .await?;
+        Ok(accepted(&state))
+    }
+    .instrument(span)
+    .await
+}
+
+/// `POST /twilio/relay/action`: a ConversationRelay session ended; the call hangs up.
+pub(crate) async fn relay_action(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = verify(&state, &uri, &headers, &body)?;
+    let callback = RelaySessionCallback::from_params(params)?;
+    let span = tracing::info_span!("call", call_sid = %callback.call_sid);
+    async move {
+        state
+            .0
+            .store
+            .record_relay_session(&RelaySessionEvent {
+                call_sid: callback.call_sid.to_string(),
+                session_id: callback.session_id.to_string(),
+                session_status: callback.session_status.as_str().to_owned(),
+                handoff_data: callback.handoff_data.clone(),
+                params_json: params_json(&callback.params),
+                received_at_ms: state.now_ms(),
+            })
+            .await?;
+        if let Some(code) = callback.error_code {
+            tracing::warn!(code, message = ?callback.error_message, "relay session failed");
+        }
+        state
+            .0
+            .metrics
+            .webhooks_accepted
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(twiml(&Twiml::new().push(Hangup)))
+    }
+    .instrument(span)
+    .await
+}

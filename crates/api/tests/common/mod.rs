@@ -1,0 +1,269 @@
+//! Test harness: the API on 127.0.0.1:0 with a temp SQLite file and a virtual clock, a local
+//! stand-in for Twilio's REST API, and a client that signs webhooks exactly as Twilio does.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::field_reassign_with_default,
+    clippy::assigning_clones
+)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use voxbridge_api::{ApiConfig, AppState, ManualClock, Secret, router};
+use voxbridge_store::{Store, StoreConfig};
+use voxbridge_twilio::RequestValidator;
+use voxbridge_twilio::webhook::FormParams;
+
+pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+pub const TOKEN: &str = "test-auth-token";
+pub const BEARER: &str = "test-bearer";
+pub const FROM: &str = "+14155550199";
+/// Twilio's stand-in refuses this number with error 21211.
+pub const INVALID_TO: &str = "+15005550001";
+/// Twilio's stand-in answers 503 twice for this number, then creates the call.
+pub const FLAKY_TO: &str = "+15005550009";
+pub const T0: i64 = 1_700_000_000_000;
+
+/// What the stand-in saw.
+#[derive(Debug, Default)]
+pub struct FakeTwilio {
+    pub creates: Mutex<Vec<Vec<(String, String)>>>,
+    pub attempts: Mutex<u32>,
+    pub flaky_failures: Mutex<u32>,
+}
+
+async fn fake_calls(
+    State(fake): State<Arc<FakeTwilio>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    *fake.attempts.lock().unwrap() += 1;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT}:{TOKEN}"))
+    );
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(expected.as_str()) || account != ACCOUNT {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401})),
+        )
+            .into_response();
+    }
+    let form = FormParams::parse(body.as_bytes());
+    let to = form.get("To").unwrap_or_default().to_owned();
+    if to == INVALID_TO {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({
+                "code": 21211,
+                "message": format!("The 'To' number {to} is not a valid phone number."),
+                "more_info": "https://www.twilio.com/docs/errors/21211",
+                "status": 400
+            })),
+        )
+            .into_response();
+    }
+    if to == FLAKY_TO {
+        let mut failures = fake.flaky_failures.lock().unwrap();
+        if *failures < 2 {
+            *failures += 1;
+            return (StatusCode::SERVICE_UNAVAILABLE, "upstream busy").into_response();
+        }
+    }
+    let mut creates = fake.creates.lock().unwrap();
+    creates.push(form.as_pairs().to_vec());
+    let sid = format!("CA{:032x}", creates.len());
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "account_sid": ACCOUNT,
+            "annotation": null,
+            "answered_by": null,
+            "api_version": "2010-04-01",
+            "caller_name": null,
+            "date_created": null,
+            "date_updated": null,
+            "direction": "outbound-api",
+            "duration": null,
+            "end_time": null,
+            "forwarded_from": null,
+            "from": form.get("From"),
+            "from_formatted": form.get("From"),
+            "group_sid": null,
+            "parent_call_sid": null,
+            "phone_number_sid": "PN0123456789abcdef0123456789abcdef",
+            "price": null,
+            "price_unit": "USD",
+            "sid": sid,
+            "start_time": null,
+            "status": "queued",
+            "subresource_uris": {"recordings": format!("/2010-04-01/Accounts/{ACCOUNT}/Calls/{sid}/Recordings.json")},
+            "to": to,
+            "to_formatted": to,
+            "trunk_sid": null,
+            "uri": format!("/2010-04-01/Accounts/{ACCOUNT}/Calls/{sid}.json"),
+            "queue_time": "0"
+        })),
+    )
+        .into_response()
+}
+
+/// Starts the stand-in; returns its base URL.
+pub async fn start_fake_twilio() -> (String, Arc<FakeTwilio>) {
+    let fake = Arc::new(FakeTwilio::default());
+    let app = Router::new()
+        .route(
+            "/2010-04-01/Accounts/{account}/Calls.json",
+            post(fake_calls),
+        )
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), fake)
+}
+
+pub struct Harness {
+    pub base: String,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    pub http: reqwest::Client,
+    pub signer: RequestValidator,
+    pub fake: Arc<FakeTwilio>,
+    pub db_url: String,
+    pub server: tokio::task::JoinHandle<()>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn base_config() -> ApiConfig {
+    let mut config = ApiConfig::default();
+    config.api_token = Secret::new(BEARER);
+    config.twilio.account_sid = ACCOUNT.to_owned();
+    config.twilio.auth_token = Secret::new(TOKEN);
+    config.twilio.from_number = FROM.to_owned();
+    config.twilio.retry_base_delay_ms = 1;
+    config.connect.relay_url = "wss://media.example.com/relay".to_owned();
+    config.connect.stream_url = "wss://media.example.com/media".to_owned();
+    config
+}
+
+pub async fn start(configure: impl FnOnce(&mut ApiConfig)) -> Harness {
+    let (twilio_url, fake) = start_fake_twilio().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}/api.db", dir.path().display());
+    let store = Store::connect(&StoreConfig {
+        database_url: db_url.clone(),
+        ..StoreConfig::default()
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = base_config();
+    config.public_url = base.clone();
+    config.twilio.rest_base_url = twilio_url;
+    configure(&mut config);
+    let clock = Arc::new(ManualClock::new(T0));
+    let state = AppState::new(config, store, clock.clone()).unwrap();
+    let app = router(state.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Harness {
+        base,
+        state,
+        clock,
+        http: reqwest::Client::new(),
+        signer: RequestValidator::new(TOKEN),
+        fake,
+        db_url,
+        server,
+        dir,
+    }
+}
+
+impl Harness {
+    /// POSTs a form webhook signed as Twilio signs it.
+    pub async fn webhook(&self, path: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let url = format!("{}{path}", self.base);
+        let signature = self.signer.sign(&url, &pairs);
+        self.http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", signature)
+            .body(FormParams::from_pairs(pairs).to_body())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn api_get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(BEARER)
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.json().await.unwrap())
+    }
+
+    pub async fn create_screening(&self, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/screenings", self.base))
+            .bearer_auth(BEARER)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.json().await.unwrap())
+    }
+}
+
+/// The parameters of a call-progress event.
+pub fn status_params<'a>(
+    call_sid: &'a str,
+    status: &'a str,
+    sequence: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("AccountSid", ACCOUNT),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", call_sid),
+        ("CallStatus", status),
+        ("Called", "+14158675309"),
+        ("Caller", FROM),
+        ("CallbackSource", "call-progress-events"),
+        ("Direction", "outbound-api"),
+        ("From", FROM),
+        ("SequenceNumber", sequence),
+        ("Timestamp", "Tue, 14 Nov 2023 22:13:20 +0000"),
+        ("To", "+14158675309"),
+    ]
+}
+
+/// A test whose service (Redis/PostgreSQL) is unreachable: under `CI=true` that is a failure,
+/// because `.ci/run` starts the services; elsewhere the test says so loudly and skips.
+pub fn service_missing(what: &str) {
+    let message = format!("SKIPPED: {what}");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{message} (CI=true: the service must be up; scripts/services.sh starts it)"
+    );
+    eprintln!("{message}");
+}

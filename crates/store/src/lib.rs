@@ -1,0 +1,290 @@
+//! Durable records for voxbridge: calls and their status timeline, screenings (answers,
+//! outcome), transcripts, rate-limit decisions and SMS consent.
+//!
+//! One [`Store`] over either an SQLite file (the embedded default, WAL mode) or PostgreSQL
+//! (`database_url = "postgres://..."`), chosen by [`StoreConfig::database_url`]. Both run the
+//! same SQL (runtime queries with `$N` placeholders, which SQLite accepts too); migrations run
+//! in [`Store::connect`]. Times are Unix milliseconds passed in by the caller, so nothing here
+//! reads a clock.
+//!
+//! Durability: every `record_*` call returns only after its transaction committed. SQLite runs
+//! with `journal_mode=WAL` and `synchronous=NORMAL`, which survives a killed process (`kill
+//! -9`); only a power loss can drop the last commits. Set `sqlite_synchronous_full = true` to
+//! survive that too, at some write throughput.
+//!
+//! SQLite writes go through a single-connection pool, so writers queue in the pool instead of
+//! spinning on `SQLITE_BUSY`; reads use their own pool.
+
+mod order;
+mod records;
+mod schema;
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::Row as _;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use order::{StatusPoint, is_terminal, status_rank, supersedes};
+pub use records::*;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `database_url` is neither `sqlite:` nor `postgres://`.
+    #[error(
+        "store.database_url must start with sqlite: or postgres:// (e.g. \"sqlite://data/voxbridge.db\"), got {0:?}"
+    )]
+    UnsupportedUrl(String),
+    /// The database rejected a query or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The directory for the SQLite file could not be created.
+    #[error("cannot create the directory for the SQLite file {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored JSON column could not be read.
+    #[error("stored JSON in {column} is invalid: {source}")]
+    Json {
+        /// Which column.
+        column: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// `[store]` configuration.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` (created if missing, WAL mode) or
+    /// `postgres://user:pass@host:port/db`. Default `sqlite://data/voxbridge.db`.
+    pub database_url: String,
+    /// Most connections in the (read) pool. Default 8. SQLite writes always use one connection.
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection, in milliseconds. Default 5000.
+    pub acquire_timeout_ms: u64,
+    /// SQLite only: `synchronous=FULL` instead of `NORMAL` (survives power loss, not just a
+    /// killed process). Default false.
+    pub sqlite_synchronous_full: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://data/voxbridge.db".to_owned(),
+            max_connections: 8,
+            acquire_timeout_ms: 5_000,
+            sqlite_synchronous_full: false,
+        }
+    }
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .field("sqlite_synchronous_full", &self.sqlite_synchronous_full)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+enum Pools {
+    Sqlite { write: SqlitePool, read: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the writing pool of whichever backend is configured.
+macro_rules! on_writer {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pools {
+            Pools::Sqlite { write: $pool, .. } => $body,
+            Pools::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$pool` bound to the reading pool.
+macro_rules! on_reader {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pools {
+            Pools::Sqlite { read: $pool, .. } => $body,
+            Pools::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use {on_reader, on_writer};
+
+/// The durable store. Cheap to clone (pools are shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pools: Pools,
+}
+
+impl Store {
+    /// Connects (creating the SQLite file and its directory if needed) and runs migrations.
+    pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
+        let url = config.database_url.trim();
+        let acquire = Duration::from_millis(config.acquire_timeout_ms.max(1));
+        let max = config.max_connections.max(1);
+        let pools = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(if config.sqlite_synchronous_full {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                })
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            if let Some(dir) = Path::new(options.get_filename()).parent()
+                && !dir.as_os_str().is_empty()
+                && !dir.exists()
+            {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(acquire)
+                .connect_with(options.clone())
+                .await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(acquire)
+                .connect_with(options)
+                .await?;
+            Pools::Sqlite { write, read }
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?;
+            Pools::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(acquire)
+                    .connect_with(options)
+                    .await?,
+            )
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        let store = Self { pools };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Which backend this store uses.
+    pub fn backend(&self) -> Backend {
+        match self.pools {
+            Pools::Sqlite { .. } => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Closes every connection (waits for in-flight queries).
+    pub async fn close(&self) {
+        match &self.pools {
+            Pools::Sqlite { write, read } => {
+                write.close().await;
+                read.close().await;
+            }
+            Pools::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// Whether the database answers a trivial query (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_reader!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Applies every migration not yet recorded. Idempotent.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let backend = self.backend();
+        on_writer!(self, pool => {
+            sqlx::query(schema::MIGRATIONS_TABLE).execute(pool).await?;
+            for migration in schema::migrations() {
+                let done = sqlx::query("SELECT version FROM voxbridge_migrations WHERE version = $1")
+                    .bind(migration.version)
+                    .fetch_optional(pool)
+                    .await?;
+                if done.is_some() {
+                    continue;
+                }
+                let sql = match backend {
+                    Backend::Sqlite => migration.sqlite,
+                    Backend::Postgres => migration.postgres,
+                };
+                let mut tx = pool.begin().await?;
+                sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                sqlx::query(
+                    "INSERT INTO voxbridge_migrations (version, description, applied_at) \
+                     VALUES ($1, $2, 0) ON CONFLICT (version) DO NOTHING",
+                )
+                .bind(migration.version)
+                .bind(migration.description)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                tracing::info!(version = migration.version, "store migration applied");
+            }
+        });
+        Ok(())
+    }
+
+    /// The applied migration versions, ascending.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        on_reader!(self, pool => {
+            let rows = sqlx::query("SELECT version FROM voxbridge_migrations ORDER BY version")
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|row| row.try_get::<i64, _>("version").map_err(StoreError::from))
+                .collect()
+        })
+    }
+}

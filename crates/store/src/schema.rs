@@ -1,0 +1,118 @@
+//! Schema migrations, written once per backend because the two dialects differ only in how a
+//! row id is generated. Every statement is idempotent (`IF NOT EXISTS`), so two instances
+//! starting together against one PostgreSQL database cannot break each other; applied versions
+//! are recorded in `voxbridge_migrations`.
+
+/// One schema step: its version, a description, and the SQL for each backend.
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) description: &'static str,
+    pub(crate) sqlite: &'static str,
+    pub(crate) postgres: &'static str,
+}
+
+/// Tables shared by both dialects; `{ID}` is replaced with the backend's row-id column.
+const V1: &str = r"
+CREATE TABLE IF NOT EXISTS calls (
+    call_sid TEXT PRIMARY KEY,
+    direction TEXT,
+    from_number TEXT,
+    to_number TEXT,
+    candidate_id TEXT,
+    screening TEXT,
+    status TEXT,
+    status_rank BIGINT NOT NULL DEFAULT 0,
+    status_terminal BIGINT NOT NULL DEFAULT 0,
+    status_seq BIGINT,
+    status_ts BIGINT,
+    duration_seconds BIGINT,
+    answered_by TEXT,
+    amd_duration_ms BIGINT,
+    recording_sid TEXT,
+    recording_url TEXT,
+    recording_status TEXT,
+    recording_duration_seconds BIGINT,
+    relay_session_status TEXT,
+    handoff_data TEXT,
+    summary TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_created_at ON calls (created_at);
+CREATE INDEX IF NOT EXISTS calls_candidate ON calls (candidate_id, created_at);
+CREATE INDEX IF NOT EXISTS calls_status ON calls (status, created_at);
+
+CREATE TABLE IF NOT EXISTS call_events (
+    id {ID},
+    call_sid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT,
+    sequence_number BIGINT,
+    event_ts BIGINT,
+    received_at BIGINT NOT NULL,
+    dedupe_key TEXT NOT NULL UNIQUE,
+    params TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_events_call ON call_events (call_sid, id);
+
+CREATE TABLE IF NOT EXISTS screenings (
+    id {ID},
+    call_sid TEXT UNIQUE,
+    candidate_id TEXT NOT NULL,
+    first_name TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    job_title TEXT NOT NULL,
+    screening TEXT NOT NULL,
+    state TEXT NOT NULL,
+    error TEXT,
+    answers TEXT,
+    outcome TEXT,
+    summary TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS screenings_candidate ON screenings (candidate_id, created_at);
+
+CREATE TABLE IF NOT EXISTS transcripts (
+    id {ID},
+    call_sid TEXT NOT NULL,
+    role TEXT NOT NULL,
+    text TEXT NOT NULL,
+    at_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transcripts_call ON transcripts (call_sid, id);
+
+CREATE TABLE IF NOT EXISTS rate_limit_decisions (
+    id {ID},
+    number TEXT NOT NULL,
+    allowed BIGINT NOT NULL,
+    recent_count BIGINT NOT NULL,
+    decided_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rate_limit_decisions_number ON rate_limit_decisions (number, decided_at);
+
+CREATE TABLE IF NOT EXISTS sms_consent (
+    number TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    keyword TEXT,
+    updated_at BIGINT NOT NULL
+);
+";
+
+pub(crate) fn migrations() -> Vec<Migration> {
+    vec![Migration {
+        version: 1,
+        description: "calls, call_events, screenings, transcripts, rate_limit_decisions, sms_consent",
+        sqlite: V1_SQLITE.get_or_init(|| V1.replace("{ID}", "INTEGER PRIMARY KEY AUTOINCREMENT")),
+        postgres: V1_POSTGRES.get_or_init(|| V1.replace("{ID}", "BIGSERIAL PRIMARY KEY")),
+    }]
+}
+
+static V1_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static V1_POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS voxbridge_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at BIGINT NOT NULL
+)";

@@ -1,0 +1,410 @@
+//! Twilio REST client for creating calls (feature `rest`).
+//!
+//! `POST {base}/2010-04-01/Accounts/{AccountSid}/Calls.json`, form-encoded, HTTP Basic auth with
+//! the account SID and auth token or an API key SID and secret
+//! (<https://www.twilio.com/docs/voice/api/call-resource#create-a-call-resource>,
+//! <https://www.twilio.com/docs/iam/api-keys>). Twilio's error JSON (`code`, `message`,
+//! `more_info`, `status`) is returned as [`RestError::Api`] so callers can pass it on. HTTP 429
+//! and 5xx are retried with exponential backoff (honouring `Retry-After`), up to
+//! [`RetryPolicy::max_retries`] times.
+//!
+//! Retrying a create after a 5xx can in principle place a call twice (Twilio may have created
+//! it before failing); the issue asks for the retry, and Twilio's 5xx on create are rare.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Twilio's production API base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
+
+/// Why a REST call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    /// Twilio answered with an error body (after any retries).
+    #[error("Twilio error {}: {}", .0.code.map_or_else(|| "?".to_owned(), |c| c.to_string()), .0.message)]
+    Api(TwilioApiError),
+    /// The request could not be sent or the response not read.
+    #[error("cannot reach Twilio: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// Twilio answered 2xx with a body that is not a Call resource.
+    #[error("unexpected response from Twilio ({status}): {message}")]
+    Decode {
+        /// HTTP status.
+        status: u16,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Twilio's error JSON (<https://www.twilio.com/docs/usage/twilios-response#response-formats-exceptions>).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwilioApiError {
+    /// Twilio error code, e.g. 21211.
+    #[serde(default)]
+    pub code: Option<u32>,
+    /// Human-readable message.
+    #[serde(default)]
+    pub message: String,
+    /// Link to the error's documentation.
+    #[serde(default)]
+    pub more_info: Option<String>,
+    /// HTTP status.
+    #[serde(default)]
+    pub status: u16,
+}
+
+/// Credentials for HTTP Basic auth.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Account SID and auth token.
+    AuthToken {
+        /// `AC…`.
+        account_sid: String,
+        /// The auth token.
+        auth_token: String,
+    },
+    /// API key SID (`SK…`) and secret, acting on `account_sid`.
+    ApiKey {
+        /// `AC…`: the account whose resources are used.
+        account_sid: String,
+        /// `SK…`.
+        key_sid: String,
+        /// The key's secret.
+        secret: String,
+    },
+}
+
+impl Credentials {
+    fn account_sid(&self) -> &str {
+        match self {
+            Self::AuthToken { account_sid, .. } | Self::ApiKey { account_sid, .. } => account_sid,
+        }
+    }
+
+    fn basic(&self) -> (&str, &str) {
+        match self {
+            Self::AuthToken {
+                account_sid,
+                auth_token,
+            } => (account_sid, auth_token),
+            Self::ApiKey {
+                key_sid, secret, ..
+            } => (key_sid, secret),
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AuthToken { account_sid, .. } => f
+                .debug_struct("AuthToken")
+                .field("account_sid", account_sid)
+                .field("auth_token", &"<redacted>")
+                .finish(),
+            Self::ApiKey {
+                account_sid,
+                key_sid,
+                ..
+            } => f
+                .debug_struct("ApiKey")
+                .field("account_sid", account_sid)
+                .field("key_sid", key_sid)
+                .field("secret", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// Retry of 429 and 5xx answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Delay before the first retry; doubles each time.
+    pub base_delay: Duration,
+    /// Longest delay (also caps `Retry-After`).
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `attempt` (0-based), unless the server said otherwise.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = self
+            .base_delay
+            .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX));
+        retry_after.unwrap_or(backoff).min(self.max_delay)
+    }
+}
+
+/// `MachineDetection` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MachineDetection {
+    /// `Enable`: decide as soon as possible.
+    Enable,
+    /// `DetectMessageEnd`: wait for the greeting to end (to leave a message).
+    DetectMessageEnd,
+}
+
+impl MachineDetection {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Enable => "Enable",
+            Self::DetectMessageEnd => "DetectMessageEnd",
+        }
+    }
+}
+
+/// Parameters of a call create.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateCall {
+    /// `To` (E.164).
+    pub to: String,
+    /// `From`: a Twilio number or verified caller ID.
+    pub from: String,
+    /// `Url`: where Twilio fetches the TwiML when the call is answered.
+    pub url: String,
+    /// `StatusCallback`.
+    pub status_callback: Option<String>,
+    /// `StatusCallbackEvent`s, each sent as its own parameter.
+    pub status_callback_events: Vec<String>,
+    /// `MachineDetection`.
+    pub machine_detection: Option<MachineDetection>,
+    /// `AsyncAmd=true` with this `AsyncAmdStatusCallback`.
+    pub async_amd_status_callback: Option<String>,
+    /// `Record`.
+    pub record: Option<bool>,
+    /// `RecordingStatusCallback`.
+    pub recording_status_callback: Option<String>,
+    /// `Timeout` in seconds to ring.
+    pub timeout_seconds: Option<u32>,
+}
+
+impl CreateCall {
+    /// The form pairs in the order they are sent.
+    pub fn form_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![
+            ("To", self.to.clone()),
+            ("From", self.from.clone()),
+            ("Url", self.url.clone()),
+        ];
+        if let Some(callback) = &self.status_callback {
+            pairs.push(("StatusCallback", callback.clone()));
+            pairs.push(("StatusCallbackMethod", "POST".to_owned()));
+        }
+        for event in &self.status_callback_events {
+            pairs.push(("StatusCallbackEvent", event.clone()));
+        }
+        if let Some(mode) = self.machine_detection {
+            pairs.push(("MachineDetection", mode.as_str().to_owned()));
+        }
+        if let Some(callback) = &self.async_amd_status_callback {
+            pairs.push(("AsyncAmd", "true".to_owned()));
+            pairs.push(("AsyncAmdStatusCallback", callback.clone()));
+            pairs.push(("AsyncAmdStatusCallbackMethod", "POST".to_owned()));
+        }
+        if let Some(record) = self.record {
+            pairs.push(("Record", record.to_string()));
+        }
+        if let Some(callback) = &self.recording_status_callback {
+            pairs.push(("RecordingStatusCallback", callback.clone()));
+        }
+        if let Some(timeout) = self.timeout_seconds {
+            pairs.push(("Timeout", timeout.to_string()));
+        }
+        pairs
+    }
+}
+
+/// The fields of a Call resource this project reads; others are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallResource {
+    /// `CA…`.
+    pub sid: String,
+    /// `queued`, `ringing`, ...
+    pub status: String,
+    /// `outbound-api` for calls created here.
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// `to`.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// `from`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// `account_sid`.
+    #[serde(default)]
+    pub account_sid: Option<String>,
+}
+
+/// A Twilio REST client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RestClient {
+    http: reqwest::Client,
+    base_url: String,
+    credentials: Credentials,
+    retry: RetryPolicy,
+}
+
+impl RestClient {
+    /// A client for `base_url` (no trailing `/` needed; [`DEFAULT_BASE_URL`] in production),
+    /// with a 15 s request timeout.
+    pub fn new(
+        base_url: impl Into<String>,
+        credentials: Credentials,
+        retry: RetryPolicy,
+    ) -> Result<Self, RestError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("voxbridge/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            credentials,
+            retry,
+        })
+    }
+
+    /// The `Calls.json` URL of the account.
+    pub fn calls_url(&self) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Calls.json",
+            self.base_url,
+            self.credentials.account_sid()
+        )
+    }
+
+    /// Creates a call.
+    pub async fn create_call(&self, call: &CreateCall) -> Result<CallResource, RestError> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(call.form_pairs())
+            .finish();
+        let url = self.calls_url();
+        let (user, password) = self.credentials.basic();
+        let mut attempt = 0;
+        loop {
+            let response = self
+                .http
+                .post(&url)
+                .basic_auth(user, Some(password))
+                .header(reqwest::header::ACCEPT, "application/json")
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body.clone())
+                .send()
+                .await?;
+            let status = response.status();
+            let retryable = status.as_u16() == 429 || status.is_server_error();
+            if retryable && attempt < self.retry.max_retries {
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let delay = self.retry.delay(attempt, retry_after);
+                attempt += 1;
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            let bytes = response.bytes().await?;
+            if status.is_success() {
+                return serde_json::from_slice(&bytes).map_err(|e| RestError::Decode {
+                    status: status.as_u16(),
+                    message: e.to_string(),
+                });
+            }
+            let error = serde_json::from_slice::<TwilioApiError>(&bytes)
+                .ok()
+                .filter(|e| !e.message.is_empty())
+                .map_or_else(
+                    || TwilioApiError {
+                        code: None,
+                        message: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+                        more_info: None,
+                        status: status.as_u16(),
+                    },
+                    |mut e| {
+                        if e.status == 0 {
+                            e.status = status.as_u16();
+                        }
+                        e
+                    },
+                );
+            return Err(RestError::Api(error));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_call_form_has_every_event_and_async_amd() {
+        let call = CreateCall {
+            to: "+14155550100".into(),
+            from: "+14155550199".into(),
+            url: "https://x.test/answer".into(),
+            status_callback: Some("https://x.test/status".into()),
+            status_callback_events: ["initiated", "ringing", "answered", "completed"]
+                .map(String::from)
+                .to_vec(),
+            machine_detection: Some(MachineDetection::DetectMessageEnd),
+            async_amd_status_callback: Some("https://x.test/amd".into()),
+            record: Some(true),
+            ..CreateCall::default()
+        };
+        let pairs = call.form_pairs();
+        let events: Vec<_> = pairs
+            .iter()
+            .filter(|(k, _)| *k == "StatusCallbackEvent")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(events, ["initiated", "ringing", "answered", "completed"]);
+        assert!(pairs.contains(&("MachineDetection", "DetectMessageEnd".into())));
+        assert!(pairs.contains(&("AsyncAmd", "true".into())));
+        assert!(pairs.contains(&("Record", "true".into())));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let policy = RetryPolicy {
+            max_retries: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        assert_eq!(policy.delay(0, None), Duration::from_millis(100));
+        assert_eq!(policy.delay(2, None), Duration::from_millis(400));
+        assert_eq!(policy.delay(9, None), Duration::from_secs(1));
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(30))),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let creds = Credentials::ApiKey {
+            account_sid: "AC1".into(),
+            key_sid: "SK1".into(),
+            secret: "hunter2".into(),
+        };
+        assert!(!format!("{creds:?}").contains("hunter2"));
+    }
+}
