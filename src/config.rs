@@ -4,7 +4,7 @@
 //!
 //! Environment overrides use `VOXBRIDGE__<SECTION>__<KEY>=value`, e.g.
 //! `VOXBRIDGE__MEDIA__MIN_SPEECH_MS=250`. Values are parsed as TOML scalars (numbers, booleans)
-//! and fall back to strings.
+//! and fall back to strings. `DATABASE_URL`, when set, overrides `store.database_url`.
 
 use std::path::Path;
 
@@ -20,6 +20,10 @@ const ENV_PREFIX: &str = "VOXBRIDGE__";
 pub(crate) struct Config {
     /// `[media]`: the Media Streams bridge (`voxbridge serve`) and its per-call sessions.
     pub(crate) media: voxbridge_media::MediaConfig,
+    /// `[api]`: the companion HTTP service (`voxbridge api`).
+    pub(crate) api: voxbridge_api::ApiConfig,
+    /// `[store]`: durable records (SQLite or PostgreSQL).
+    pub(crate) store: voxbridge_store::StoreConfig,
 }
 
 impl Config {
@@ -43,6 +47,15 @@ impl Config {
             merge(&mut merged, user);
         }
         for (name, value) in env {
+            // The conventional variable wins for the database, as in most deployments.
+            if name == "DATABASE_URL" && !value.is_empty() {
+                set_path(
+                    &mut merged,
+                    &["store".to_owned(), "database_url".to_owned()],
+                    toml::Value::String(value),
+                )?;
+                continue;
+            }
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
@@ -159,6 +172,28 @@ mod tests {
             format!("{err:#}").contains("media.pipeline_rate"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn database_url_overrides_the_store() {
+        let c = Config::load_with_env(
+            None,
+            env(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.database_url,
+            "postgres://postgres@127.0.0.1:5432/test"
+        );
+    }
+
+    #[test]
+    fn every_default_key_matches_the_code_defaults() {
+        // config/default.toml documents every key; it must say what the code does.
+        let c = Config::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(c.media, voxbridge_media::MediaConfig::default());
+        assert_eq!(c.api, voxbridge_api::ApiConfig::default());
+        assert_eq!(c.store, voxbridge_store::StoreConfig::default());
     }
 
     #[test]

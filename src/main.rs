@@ -34,6 +34,8 @@ enum LogFormat {
 enum Command {
     /// Run the Media Streams bridge: Twilio's `<Connect><Stream>` connects to `[media].listen`.
     Serve,
+    /// Run the companion HTTP service: screening calls, TwiML, Twilio webhooks ([api], [store]).
+    Api,
     /// Push a WAV file through the inbound Media Streams path exactly as Twilio would send it
     /// (mu-law 20 ms frames as `media` JSON) and report the utterances the pipeline detects.
     Replay(cli::replay::Args),
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve => cli::serve::run(config),
+        Command::Api => cli::api::run(config),
         Command::Replay(args) => cli::replay::run(&config, &args),
         Command::Signature(cmd) => cli::signature::run(&cmd),
         Command::Twiml(cmd) => cli::twiml::run(&cmd),

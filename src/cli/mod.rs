@@ -1,5 +1,6 @@
 //! Command implementations. Each writes its result to stdout and returns errors to `main`.
 
+pub(crate) mod api;
 pub(crate) mod replay;
 pub(crate) mod serve;
 pub(crate) mod signature;

@@ -1,0 +1,27 @@
+//! `voxbridge api`: the companion HTTP service on `[api].listen`.
+
+use anyhow::{Context, Result};
+
+use crate::config::Config;
+
+pub(crate) fn run(config: Config) -> Result<()> {
+    // Check the configuration before any socket is bound or file opened.
+    config
+        .api
+        .validate()
+        .context("invalid [api] configuration")?;
+    let listen = config.api.listen.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = crate::shutdown::on_signal();
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
+        voxbridge_api::serve(config.api, config.store, listener, shutdown)
+            .await
+            .context("api server failed")
+    })
+}
