@@ -104,6 +104,10 @@ pub struct Metrics {
     pub rate_limit_store_failures: AtomicU64,
     /// Screening calls Twilio accepted.
     pub screenings_created: AtomicU64,
+    /// Live calls redirected to the voicemail message after async AMD reported a machine.
+    pub voicemail_redirects: AtomicU64,
+    /// Voicemail redirects that Twilio's REST API refused or that could not reach it.
+    pub voicemail_redirect_failures: AtomicU64,
 }
 
 /// Why [`AppState::new`] or [`serve`] failed.
@@ -361,6 +365,16 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "voxbridge_api_screenings_created_total",
             "Screening calls created.",
             &m.screenings_created,
+        ),
+        (
+            "voxbridge_api_voicemail_redirects_total",
+            "Calls redirected to the voicemail message after async AMD.",
+            &m.voicemail_redirects,
+        ),
+        (
+            "voxbridge_api_voicemail_redirect_failures_total",
+            "Voicemail redirects that failed at Twilio's REST API.",
+            &m.voicemail_redirect_failures,
         ),
     ] {
         let _ = writeln!(

@@ -196,11 +196,7 @@ pub(crate) async fn answer(
                     .metrics
                     .webhooks_accepted
                     .fetch_add(1, Ordering::Relaxed);
-                return Ok(twiml(
-                    &Twiml::new()
-                        .push(Say::new(state.0.config.voicemail_message.clone()))
-                        .push(Hangup),
-                ));
+                return Ok(twiml(&voicemail_twiml(&state)));
             }
         }
         let screening = state.0.store.screening_for_call(call_sid.as_str()).await?;
@@ -433,10 +429,63 @@ pub(crate) async fn amd(
             })
             .await?;
         tracing::info!(answered_by = %callback.answered_by, "answering machine detection");
+        if callback.answered_by.is_machine() {
+            // Calls are placed with AsyncAmd, so the answer webhook never carries AnsweredBy:
+            // the voicemail is left by replacing the live call's TwiML. Done after the 2xx so
+            // Twilio's callback is not held up by our REST round trip (and its retries).
+            redirect_to_voicemail(&state, callback.call_sid.as_str().to_owned());
+        }
         Ok(accepted(&state))
     }
     .instrument(span)
     .await
+}
+
+/// Replaces the call's TwiML with the voicemail message and a hang-up, in the background.
+fn redirect_to_voicemail(state: &AppState, call_sid: String) {
+    let Some(client) = state.0.twilio.clone() else {
+        tracing::warn!(
+            "machine answered but no Twilio REST credentials are configured: cannot leave the voicemail"
+        );
+        state
+            .0
+            .metrics
+            .voicemail_redirect_failures
+            .fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let twiml = voicemail_twiml(state).to_xml();
+    let state = state.clone();
+    tokio::spawn(
+        async move {
+            match client.update_call_twiml(&call_sid, &twiml).await {
+                Ok(_) => {
+                    tracing::info!("voicemail: call redirected to the message and a hang-up");
+                    state
+                        .0
+                        .metrics
+                        .voicemail_redirects
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "voicemail: could not redirect the call");
+                    state
+                        .0
+                        .metrics
+                        .voicemail_redirect_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        .in_current_span(),
+    );
+}
+
+/// The voicemail message followed by a hang-up.
+fn voicemail_twiml(state: &AppState) -> Twiml {
+    Twiml::new()
+        .push(Say::new(state.0.config.voicemail_message.clone()))
+        .push(Hangup)
 }
 
 /// `POST /twilio/voice/recording`: recording status.

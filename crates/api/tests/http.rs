@@ -328,6 +328,66 @@ async fn a_candidate_is_not_called_more_than_the_daily_limit() {
 }
 
 #[tokio::test]
+async fn async_amd_machine_redirects_the_live_call_to_the_voicemail_message() {
+    let h = start(|c| c.voicemail_message = "Sorry we missed you.".into()).await;
+    let machine = "CA0123456789abcdef0123456789abc001";
+    let human = "CA0123456789abcdef0123456789abc002";
+    for (sid, answered_by) in [(human, "human"), (machine, "machine_end_beep")] {
+        let r = h
+            .webhook(
+                "/twilio/voice/amd",
+                &[
+                    ("AccountSid", common::ACCOUNT),
+                    ("CallSid", sid),
+                    ("AnsweredBy", answered_by),
+                    ("MachineDetectionDuration", "4210"),
+                ],
+            )
+            .await;
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    // The redirect runs after the 2xx; wait for the stand-in to see it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let updates = loop {
+        let updates = h.fake.updates.lock().unwrap().clone();
+        if !updates.is_empty() || std::time::Instant::now() > deadline {
+            break updates;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        updates.len(),
+        1,
+        "only the machine-answered call is redirected: {updates:?}"
+    );
+    let (sid, form) = &updates[0];
+    assert_eq!(sid, machine);
+    let twiml = form
+        .iter()
+        .find(|(k, _)| k == "Twiml")
+        .map(|(_, v)| v.as_str())
+        .expect("update carries Twiml");
+    assert!(
+        twiml.contains("<Say>Sorry we missed you.</Say><Hangup/>"),
+        "{twiml}"
+    );
+    assert_eq!(
+        h.state
+            .metrics()
+            .voicemail_redirects
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // Both AMD results are on record.
+    let (status, body) = h.api_get(&format!("/api/calls/{machine}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["call"]["call"]["answeredBy"], "machine_end_beep",
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn voicemail_gets_the_message_and_a_hangup_and_stream_mode_connects_a_stream() {
     let h = start(|c| {
         c.connect.mode = ConnectMode::Stream;

@@ -287,18 +287,46 @@ impl RestClient {
         )
     }
 
+    /// The URL of one call resource (`Calls/{CallSid}.json`).
+    pub fn call_url(&self, call_sid: &str) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Calls/{call_sid}.json",
+            self.base_url,
+            self.credentials.account_sid()
+        )
+    }
+
     /// Creates a call.
     pub async fn create_call(&self, call: &CreateCall) -> Result<CallResource, RestError> {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(call.form_pairs())
             .finish();
-        let url = self.calls_url();
+        self.post_form(&self.calls_url(), body).await
+    }
+
+    /// Replaces the TwiML of a live call (`POST Calls/{CallSid}.json` with `Twiml`), e.g. to
+    /// leave a voicemail message once asynchronous AMD reports a machine.
+    /// (<https://www.twilio.com/docs/voice/api/call-resource#update-a-call-resource>)
+    pub async fn update_call_twiml(
+        &self,
+        call_sid: &str,
+        twiml: &str,
+    ) -> Result<CallResource, RestError> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("Twiml", twiml)
+            .finish();
+        self.post_form(&self.call_url(call_sid), body).await
+    }
+
+    /// POSTs a form with Basic auth; retries 429/5xx with backoff (honouring `Retry-After`);
+    /// decodes the Call resource or Twilio's error JSON.
+    async fn post_form(&self, url: &str, body: String) -> Result<CallResource, RestError> {
         let (user, password) = self.credentials.basic();
         let mut attempt = 0;
         loop {
             let response = self
                 .http
-                .post(&url)
+                .post(url)
                 .basic_auth(user, Some(password))
                 .header(reqwest::header::ACCEPT, "application/json")
                 .header(

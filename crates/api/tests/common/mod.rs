@@ -32,12 +32,69 @@ pub const INVALID_TO: &str = "+15005550001";
 pub const FLAKY_TO: &str = "+15005550009";
 pub const T0: i64 = 1_700_000_000_000;
 
+/// One `POST Calls/{sid}.json`: the call SID and its form pairs.
+pub type CallUpdate = (String, Vec<(String, String)>);
+
 /// What the stand-in saw.
 #[derive(Debug, Default)]
 pub struct FakeTwilio {
     pub creates: Mutex<Vec<Vec<(String, String)>>>,
+    /// Call updates: the call SID and the form of each.
+    pub updates: Mutex<Vec<CallUpdate>>,
     pub attempts: Mutex<u32>,
     pub flaky_failures: Mutex<u32>,
+}
+
+fn authorized(headers: &HeaderMap, account: &str) -> bool {
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT}:{TOKEN}"))
+    );
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    auth == Some(expected.as_str()) && account == ACCOUNT
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401})),
+    )
+        .into_response()
+}
+
+/// `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`: update a live call.
+async fn fake_update_call(
+    State(fake): State<Arc<FakeTwilio>>,
+    Path((account, call)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if !authorized(&headers, &account) {
+        return unauthorized();
+    }
+    let Some(sid) = call.strip_suffix(".json") else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"code": 20404, "message": "The requested resource was not found", "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404})),
+        )
+            .into_response();
+    };
+    let form = FormParams::parse(body.as_bytes());
+    fake.updates
+        .lock()
+        .unwrap()
+        .push((sid.to_owned(), form.as_pairs().to_vec()));
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "account_sid": ACCOUNT,
+            "sid": sid,
+            "status": "in-progress",
+            "direction": "outbound-api",
+            "uri": format!("/2010-04-01/Accounts/{ACCOUNT}/Calls/{sid}.json"),
+        })),
+    )
+        .into_response()
 }
 
 async fn fake_calls(
@@ -47,17 +104,8 @@ async fn fake_calls(
     body: String,
 ) -> Response {
     *fake.attempts.lock().unwrap() += 1;
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT}:{TOKEN}"))
-    );
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(expected.as_str()) || account != ACCOUNT {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401})),
-        )
-            .into_response();
+    if !authorized(&headers, &account) {
+        return unauthorized();
     }
     let form = FormParams::parse(body.as_bytes());
     let to = form.get("To").unwrap_or_default().to_owned();
@@ -125,6 +173,10 @@ pub async fn start_fake_twilio() -> (String, Arc<FakeTwilio>) {
         .route(
             "/2010-04-01/Accounts/{account}/Calls.json",
             post(fake_calls),
+        )
+        .route(
+            "/2010-04-01/Accounts/{account}/Calls/{call}",
+            post(fake_update_call),
         )
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
