@@ -417,7 +417,7 @@ pub(crate) async fn amd(
     let callback = AmdCallback::from_params(params)?;
     let span = tracing::info_span!("call", call_sid = %callback.call_sid);
     async move {
-        state
+        let outcome = state
             .0
             .store
             .record_amd(&AmdEvent {
@@ -429,11 +429,23 @@ pub(crate) async fn amd(
             })
             .await?;
         tracing::info!(answered_by = %callback.answered_by, "answering machine detection");
-        if callback.answered_by.is_machine() {
+        if callback.answered_by.is_machine() && !outcome.duplicate {
             // Calls are placed with AsyncAmd, so the answer webhook never carries AnsweredBy:
             // the voicemail is left by replacing the live call's TwiML. Done after the 2xx so
-            // Twilio's callback is not held up by our REST round trip (and its retries).
-            redirect_to_voicemail(&state, callback.call_sid.as_str().to_owned());
+            // Twilio's callback is not held up by our REST round trip (and its retries). A
+            // redelivered callback or a call that already ended is left alone.
+            let ended = state
+                .0
+                .store
+                .call(callback.call_sid.as_str())
+                .await?
+                .and_then(|c| c.status)
+                .is_some_and(|s| voxbridge_store::is_terminal(&s));
+            if ended {
+                tracing::info!("machine answered but the call already ended: no voicemail");
+            } else {
+                redirect_to_voicemail(&state, callback.call_sid.as_str().to_owned());
+            }
         }
         Ok(accepted(&state))
     }

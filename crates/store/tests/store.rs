@@ -40,6 +40,39 @@ async fn behaviour(store: &Store) {
     screenings(store).await;
     listing(store).await;
     audit_and_consent(store).await;
+    // Adds a call, so it runs after `listing` counted the calls above.
+    sequence_numbers_order_non_terminal_statuses(store).await;
+}
+
+/// Non-terminal statuses, where only `SequenceNumber` decides: in order each one moves the call
+/// forward; a late lower sequence never moves it back.
+async fn sequence_numbers_order_non_terminal_statuses(store: &Store) {
+    let call = "CA00000000000000000000000000000005";
+    let current = |store: &Store| {
+        let store = store.clone();
+        async move { store.call(call).await.unwrap().unwrap().status.unwrap() }
+    };
+    for (name, seq) in [("initiated", 0), ("ringing", 1), ("in-progress", 2)] {
+        let o = store
+            .record_call_status(&status(call, name, Some(seq), 100 + seq))
+            .await
+            .unwrap();
+        assert!(
+            o.applied && !o.duplicate,
+            "{name}({seq}) in order must apply"
+        );
+        assert_eq!(current(store).await, name);
+    }
+    // Late (or redelivered) lower sequence numbers leave the call in progress.
+    for (name, seq) in [("ringing", 1), ("initiated", 0)] {
+        let late = status(call, name, Some(seq), 200 + seq);
+        let o = store.record_call_status(&late).await.unwrap();
+        assert!(
+            !o.applied,
+            "{name}({seq}) after in-progress(2) must not apply"
+        );
+        assert_eq!(current(store).await, "in-progress");
+    }
 }
 
 async fn out_of_order_statuses(store: &Store) {

@@ -189,11 +189,13 @@ impl Address {
         }
     }
 
-    /// Text safe for logs: phone numbers masked, other addresses as they are.
+    /// Text safe for logs: phone numbers masked; in other addresses (`sip:+1415...@trunk`,
+    /// national formats) every digit of a run of 7 or more but the first 4 and last 4 becomes
+    /// `*`, so a number never reaches the logs whole.
     pub fn masked(&self) -> String {
         match self {
             Self::Phone(number) => number.masked(),
-            Self::Other(other) => other.clone(),
+            Self::Other(other) => mask_digit_runs(other),
         }
     }
 }
@@ -228,8 +230,57 @@ impl fmt::Debug for Address {
     }
 }
 
+/// Masks the middle of every run of 7 or more ASCII digits (keeping at most 4 at each end and
+/// always hiding at least 3).
+fn mask_digit_runs(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let run = &text[start..i];
+            if run.len() >= 7 {
+                let keep = ((run.len() - 3) / 2).min(4);
+                out.push_str(&run[..keep]);
+                out.extend(std::iter::repeat_n('*', run.len() - 2 * keep));
+                out.push_str(&run[run.len() - keep..]);
+            } else {
+                out.push_str(run);
+            }
+        } else {
+            let ch = text[i..].chars().next().expect("i is on a char boundary");
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn other_addresses_never_log_a_whole_number() {
+        let masked = |s: &str| Address::Other(s.to_owned()).masked();
+        assert_eq!(
+            masked("sip:+14158675309@trunk.example"),
+            "sip:+1415***5309@trunk.example"
+        );
+        assert_eq!(masked("14158675309"), "1415***5309");
+        assert_eq!(masked("5551234"), "55***34");
+        assert_eq!(masked("anonymous"), "anonymous");
+        assert_eq!(masked("client:agent-42"), "client:agent-42");
+        assert_eq!(
+            masked("x123456y"),
+            "x123456y",
+            "six digits are not a phone number"
+        );
+        assert_eq!(masked("zürich 0441234567"), "zürich 044****567");
+    }
     use super::*;
 
     #[test]
