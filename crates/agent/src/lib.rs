@@ -324,8 +324,10 @@ impl BrainHandle {
 
 impl Drop for BrainHandle {
     fn drop(&mut self) {
-        // Whatever path drops the handle, the brain must not outlive its call.
+        // Whatever path drops the handle (even a driver future dropped before `finish`), the
+        // brain must not outlive its call: cancel it, and abort it in case it ignores that.
         self.cancel.cancel();
+        self.task.abort();
     }
 }
 

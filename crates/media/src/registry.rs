@@ -148,7 +148,13 @@ impl Registry {
         if self
             .inner
             .by_stream
-            .insert(stream_sid.clone(), Handle { entry, control })
+            .insert(
+                stream_sid.clone(),
+                Handle {
+                    entry,
+                    control: control.clone(),
+                },
+            )
             .is_some()
         {
             tracing::warn!(%stream_sid, "stream SID registered twice; the newer stream wins");
@@ -160,6 +166,7 @@ impl Registry {
             registry: self.clone(),
             call_sid,
             stream_sid,
+            control,
         }
     }
 }
@@ -170,16 +177,28 @@ pub(crate) struct Registration {
     registry: Registry,
     call_sid: String,
     stream_sid: String,
+    /// Identifies this registration's entry (a newer one for the same SIDs has another).
+    control: mpsc::Sender<Control>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         let inner = &self.registry.inner;
-        inner.by_stream.remove(&self.stream_sid);
-        // Another stream of the same call may have registered since; leave its mapping alone.
-        inner
-            .by_call
-            .remove_if(&self.call_sid, |_, stream| *stream == self.stream_sid);
+        // A second socket may have registered the same stream SID since (the newer one wins);
+        // remove the entry only while it is still ours, identified by our control channel.
+        let removed = inner
+            .by_stream
+            .remove_if(&self.stream_sid, |_, handle| {
+                handle.control.same_channel(&self.control)
+            })
+            .is_some();
+        if removed {
+            // Another stream of the same call may have registered since; leave its mapping
+            // alone.
+            inner
+                .by_call
+                .remove_if(&self.call_sid, |_, stream| *stream == self.stream_sid);
+        }
     }
 }
 
@@ -221,6 +240,23 @@ mod tests {
             registry.control("CA1", Control::Shutdown),
             Err(ControlError::NotFound)
         );
+    }
+
+    #[test]
+    fn dropping_a_replaced_registration_keeps_the_newer_one() {
+        let registry = Registry::new();
+        let (old_tx, _old_rx) = mpsc::channel(1);
+        let (new_tx, mut new_rx) = mpsc::channel(1);
+        let old = registry.register(entry("CA1", "MZ1"), old_tx);
+        let newer = registry.register(entry("CA1", "MZ1"), new_tx);
+        drop(old);
+        assert_eq!(registry.count(), 1, "the newer registration must survive");
+        registry
+            .control("CA1", Control::Shutdown)
+            .expect("the newer call is still controllable");
+        assert_eq!(new_rx.try_recv(), Ok(Control::Shutdown));
+        drop(newer);
+        assert!(registry.is_empty());
     }
 
     #[test]

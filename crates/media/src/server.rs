@@ -24,7 +24,8 @@ const SIGNATURE_HEADER: &str = "x-twilio-signature";
 const READ_BUFFER: usize = 4096;
 /// Most bytes buffered for writing before writes fail (only grows while the peer is slow).
 const MAX_WRITE_BUFFER: usize = 64 * 1024;
-/// After the forced close, how long calls get to send their close frames.
+/// After the forced close, beyond two send timeouts (a full queue, then the close frame's
+/// flush), how long calls get for the close handshake and stopping their brain.
 const CLOSE_GRACE_EXTRA: Duration = Duration::from_secs(2);
 /// How long the HTTP server gets to finish plain requests at the very end.
 const SERVER_STOP_GRACE: Duration = Duration::from_secs(5);
@@ -155,7 +156,10 @@ pub async fn serve_with_state(
             "drain deadline passed: closing live calls (1001)"
         );
         state.close_all();
-        let grace = state.config().send_timeout() + CLOSE_GRACE_EXTRA;
+        // A driver's worst case after the forced close: a full send queue (one send timeout),
+        // flushing the close frame (another), the close handshake and the brain's stop. Less
+        // than that and `serve` could return before `CallSink::call_ended` ran for a slow peer.
+        let grace = state.config().send_timeout() * 2 + CLOSE_GRACE_EXTRA;
         if tokio::time::timeout(grace, state.idle()).await.is_err() {
             warn!(
                 connections = state.connections(),

@@ -251,6 +251,20 @@ async fn isolated_bad_messages_do_not_end_the_call() {
         server.state.registry().is_empty()
     })
     .await;
+    eventually(2 * SECOND, "call record written", || {
+        !records.0.lock().expect("not poisoned").is_empty()
+    })
+    .await;
+    let recorded = records.0.lock().expect("not poisoned").clone();
+    assert_eq!(recorded.len(), 1, "one call, one record");
+    let summary = &recorded[0].summary;
+    // media before start, bad JSON, unknown event, bad base64, oversize, binary, second
+    // start: each counted, none fatal; the ping is not a bad message.
+    assert_eq!(summary.bad_messages, 7, "{summary:?}");
+    assert_eq!(
+        summary.end_reason,
+        Some(voxbridge_session::EndReason::Stopped)
+    );
 }
 
 #[tokio::test]

@@ -61,6 +61,9 @@ pub(crate) struct Playout {
     queued_total: u64,
     sent_total: u64,
     marks: VecDeque<QueuedMark>,
+    /// Position (in queued samples) of the last mark placed, or where a `clear` left the
+    /// queue: audio queued beyond it belongs to an open chunk, sent or not.
+    last_mark_at: u64,
     /// Converts brain audio to 8 kHz; kept across chunks while the rate stays the same.
     resampler: Option<StreamResampler>,
     /// The resampler holds input since its last flush.
@@ -93,6 +96,7 @@ impl Playout {
             queued_total: 0,
             sent_total: 0,
             marks: VecDeque::new(),
+            last_mark_at: 0,
             resampler: None,
             resampler_dirty: false,
             scratch: Vec::new(),
@@ -137,6 +141,7 @@ impl Playout {
     /// Ends a chunk: drains the resampler, then places a mark after the last sample.
     pub(crate) fn push_mark(&mut self, turn: TurnId, chunk: u32, text: String) {
         self.flush_resampler();
+        self.last_mark_at = self.queued_total;
         self.marks.push_back(QueuedMark {
             at: self.queued_total,
             turn,
@@ -145,10 +150,10 @@ impl Playout {
         });
     }
 
-    /// Whether audio has been queued since the last mark (a chunk is open).
+    /// Whether audio has been queued since the last mark (a chunk is open), including audio
+    /// already sent: its end still needs a mark to know when the caller heard it.
     pub(crate) fn has_unmarked_audio(&self) -> bool {
-        self.resampler_dirty
-            || self.marks.back().map_or(self.sent_total, |m| m.at) < self.queued_total
+        self.resampler_dirty || self.last_mark_at < self.queued_total
     }
 
     /// Nothing is queued here (audio, marks or resampler input).
@@ -171,6 +176,7 @@ impl Playout {
     pub(crate) fn clear(&mut self, now: Instant) {
         self.queue.clear();
         self.queued_total = self.sent_total;
+        self.last_mark_at = self.queued_total;
         self.marks.clear();
         if let Some(r) = &mut self.resampler {
             r.reset();
@@ -284,6 +290,26 @@ mod tests {
         assert_eq!(p.next_send_at(t0), Some(t0 + Duration::from_millis(20)));
         assert_eq!(drain(&mut p, t0 + Duration::from_millis(19)), vec![]);
         assert_eq!(drain(&mut p, t0 + Duration::from_millis(20)), vec![Ok(160)]);
+    }
+
+    #[test]
+    fn audio_already_sent_without_a_mark_is_still_unmarked() {
+        // 8 kHz brain audio needs no resampler flush; once it is sent the queue is empty, but
+        // its end has no mark yet, so the turn cannot count as played.
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::from_millis(100), Duration::from_secs(60), t0);
+        p.push_audio(&[5; 320], 8000).unwrap();
+        assert_eq!(drain(&mut p, t0), vec![Ok(160), Ok(160)]);
+        assert!(
+            p.has_unmarked_audio(),
+            "sent audio without a mark is an open chunk"
+        );
+        p.push_mark(TurnId(1), 0, "hi".into());
+        assert!(!p.has_unmarked_audio());
+        p.push_audio(&[5; 160], 8000).unwrap();
+        assert!(p.has_unmarked_audio());
+        p.clear(t0);
+        assert!(!p.has_unmarked_audio(), "a clear drops the open chunk");
     }
 
     #[test]
