@@ -22,7 +22,9 @@
 //! diagnostic and the load-test workload. The speech-pipeline and screening brains plug into
 //! the same traits.
 
+pub mod conversation;
 pub mod echo;
+pub mod screening;
 
 use std::collections::BTreeMap;
 use std::fmt;
