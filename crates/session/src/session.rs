@@ -557,12 +557,15 @@ impl Session {
             interrupted.push(record);
         }
         for record in interrupted {
+            // What the bot said can carry a candidate's personal data: its length at info, the
+            // text itself only at debug.
             info!(
                 call_sid = self.call_sid().unwrap_or("-"),
                 turn = record.id.0,
-                heard = %record.heard,
+                heard_chars = record.heard.chars().count(),
                 "barge-in"
             );
+            tracing::debug!(call_sid = self.call_sid().unwrap_or("-"), heard = %record.heard, "barge-in: text the caller heard");
             self.summary
                 .bot_turns
                 .push((record.id, record.heard.clone(), true));
