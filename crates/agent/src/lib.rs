@@ -223,7 +223,9 @@ impl Default for BrainChannels {
     fn default() -> Self {
         Self {
             events: 32,
-            commands: 32,
+            // Small on purpose: with the shell's high-water mark on queued audio, this bounds
+            // how far a brain can run ahead of playout (8 commands, e.g. 800 ms of echo).
+            commands: 8,
         }
     }
 }

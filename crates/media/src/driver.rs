@@ -23,6 +23,9 @@ use voxbridge_session::{BrainEvent, CallInfo, CallSummary, EndReason, Input, Out
 use crate::registry::{CallEntry, Control, Registration};
 use crate::{CallRecord, MediaState};
 
+/// Bot audio queued in the session (not yet sent to Twilio) above which the driver stops
+/// taking brain commands, so a faster-than-real-time brain waits instead of buffering.
+const BRAIN_HIGH_WATER: Duration = Duration::from_secs(1);
 /// How long a stopped brain gets to return before its task is aborted.
 const BRAIN_GRACE: Duration = Duration::from_secs(1);
 /// After our close frame, how long to wait for the peer's close reply.
@@ -225,7 +228,10 @@ where
                     }
                 }
             }
-            command = next_command(call.brain.as_mut()), if call.brain.is_some() => match command {
+            // Backpressure: above the high-water mark the brain's bounded channel fills and
+            // its sends wait until playout drains the queue (checked again at every wake-up).
+            command = next_command(call.brain.as_mut()),
+                if call.brain.is_some() && call.session.queued_audio() < BRAIN_HIGH_WATER => match command {
                 Some(command) => call.session.handle_input(now(), Input::Brain(command.as_input())),
                 None => call.on_brain_stopped().await,
             },

@@ -172,3 +172,125 @@ async fn stream_end_is_a_socket_close() {
     assert!(summary.frames_in >= 49, "{} frames", summary.frames_in);
     assert!(state.registry().is_empty());
 }
+
+/// A brain that produces 10 s of audio as fast as its channel takes it, and records how long
+/// (in virtual time) its last send took to go through.
+struct Flood {
+    sent_all_after: Arc<std::sync::Mutex<Option<Duration>>>,
+}
+
+impl voxbridge_agent::BrainFactory for Flood {
+    fn name(&self) -> &'static str {
+        "flood"
+    }
+
+    fn start(
+        &self,
+        _call: &voxbridge_agent::CallInfo,
+    ) -> Result<Box<dyn voxbridge_agent::Brain>, voxbridge_agent::BrainError> {
+        Ok(Box::new(Flood {
+            sent_all_after: self.sent_all_after.clone(),
+        }))
+    }
+}
+
+impl voxbridge_agent::Brain for Flood {
+    fn run(
+        self: Box<Self>,
+        mut io: voxbridge_agent::BrainIo,
+    ) -> voxbridge_agent::BoxFuture<Result<(), voxbridge_agent::BrainError>> {
+        use voxbridge_agent::{BrainEvent, Command, TurnId};
+        Box::pin(async move {
+            while let Some(event) = io.events.recv().await {
+                if matches!(event, BrainEvent::CallStarted(_)) {
+                    break;
+                }
+            }
+            let began = Instant::now();
+            let turn = TurnId(1);
+            for _ in 0..100 {
+                let audio = Command::Audio {
+                    turn,
+                    pcm: vec![4000; 800],
+                    sample_rate: 8000,
+                };
+                if io.commands.send(audio).await.is_err() {
+                    return Ok(());
+                }
+            }
+            let text = "ten seconds of audio".to_owned();
+            let _ = io.commands.send(Command::ChunkEnd { turn, text }).await;
+            let _ = io.commands.send(Command::TurnEnd { turn }).await;
+            *self.sent_all_after.lock().expect("not poisoned") = Some(began.elapsed());
+            io.cancel.cancelled().await;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_brain_faster_than_real_time_waits_for_playout() {
+    let sent_all_after = Arc::new(std::sync::Mutex::new(None));
+    let state = MediaState::new(
+        MediaConfig {
+            insecure_skip_signature: true,
+            idle_timeout_ms: 60_000,
+            default_agent: "flood".to_owned(),
+            ..MediaConfig::default()
+        },
+        Agents::new().with(Flood {
+            sent_all_after: sent_all_after.clone(),
+        }),
+    )
+    .expect("valid config");
+    let peer = StuckPeer {
+        accepted: Arc::default(),
+        capacity: usize::MAX,
+    };
+    let (tx, rx) = unbounded();
+    let mut twilio =
+        TwilioEncoder::new(StreamSid::new(format!("MZ{:032x}", 0xF1)).expect("valid SID"));
+    tx.unbounded_send(text(twilio.connected()))
+        .expect("driver listening");
+    let params = BTreeMap::from([("agent".to_owned(), "flood".to_owned())]);
+    tx.unbounded_send(text(twilio.start(
+        AccountSid::new(format!("AC{:032x}", 1)).expect("valid SID"),
+        CallSid::new(format!("CA{:032x}", 0xF1)).expect("valid SID"),
+        vec![Track::Inbound],
+        params,
+    )))
+    .expect("driver listening");
+    let driver = tokio::spawn(drive_call(state.clone(), peer.clone(), rx));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let took = loop {
+        if let Some(took) = *sent_all_after.lock().expect("not poisoned") {
+            break took;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the brain never finished sending"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // 10 s of audio plays in real time; the brain may run ahead by at most the driver's
+    // high-water mark (1 s queued), its command channel (8 x 100 ms) and the playout lead
+    // (100 ms). Without backpressure its sends would all complete at once.
+    assert!(
+        took >= Duration::from_secs(8),
+        "the brain finished sending after {took:?}: it was not held back by playout"
+    );
+    // Meanwhile playout went on in real time: the frames sent cover the time the brain waited
+    // (minus one frame of slack for the instant the brain's last send went through).
+    let sent_ms = peer.accepted.load(Ordering::SeqCst) as u128 * 20;
+    assert!(
+        sent_ms + 20 >= took.as_millis(),
+        "{sent_ms} ms of audio sent while the brain waited {took:?}"
+    );
+    drop(tx);
+    let summary = tokio::time::timeout(Duration::from_secs(30), driver)
+        .await
+        .expect("driver ends")
+        .expect("driver does not panic");
+    assert_eq!(summary.end_reason, Some(EndReason::SocketClosed));
+}

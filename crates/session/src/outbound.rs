@@ -161,6 +161,11 @@ impl Playout {
         self.queue.is_empty() && self.marks.is_empty() && !self.resampler_dirty
     }
 
+    /// Audio accepted from the brain but not yet sent to Twilio (8 kHz samples as time).
+    pub(crate) fn queued(&self) -> Duration {
+        Duration::from_nanos(self.queue.len() as u64 * SAMPLE_NANOS)
+    }
+
     /// Audio in Twilio's modelled buffer ahead of `now`.
     pub(crate) fn ahead(&self, now: Instant) -> Duration {
         self.buffered_until.saturating_duration_since(now)

@@ -231,6 +231,14 @@ impl Session {
         self.inbound.is_speaking()
     }
 
+    /// Bot audio accepted from the brain but not yet sent to Twilio. Shells stop taking brain
+    /// commands above a high-water mark, so a brain that produces audio faster than real time
+    /// waits on its bounded channel instead of filling this queue (per-call memory stays small
+    /// and a barge-in throws little synthesized audio away).
+    pub fn queued_audio(&self) -> Duration {
+        self.playout.queued()
+    }
+
     /// Bot audio in Twilio's modelled playout buffer ahead of the latest `now`.
     pub fn playout_ahead(&self) -> Duration {
         self.playout.ahead(self.now)
