@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use voxbridge_store::NewScreening;
 use voxbridge_twilio::E164;
-use voxbridge_twilio::rest::{CreateCall, MachineDetection};
+use voxbridge_twilio::rest::{CreateCall, MachineDetection, RestError};
 
 use crate::{ApiError, AppState};
 
@@ -197,15 +197,40 @@ pub(crate) async fn create(
             }))
             .into_response())
         }
-        Err(error) => {
-            let error = ApiError::from(error);
-            tracing::warn!(to = %request.phone.masked(), %error, "Twilio refused the screening call");
-            store
-                .mark_screening_failed(id, &error.to_string(), state.now_ms())
-                .await?;
-            Err(error)
-        }
+        Err(error) => Err(record_create_failure(&state, id, &request.phone, error).await?),
     }
+}
+
+/// Records a failed call create and returns the error for the caller of our API.
+///
+/// Only a 4xx error body from Twilio proves no call was placed. A transport failure, an
+/// unreadable 2xx or a 5xx after the retries may follow a call Twilio did create: that attempt
+/// keeps counting toward the daily limit, so a retry cannot ring the candidate twice.
+async fn record_create_failure(
+    state: &AppState,
+    id: i64,
+    phone: &E164,
+    error: RestError,
+) -> Result<ApiError, ApiError> {
+    let definite = matches!(&error, RestError::Api(e) if e.status < 500);
+    let error = ApiError::from(error);
+    let store = &state.0.store;
+    if definite {
+        tracing::warn!(to = %phone.masked(), %error, "Twilio refused the screening call");
+        store
+            .mark_screening_failed(id, &error.to_string(), state.now_ms())
+            .await?;
+    } else {
+        tracing::warn!(
+            to = %phone.masked(),
+            %error,
+            "screening call outcome unknown: it may have been placed; counted toward the daily limit"
+        );
+        store
+            .mark_screening_uncertain(id, &error.to_string(), state.now_ms())
+            .await?;
+    }
+    Ok(error)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{FLAKY_TO, FROM, INVALID_TO, T0, start, status_params};
+use common::{BROKEN_TO, FLAKY_TO, FROM, INVALID_TO, T0, start, status_params};
 use serde_json::json;
 use voxbridge_api::{ConnectMode, InboundMode, LimiterBackend};
 use voxbridge_store::{Store, StoreConfig};
@@ -324,6 +324,29 @@ async fn a_candidate_is_not_called_more_than_the_daily_limit() {
         h.create_screening(&candidate("+14158675309")).await.0,
         200,
         "a day later"
+    );
+}
+
+#[tokio::test]
+async fn an_uncertain_create_counts_toward_the_daily_limit_and_a_refused_one_does_not() {
+    let h = start(|c| c.max_calls_per_candidate_per_day = 1).await;
+    // Twilio refused (4xx): no call was placed, the candidate can still be called.
+    let (status, _) = h.create_screening(&candidate(INVALID_TO)).await;
+    assert_eq!(status, 400);
+    // 500 after every retry: the call may exist, so the attempt counts.
+    let (status, body) = h.create_screening(&candidate(BROKEN_TO)).await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert_eq!(body["success"], false);
+    let (status, body) = h.create_screening(&candidate("+14158675309")).await;
+    assert_eq!(
+        status, 429,
+        "a retry after an unknown outcome must not ring the candidate again: {body}"
+    );
+    let attempts = *h.fake.attempts.lock().unwrap();
+    assert_eq!(
+        attempts,
+        1 + 4,
+        "one refused create, one create tried 1 + 3 retries"
     );
 }
 

@@ -648,6 +648,28 @@ impl Store {
         Ok(())
     }
 
+    /// The call create ended without a definite answer (timeout, unreadable 2xx, 5xx after
+    /// retries): Twilio may have placed the call, so the attempt keeps counting toward the
+    /// per-candidate daily limit (state `create_unknown`).
+    pub async fn mark_screening_uncertain(
+        &self,
+        id: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_writer!(self, pool => {
+            sqlx::query(
+                "UPDATE screenings SET state = 'create_unknown', error = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(error)
+            .bind(now_ms)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
     /// Screenings of `candidate_id` requested at or after `since_ms`, failed creates excluded.
     pub async fn count_screenings_since(
         &self,

@@ -30,6 +30,8 @@ pub const FROM: &str = "+14155550199";
 pub const INVALID_TO: &str = "+15005550001";
 /// Twilio's stand-in answers 503 twice for this number, then creates the call.
 pub const FLAKY_TO: &str = "+15005550009";
+/// Twilio's stand-in always answers 500 for this number (the call's fate is unknown).
+pub const BROKEN_TO: &str = "+15005550010";
 pub const T0: i64 = 1_700_000_000_000;
 
 /// One `POST Calls/{sid}.json`: the call SID and its form pairs.
@@ -120,6 +122,9 @@ async fn fake_calls(
             })),
         )
             .into_response();
+    }
+    if to == BROKEN_TO {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
     }
     if to == FLAKY_TO {
         let mut failures = fake.flaky_failures.lock().unwrap();
