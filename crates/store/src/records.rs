@@ -301,6 +301,47 @@ const UPSERT_STATUS: &str = "INSERT INTO calls (call_sid, direction, from_number
           THEN excluded.status_ts > calls.status_ts \
         ELSE excluded.status_rank > calls.status_rank END))";
 
+/// One row of `call_events`: every webhook is recorded here first, deduplicated by
+/// `dedupe_key`, in the same transaction as its effect on `calls`.
+struct EventRow<'a> {
+    call_sid: &'a str,
+    kind: &'static str,
+    status: &'a str,
+    sequence_number: Option<i64>,
+    timestamp_ms: Option<i64>,
+    received_at_ms: i64,
+    dedupe_key: &'a str,
+    params_json: &'a str,
+}
+
+/// Records `$row` in `call_events` and, unless it is a duplicate, applies `$apply` (an
+/// expression over the open transaction `$tx` that returns the rows it changed) to `calls`;
+/// commits both together and returns the [`EventOutcome`]. A macro rather than a function
+/// because the transaction type differs per backend (see `on_writer!`).
+macro_rules! record_event {
+    ($store:expr, $row:expr, $tx:ident => $apply:expr) => {{
+        let row: EventRow<'_> = $row;
+        on_writer!($store, pool => {
+            let mut $tx = pool.begin().await?;
+            let inserted = sqlx::query(INSERT_EVENT)
+                .bind(row.call_sid)
+                .bind(row.kind)
+                .bind(row.status)
+                .bind(row.sequence_number)
+                .bind(row.timestamp_ms)
+                .bind(row.received_at_ms)
+                .bind(row.dedupe_key)
+                .bind(row.params_json)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+            let applied = if inserted == 0 { 0 } else { $apply };
+            $tx.commit().await?;
+            Ok(EventOutcome { duplicate: inserted == 0, applied: applied > 0 })
+        })
+    }};
+}
+
 const INSERT_EVENT: &str = "INSERT INTO call_events (call_sid, kind, status, sequence_number, \
     event_ts, received_at, dedupe_key, params) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
     ON CONFLICT (dedupe_key) DO NOTHING";
@@ -381,83 +422,65 @@ impl Store {
                 event.timestamp_ms.unwrap_or_default()
             ),
         };
-        on_writer!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(INSERT_EVENT)
+        let row = EventRow {
+            call_sid: &event.call_sid,
+            kind: "status",
+            status: &event.status,
+            sequence_number: event.sequence_number,
+            timestamp_ms: event.timestamp_ms,
+            received_at_ms: event.received_at_ms,
+            dedupe_key: &dedupe,
+            params_json: &event.params_json,
+        };
+        record_event!(self, row, tx => {
+            sqlx::query(UPSERT_STATUS)
                 .bind(&event.call_sid)
-                .bind("status")
+                .bind(&event.direction)
+                .bind(&event.from)
+                .bind(&event.to)
                 .bind(&event.status)
+                .bind(status_rank(&event.status))
+                .bind(i64::from(is_terminal(&event.status)))
                 .bind(event.sequence_number)
                 .bind(event.timestamp_ms)
+                .bind(event.duration_seconds)
+                .bind(&event.answered_by)
+                .bind(&event.recording_url)
+                .bind(&event.recording_sid)
                 .bind(event.received_at_ms)
-                .bind(&dedupe)
-                .bind(&event.params_json)
                 .execute(&mut *tx)
                 .await?
-                .rows_affected();
-            let applied = if inserted == 0 {
-                0
-            } else {
-                sqlx::query(UPSERT_STATUS)
-                    .bind(&event.call_sid)
-                    .bind(&event.direction)
-                    .bind(&event.from)
-                    .bind(&event.to)
-                    .bind(&event.status)
-                    .bind(status_rank(&event.status))
-                    .bind(i64::from(is_terminal(&event.status)))
-                    .bind(event.sequence_number)
-                    .bind(event.timestamp_ms)
-                    .bind(event.duration_seconds)
-                    .bind(&event.answered_by)
-                    .bind(&event.recording_url)
-                    .bind(&event.recording_sid)
-                    .bind(event.received_at_ms)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-            };
-            tx.commit().await?;
-            Ok(EventOutcome { duplicate: inserted == 0, applied: applied > 0 })
+                .rows_affected()
         })
     }
 
     /// Stores an asynchronous AMD result on the call. Idempotent.
     pub async fn record_amd(&self, event: &AmdEvent) -> Result<EventOutcome, StoreError> {
         let dedupe = format!("amd:{}", event.call_sid);
-        on_writer!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(INSERT_EVENT)
-                .bind(&event.call_sid)
-                .bind("amd")
-                .bind(&event.answered_by)
-                .bind(None::<i64>)
-                .bind(None::<i64>)
-                .bind(event.received_at_ms)
-                .bind(&dedupe)
-                .bind(&event.params_json)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            let applied = if inserted == 0 {
-                0
-            } else {
-                sqlx::query(
-                    "INSERT INTO calls (call_sid, answered_by, amd_duration_ms, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (call_sid) DO UPDATE SET \
-                     answered_by = excluded.answered_by, amd_duration_ms = excluded.amd_duration_ms, \
-                     updated_at = excluded.updated_at",
-                )
-                .bind(&event.call_sid)
-                .bind(&event.answered_by)
-                .bind(event.detection_ms)
-                .bind(event.received_at_ms)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-            };
-            tx.commit().await?;
-            Ok(EventOutcome { duplicate: inserted == 0, applied: applied > 0 })
+        let row = EventRow {
+            call_sid: &event.call_sid,
+            kind: "amd",
+            status: &event.answered_by,
+            sequence_number: None,
+            timestamp_ms: None,
+            received_at_ms: event.received_at_ms,
+            dedupe_key: &dedupe,
+            params_json: &event.params_json,
+        };
+        record_event!(self, row, tx => {
+            sqlx::query(
+                "INSERT INTO calls (call_sid, answered_by, amd_duration_ms, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (call_sid) DO UPDATE SET \
+                 answered_by = excluded.answered_by, amd_duration_ms = excluded.amd_duration_ms, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&event.call_sid)
+            .bind(&event.answered_by)
+            .bind(event.detection_ms)
+            .bind(event.received_at_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
         })
     }
 
@@ -470,47 +493,38 @@ impl Store {
             "recording:{}:{}:{}",
             event.call_sid, event.recording_sid, event.status
         );
-        on_writer!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(INSERT_EVENT)
-                .bind(&event.call_sid)
-                .bind("recording")
-                .bind(&event.status)
-                .bind(None::<i64>)
-                .bind(None::<i64>)
-                .bind(event.received_at_ms)
-                .bind(&dedupe)
-                .bind(&event.params_json)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            let applied = if inserted == 0 {
-                0
-            } else {
-                sqlx::query(
-                    "INSERT INTO calls (call_sid, recording_sid, recording_url, recording_status, \
-                     recording_duration_seconds, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (call_sid) DO UPDATE SET \
-                     recording_sid = excluded.recording_sid, \
-                     recording_url = COALESCE(excluded.recording_url, calls.recording_url), \
-                     recording_status = excluded.recording_status, \
-                     recording_duration_seconds = COALESCE(excluded.recording_duration_seconds, calls.recording_duration_seconds), \
-                     updated_at = excluded.updated_at \
-                     WHERE calls.recording_status IS NULL \
-                        OR calls.recording_status NOT IN ('completed', 'absent')",
-                )
-                .bind(&event.call_sid)
-                .bind(&event.recording_sid)
-                .bind(&event.url)
-                .bind(&event.status)
-                .bind(event.duration_seconds)
-                .bind(event.received_at_ms)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-            };
-            tx.commit().await?;
-            Ok(EventOutcome { duplicate: inserted == 0, applied: applied > 0 })
+        let row = EventRow {
+            call_sid: &event.call_sid,
+            kind: "recording",
+            status: &event.status,
+            sequence_number: None,
+            timestamp_ms: None,
+            received_at_ms: event.received_at_ms,
+            dedupe_key: &dedupe,
+            params_json: &event.params_json,
+        };
+        record_event!(self, row, tx => {
+            sqlx::query(
+                "INSERT INTO calls (call_sid, recording_sid, recording_url, recording_status, \
+                 recording_duration_seconds, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (call_sid) DO UPDATE SET \
+                 recording_sid = excluded.recording_sid, \
+                 recording_url = COALESCE(excluded.recording_url, calls.recording_url), \
+                 recording_status = excluded.recording_status, \
+                 recording_duration_seconds = COALESCE(excluded.recording_duration_seconds, calls.recording_duration_seconds), \
+                 updated_at = excluded.updated_at \
+                 WHERE calls.recording_status IS NULL \
+                    OR calls.recording_status NOT IN ('completed', 'absent')",
+            )
+            .bind(&event.call_sid)
+            .bind(&event.recording_sid)
+            .bind(&event.url)
+            .bind(&event.status)
+            .bind(event.duration_seconds)
+            .bind(event.received_at_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
         })
     }
 
@@ -523,40 +537,31 @@ impl Store {
             "relay:{}:{}:{}",
             event.call_sid, event.session_id, event.session_status
         );
-        on_writer!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let inserted = sqlx::query(INSERT_EVENT)
-                .bind(&event.call_sid)
-                .bind("relay")
-                .bind(&event.session_status)
-                .bind(None::<i64>)
-                .bind(None::<i64>)
-                .bind(event.received_at_ms)
-                .bind(&dedupe)
-                .bind(&event.params_json)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            let applied = if inserted == 0 {
-                0
-            } else {
-                sqlx::query(
-                    "INSERT INTO calls (call_sid, relay_session_status, handoff_data, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (call_sid) DO UPDATE SET \
-                     relay_session_status = excluded.relay_session_status, \
-                     handoff_data = COALESCE(excluded.handoff_data, calls.handoff_data), \
-                     updated_at = excluded.updated_at",
-                )
-                .bind(&event.call_sid)
-                .bind(&event.session_status)
-                .bind(&event.handoff_data)
-                .bind(event.received_at_ms)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-            };
-            tx.commit().await?;
-            Ok(EventOutcome { duplicate: inserted == 0, applied: applied > 0 })
+        let row = EventRow {
+            call_sid: &event.call_sid,
+            kind: "relay",
+            status: &event.session_status,
+            sequence_number: None,
+            timestamp_ms: None,
+            received_at_ms: event.received_at_ms,
+            dedupe_key: &dedupe,
+            params_json: &event.params_json,
+        };
+        record_event!(self, row, tx => {
+            sqlx::query(
+                "INSERT INTO calls (call_sid, relay_session_status, handoff_data, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (call_sid) DO UPDATE SET \
+                 relay_session_status = excluded.relay_session_status, \
+                 handoff_data = COALESCE(excluded.handoff_data, calls.handoff_data), \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&event.call_sid)
+            .bind(&event.session_status)
+            .bind(&event.handoff_data)
+            .bind(event.received_at_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
         })
     }
 
