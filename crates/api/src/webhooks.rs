@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, State};
+use axum::extract::{FromRequest, OriginalUri, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument as _;
@@ -27,6 +27,31 @@ use voxbridge_twilio::webhook::{
 
 use crate::config::{ConnectMode, InboundMode};
 use crate::{ApiError, AppState};
+
+/// The parameters of a Twilio webhook whose `X-Twilio-Signature` checked out. Every
+/// Twilio-facing handler takes this extractor, so none can skip the check; a bad or missing
+/// signature is answered 403 before the handler runs (body-size and read errors as axum
+/// answers them).
+pub(crate) struct TwilioForm(pub(crate) FormParams);
+
+impl FromRequest<AppState> for TwilioForm {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        // Behind `nest`, the signed URL is the one Twilio requested, not the inner route's.
+        let uri = request
+            .extensions()
+            .get::<OriginalUri>()
+            .map_or_else(|| request.uri().clone(), |original| original.0.clone());
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        verify(state, &uri, &headers, &body)
+            .map(Self)
+            .map_err(IntoResponse::into_response)
+    }
+}
 
 /// Validates the signature of a webhook and returns its parameters.
 pub(crate) fn verify(
@@ -163,11 +188,8 @@ pub(crate) fn agent_twiml(
 /// `POST /twilio/voice/answer`: the screening call was answered.
 pub(crate) async fn answer(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
+    TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    let params = verify(&state, &uri, &headers, &body)?;
     let call_sid = required_call_sid(&params)?;
     let span = tracing::info_span!("call", call_sid = %call_sid);
     async move {
@@ -274,11 +296,8 @@ async fn decide_inbound(state: &AppState, key: &str, masked: &str, now: i64) -> 
 /// `POST /twilio/voice/inbound`: an incoming call, rate-limited per caller (fail open).
 pub(crate) async fn inbound(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
+    TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    let params = verify(&state, &uri, &headers, &body)?;
     let call_sid = required_call_sid(&params)?;
     let span = tracing::info_span!("call", call_sid = %call_sid);
     async move {
@@ -367,11 +386,8 @@ fn accepted(state: &AppState) -> Response {
 /// `POST /twilio/voice/status`: call progress; stored, applied only if newer.
 pub(crate) async fn status(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
+    TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    let params = verify(&state, &uri, &headers, &body)?;
     let callback = CallStatusCallback::from_params(params)?;
     let span = tracing::info_span!("call", call_sid = %callback.call_sid);
     async move {
@@ -409,11 +425,8 @@ pub(crate) async fn status(
 /// `POST /twilio/voice/amd`: asynchronous answering-machine detection result.
 pub(crate) async fn amd(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
+    TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    let params = verify(&state, &uri, &headers, &body)?;
     let callback = AmdCallback::from_params(params)?;
     let span = tracing::info_span!("call", call_sid = %callback.call_sid);
     async move {
@@ -503,11 +516,8 @@ fn voicemail_twiml(state: &AppState) -> Twiml {
 /// `POST /twilio/voice/recording`: recording status.
 pub(crate) async fn recording(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
+    TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    let params = verify(&state, &uri, &headers, &body)?;
     let callback = RecordingStatusCallback::from_params(params)?;
     let span = tracing::info_span!("call", call_sid = %callback.call_sid);
     async move {
@@ -533,11 +543,8 @@ pub(crate) async fn recording(
 /// `POST /twilio/relay/action`: a ConversationRelay session ended; the call hangs up.
 pub(crate) async fn relay_action(
     State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
+    TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    let params = verify(&state, &uri, &headers, &body)?;
     let callback = RelaySessionCallback::from_params(params)?;
     let span = tracing::info_span!("call", call_sid = %callback.call_sid);
     async move {
