@@ -23,8 +23,10 @@
 //! the same traits.
 
 pub mod conversation;
+pub mod dialog;
 pub mod echo;
 pub mod screening;
+pub mod speech;
 
 use std::collections::BTreeMap;
 use std::fmt;
