@@ -11,6 +11,11 @@
 //! clock. Providers are shared by all calls (`Arc<dyn Asr>` ...), so they must be `Send + Sync`
 //! and keep per-request state inside the returned stream.
 
+pub mod config;
+pub mod espeak;
+pub mod openai;
+pub mod wav_stream;
+
 use std::fmt;
 use std::time::Duration;
 
