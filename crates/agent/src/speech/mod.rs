@@ -11,6 +11,13 @@
 //! clock. Providers are shared by all calls (`Arc<dyn Asr>` ...), so they must be `Send + Sync`
 //! and keep per-request state inside the returned stream.
 
+pub mod assistant;
+pub mod chunker;
+pub mod fake;
+pub mod pipeline;
+pub mod retry;
+pub mod turn;
+
 use std::fmt;
 use std::time::Duration;
 
