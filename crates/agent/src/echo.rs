@@ -94,6 +94,7 @@ impl Echo {
             BrainEvent::CallStarted(_)
             | BrainEvent::SpeechStarted
             | BrainEvent::Dtmf(_)
+            | BrainEvent::TurnStarted { .. }
             | BrainEvent::TurnPlayed { .. } => true,
         }
     }

@@ -501,6 +501,7 @@ fn event_kind(event: &BrainEvent) -> &'static str {
         BrainEvent::Utterance { .. } => "utterance",
         BrainEvent::Dtmf(_) => "dtmf",
         BrainEvent::BargeIn { .. } => "barge_in",
+        BrainEvent::TurnStarted { .. } => "turn_started",
         BrainEvent::TurnPlayed { .. } => "turn_played",
         BrainEvent::CallEnded { .. } => "call_ended",
     }

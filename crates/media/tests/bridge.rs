@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{
     AUTH_TOKEN, FromBridge, PUBLIC_URL, Records, Twilio, config, connect, connect_signed,
-    decode_outbound, eventually, sign, start_server, start_server_with_sink,
+    decode_outbound, eventually, sign, speech_8k_mulaw, start_server, start_server_with_sink,
 };
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -17,18 +17,6 @@ use voxbridge_agent::Agents;
 use voxbridge_media::{MediaConfig, MediaState};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-fn speech_8k_mulaw() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/data/speech_clean_8k.wav"
-    );
-    let (pcm, rate) = voxbridge_audio::wav::read_wav(path).expect("fixture readable");
-    assert_eq!(rate, 8000);
-    let mut mulaw = Vec::new();
-    voxbridge_audio::mulaw::encode(&pcm, &mut mulaw);
-    mulaw
-}
 
 /// mu-law silence (code 0xFF is +0).
 const SILENCE: [u8; 160] = [0xFF; 160];

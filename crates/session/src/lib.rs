@@ -212,6 +212,10 @@ pub enum BrainEvent {
     /// chunks whose marks were echoed before the `clear` (what the caller actually heard).
     /// The brain must stop producing audio for `turn`; any that still arrives is dropped.
     BargeIn { turn: TurnId, heard: String },
+    /// The first `media` frame of `turn` was handed to the driver at `at` (the `now` of the
+    /// step that sent it): the bot started speaking. Brains use it to measure the latency from
+    /// the end of the caller's speech to the first audio on the wire; others ignore it.
+    TurnStarted { turn: TurnId, at: Instant },
     /// Every chunk of `turn` has played (its last mark came back after `TurnEnd`).
     TurnPlayed { turn: TurnId },
     /// The call ended; the brain should finish up. Sent once, also when `start` never came.

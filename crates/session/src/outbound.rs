@@ -72,6 +72,9 @@ pub(crate) struct Playout {
     frame: [u8; FRAME_SAMPLES],
     /// End of the audio in Twilio's (modelled) buffer.
     buffered_until: Instant,
+    /// Turns whose first sample sits at this queue position and whose first frame has not
+    /// been sent yet, oldest first.
+    turn_starts: VecDeque<(u64, TurnId)>,
 }
 
 impl std::fmt::Debug for Playout {
@@ -102,7 +105,26 @@ impl Playout {
             scratch: Vec::new(),
             frame: [0; FRAME_SAMPLES],
             buffered_until: now,
+            turn_starts: VecDeque::new(),
         }
+    }
+
+    /// The next audio queued belongs to `turn`, which has had none before: [`Playout::take_started`]
+    /// reports it once the frame holding its first sample has been sent.
+    pub(crate) fn note_turn_start(&mut self, turn: TurnId) {
+        self.turn_starts.push_back((self.queued_total, turn));
+    }
+
+    /// A turn whose first frame has been sent since the last call, oldest first.
+    pub(crate) fn take_started(&mut self) -> Option<TurnId> {
+        if self
+            .turn_starts
+            .front()
+            .is_some_and(|&(at, _)| at < self.sent_total)
+        {
+            return self.turn_starts.pop_front().map(|(_, turn)| turn);
+        }
+        None
     }
 
     /// Queues brain audio; returns how many 8 kHz samples were dropped because the queue is full.
@@ -183,6 +205,7 @@ impl Playout {
         self.queued_total = self.sent_total;
         self.last_mark_at = self.queued_total;
         self.marks.clear();
+        self.turn_starts.clear();
         if let Some(r) = &mut self.resampler {
             r.reset();
         }

@@ -141,6 +141,8 @@ pub struct Session {
     last_error: Option<SessionError>,
     summary: CallSummary,
     mark_name: String,
+    /// The newest turn whose first audio was queued (for [`BrainEvent::TurnStarted`]).
+    announced_turn: Option<TurnId>,
 }
 
 impl Session {
@@ -192,6 +194,7 @@ impl Session {
             last_error: None,
             summary: CallSummary::default(),
             mark_name: String::with_capacity(24),
+            announced_turn: None,
             cfg: config,
         })
     }
@@ -607,6 +610,10 @@ impl Session {
                     self.summary.dropped_brain_samples += pcm.len() as u64;
                     return;
                 }
+                if !pcm.is_empty() && self.announced_turn != Some(turn) {
+                    self.announced_turn = Some(turn);
+                    self.playout.note_turn_start(turn);
+                }
                 match self.playout.push_audio(pcm, sample_rate) {
                     Ok(0) => {}
                     Ok(dropped) => {
@@ -693,7 +700,16 @@ impl Session {
             Next::Wait => None,
             Next::Frame(mulaw) => {
                 self.summary.frames_out += 1;
-                Some(encoder.media(mulaw).to_owned())
+                let text = encoder.media(mulaw).to_owned();
+                // Returned before the event: `pending` is drained on the next poll.
+                while let Some(turn) = self.playout.take_started() {
+                    self.pending
+                        .push_back(Output::Brain(BrainEvent::TurnStarted {
+                            turn,
+                            at: self.now,
+                        }));
+                }
+                Some(text)
             }
             Next::Mark(mark) => {
                 write_mark_name(&mut self.mark_name, mark.turn, mark.chunk);

@@ -11,9 +11,15 @@
 //! clock. Providers are shared by all calls (`Arc<dyn Asr>` ...), so they must be `Send + Sync`
 //! and keep per-request state inside the returned stream.
 
+pub mod assistant;
+pub mod chunker;
 pub mod config;
 pub mod espeak;
+pub mod fake;
 pub mod openai;
+pub mod pipeline;
+pub mod retry;
+pub mod turn;
 pub mod wav_stream;
 
 use std::fmt;

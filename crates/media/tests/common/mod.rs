@@ -238,6 +238,19 @@ pub fn decode_outbound(text: &str) -> FromBridge {
     }
 }
 
+/// The clean speech fixture as Twilio would send it: 8 kHz mu-law.
+pub fn speech_8k_mulaw() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/speech_clean_8k.wav"
+    );
+    let (pcm, rate) = voxbridge_audio::wav::read_wav(path).expect("fixture readable");
+    assert_eq!(rate, 8000);
+    let mut mulaw = Vec::new();
+    voxbridge_audio::mulaw::encode(&pcm, &mut mulaw);
+    mulaw
+}
+
 /// Waits until `check` holds (polling), or panics after `within`.
 pub async fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + within;

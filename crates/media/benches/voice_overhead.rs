@@ -1,0 +1,210 @@
+//! Voice pipeline overhead at many concurrent calls.
+//!
+//! Runs `VOICE_CALLS` (default 500) concurrent calls through the real driver and session
+//! (`drive_call` over in-memory socket halves), each with the `voice` brain (screening dialog,
+//! fake ASR and TTS with fixed latencies). Each simulated Twilio streams the speech fixture
+//! (three utterances) in 20 ms frames at real-time pace and echoes marks. For every spoken
+//! turn the brain measures utterance arrival -> first media frame sent; the overhead is that
+//! minus the fake providers' fixed latencies on the critical path (ASR + TTS first byte; the
+//! scripted dialog answers at once). Prints p50/p90/p99/max.
+//!
+//! `cargo bench -p voxbridge-media --bench voice_overhead` (`VOICE_CALLS=50` for a quick run).
+
+#![allow(clippy::print_stdout)] // a benchmark report
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use futures::StreamExt;
+use futures::channel::mpsc::unbounded;
+use voxbridge_agent::Agents;
+use voxbridge_agent::screening::ScriptLibrary;
+use voxbridge_agent::speech::fake::{FakeAsr, FakeTts};
+use voxbridge_agent::speech::pipeline::{
+    PipelineConfig, ScreeningSource, VoiceFactory, VoiceOptions, VoiceProviders,
+};
+use voxbridge_agent::speech::turn::{LatencyLog, TurnOutcome, TurnSink};
+use voxbridge_agent::speech::{Asr, Tts};
+use voxbridge_media::{MediaConfig, MediaState, drive_call};
+use voxbridge_twilio::media::{OutboundDecoder, OutboundEvent, Track, TwilioEncoder};
+use voxbridge_twilio::sid::{AccountSid, CallSid, StreamSid};
+
+const ASR_LATENCY: Duration = Duration::from_millis(200);
+const TTS_FIRST_BYTE: Duration = Duration::from_millis(100);
+
+fn speech() -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/speech_clean_8k.wav");
+    let (pcm, _) = voxbridge_audio::wav::read_wav(path).expect("fixture");
+    let mut mulaw = Vec::new();
+    voxbridge_audio::mulaw::encode(&pcm, &mut mulaw);
+    mulaw
+}
+
+#[allow(clippy::unnecessary_wraps)] // the stream's item type
+fn text(s: &str) -> Result<Message, Infallible> {
+    Ok(Message::Text(s.to_owned().into()))
+}
+
+/// One simulated Twilio stream: `connected`, `start`, the fixture then 2 s of silence at
+/// 20 ms pace, marks echoed as they come, then `stop`.
+async fn twilio_side(state: MediaState, n: usize, audio: Arc<Vec<u8>>) -> String {
+    let call_sid = format!("CA{n:032x}");
+    let (in_tx, in_rx) = unbounded::<Result<Message, Infallible>>();
+    let (out_tx, mut out_rx) = unbounded::<Message>();
+    let driver = tokio::spawn(drive_call(state, out_tx, in_rx));
+    let mut enc = TwilioEncoder::new(StreamSid::new(format!("MZ{n:032x}")).expect("sid"));
+    let _ = in_tx.unbounded_send(text(enc.connected()));
+    let params = BTreeMap::from([("agent".to_owned(), "voice".to_owned())]);
+    let start = enc
+        .start(
+            AccountSid::new(format!("AC{:032x}", 1)).expect("sid"),
+            CallSid::new(call_sid.clone()).expect("sid"),
+            vec![Track::Inbound],
+            params,
+        )
+        .to_owned();
+    let _ = in_tx.unbounded_send(text(&start));
+    let silence = [0xFFu8; 160];
+    let frames = audio.len() / 160 + 100;
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
+    let mut decoder = OutboundDecoder::new();
+    let mut sent = 0usize;
+    while sent < frames {
+        tokio::select! {
+            _ = pace.tick() => {
+                let frame = audio.get(sent * 160..(sent + 1) * 160).unwrap_or(&silence);
+                sent += 1;
+                let media = enc.media(Track::Inbound, sent as u64, sent as u64 * 20, frame).to_owned();
+                let _ = in_tx.unbounded_send(text(&media));
+            }
+            Some(message) = out_rx.next() => {
+                if let Message::Text(t) = message
+                    && let Ok(OutboundEvent::Mark { name, .. }) = decoder.decode(t.as_str())
+                {
+                    let mark = enc.mark(name).to_owned();
+                    let _ = in_tx.unbounded_send(text(&mark));
+                }
+            }
+        }
+    }
+    let stop = enc
+        .stop(
+            AccountSid::new(format!("AC{:032x}", 1)).expect("sid"),
+            CallSid::new(call_sid.clone()).expect("sid"),
+        )
+        .to_owned();
+    let _ = in_tx.unbounded_send(text(&stop));
+    tokio::spawn(async move { while out_rx.next().await.is_some() {} });
+    let _ = driver.await;
+    call_sid
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn main() {
+    let calls: usize = std::env::var("VOICE_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --benches` runs bench binaries without `--bench`: a 15 s load run
+        // is not a test, so only `cargo bench` measures.
+        println!("voice_overhead: run with `cargo bench` to measure");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let asr = Arc::new(FakeAsr::new(ASR_LATENCY, "yes"));
+        let mut tts = FakeTts::new(TTS_FIRST_BYTE, Duration::from_millis(2));
+        tts.audio_per_char = Duration::from_millis(2);
+        let tts = Arc::new(tts);
+        let log = Arc::new(LatencyLog::new(calls * 2));
+        let library = ScriptLibrary::load_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/screenings"),
+        )
+        .expect("scripts");
+        let voice = VoiceFactory::new(
+            "voice",
+            PipelineConfig::default(),
+            VoiceProviders {
+                asr: Some(asr as Arc<dyn Asr>),
+                tts: Some(Arc::clone(&tts) as Arc<dyn Tts>),
+                fallback_tts: Some(tts as Arc<dyn Tts>),
+            },
+            Arc::new(ScreeningSource::new(Arc::new(library), "default")),
+            VoiceOptions {
+                turn_sink: Some(Arc::clone(&log) as Arc<dyn TurnSink>),
+                ..VoiceOptions::default()
+            },
+        )
+        .expect("voice agent");
+        voice.prerender().await.expect("prerender");
+        let state = MediaState::new(
+            MediaConfig {
+                insecure_skip_signature: true,
+                ..MediaConfig::default()
+            },
+            Agents::builtin().with(voice),
+        )
+        .expect("config");
+        let audio = Arc::new(speech());
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for n in 0..calls {
+            tasks.push(tokio::spawn(twilio_side(state.clone(), n + 1, Arc::clone(&audio))));
+            // Stagger starts over about a second, as real calls would be.
+            if n % 50 == 49 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let mut overheads = Vec::new();
+        let mut totals = Vec::new();
+        let mut other = 0;
+        for task in tasks {
+            let sid = task.await.expect("call task");
+            for t in log.take(&sid) {
+                match (t.outcome, t.total) {
+                    (TurnOutcome::Spoken, Some(total)) => {
+                        totals.push(total);
+                        overheads
+                            .push(total.saturating_sub(ASR_LATENCY + TTS_FIRST_BYTE));
+                    }
+                    _ => other += 1,
+                }
+            }
+        }
+        overheads.sort();
+        totals.sort();
+        if overheads.is_empty() {
+            println!("no turns measured");
+            return;
+        }
+        println!(
+            "voice pipeline overhead: {calls} concurrent calls, {} spoken turns ({other} other) in {:.1} s",
+            overheads.len(),
+            started.elapsed().as_secs_f64()
+        );
+        println!(
+            "  providers on the critical path: ASR {ASR_LATENCY:?} + TTS first byte {TTS_FIRST_BYTE:?}"
+        );
+        for (name, v) in [("overhead", &overheads), ("utterance->first frame", &totals)] {
+            println!(
+                "  {name}: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                percentile(v, 0.5).as_secs_f64() * 1e3,
+                percentile(v, 0.9).as_secs_f64() * 1e3,
+                percentile(v, 0.99).as_secs_f64() * 1e3,
+                v[v.len() - 1].as_secs_f64() * 1e3,
+            );
+        }
+    });
+}
