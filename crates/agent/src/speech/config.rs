@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::espeak::EspeakTts;
 use super::openai::{OpenAiAsr, OpenAiEndpoint, OpenAiLlm, OpenAiTts};
+use super::realtime::OpenAiRealtime;
 use super::{Asr, Llm, SpeechToSpeech, Tts};
 
 /// Errors from validating the `[speech]` section or choosing providers for a call. Each message
@@ -370,6 +371,9 @@ pub struct OpenAiRealtimeConfig {
     pub model: String,
     /// Default voice (default `alloy`).
     pub voice: String,
+    /// Model transcribing the caller's speech (`CallerTranscript` events), default
+    /// `gpt-4o-mini-transcribe`; empty = no caller transcripts.
+    pub transcription_model: String,
     /// Time limits: `connect_ms` for the WebSocket handshake, `first_byte_ms` for the
     /// `session.created` event; `idle_ms` bounds a response's gap between events
     /// (defaults 5 s, 5 s, 10 s).
@@ -383,6 +387,7 @@ impl Default for OpenAiRealtimeConfig {
             api_key: Secret::default(),
             model: "gpt-realtime".to_owned(),
             voice: "alloy".to_owned(),
+            transcription_model: "gpt-4o-mini-transcribe".to_owned(),
             timeouts: StageTimeouts::new(5_000, 5_000, 10_000),
         }
     }
@@ -457,23 +462,7 @@ impl SpeechConfig {
 
     /// [`SpeechConfig::build`] with an explicit environment.
     pub fn build_with_env(&self, env: EnvLookup<'_>) -> Result<SpeechProviders, SpeechConfigError> {
-        self.espeak.validate()?;
-        let espeak: Option<Arc<dyn Tts>> = match EspeakTts::new(self.espeak.clone()) {
-            Ok(tts) => Some(Arc::new(tts)),
-            Err(problem) if self.tts == TtsKind::Espeak => {
-                return Err(SpeechConfigError::Invalid {
-                    key: "espeak.binary".into(),
-                    problem: format!(
-                        "{problem}; install espeak-ng or set speech.tts to \"openai\" or \"none\""
-                    ),
-                });
-            }
-            Err(problem) => {
-                tracing::info!(%problem, "espeak-ng not available: no spoken fallback");
-                None
-            }
-        };
-
+        let espeak = self.build_espeak()?;
         let mut providers = SpeechProviders {
             asr: None,
             llm: None,
@@ -488,20 +477,19 @@ impl SpeechConfig {
 
         let openai = &self.openai;
         if self.asr == AsrKind::Openai {
-            openai.asr.timeouts.validate("openai.asr")?;
-            non_empty("openai.asr.model", &openai.asr.model)?;
-            let endpoint = self.endpoint("asr", &openai.asr.base_url, &openai.asr.api_key, env)?;
-            let asr = OpenAiAsr::new(&endpoint, &openai.asr).map_err(|problem| {
-                SpeechConfigError::Invalid {
-                    key: "openai.asr".into(),
-                    problem,
-                }
-            })?;
+            let asr = self
+                .openai_stage(
+                    "asr",
+                    &openai.asr.base_url,
+                    &openai.asr.api_key,
+                    &openai.asr.model,
+                    &openai.asr.timeouts,
+                    env,
+                )
+                .and_then(|e| invalid("openai.asr", OpenAiAsr::new(&e, &openai.asr)))?;
             providers.asr = Some(Arc::new(asr));
         }
         if self.llm == LlmKind::Openai {
-            openai.llm.timeouts.validate("openai.llm")?;
-            non_empty("openai.llm.model", &openai.llm.model)?;
             if openai.llm.temperature > 2.0 {
                 return Err(SpeechConfigError::Invalid {
                     key: "openai.llm.temperature".into(),
@@ -511,13 +499,16 @@ impl SpeechConfig {
                     ),
                 });
             }
-            let endpoint = self.endpoint("llm", &openai.llm.base_url, &openai.llm.api_key, env)?;
-            let llm = OpenAiLlm::new(&endpoint, &openai.llm).map_err(|problem| {
-                SpeechConfigError::Invalid {
-                    key: "openai.llm".into(),
-                    problem,
-                }
-            })?;
+            let llm = self
+                .openai_stage(
+                    "llm",
+                    &openai.llm.base_url,
+                    &openai.llm.api_key,
+                    &openai.llm.model,
+                    &openai.llm.timeouts,
+                    env,
+                )
+                .and_then(|e| invalid("openai.llm", OpenAiLlm::new(&e, &openai.llm)))?;
             providers.llm = Some(Arc::new(llm));
         }
         // OpenAI TTS is also built when another stage uses an OpenAI-compatible server, so a
@@ -527,16 +518,19 @@ impl SpeechConfig {
             || self.asr == AsrKind::Openai
             || self.llm == LlmKind::Openai
         {
-            openai.tts.timeouts.validate("openai.tts")?;
-            non_empty("openai.tts.model", &openai.tts.model)?;
             non_empty("openai.tts.voice", &openai.tts.voice)?;
-            match self.endpoint("tts", &openai.tts.base_url, &openai.tts.api_key, env) {
-                Ok(endpoint) => Some(Arc::new(OpenAiTts::new(endpoint, &openai.tts).map_err(
-                    |problem| SpeechConfigError::Invalid {
-                        key: "openai.tts".into(),
-                        problem,
-                    },
-                )?) as Arc<dyn Tts>),
+            match self.openai_stage(
+                "tts",
+                &openai.tts.base_url,
+                &openai.tts.api_key,
+                &openai.tts.model,
+                &openai.tts.timeouts,
+                env,
+            ) {
+                Ok(e) => Some(
+                    Arc::new(invalid("openai.tts", OpenAiTts::new(e, &openai.tts))?)
+                        as Arc<dyn Tts>,
+                ),
                 Err(e) if self.tts == TtsKind::Openai => return Err(e),
                 Err(_) => None,
             }
@@ -552,13 +546,53 @@ impl SpeechConfig {
             TtsKind::None => None,
         };
         if self.speech_to_speech == SpeechToSpeechKind::Openai {
-            return Err(SpeechConfigError::Invalid {
-                key: "speech_to_speech".into(),
-                problem: "the OpenAI Realtime provider is not in this build yet; use \"none\""
-                    .into(),
-            });
+            let rt = &openai.realtime;
+            let realtime = self
+                .openai_stage(
+                    "realtime",
+                    &rt.base_url,
+                    &rt.api_key,
+                    &rt.model,
+                    &rt.timeouts,
+                    env,
+                )
+                .and_then(|e| invalid("openai.realtime", OpenAiRealtime::new(&e, rt)))?;
+            providers.speech_to_speech = Some(Arc::new(realtime));
         }
         Ok(providers)
+    }
+
+    /// The espeak-ng synthesiser: required when it is the TTS, else the optional fallback.
+    fn build_espeak(&self) -> Result<Option<Arc<dyn Tts>>, SpeechConfigError> {
+        self.espeak.validate()?;
+        match EspeakTts::new(self.espeak.clone()) {
+            Ok(tts) => Ok(Some(Arc::new(tts))),
+            Err(problem) if self.tts == TtsKind::Espeak => Err(SpeechConfigError::Invalid {
+                key: "espeak.binary".into(),
+                problem: format!(
+                    "{problem}; install espeak-ng or set speech.tts to \"openai\" or \"none\""
+                ),
+            }),
+            Err(problem) => {
+                tracing::info!(%problem, "espeak-ng not available: no spoken fallback");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Validates one OpenAI-compatible stage's model and timeouts and resolves its endpoint.
+    fn openai_stage(
+        &self,
+        stage: &str,
+        base_url: &str,
+        api_key: &Secret,
+        model: &str,
+        timeouts: &StageTimeouts,
+        env: EnvLookup<'_>,
+    ) -> Result<OpenAiEndpoint, SpeechConfigError> {
+        timeouts.validate(&format!("openai.{stage}"))?;
+        non_empty(&format!("openai.{stage}.model"), model)?;
+        self.endpoint(stage, base_url, api_key, env)
     }
 
     /// Resolves the base URL and key of one stage (stage override, shared value, environment).
@@ -609,6 +643,14 @@ impl SpeechConfig {
             api_key: key,
         })
     }
+}
+
+/// A provider constructor's error as an `Invalid` for `key`.
+fn invalid<T>(key: &str, built: Result<T, String>) -> Result<T, SpeechConfigError> {
+    built.map_err(|problem| SpeechConfigError::Invalid {
+        key: key.to_owned(),
+        problem,
+    })
 }
 
 fn non_empty(key: &str, value: &str) -> Result<(), SpeechConfigError> {
@@ -874,11 +916,30 @@ mod tests {
         .expect("parse");
         let providers = local.build_with_env(&no_env).expect("no key needed");
         assert!(providers.asr("a").is_ok());
+        let err = providers.speech_to_speech("realtime").err().expect("off");
+        assert!(
+            err.to_string()
+                .starts_with("speech.speech_to_speech = \"none\""),
+            "{err}"
+        );
         // OpenAI TTS becomes selectable per call once ASR/LLM point at a server.
         let call = providers
             .for_call(&BTreeMap::from([("tts".to_owned(), "openai".to_owned())]))
             .expect("tts=openai");
         assert_eq!(call.tts.expect("tts").name(), "openai");
+    }
+
+    #[test]
+    fn realtime_is_built_from_the_shared_endpoint() {
+        let config = parse(
+            "speech_to_speech = \"openai\"\n[openai]\nbase_url = \"http://127.0.0.1:9/v1\"\n[openai.realtime]\nmodel = \"gpt-realtime-mini\"\n",
+        )
+        .expect("parse");
+        let providers = config.build_with_env(&no_env).expect("build");
+        assert_eq!(
+            providers.speech_to_speech("rt").expect("realtime").name(),
+            "openai_realtime"
+        );
     }
 
     #[test]
