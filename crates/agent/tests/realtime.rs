@@ -310,6 +310,27 @@ async fn caller_speech_interrupts_a_response() {
 }
 
 #[tokio::test]
+async fn dropping_the_session_closes_the_socket() {
+    let s = standin(RealtimeScript::default()).await;
+    let session = provider(&s, KEY).connect(setup()).await.expect("connect");
+    s.wait_for_realtime_event("session.update", LIMIT)
+        .await
+        .expect("configured");
+    let id = s.requests_to(Endpoint::Realtime)[0].id;
+    assert_eq!(
+        s.wait_for_end(id, Duration::from_millis(200)).await,
+        None,
+        "still open"
+    );
+    drop(session);
+    assert_eq!(
+        s.wait_for_end(id, LIMIT).await,
+        Some(true),
+        "the client sent a close frame"
+    );
+}
+
+#[tokio::test]
 async fn connect_errors_map_like_http_errors() {
     let s = standin(RealtimeScript::default()).await;
     let err = provider(&s, "sk-wrong-key-0000")

@@ -550,6 +550,23 @@ impl StandinHandle {
             .await
     }
 
+    /// Waits until request `id`'s streamed answer or Realtime session has ended: `Some(true)`
+    /// completed (for Realtime: the client sent a close frame), `Some(false)` cancelled (the
+    /// connection went away), `None` still running after `limit`.
+    pub async fn wait_for_end(&self, id: u64, limit: Duration) -> Option<bool> {
+        let ended = |inner: &Inner| {
+            if inner.completed.contains(&id) {
+                Some(true)
+            } else if inner.cancelled.iter().any(|c| c.id == id) {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        self.wait_until(limit, |inner| ended(inner).is_some()).await;
+        ended(&self.shared.lock())
+    }
+
     /// Waits until at least `n` requests have reached `endpoint`; `false` after `limit`.
     pub async fn wait_for_requests(&self, endpoint: Endpoint, n: usize, limit: Duration) -> bool {
         self.wait_until(limit, |inner| {

@@ -83,7 +83,7 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let model = query.get("model").cloned().unwrap_or_default();
-    let (_, fault) = shared.record(
+    let (id, fault) = shared.record(
         Endpoint::Realtime,
         authorization(&headers),
         json!({"model": model}),
@@ -96,8 +96,10 @@ pub(crate) async fn upgrade(
     }
     let script = shared.realtime_script();
     ws.on_upgrade(move |socket| async move {
-        let mut session = Session::new(shared, script, model);
-        session.run(socket).await;
+        let mut session = Session::new(shared.clone(), script, model);
+        let clean = session.run(socket).await;
+        // A close frame from the client counts as completed, a dropped connection as cancelled.
+        shared.finished(id, Endpoint::Realtime, clean);
     })
 }
 
@@ -258,27 +260,29 @@ impl Session {
         })
     }
 
-    async fn run(&mut self, mut socket: WebSocket) {
+    /// Serves the session; `true` when the client closed it with a close frame.
+    async fn run(&mut self, mut socket: WebSocket) -> bool {
         let created = {
             let session = self.session_json();
             self.event("session.created", json!({"session": session}))
         };
         if send(&mut socket, &created).await.is_err() {
-            return;
+            return false;
         }
         loop {
             let next_at = self.active.as_ref().map(|a| a.next_at);
             let out = tokio::select! {
                 message = socket.recv() => match message {
                     Some(Ok(Message::Text(text))) => self.handle_client(text.as_str()),
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                    Some(Ok(Message::Close(_))) => return true,
+                    Some(Err(_)) | None => return false,
                     Some(Ok(_)) => Vec::new(),
                 },
                 () = sleep_until(next_at) => self.next_response_event(),
             };
             for event in out {
                 if send(&mut socket, &event).await.is_err() {
-                    return;
+                    return false;
                 }
             }
         }

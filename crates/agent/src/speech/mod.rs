@@ -14,6 +14,7 @@
 pub mod config;
 pub mod espeak;
 pub mod openai;
+pub mod providers;
 pub mod realtime;
 pub mod wav_stream;
 

@@ -491,13 +491,32 @@ fn client_event(input: SpeechInput) -> Result<String, ProviderError> {
 struct RealtimeSessionHandle {
     inputs: mpsc::Sender<String>,
     outputs: Arc<Mutex<mpsc::Receiver<Result<SpeechOutput, ProviderError>>>>,
-    driver: JoinHandle<()>,
+    driver: Option<JoinHandle<()>>,
 }
+
+/// How long a dropped session's driver may take to send its close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 impl Drop for RealtimeSessionHandle {
     fn drop(&mut self) {
-        // Closing `inputs` makes the driver close the socket; abort in case it is blocked.
-        self.driver.abort();
+        // Dropping `inputs` (with self) makes the driver send a close frame and stop; abort it
+        // if it is stuck on a dead peer. Outside a runtime (tests, shutdown) abort at once.
+        let Some(mut driver) = self.driver.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if tokio::time::timeout(CLOSE_GRACE, &mut driver)
+                        .await
+                        .is_err()
+                    {
+                        driver.abort();
+                    }
+                });
+            }
+            Err(_) => driver.abort(),
+        }
     }
 }
 
@@ -509,7 +528,7 @@ impl RealtimeSessionHandle {
         Self {
             inputs: input_tx,
             outputs: Arc::new(Mutex::new(output_rx)),
-            driver,
+            driver: Some(driver),
         }
     }
 }
