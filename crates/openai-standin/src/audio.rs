@@ -161,13 +161,18 @@ async fn read_form(multipart: &mut Multipart) -> Result<Form, (Map<String, Value
 
 /// The synthetic voice for `text` at [`SPEECH_RATE`] (see the module docs).
 pub fn synthetic_speech(text: &str, ms_per_char: u32) -> Vec<i16> {
+    synthetic_speech_at(text, ms_per_char, SPEECH_RATE)
+}
+
+/// The synthetic voice at any rate (the Realtime stand-in speaks it at 8 kHz for `audio/pcmu`).
+pub(crate) fn synthetic_speech_at(text: &str, ms_per_char: u32, rate: u32) -> Vec<i16> {
     let chars = text.chars().count() as u64;
     let ms = (chars * u64::from(ms_per_char)).max(200);
-    let n = (ms * u64::from(SPEECH_RATE) / 1000) as usize;
-    let fade = (SPEECH_RATE / 100) as usize;
+    let n = (ms * u64::from(rate) / 1000) as usize;
+    let fade = (rate / 100) as usize;
     (0..n)
         .map(|i| {
-            let t = i as f32 / SPEECH_RATE as f32;
+            let t = i as f32 / rate as f32;
             let edge = i.min(n - 1 - i).min(fade) as f32 / fade as f32;
             (f32::sin(2.0 * std::f32::consts::PI * 440.0 * t) * 9_000.0 * edge) as i16
         })

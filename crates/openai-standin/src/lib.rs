@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `POST /v1/chat/completions` | scripted reply; `stream: true` -> SSE `data: {chat.completion.chunk}` ... `data: [DONE]` with token deltas and streamed `tool_calls` deltas; else one `chat.completion` JSON |
 //! | `POST /v1/audio/transcriptions` | multipart (`file`, `model`, `language`, `prompt`, `response_format`); the WAV is parsed; answers the next queued transcript (or the default) as `json`, `text` or `verbose_json` |
+//! | `GET /v1/realtime?model=` | Realtime WebSocket (see [`realtime`]) |
 //! | `POST /v1/audio/speech` | a synthetic tone whose length is proportional to the text ([`StandinConfig::tts_ms_per_char`]), as `pcm` (24 kHz s16le), `wav` or `opus` (real Ogg Opus), streamed in paced chunks (chunked transfer) |
 //!
 //! Errors use OpenAI's body shape `{"error":{"message","type","param","code"}}` and status:
@@ -30,8 +31,10 @@
 
 mod audio;
 mod chat;
+pub mod realtime;
 
 pub use audio::{SPEECH_RATE, synthetic_speech};
+pub use realtime::RealtimeScript;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -43,7 +46,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -56,6 +59,8 @@ pub enum Endpoint {
     Transcriptions,
     /// `POST /v1/audio/speech`.
     Speech,
+    /// `GET /v1/realtime` (WebSocket).
+    Realtime,
 }
 
 /// An injected failure for the next requests to an endpoint.
@@ -170,7 +175,8 @@ pub struct RecordedRequest {
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
     /// The body: JSON as sent for chat and speech; for transcriptions an object of the text
-    /// fields plus `file` = `{"name", "content_type", "bytes", "sample_rate", "samples"}`.
+    /// fields plus `file` = `{"name", "content_type", "bytes", "sample_rate", "samples"}`; for
+    /// realtime `{"model": ...}` from the query.
     pub body: serde_json::Value,
 }
 
@@ -192,6 +198,8 @@ struct Inner {
     requests: Vec<RecordedRequest>,
     cancelled: Vec<Cancelled>,
     completed: Vec<u64>,
+    realtime: realtime::RealtimeScript,
+    realtime_events: Vec<serde_json::Value>,
 }
 
 /// State shared by the handlers and the handle.
@@ -253,6 +261,15 @@ impl Shared {
             .transcripts
             .pop_front()
             .unwrap_or_else(|| inner.config.default_transcript.clone())
+    }
+
+    pub(crate) fn realtime_script(&self) -> realtime::RealtimeScript {
+        self.lock().realtime.clone()
+    }
+
+    pub(crate) fn record_realtime_event(&self, event: serde_json::Value) {
+        self.lock().realtime_events.push(event);
+        self.changed.notify_waiters();
     }
 
     pub(crate) fn finished(&self, id: u64, endpoint: Endpoint, completed: bool) {
@@ -320,6 +337,8 @@ impl Standin {
                 requests: Vec::new(),
                 cancelled: Vec::new(),
                 completed: Vec::new(),
+                realtime: realtime::RealtimeScript::default(),
+                realtime_events: Vec::new(),
             }),
             changed: Notify::new(),
         });
@@ -340,6 +359,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/audio/transcriptions", post(audio::transcriptions))
         .route("/v1/audio/speech", post(audio::speech))
+        .route("/v1/realtime", get(realtime::upgrade))
         .layer(middleware::from_fn_with_state(shared.clone(), authorize))
         .with_state(shared)
 }
@@ -530,6 +550,23 @@ impl StandinHandle {
             .await
     }
 
+    /// Waits until request `id`'s streamed answer or Realtime session has ended: `Some(true)`
+    /// completed (for Realtime: the client sent a close frame), `Some(false)` cancelled (the
+    /// connection went away), `None` still running after `limit`.
+    pub async fn wait_for_end(&self, id: u64, limit: Duration) -> Option<bool> {
+        let ended = |inner: &Inner| {
+            if inner.completed.contains(&id) {
+                Some(true)
+            } else if inner.cancelled.iter().any(|c| c.id == id) {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        self.wait_until(limit, |inner| ended(inner).is_some()).await;
+        ended(&self.shared.lock())
+    }
+
     /// Waits until at least `n` requests have reached `endpoint`; `false` after `limit`.
     pub async fn wait_for_requests(&self, endpoint: Endpoint, n: usize, limit: Duration) -> bool {
         self.wait_until(limit, |inner| {
@@ -554,6 +591,37 @@ impl StandinHandle {
             }
         };
         tokio::time::timeout(limit, wait).await.is_ok()
+    }
+
+    /// Client events received on Realtime sessions (in order, as JSON). Audio payloads of
+    /// `input_audio_buffer.append` are replaced by their decoded length (`"audio_bytes"`).
+    pub fn realtime_events(&self) -> Vec<serde_json::Value> {
+        self.shared.lock().realtime_events.clone()
+    }
+
+    /// Waits until a Realtime client event of type `kind` has arrived; returns the first one.
+    pub async fn wait_for_realtime_event(
+        &self,
+        kind: &str,
+        limit: Duration,
+    ) -> Option<serde_json::Value> {
+        let found = |inner: &Inner| {
+            inner
+                .realtime_events
+                .iter()
+                .find(|e| e["type"] == kind)
+                .cloned()
+        };
+        if self.wait_until(limit, |inner| found(inner).is_some()).await {
+            found(&self.shared.lock())
+        } else {
+            None
+        }
+    }
+
+    /// Replaces the Realtime script (what the model says, how it hears) for new sessions.
+    pub fn set_realtime_script(&self, script: realtime::RealtimeScript) {
+        self.shared.lock().realtime = script;
     }
 
     /// The next `count` requests to `endpoint` fail with `fault`.

@@ -25,7 +25,7 @@ use super::retry::Jitter;
 use super::{ChatMessage, ChatRequest, Llm, LlmEvent, ProviderError, Role, Stage};
 use crate::conversation::{ConversationInput, EndReason, REASON_NO_ANSWER};
 use crate::dialog::{Dialog, DialogEvent};
-use crate::screening::{ScreeningResult, Speaker, TranscriptEntry};
+use crate::screening::{AgentKind, ScreeningResult, Speaker, TranscriptEntry};
 use crate::{BrainError, CallInfo};
 
 /// `[speech.assistant]`: the LLM assistant dialog. `Default` gives the documented defaults.
@@ -153,6 +153,8 @@ impl Assistant {
                 transcript: Vec::new(),
                 started_at_ms: None,
                 ended_at_ms: None,
+                agent: AgentKind::Llm,
+                fallback: None,
             },
             jitter: Jitter::new("assistant"),
         }

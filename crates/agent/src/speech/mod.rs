@@ -18,6 +18,8 @@ pub mod espeak;
 pub mod fake;
 pub mod openai;
 pub mod pipeline;
+pub mod providers;
+pub mod realtime;
 pub mod retry;
 pub mod turn;
 pub mod wav_stream;

@@ -69,7 +69,7 @@ impl OpenAiEndpoint {
 
 /// Installs rustls' ring provider once: reqwest 0.13 is built without a provider of its own
 /// (its default, aws-lc-rs, needs a C/CMake toolchain).
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Err means another part of the process installed one first: that one is used.
@@ -188,7 +188,7 @@ impl HttpStatusError {
     /// (`{"error":{"message":..}}`), else the body text.
     pub(crate) async fn read(response: Response) -> Self {
         let status = response.status();
-        let retry_after = retry_after(response.headers());
+        let retry_after = retry_after_of(response.headers());
         let body = response.bytes().await.unwrap_or_default();
         Self {
             status,
@@ -203,7 +203,7 @@ impl HttpStatusError {
 }
 
 /// The message of an OpenAI error body, or the (truncated) body text.
-fn error_message(body: &[u8]) -> String {
+pub(crate) fn error_message(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Wrapped {
         error: Inner,
@@ -229,7 +229,7 @@ fn error_message(body: &[u8]) -> String {
 
 /// `retry-after-ms` (OpenAI sends it) or `Retry-After` in (possibly fractional) seconds. The
 /// HTTP-date form is not used by OpenAI-compatible servers and is ignored.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(ms) = header("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
         && ms.is_finite()
@@ -392,19 +392,19 @@ mod tests {
     #[test]
     fn retry_after_prefers_milliseconds_and_ignores_dates() {
         let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after_of(&h), None);
         h.insert("retry-after", HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after_of(&h), Some(Duration::from_secs(3)));
         h.insert("retry-after-ms", HeaderValue::from_static("1250"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(1250)));
+        assert_eq!(retry_after_of(&h), Some(Duration::from_millis(1250)));
         let mut h = HeaderMap::new();
         h.insert(
             "retry-after",
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after_of(&h), None);
         h.insert("retry-after", HeaderValue::from_static("-1"));
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after_of(&h), None);
     }
 
     #[test]

@@ -1,0 +1,593 @@
+//! Building the speech providers from [`SpeechConfig`] and choosing among them per call.
+//!
+//! [`SpeechConfig::build`] validates every value (errors name the key and the fix) and builds
+//! the configured providers once per process; [`SpeechProviders`] hands them to agents
+//! (`asr(agent)` ... fail with a message naming `speech.asr` when a stage is `none`), and
+//! [`SpeechProviders::for_call`] applies a call's custom parameters.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use super::config::{
+    AsrKind, LlmKind, Secret, SpeechConfig, SpeechConfigError, SpeechToSpeechKind, StageTimeouts,
+    TtsKind,
+};
+use super::espeak::EspeakTts;
+use super::openai::{OpenAiAsr, OpenAiEndpoint, OpenAiLlm, OpenAiTts};
+use super::realtime::OpenAiRealtime;
+use super::{Asr, Llm, SpeechToSpeech, Tts};
+
+/// Looks up environment variables; injected so tests do not touch the process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl SpeechConfig {
+    /// Checks every value and builds the configured providers, reading the API key from the
+    /// process environment when `api_key` is empty. Must be called inside a tokio runtime only
+    /// when a provider is later used; building opens no connection.
+    pub fn build(&self) -> Result<SpeechProviders, SpeechConfigError> {
+        self.build_with_env(&|name| std::env::var(name).ok())
+    }
+
+    /// [`SpeechConfig::build`] with an explicit environment.
+    pub fn build_with_env(&self, env: EnvLookup<'_>) -> Result<SpeechProviders, SpeechConfigError> {
+        let espeak = self.build_espeak()?;
+        let mut providers = SpeechProviders {
+            asr: None,
+            llm: None,
+            tts: None,
+            speech_to_speech: None,
+            named_tts: BTreeMap::new(),
+            espeak: espeak.clone(),
+        };
+        if let Some(espeak) = espeak {
+            providers.named_tts.insert("espeak", espeak);
+        }
+
+        let openai = &self.openai;
+        if self.asr == AsrKind::Openai {
+            let asr = self
+                .openai_stage(
+                    "asr",
+                    &openai.asr.base_url,
+                    &openai.asr.api_key,
+                    &openai.asr.model,
+                    &openai.asr.timeouts,
+                    env,
+                )
+                .and_then(|e| invalid("openai.asr", OpenAiAsr::new(&e, &openai.asr)))?;
+            providers.asr = Some(Arc::new(asr));
+        }
+        if self.llm == LlmKind::Openai {
+            if openai.llm.temperature > 2.0 {
+                return Err(SpeechConfigError::Invalid {
+                    key: "openai.llm.temperature".into(),
+                    problem: format!(
+                        "{} is above 2.0; use 0.0..=2.0, or a negative value for the server default",
+                        openai.llm.temperature
+                    ),
+                });
+            }
+            let llm = self
+                .openai_stage(
+                    "llm",
+                    &openai.llm.base_url,
+                    &openai.llm.api_key,
+                    &openai.llm.model,
+                    &openai.llm.timeouts,
+                    env,
+                )
+                .and_then(|e| invalid("openai.llm", OpenAiLlm::new(&e, &openai.llm)))?;
+            providers.llm = Some(Arc::new(llm));
+        }
+        // OpenAI TTS is also built when another stage uses an OpenAI-compatible server, so a
+        // call can pick it with `tts=openai` while espeak is the default; it must resolve when
+        // it is the default.
+        let openai_tts = if self.tts == TtsKind::Openai
+            || self.asr == AsrKind::Openai
+            || self.llm == LlmKind::Openai
+        {
+            non_empty("openai.tts.voice", &openai.tts.voice)?;
+            match self.openai_stage(
+                "tts",
+                &openai.tts.base_url,
+                &openai.tts.api_key,
+                &openai.tts.model,
+                &openai.tts.timeouts,
+                env,
+            ) {
+                Ok(e) => Some(
+                    Arc::new(invalid("openai.tts", OpenAiTts::new(e, &openai.tts))?)
+                        as Arc<dyn Tts>,
+                ),
+                Err(e) if self.tts == TtsKind::Openai => return Err(e),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        if let Some(tts) = &openai_tts {
+            providers.named_tts.insert("openai", tts.clone());
+        }
+        providers.tts = match self.tts {
+            TtsKind::Openai => openai_tts,
+            TtsKind::Espeak => providers.espeak.clone(),
+            TtsKind::None => None,
+        };
+        if self.speech_to_speech == SpeechToSpeechKind::Openai {
+            let rt = &openai.realtime;
+            let realtime = self
+                .openai_stage(
+                    "realtime",
+                    &rt.base_url,
+                    &rt.api_key,
+                    &rt.model,
+                    &rt.timeouts,
+                    env,
+                )
+                .and_then(|e| invalid("openai.realtime", OpenAiRealtime::new(&e, rt)))?;
+            providers.speech_to_speech = Some(Arc::new(realtime));
+        }
+        Ok(providers)
+    }
+
+    /// The espeak-ng synthesiser: required when it is the TTS, else the optional fallback.
+    fn build_espeak(&self) -> Result<Option<Arc<dyn Tts>>, SpeechConfigError> {
+        self.espeak.validate()?;
+        match EspeakTts::new(self.espeak.clone()) {
+            Ok(tts) => Ok(Some(Arc::new(tts))),
+            Err(problem) if self.tts == TtsKind::Espeak => Err(SpeechConfigError::Invalid {
+                key: "espeak.binary".into(),
+                problem: format!(
+                    "{problem}; install espeak-ng or set speech.tts to \"openai\" or \"none\""
+                ),
+            }),
+            Err(problem) => {
+                tracing::info!(%problem, "espeak-ng not available: no spoken fallback");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Validates one OpenAI-compatible stage's model and timeouts and resolves its endpoint.
+    fn openai_stage(
+        &self,
+        stage: &str,
+        base_url: &str,
+        api_key: &Secret,
+        model: &str,
+        timeouts: &StageTimeouts,
+        env: EnvLookup<'_>,
+    ) -> Result<OpenAiEndpoint, SpeechConfigError> {
+        timeouts.validate(&format!("openai.{stage}"))?;
+        non_empty(&format!("openai.{stage}.model"), model)?;
+        self.endpoint(stage, base_url, api_key, env)
+    }
+
+    /// Resolves the base URL and key of one stage (stage override, shared value, environment).
+    fn endpoint(
+        &self,
+        stage: &str,
+        base_url: &str,
+        api_key: &Secret,
+        env: EnvLookup<'_>,
+    ) -> Result<OpenAiEndpoint, SpeechConfigError> {
+        let (url_key, base_url) = if base_url.is_empty() {
+            ("openai.base_url".to_owned(), self.openai.base_url.as_str())
+        } else {
+            (format!("openai.{stage}.base_url"), base_url)
+        };
+        let parsed = url::Url::parse(base_url).map_err(|e| SpeechConfigError::Invalid {
+            key: url_key.clone(),
+            problem: format!("{base_url:?} is not a URL ({e}); e.g. \"https://api.openai.com/v1\""),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(SpeechConfigError::Invalid {
+                key: url_key,
+                problem: format!("{base_url:?} must start with http:// or https://"),
+            });
+        }
+        let key = if !api_key.is_empty() {
+            api_key.clone()
+        } else if !self.openai.api_key.is_empty() {
+            self.openai.api_key.clone()
+        } else {
+            env(&self.openai.api_key_env)
+                .filter(|k| !k.trim().is_empty())
+                .map(Secret::new)
+                .unwrap_or_default()
+        };
+        // Self-hosted servers often need no key; OpenAI itself always does.
+        if key.is_empty() && parsed.host_str() == Some("api.openai.com") {
+            return Err(SpeechConfigError::Invalid {
+                key: "openai.api_key".into(),
+                problem: format!(
+                    "empty and {} is not set; OpenAI needs a key (speech.{stage} uses {base_url})",
+                    self.openai.api_key_env
+                ),
+            });
+        }
+        Ok(OpenAiEndpoint {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key: key,
+        })
+    }
+}
+
+/// A provider constructor's error as an `Invalid` for `key`.
+fn invalid<T>(key: &str, built: Result<T, String>) -> Result<T, SpeechConfigError> {
+    built.map_err(|problem| SpeechConfigError::Invalid {
+        key: key.to_owned(),
+        problem,
+    })
+}
+
+fn non_empty(key: &str, value: &str) -> Result<(), SpeechConfigError> {
+    if value.trim().is_empty() {
+        Err(SpeechConfigError::Invalid {
+            key: key.to_owned(),
+            problem: "empty; set a model or voice name".to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// The providers built from [`SpeechConfig`], shared by all calls. Cheap to clone.
+#[derive(Clone)]
+pub struct SpeechProviders {
+    asr: Option<Arc<dyn Asr>>,
+    llm: Option<Arc<dyn Llm>>,
+    tts: Option<Arc<dyn Tts>>,
+    speech_to_speech: Option<Arc<dyn SpeechToSpeech>>,
+    /// Every usable TTS by name (`espeak`, `openai`), for per-call overrides.
+    named_tts: BTreeMap<&'static str, Arc<dyn Tts>>,
+    espeak: Option<Arc<dyn Tts>>,
+}
+
+impl fmt::Debug for SpeechProviders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpeechProviders")
+            .field("asr", &self.asr.as_ref().map(|p| p.name()))
+            .field("llm", &self.llm.as_ref().map(|p| p.name()))
+            .field("tts", &self.tts.as_ref().map(|p| p.name()))
+            .field(
+                "speech_to_speech",
+                &self.speech_to_speech.as_ref().map(|p| p.name()),
+            )
+            .field("named_tts", &self.named_tts.keys().collect::<Vec<_>>())
+            .field("espeak", &self.espeak.is_some())
+            .finish()
+    }
+}
+
+impl SpeechProviders {
+    /// Providers assembled by hand (tests, embedders). `espeak` is the spoken fallback.
+    pub fn from_parts(
+        asr: Option<Arc<dyn Asr>>,
+        llm: Option<Arc<dyn Llm>>,
+        tts: Option<Arc<dyn Tts>>,
+        speech_to_speech: Option<Arc<dyn SpeechToSpeech>>,
+        espeak: Option<Arc<dyn Tts>>,
+    ) -> Self {
+        let mut named_tts = BTreeMap::new();
+        if let Some(t) = &tts {
+            named_tts.insert(t.name(), t.clone());
+        }
+        if let Some(e) = &espeak {
+            named_tts.insert(e.name(), e.clone());
+        }
+        Self {
+            asr,
+            llm,
+            tts,
+            speech_to_speech,
+            named_tts,
+            espeak,
+        }
+    }
+
+    /// The recogniser, or an error naming `speech.asr` for `agent`.
+    pub fn asr(&self, agent: &str) -> Result<Arc<dyn Asr>, SpeechConfigError> {
+        self.asr.clone().ok_or_else(|| SpeechConfigError::Missing {
+            stage: "asr",
+            agent: agent.to_owned(),
+            what: "ASR",
+        })
+    }
+
+    /// The language model, or an error naming `speech.llm` for `agent`.
+    pub fn llm(&self, agent: &str) -> Result<Arc<dyn Llm>, SpeechConfigError> {
+        self.llm.clone().ok_or_else(|| SpeechConfigError::Missing {
+            stage: "llm",
+            agent: agent.to_owned(),
+            what: "an LLM",
+        })
+    }
+
+    /// The default synthesiser, or an error naming `speech.tts` for `agent`.
+    pub fn tts(&self, agent: &str) -> Result<Arc<dyn Tts>, SpeechConfigError> {
+        self.tts.clone().ok_or_else(|| SpeechConfigError::Missing {
+            stage: "tts",
+            agent: agent.to_owned(),
+            what: "TTS",
+        })
+    }
+
+    /// The speech-to-speech provider, or an error naming `speech.speech_to_speech`.
+    pub fn speech_to_speech(
+        &self,
+        agent: &str,
+    ) -> Result<Arc<dyn SpeechToSpeech>, SpeechConfigError> {
+        self.speech_to_speech
+            .clone()
+            .ok_or_else(|| SpeechConfigError::Missing {
+                stage: "speech_to_speech",
+                agent: agent.to_owned(),
+                what: "a speech-to-speech provider",
+            })
+    }
+
+    /// The local espeak-ng synthesiser when installed: for system prompts, voicemail and the
+    /// spoken fallback when the configured TTS fails.
+    pub fn espeak(&self) -> Option<Arc<dyn Tts>> {
+        self.espeak.clone()
+    }
+
+    /// Applies a call's custom parameters: `tts` (`espeak`|`openai`) picks the synthesiser,
+    /// `voice` and `language` become defaults for that call's TTS requests (and `language` the
+    /// ASR hint). Other parameters are ignored (they belong to the agent).
+    pub fn for_call(
+        &self,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<CallSpeech, SpeechConfigError> {
+        let tts = match parameters.get("tts").map(String::as_str) {
+            None | Some("") => self.tts.clone(),
+            Some("none") => None,
+            Some(name) => Some(self.named_tts.get(name).cloned().ok_or_else(|| {
+                SpeechConfigError::Parameter {
+                    name: "tts".into(),
+                    value: name.into(),
+                    problem: format!(
+                        "no such TTS configured (available: {})",
+                        self.named_tts
+                            .keys()
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            })?),
+        };
+        let text = |name: &str| {
+            parameters
+                .get(name)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let voice = text("voice");
+        if let Some(v) = &voice
+            && (v.len() > 64
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_+.".contains(c)))
+        {
+            return Err(SpeechConfigError::Parameter {
+                name: "voice".into(),
+                value: v.clone(),
+                problem: "a voice name is up to 64 letters, digits, '-', '_', '+' or '.'".into(),
+            });
+        }
+        Ok(CallSpeech {
+            asr: self.asr.clone(),
+            llm: self.llm.clone(),
+            tts,
+            fallback_tts: self.espeak.clone(),
+            voice,
+            language: text("language"),
+        })
+    }
+}
+
+/// The providers and per-call defaults chosen for one call by [`SpeechProviders::for_call`].
+#[derive(Clone)]
+pub struct CallSpeech {
+    /// The recogniser, if configured.
+    pub asr: Option<Arc<dyn Asr>>,
+    /// The language model, if configured.
+    pub llm: Option<Arc<dyn Llm>>,
+    /// The synthesiser for this call.
+    pub tts: Option<Arc<dyn Tts>>,
+    /// The local synthesiser for the spoken fallback.
+    pub fallback_tts: Option<Arc<dyn Tts>>,
+    /// Voice override for this call's TTS requests.
+    pub voice: Option<String>,
+    /// Language for this call (ASR hint, TTS language).
+    pub language: Option<String>,
+}
+
+impl fmt::Debug for CallSpeech {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallSpeech")
+            .field("asr", &self.asr.as_ref().map(|p| p.name()))
+            .field("llm", &self.llm.as_ref().map(|p| p.name()))
+            .field("tts", &self.tts.as_ref().map(|p| p.name()))
+            .field(
+                "fallback_tts",
+                &self.fallback_tts.as_ref().map(|p| p.name()),
+            )
+            .field("voice", &self.voice)
+            .field("language", &self.language)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(toml_text: &str) -> Result<SpeechConfig, toml::de::Error> {
+        toml::from_str(toml_text)
+    }
+
+    #[test]
+    fn defaults_need_no_account() {
+        let providers = SpeechConfig::default()
+            .build_with_env(&no_env)
+            .expect("defaults build");
+        assert!(providers.asr("screening").is_err());
+        assert!(providers.llm("screening").is_err());
+        assert_eq!(providers.tts("screening").expect("espeak").name(), "espeak");
+    }
+
+    #[test]
+    fn missing_stage_names_the_key_and_the_fix() {
+        let providers = SpeechConfig::default()
+            .build_with_env(&no_env)
+            .expect("build");
+        let err = providers.asr("screening").err().expect("asr is none");
+        assert_eq!(
+            err.to_string(),
+            "speech.asr = \"none\" but agent screening needs ASR; set speech.asr = \"openai\" \
+             and speech.openai.base_url (and speech.openai.api_key or OPENAI_API_KEY)"
+        );
+    }
+
+    #[test]
+    fn openai_needs_a_key_but_self_hosted_does_not() {
+        let config = parse("llm = \"openai\"\n").expect("parse");
+        let err = config.build_with_env(&no_env).expect_err("no key");
+        assert!(
+            err.to_string().contains("speech.openai.api_key")
+                && err.to_string().contains("OPENAI_API_KEY"),
+            "{err}"
+        );
+        let env = |name: &str| (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned());
+        let providers = config.build_with_env(&env).expect("key from env");
+        assert_eq!(providers.llm("a").expect("llm").name(), "openai");
+
+        let local = parse(
+            "llm = \"openai\"\nasr = \"openai\"\n[openai]\nbase_url = \"http://127.0.0.1:8000/v1\"\n",
+        )
+        .expect("parse");
+        let providers = local.build_with_env(&no_env).expect("no key needed");
+        assert!(providers.asr("a").is_ok());
+        let err = providers.speech_to_speech("realtime").err().expect("off");
+        assert!(
+            err.to_string()
+                .starts_with("speech.speech_to_speech = \"none\""),
+            "{err}"
+        );
+        // OpenAI TTS becomes selectable per call once ASR/LLM point at a server.
+        let call = providers
+            .for_call(&BTreeMap::from([("tts".to_owned(), "openai".to_owned())]))
+            .expect("tts=openai");
+        assert_eq!(call.tts.expect("tts").name(), "openai");
+    }
+
+    #[test]
+    fn realtime_is_built_from_the_shared_endpoint() {
+        let config = parse(
+            "speech_to_speech = \"openai\"\n[openai]\nbase_url = \"http://127.0.0.1:9/v1\"\n[openai.realtime]\nmodel = \"gpt-realtime-mini\"\n",
+        )
+        .expect("parse");
+        let providers = config.build_with_env(&no_env).expect("build");
+        assert_eq!(
+            providers.speech_to_speech("rt").expect("realtime").name(),
+            "openai_realtime"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[openai]\nbase_url = \"ftp://x\"\nllm_x = 1\n", "llm_x"),
+            (
+                "llm = \"openai\"\n[openai]\nbase_url = \"ftp://x\"\n",
+                "speech.openai.base_url",
+            ),
+            (
+                "llm = \"openai\"\n[openai]\napi_key = \"k\"\n[openai.llm]\nbase_url = \"nope\"\n",
+                "speech.openai.llm.base_url",
+            ),
+            (
+                "asr = \"openai\"\n[openai]\napi_key = \"k\"\n[openai.asr.timeouts]\nconnect_ms = 0\nfirst_byte_ms = 1\nidle_ms = 1\n",
+                "speech.openai.asr.timeouts.connect_ms",
+            ),
+            ("[espeak]\npitch = 120\n", "speech.espeak.pitch"),
+            (
+                "tts = \"espeak\"\n[espeak]\nbinary = \"/nonexistent/espeak-ng\"\n",
+                "speech.espeak.binary",
+            ),
+        ];
+        for (text, key) in cases {
+            let message = match parse(text) {
+                Err(e) => e.to_string(),
+                Ok(config) => config.build_with_env(&no_env).expect_err(text).to_string(),
+            };
+            assert!(message.contains(key), "{text:?} -> {message}");
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_keys() {
+        let config =
+            parse("[openai]\napi_key = \"sk-very-secret\"\n[openai.tts]\napi_key = \"sk-2\"\n")
+                .expect("parse");
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("sk-very-secret") && !shown.contains("sk-2"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"));
+        let providers = SpeechConfig {
+            llm: LlmKind::Openai,
+            ..config
+        }
+        .build_with_env(&no_env)
+        .expect("build");
+        assert!(!format!("{providers:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn call_parameters_choose_tts_and_voice() {
+        let providers = SpeechConfig::default()
+            .build_with_env(&no_env)
+            .expect("build");
+        let params = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let call = providers
+            .for_call(&params(&[("voice", "en-gb"), ("language", "en")]))
+            .expect("ok");
+        assert_eq!(call.tts.expect("default tts").name(), "espeak");
+        assert_eq!(call.voice.as_deref(), Some("en-gb"));
+        assert_eq!(call.language.as_deref(), Some("en"));
+        assert!(call.fallback_tts.is_some());
+
+        let err = providers
+            .for_call(&params(&[("tts", "openai")]))
+            .expect_err("openai tts not configured");
+        assert!(err.to_string().contains("available: espeak"), "{err}");
+        assert!(
+            providers
+                .for_call(&params(&[("voice", "x; rm -rf /")]))
+                .is_err()
+        );
+        assert!(
+            providers
+                .for_call(&params(&[("tts", "none")]))
+                .expect("none")
+                .tts
+                .is_none()
+        );
+    }
+}
