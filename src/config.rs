@@ -26,6 +26,8 @@ pub(crate) struct Config {
     pub(crate) store: voxbridge_store::StoreConfig,
     /// `[agent]`: the screening agent `voxbridge serve` runs on `/relay`.
     pub(crate) agent: voxbridge_agent::screening::AgentConfig,
+    /// `[speech]`: ASR/LLM/TTS providers and the voice pipeline of Media Streams calls.
+    pub(crate) speech: voxbridge_agent::speech::config::SpeechConfig,
     /// The configuration file given, if any (relative `agent.screenings_dir` is resolved
     /// against its directory).
     #[serde(skip)]
@@ -202,6 +204,10 @@ mod tests {
         assert_eq!(c.api, voxbridge_api::ApiConfig::default());
         assert_eq!(c.store, voxbridge_store::StoreConfig::default());
         assert_eq!(c.agent, voxbridge_agent::screening::AgentConfig::default());
+        assert_eq!(
+            c.speech,
+            voxbridge_agent::speech::config::SpeechConfig::default()
+        );
     }
 
     #[test]

@@ -1,13 +1,25 @@
 //! `voxbridge serve`: the Media Streams bridge (`[media].media_path`) and ConversationRelay
 //! with the screening agent (`[media].relay_path`, scripts from `[agent]`) on `[media].listen`.
 //! Finished screenings are stored in `[store]`.
+//!
+//! Agents on `/media`: `echo` always; `voice` (the screening interview through ASR -> dialog ->
+//! TTS) when `[speech]` has an ASR and a TTS; `assistant` (a free-form LLM conversation) when it
+//! also has an LLM. Naming an agent in `media.default_agent` whose providers are missing stops
+//! the startup with the `speech.*` key to set.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use voxbridge_agent::Agents;
+use voxbridge_agent::dialog::Dialog;
 use voxbridge_agent::screening::Screenings;
 use voxbridge_agent::screening::catalog::ScriptsOrigin;
+use voxbridge_agent::screening::llm::LlmScreeningAgent;
+use voxbridge_agent::speech::assistant::AssistantSource;
+use voxbridge_agent::speech::config::SpeechConfig;
+use voxbridge_agent::speech::pipeline::{VoiceFactory, VoiceOptions, VoiceProviders};
+use voxbridge_agent::speech::providers::SpeechProviders;
 use voxbridge_media::{LogOnly, MediaState, RelayService};
 
 use crate::config::Config;
@@ -17,12 +29,24 @@ pub(crate) fn run(config: Config) -> Result<()> {
     // Check the configuration and load the scripts before any socket is bound.
     let media = config.media;
     let listen = media.listen;
-    let screenings = screenings(&config.agent, config.source.as_deref())?;
+    let providers = config
+        .speech
+        .build()
+        .context("invalid [speech] configuration")?;
+    let screenings = screenings(&config.agent, config.source.as_deref(), &providers)?;
+    let (agents, voices) = agents(&config.speech, &providers, &screenings, &media)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        for voice in &voices {
+            // Render the spoken fallback lines once, so a failing provider never leaves a
+            // caller in silence; a brain retries this at call start if it fails here.
+            if let Err(e) = voice.prerender().await {
+                tracing::warn!(error = %e, "cannot pre-render the fallback lines yet");
+            }
+        }
         let store = voxbridge_store::Store::connect(&config.store)
             .await
             .with_context(|| {
@@ -33,9 +57,8 @@ pub(crate) fn run(config: Config) -> Result<()> {
             })?;
         let results = StoreScreenings::new(store.clone());
         let relay = RelayService::new(Arc::new(screenings), Arc::new(results.clone()));
-        let state =
-            MediaState::with_services(media, Agents::builtin(), Arc::new(LogOnly), Some(relay))
-                .context("invalid [media] configuration")?;
+        let state = MediaState::with_services(media, agents, Arc::new(LogOnly), Some(relay))
+            .context("invalid [media] configuration")?;
         let shutdown = crate::shutdown::on_signal();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -54,6 +77,7 @@ pub(crate) fn run(config: Config) -> Result<()> {
 fn screenings(
     agent: &voxbridge_agent::screening::AgentConfig,
     config_file: Option<&std::path::Path>,
+    providers: &SpeechProviders,
 ) -> Result<Screenings> {
     let (library, origin) = agent
         .load_scripts(config_file)
@@ -69,11 +93,83 @@ fn screenings(
             "agent.screenings_dir not found; using the scripts built into the binary"
         ),
     }
-    if agent.llm.enabled {
-        bail!(
-            "agent.llm.enabled = true, but this build has no LLM provider to run it with; \
-             set agent.llm.enabled = false to use the scripted agent"
-        );
+    let screenings =
+        Screenings::new(library, &agent.default_screening).context("agent.default_screening")?;
+    if !agent.llm.enabled {
+        return Ok(screenings);
     }
-    Screenings::new(library, &agent.default_screening).context("agent.default_screening")
+    let llm = providers
+        .llm("screening-llm")
+        .context("agent.llm.enabled = true needs an LLM provider")?;
+    let llm_config = agent.llm.clone();
+    Ok(screenings.with_llm(Arc::new(move |script| {
+        Box::new(LlmScreeningAgent::new(
+            script,
+            Arc::clone(&llm),
+            llm_config.clone(),
+        )) as Box<dyn Dialog>
+    })))
+}
+
+/// The `/media` agents the providers allow (see the module docs), and the voice factories
+/// (their fallback lines are pre-rendered before serving).
+fn agents(
+    speech: &SpeechConfig,
+    providers: &SpeechProviders,
+    screenings: &Screenings,
+    media: &voxbridge_media::MediaConfig,
+) -> Result<(Agents, Vec<VoiceFactory>)> {
+    let mut agents = Agents::builtin();
+    let mut voices = Vec::new();
+    let options = VoiceOptions {
+        hangover: Duration::from_millis(media.hangover_ms),
+        ..VoiceOptions::default()
+    };
+    let wanted = |name: &str| media.default_agent == name;
+    for name in ["voice", "assistant"] {
+        let stages = providers.asr(name).and_then(|asr| {
+            let tts = providers.tts(name)?;
+            let llm = if name == "assistant" {
+                Some(providers.llm(name)?)
+            } else {
+                None
+            };
+            Ok((asr, tts, llm))
+        });
+        let (asr, tts, llm) = match stages {
+            Ok(stages) => stages,
+            Err(e) if wanted(name) => {
+                return Err(e).context(format!("media.default_agent = {name:?}"));
+            }
+            Err(e) => {
+                tracing::info!(agent = name, reason = %e, "agent not offered");
+                continue;
+            }
+        };
+        let voice_providers = VoiceProviders {
+            asr: Some(asr),
+            tts: Some(tts),
+            fallback_tts: providers.espeak(),
+        };
+        let factory = match llm {
+            Some(llm) => VoiceFactory::new(
+                "assistant",
+                speech.pipeline.clone(),
+                voice_providers,
+                Arc::new(AssistantSource::new(llm, speech.assistant.clone())),
+                options.clone(),
+            ),
+            None => VoiceFactory::new(
+                "voice",
+                speech.pipeline.clone(),
+                voice_providers,
+                Arc::new(screenings.clone()),
+                options.clone(),
+            ),
+        }
+        .context("invalid [speech.pipeline] configuration")?;
+        agents = agents.with(factory.clone());
+        voices.push(factory);
+    }
+    Ok((agents, voices))
 }

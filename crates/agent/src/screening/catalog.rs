@@ -69,8 +69,6 @@ impl Default for AgentConfig {
 pub struct LlmAgentConfig {
     /// Use the LLM agent instead of the scripted one. Default `false`.
     pub enabled: bool,
-    /// Model name sent to the provider. Default `gpt-4o-mini`.
-    pub model: String,
     /// Sampling temperature. Default 0.3.
     pub temperature: f32,
     /// Longest wait for the first event of an answer, and between events, before the agent
@@ -84,7 +82,6 @@ impl Default for LlmAgentConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            model: "gpt-4o-mini".to_owned(),
             temperature: 0.3,
             timeout_ms: 4000,
             max_invalid_tool_calls: 2,

@@ -207,6 +207,11 @@ pub struct SpeechConfig {
     pub openai: OpenAiConfig,
     /// The local espeak-ng synthesiser (also the spoken fallback when it is installed).
     pub espeak: EspeakConfig,
+    /// `[speech.pipeline]`: turn budget, stage timeouts, retries and fallbacks of the `voice`
+    /// agent (Media Streams through ASR -> dialog -> TTS).
+    pub pipeline: super::pipeline::PipelineConfig,
+    /// `[speech.assistant]`: the free-form LLM `assistant` agent.
+    pub assistant: super::assistant::AssistantConfig,
 }
 
 impl Default for SpeechConfig {
@@ -218,6 +223,8 @@ impl Default for SpeechConfig {
             speech_to_speech: SpeechToSpeechKind::None,
             openai: OpenAiConfig::default(),
             espeak: EspeakConfig::default(),
+            pipeline: super::pipeline::PipelineConfig::default(),
+            assistant: super::assistant::AssistantConfig::default(),
         }
     }
 }

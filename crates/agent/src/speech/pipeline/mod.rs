@@ -323,6 +323,23 @@ impl DialogSource for ScreeningSource {
     }
 }
 
+/// The screening catalog `voxbridge serve` loads (scripted, or the LLM agent when
+/// `agent.llm.enabled`): the same interview on Media Streams as on ConversationRelay.
+impl DialogSource for crate::screening::Screenings {
+    fn dialog(
+        &self,
+        call: &CallInfo,
+        _context: &DialogContext,
+    ) -> Result<Box<dyn Dialog>, BrainError> {
+        crate::screening::Screenings::dialog(self, &call.custom_parameters).map_err(|e| {
+            BrainError::Start {
+                agent: "voice",
+                reason: e.to_string(),
+            }
+        })
+    }
+}
+
 /// Extras of a [`VoiceFactory`] with working defaults.
 #[derive(Clone)]
 pub struct VoiceOptions {
