@@ -104,6 +104,14 @@ async fn keys_and_faults_answer_like_openai() {
     let url = format!("{}/chat/completions", s.base_url());
     let request = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
     let missing = c.post(&url).json(&request).send().await.expect("send");
+    let send_chat = || async {
+        c.post(&url)
+            .bearer_auth("sk-right-key-1234")
+            .json(&request)
+            .send()
+            .await
+            .expect("send")
+    };
     assert_eq!(missing.status(), 401);
     assert!(
         error_message(&missing.json().await.expect("json")).contains("didn't provide an API key")
@@ -116,13 +124,7 @@ async fn keys_and_faults_answer_like_openai() {
             retry_after: Duration::from_millis(2_500),
         },
     );
-    let limited = c
-        .post(&url)
-        .bearer_auth("sk-right-key-1234")
-        .json(&request)
-        .send()
-        .await
-        .expect("send");
+    let limited = send_chat().await;
     assert_eq!(limited.status(), 429);
     assert_eq!(limited.headers()["retry-after"], "3");
     assert_eq!(limited.headers()["retry-after-ms"], "2500");
@@ -130,26 +132,14 @@ async fn keys_and_faults_answer_like_openai() {
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
 
     s.fail_next(Endpoint::ChatCompletions, 1, Fault::ServerError);
-    let failed = c
-        .post(&url)
-        .bearer_auth("sk-right-key-1234")
-        .json(&request)
-        .send()
-        .await
-        .expect("send");
+    let failed = send_chat().await;
     assert_eq!(failed.status(), 500);
     assert_eq!(
         failed.json::<Value>().await.expect("json")["error"]["type"],
         "server_error"
     );
 
-    let ok = c
-        .post(&url)
-        .bearer_auth("sk-right-key-1234")
-        .json(&request)
-        .send()
-        .await
-        .expect("send");
+    let ok = send_chat().await;
     assert_eq!(ok.status(), 200);
     assert_eq!(s.requests_to(Endpoint::ChatCompletions).len(), 4);
 }
