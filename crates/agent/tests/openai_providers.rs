@@ -434,6 +434,11 @@ async fn wrong_key_is_rejected_with_the_providers_message() {
         }
         other => panic!("expected Rejected 401, got {other:?}"),
     }
+    assert_eq!(
+        s.requests_to(Endpoint::ChatCompletions).len(),
+        1,
+        "one attempt, no retry"
+    );
     let wrong_tts = OpenAiTts::new(
         OpenAiEndpoint::new(s.base_url(), "sk-nope"),
         &OpenAiTtsConfig::default(),

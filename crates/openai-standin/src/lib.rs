@@ -228,6 +228,17 @@ impl Shared {
         authorization: Option<String>,
         body: serde_json::Value,
     ) -> (u64, Option<Fault>) {
+        self.log(endpoint, authorization, body, true)
+    }
+
+    /// Logs a request; takes the next queued fault only when `take_fault`.
+    fn log(
+        &self,
+        endpoint: Endpoint,
+        authorization: Option<String>,
+        body: serde_json::Value,
+        take_fault: bool,
+    ) -> (u64, Option<Fault>) {
         let mut inner = self.lock();
         let id = inner.requests.len() as u64 + 1;
         inner.requests.push(RecordedRequest {
@@ -236,10 +247,14 @@ impl Shared {
             authorization,
             body,
         });
-        let fault = inner
-            .faults
-            .get_mut(&endpoint)
-            .and_then(VecDeque::pop_front);
+        let fault = if take_fault {
+            inner
+                .faults
+                .get_mut(&endpoint)
+                .and_then(VecDeque::pop_front)
+        } else {
+            None
+        };
         drop(inner);
         self.changed.notify_waiters();
         (id, fault)
@@ -364,7 +379,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// 401 like OpenAI when a key is required and missing or wrong.
+/// 401 like OpenAI when a key is required and missing or wrong (the attempt is logged with a
+/// `null` body).
 async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let Some(expected) = shared.lock().config.api_key.clone() else {
         return next.run(request).await;
@@ -375,6 +391,25 @@ async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
+    if given.as_deref() != Some(expected.as_str()) {
+        // Refused requests are logged too (body not read), so tests can count attempts.
+        let endpoint = match request.uri().path() {
+            "/v1/chat/completions" => Some(Endpoint::ChatCompletions),
+            "/v1/audio/transcriptions" => Some(Endpoint::Transcriptions),
+            "/v1/audio/speech" => Some(Endpoint::Speech),
+            "/v1/realtime" => Some(Endpoint::Realtime),
+            _ => None,
+        };
+        if let Some(endpoint) = endpoint {
+            // A refused request does not use up an injected fault.
+            shared.log(
+                endpoint,
+                authorization(request.headers()),
+                serde_json::Value::Null,
+                false,
+            );
+        }
+    }
     match given {
         Some(key) if key == expected => next.run(request).await,
         Some(key) => api_error(
