@@ -17,6 +17,7 @@ pub(crate) fn run(config: Config) -> Result<()> {
     // Check the configuration and load the scripts before any socket is bound.
     let media = config.media;
     let listen = media.listen;
+    media.validate().context("invalid [media] configuration")?;
     let screenings = screenings(&config.agent, config.source.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
