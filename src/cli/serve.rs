@@ -29,6 +29,7 @@ pub(crate) fn run(config: Config) -> Result<()> {
     // Check the configuration and load the scripts before any socket is bound.
     let media = config.media;
     let listen = media.listen;
+    media.validate().context("invalid [media] configuration")?;
     let providers = config
         .speech
         .build()
