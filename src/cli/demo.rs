@@ -1,0 +1,241 @@
+//! `voxbridge demo`: the whole product on one machine with no account and no network.
+//!
+//! Starts the bridge (`/media`, `/relay`) and the companion API on embedded defaults (SQLite
+//! in a temporary directory), starts the Twilio simulator as the API's Twilio, places a
+//! screening through `POST /api/screenings`, prints the live transcript as the simulated
+//! candidate experiences it, then the record the API stored (status timeline, answers,
+//! outcome), and exits 0 when the call completed cleanly.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use voxbridge_agent::Agents;
+use voxbridge_api::{ConnectMode, Secret};
+use voxbridge_media::MediaState;
+use voxbridge_sim::twilio_api::{SimConfig, TwilioSim};
+use voxbridge_sim::{Recorder, Scenario, TranscriptTap};
+
+use crate::config::Config;
+
+/// Credentials that exist only inside this process.
+const DEMO_ACCOUNT: &str = "ACd0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0";
+const DEMO_TOKEN: &str = "demo-auth-token-not-a-secret";
+const DEMO_BEARER: &str = "demo-bearer-token";
+const DEMO_FROM: &str = "+14155550100";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DemoMode {
+    /// Media Streams with the `echo` agent: the candidate's recordings come back.
+    Echo,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Which call to demonstrate.
+    #[arg(long, value_enum, default_value_t = DemoMode::Echo)]
+    mode: DemoMode,
+    /// The candidate's scenario (default: config/scenarios/demo-<mode>.toml).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Keep the SQLite database here instead of a temporary directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+}
+
+pub(crate) fn run(config: Config, args: &Args) -> Result<()> {
+    let scenario_path = args.scenario.clone().unwrap_or_else(|| match args.mode {
+        DemoMode::Echo => PathBuf::from("config/scenarios/demo-echo.toml"),
+    });
+    let scenario = Scenario::load(&scenario_path)
+        .with_context(|| "run the demo from the repository root, or pass --scenario".to_owned())?;
+    let (dir, temporary) = match &args.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("voxbridge-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(demo(config, args, scenario, &dir));
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+#[allow(clippy::too_many_lines)] // a script: start, call, print, stop
+async fn demo(
+    mut config: Config,
+    args: &Args,
+    scenario: Scenario,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let media_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let api_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let twilio_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let media_addr = media_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+    let twilio_addr = twilio_listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+
+    // The bridge, checking signatures against its local wss:// name.
+    let media = &mut config.media;
+    media.public_url = format!("wss://{media_addr}");
+    DEMO_TOKEN.clone_into(&mut media.auth_token);
+    media.insecure_skip_signature = false;
+    let media_state = MediaState::new(config.media.clone(), Agents::builtin())
+        .context("invalid [media] configuration")?;
+    let media_task = tokio::spawn(voxbridge_media::serve_with_state(
+        media_state,
+        media_listener,
+        shutdown.clone(),
+    ));
+
+    // The API, with the simulator as its Twilio.
+    let api = &mut config.api;
+    api.public_url = format!("http://{api_addr}");
+    api.api_token = Secret::new(DEMO_BEARER);
+    DEMO_ACCOUNT.clone_into(&mut api.twilio.account_sid);
+    api.twilio.auth_token = Secret::new(DEMO_TOKEN);
+    api.twilio.api_key = String::new();
+    DEMO_FROM.clone_into(&mut api.twilio.from_number);
+    api.twilio.rest_base_url = format!("http://{twilio_addr}");
+    api.connect.mode = match args.mode {
+        DemoMode::Echo => ConnectMode::Stream,
+    };
+    api.connect.stream_url = format!("wss://{media_addr}/media");
+    api.connect.relay_url = format!("wss://{media_addr}/relay");
+    config.store.database_url = format!("sqlite://{}/voxbridge.db", dir.display());
+    // Not spawned: sqlx's futures are not `Send` for every lifetime; run it beside the demo.
+    let api_future = voxbridge_api::serve(
+        config.api.clone(),
+        config.store.clone(),
+        api_listener,
+        shutdown.clone(),
+    );
+    tokio::pin!(api_future);
+
+    let session = async {
+        let recorder = Arc::new(Recorder::new());
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let printer = super::sim::print_live(rx);
+        let sim = TwilioSim::new(
+            SimConfig::new(DEMO_ACCOUNT, DEMO_TOKEN, scenario.clone()),
+            recorder.clone(),
+            TranscriptTap::to(tx),
+        );
+        let sim_server = sim.clone();
+        let sim_task = tokio::spawn(async move { sim_server.serve(twilio_listener).await });
+
+        let mut out = std::io::stdout();
+        writeln!(
+            out,
+            "voxbridge demo ({:?}): bridge ws://{media_addr}, API http://{api_addr}, simulated Twilio http://{twilio_addr}, store {}",
+            args.mode, config.store.database_url
+        )?;
+        writeln!(
+            out,
+            "candidate scenario: {} ({} steps)",
+            scenario.name,
+            scenario.steps.len()
+        )?;
+
+        let http = reqwest::Client::new();
+        let candidate = json!({
+            "candidateId": "demo-candidate-1",
+            "firstName": "Jane",
+            "phone": "+14155550123",
+            "jobTitle": "Warehouse Associate",
+        });
+        writeln!(out, "POST /api/screenings {candidate}")?;
+        let response = http
+            .post(format!("http://{api_addr}/api/screenings"))
+            .bearer_auth(DEMO_BEARER)
+            .json(&candidate)
+            .send()
+            .await
+            .context("the API did not answer")?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .context("the API answered without JSON")?;
+        writeln!(out, "-> {status} {body}")?;
+        let Some(call_sid) = body["callSid"].as_str().map(str::to_owned) else {
+            bail!("the screening was not placed: {body}");
+        };
+        writeln!(out, "--- live transcript (as the candidate hears it) ---")?;
+        let finished = sim
+            .wait_finished(&call_sid, Duration::from_secs(args.timeout))
+            .await
+            .with_context(|| format!("the call did not finish within {} s", args.timeout))?;
+        drop(sim_task);
+        sim.shutdown();
+        // The printer ends when the simulator (the last transcript sender) is dropped.
+        drop(sim);
+        let _ = tokio::time::timeout(Duration::from_secs(2), printer).await;
+        writeln!(
+            out,
+            "--- call {} ended: {} ({:?}) ---",
+            call_sid, finished.status, finished.outcome.end
+        )?;
+        for hook in &finished.webhooks {
+            let status = hook
+                .params
+                .iter()
+                .find(|(k, _)| k == "CallStatus")
+                .map_or("", |(_, v)| v.as_str());
+            writeln!(
+                out,
+                "  webhook {} {} -> HTTP {}",
+                hook.url, status, hook.status
+            )?;
+        }
+
+        let stored: Value = http
+            .get(format!("http://{api_addr}/api/calls/{call_sid}"))
+            .bearer_auth(DEMO_BEARER)
+            .send()
+            .await?
+            .json()
+            .await?;
+        writeln!(out, "--- stored result (GET /api/calls/{call_sid}) ---")?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&stored["call"])?)?;
+        Ok::<_, anyhow::Error>(finished)
+    };
+    let finished = tokio::select! {
+        result = &mut api_future => {
+            shutdown.cancel();
+            bail!("the API stopped: {result:?}");
+        }
+        finished = session => finished,
+    };
+    shutdown.cancel();
+    let finished = finished?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = media_task.await;
+        let _ = api_future.await;
+    })
+    .await;
+    if !finished.errors.is_empty() {
+        bail!("the simulated call had problems: {:?}", finished.errors);
+    }
+    if finished.status != "completed" {
+        bail!("the call ended as {}", finished.status);
+    }
+    writeln!(std::io::stdout(), "demo finished: call completed")?;
+    Ok(())
+}
