@@ -41,6 +41,14 @@ pub struct MediaConfig {
     /// small margin, which the WebSocket layer enforces) count as bad messages; anything
     /// beyond the margin fails the socket at the protocol layer. Default 65536.
     pub max_message_bytes: usize,
+    /// Path of the ConversationRelay WebSocket route (served by `voxbridge serve` with the
+    /// screening agent). Default `/relay`.
+    pub relay_path: String,
+    /// ConversationRelay: how long Twilio is assumed to take to speak one word of bot text
+    /// (ms). The silence timer starts, and `end` is sent, once a turn has had this long per
+    /// word to play (sooner when Twilio reports `agentSpeaking: off`). Default 400 (150 words
+    /// per minute).
+    pub relay_speech_ms_per_word: u64,
     /// Agent used when the stream's `start.customParameters` has no `agent`. Default `echo`.
     pub default_agent: String,
     /// Rate (Hz) caller audio is resampled to for the VAD and the brain: 8000, 16000, 24000
@@ -77,6 +85,8 @@ impl Default for MediaConfig {
             send_queue_frames: 64,
             drain_timeout_ms: 30_000,
             max_message_bytes: voxbridge_session::MAX_MESSAGE_SIZE,
+            relay_path: "/relay".to_owned(),
+            relay_speech_ms_per_word: 400,
             default_agent: "echo".to_owned(),
             pipeline_rate: session.pipeline_rate,
             playout_lead_ms: millis(session.playout_lead),
@@ -114,6 +124,8 @@ impl fmt::Debug for MediaConfig {
             .field("send_queue_frames", &self.send_queue_frames)
             .field("drain_timeout_ms", &self.drain_timeout_ms)
             .field("max_message_bytes", &self.max_message_bytes)
+            .field("relay_path", &self.relay_path)
+            .field("relay_speech_ms_per_word", &self.relay_speech_ms_per_word)
             .field("default_agent", &self.default_agent)
             .field("pipeline_rate", &self.pipeline_rate)
             .field("playout_lead_ms", &self.playout_lead_ms)
@@ -185,6 +197,15 @@ impl MediaConfig {
             return Err(bad(
                 "media_path",
                 format!("{:?} must start with '/', e.g. \"/media\"", self.media_path),
+            ));
+        }
+        if !self.relay_path.starts_with('/') || self.relay_path == self.media_path {
+            return Err(bad(
+                "relay_path",
+                format!(
+                    "{:?} must start with '/' and differ from media_path, e.g. \"/relay\"",
+                    self.relay_path
+                ),
             ));
         }
         if !self.insecure_skip_signature {
@@ -289,6 +310,8 @@ mod tests {
         assert_eq!(c.drain_timeout_ms, 30_000);
         assert_eq!(c.max_message_bytes, 65_536);
         assert_eq!(c.default_agent, "echo");
+        assert_eq!(c.relay_path, "/relay");
+        assert_eq!(c.relay_speech_ms_per_word, 400);
         assert!(!c.insecure_skip_signature);
         assert_eq!(c.session_config(), SessionConfig::default());
     }
@@ -318,6 +341,11 @@ mod tests {
             ..valid()
         };
         assert_eq!(bad_path.validate().unwrap_err().key, "media_path");
+        let same_paths = MediaConfig {
+            relay_path: "/media".into(),
+            ..valid()
+        };
+        assert_eq!(same_paths.validate().unwrap_err().key, "relay_path");
         let bad_rate = MediaConfig {
             pipeline_rate: 11_025,
             ..valid()

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use axum::extract::ws::{CloseFrame, Message};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, error, field, info, info_span, warn};
 use voxbridge_agent::{
@@ -50,7 +51,7 @@ pub(crate) enum WriteError {
 
 /// Writes queued frames, batching whatever is queued into one flush. Ends after a close frame
 /// or when the queue closes.
-async fn write_frames<W>(
+pub(crate) async fn write_frames<W>(
     mut sink: W,
     mut queue: mpsc::Receiver<Message>,
     send_timeout: Duration,
@@ -82,6 +83,40 @@ where
     // Best effort: the close frame (if any) is already flushed.
     let _ = tokio::time::timeout(send_timeout, sink.close()).await;
     Ok(())
+}
+
+/// Queues the close frame, closes the queue (so the writer ends even if the frame did not
+/// fit) and waits up to `send_timeout` for the writer. Whether the close frame went out.
+pub(crate) async fn close_writer(
+    out: mpsc::Sender<Message>,
+    mut writer: JoinHandle<Result<(), WriteError>>,
+    (code, reason): (u16, &'static str),
+    send_timeout: Duration,
+) -> bool {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    if out.try_send(frame).is_err() {
+        debug!("send queue full at close; dropping the close frame");
+    }
+    drop(out);
+    match tokio::time::timeout(send_timeout, &mut writer).await {
+        Ok(Ok(Ok(()))) => true,
+        Ok(Ok(Err(e))) => {
+            debug!(error = %e, "writer failed while closing");
+            false
+        }
+        Ok(Err(e)) => {
+            error!(error = %e, "writer task failed");
+            false
+        }
+        Err(_) => {
+            warn!("close did not flush within the send timeout");
+            writer.abort();
+            false
+        }
+    }
 }
 
 /// What the shell itself decided about the call end, overriding the session's reason.
@@ -241,30 +276,21 @@ where
 
     // The session is over: close the socket, let the writer flush, wait briefly for the reply.
     let (code, reason) = call.shell_end.as_ref().map_or(close, |end| end.close);
-    let mut close_sent = false;
-    if call.writer_alive && call.slow_peer {
+    let close_sent = if call.writer_alive && call.slow_peer {
         // The writer is stuck in a write to a peer that does not read: do not wait for it.
         writer.abort();
+        false
     } else if call.writer_alive {
-        let frame = Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }));
-        if call.out.try_send(frame).is_err() {
-            debug!("send queue full at close; dropping the close frame");
-        }
-        // Close the queue so the writer ends even if the close frame did not fit.
-        call.out = mpsc::channel(1).0;
-        match tokio::time::timeout(send_timeout, &mut writer).await {
-            Ok(Ok(Ok(()))) => close_sent = true,
-            Ok(Ok(Err(e))) => debug!(error = %e, "writer failed while closing"),
-            Ok(Err(e)) => error!(error = %e, "writer task failed"),
-            Err(_) => {
-                warn!("close did not flush within the send timeout");
-                writer.abort();
-            }
-        }
-    }
+        close_writer(
+            std::mem::replace(&mut call.out, mpsc::channel(1).0),
+            writer,
+            (code, reason),
+            send_timeout,
+        )
+        .await
+    } else {
+        false
+    };
     if close_sent && !stream_done {
         // RFC 6455 7.1.1: read until the peer's close reply so the TCP close is clean.
         let _ = tokio::time::timeout(CLOSE_HANDSHAKE_GRACE, async {

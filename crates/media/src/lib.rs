@@ -17,10 +17,15 @@
 //! - [`router`] gives the routes (`media_path` and `/healthz`) for embedding.
 //! - [`Registry`] lists live calls by call and stream SID; entries vanish on every exit path.
 //! - [`CallSink`] receives each call's [`CallRecord`] at teardown (the store plugs in here).
+//! - [`relay`]: the ConversationRelay route (`relay_path`, default `/relay`), served when the
+//!   state has a [`RelayService`]: text in, streamed text out, one [`drive_relay`] task per
+//!   session, each finished session handed to a [`ScreeningSink`].
 
 mod config;
 mod driver;
 mod registry;
+pub mod relay;
+mod relay_driver;
 mod server;
 
 use std::fmt;
@@ -37,6 +42,10 @@ use voxbridge_twilio::RequestValidator;
 pub use config::{ConfigError, MediaConfig};
 pub use driver::drive_call;
 pub use registry::{CallEntry, Control, ControlError, Registry};
+pub use relay::{
+    DialogFactory, LogOnlyScreenings, RelayEnd, RelayRecord, RelayService, ScreeningSink,
+    drive_relay,
+};
 pub use server::{ApiError, router, serve, serve_with_state};
 
 /// Errors starting or running the media service.
@@ -99,6 +108,7 @@ struct Shared {
     agents: Agents,
     registry: Registry,
     sink: Arc<dyn CallSink>,
+    relay: Option<RelayService>,
     brain_channels: BrainChannels,
     draining: AtomicBool,
     force_close: CancellationToken,
@@ -130,6 +140,17 @@ impl MediaState {
         agents: Agents,
         sink: Arc<dyn CallSink>,
     ) -> Result<Self, MediaError> {
+        Self::with_services(config, agents, sink, None)
+    }
+
+    /// As [`MediaState::with_call_sink`], also serving ConversationRelay on `relay_path` when
+    /// `relay` is given.
+    pub fn with_services(
+        config: MediaConfig,
+        agents: Agents,
+        sink: Arc<dyn CallSink>,
+        relay: Option<RelayService>,
+    ) -> Result<Self, MediaError> {
         config.validate()?;
         agents
             .get(&config.default_agent)
@@ -158,6 +179,7 @@ impl MediaState {
                 agents,
                 registry: Registry::new(),
                 sink,
+                relay,
                 brain_channels: BrainChannels::default(),
                 draining: AtomicBool::new(false),
                 force_close: CancellationToken::new(),
@@ -209,6 +231,11 @@ impl MediaState {
 
     pub(crate) fn agents(&self) -> &Agents {
         &self.shared.agents
+    }
+
+    /// The ConversationRelay service, when `relay_path` is served.
+    pub fn relay(&self) -> Option<&RelayService> {
+        self.shared.relay.as_ref()
     }
 
     pub(crate) fn call_sink(&self) -> &dyn CallSink {

@@ -1,22 +1,26 @@
 //! HTTP side: the upgrade route (signature, drain, WebSocket limits), `/healthz`, and
 //! [`serve`] with its graceful shutdown.
 
+use std::future::Future;
 use std::time::Duration;
 
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
+use futures::stream::{SplitSink, SplitStream};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use voxbridge_agent::Agents;
 use voxbridge_twilio::SignatureError;
 
-use crate::{MediaConfig, MediaError, MediaState, drive_call};
+use crate::{MediaConfig, MediaError, MediaState, drive_call, drive_relay};
 
 /// The header Twilio signs requests with.
 const SIGNATURE_HEADER: &str = "x-twilio-signature";
@@ -55,25 +59,38 @@ impl IntoResponse for ApiError {
 /// The media routes: `config.media_path` (WebSocket) and `GET /healthz`.
 pub fn router(state: MediaState) -> Router {
     let path = state.config().media_path.clone();
-    Router::new()
+    let mut router = Router::new()
         .route(&path, get(media_upgrade))
-        .route("/healthz", get(healthz))
-        .with_state(state)
+        .route("/healthz", get(healthz));
+    if state.relay().is_some() {
+        router = router.route(&state.config().relay_path, get(relay_upgrade));
+    }
+    router.with_state(state)
 }
 
-async fn media_upgrade(
-    State(state): State<MediaState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+/// Checks drain state and the signature of an upgrade, applies the WebSocket limits, and runs
+/// `drive` on the socket halves once upgraded. `what` names the protocol in logs.
+fn accept<F, Fut>(
+    state: MediaState,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
+    what: &'static str,
+    drive: F,
+) -> Response
+where
+    F: FnOnce(MediaState, SplitSink<WebSocket, Message>, SplitStream<WebSocket>) -> Fut
+        + Send
+        + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     if state.is_draining() {
         return ApiError::Draining.into_response();
     }
     let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     if let Err(e) = state.check_signature(path_and_query, signature) {
-        warn!(error = %e, path = uri.path(), "rejected Media Streams upgrade");
+        warn!(error = %e, path = uri.path(), "rejected {what} upgrade");
         return ApiError::Forbidden(e).into_response();
     }
     let upgrade = match upgrade {
@@ -89,12 +106,51 @@ async fn media_upgrade(
         .max_write_buffer_size(MAX_WRITE_BUFFER.max(limit * 2))
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_failed_upgrade(|e| warn!(error = %e, "Media Streams upgrade failed"))
+        .on_failed_upgrade(move |e| warn!(error = %e, "{what} upgrade failed"))
         .on_upgrade(move |socket| async move {
             let (sink, stream) = socket.split();
-            drive_call(state, sink, stream).await;
+            drive(state, sink, stream).await;
             drop(connection);
         })
+}
+
+async fn relay_upgrade(
+    State(state): State<MediaState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Some(service) = state.relay().cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    accept(
+        state,
+        &uri,
+        &headers,
+        upgrade,
+        "ConversationRelay",
+        move |state, sink, stream| async move {
+            drive_relay(state, service, sink, stream).await;
+        },
+    )
+}
+
+async fn media_upgrade(
+    State(state): State<MediaState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    accept(
+        state,
+        &uri,
+        &headers,
+        upgrade,
+        "Media Streams",
+        |state, sink, stream| async move {
+            drive_call(state, sink, stream).await;
+        },
+    )
 }
 
 async fn healthz(State(state): State<MediaState>) -> Json<serde_json::Value> {

@@ -18,6 +18,7 @@
 mod order;
 mod records;
 mod schema;
+mod sessions;
 
 use std::fmt;
 use std::path::Path;
@@ -33,6 +34,7 @@ use sqlx::sqlite::{
 
 pub use order::{StatusPoint, is_terminal, status_rank, supersedes};
 pub use records::*;
+pub use sessions::ScreeningSession;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -214,12 +214,15 @@ pub struct CallEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TranscriptLine {
-    /// `agent` or `caller`.
+    /// `agent`, `caller` or `keypad` (a DTMF key press).
     pub role: String,
     /// What was said.
     pub text: String,
     /// When (Unix ms).
     pub at_ms: i64,
+    /// An agent line the caller cut off; `text` is then what the caller heard.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// Everything known about one call.
@@ -767,13 +770,7 @@ impl Store {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             for line in lines {
-                sqlx::query("INSERT INTO transcripts (call_sid, role, text, at_ms) VALUES ($1, $2, $3, $4)")
-                    .bind(call_sid)
-                    .bind(&line.role)
-                    .bind(&line.text)
-                    .bind(line.at_ms)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_transcript_line(&mut *tx, call_sid, line).await?;
             }
             tx.commit().await?;
         });
@@ -938,7 +935,8 @@ impl Store {
                 });
             }
             let lines = sqlx::query(
-                "SELECT role, text, at_ms FROM transcripts WHERE call_sid = $1 ORDER BY id",
+                "SELECT role, text, at_ms, interrupted FROM transcripts WHERE call_sid = $1 \
+                 ORDER BY id",
             )
             .bind(call_sid)
             .fetch_all(pool)
@@ -949,6 +947,7 @@ impl Store {
                     role: row.try_get("role")?,
                     text: row.try_get("text")?,
                     at_ms: row.try_get("at_ms")?,
+                    interrupted: row.try_get::<i64, _>("interrupted")? != 0,
                 });
             }
             (timeline, transcript)
@@ -970,4 +969,31 @@ impl Store {
             screening,
         }))
     }
+}
+
+/// Inserts one transcript line inside a transaction (both backends).
+pub(crate) async fn insert_transcript_line<'c, E>(
+    executor: E,
+    call_sid: &str,
+    line: &TranscriptLine,
+) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'c>,
+    for<'q> <E::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, E::Database>,
+    for<'q> &'q str: sqlx::Encode<'q, E::Database> + sqlx::Type<E::Database>,
+    for<'q> String: sqlx::Encode<'q, E::Database> + sqlx::Type<E::Database>,
+    for<'q> i64: sqlx::Encode<'q, E::Database> + sqlx::Type<E::Database>,
+{
+    sqlx::query(
+        "INSERT INTO transcripts (call_sid, role, text, at_ms, interrupted) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(call_sid)
+    .bind(line.role.clone())
+    .bind(line.text.clone())
+    .bind(line.at_ms)
+    .bind(i64::from(line.interrupted))
+    .execute(executor)
+    .await?;
+    Ok(())
 }

@@ -100,12 +100,22 @@ CREATE TABLE IF NOT EXISTS sms_consent (
 ";
 
 pub(crate) fn migrations() -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        description: "calls, call_events, screenings, transcripts, rate_limit_decisions, sms_consent",
-        sqlite: V1_SQLITE.get_or_init(|| V1.replace("{ID}", "INTEGER PRIMARY KEY AUTOINCREMENT")),
-        postgres: V1_POSTGRES.get_or_init(|| V1.replace("{ID}", "BIGSERIAL PRIMARY KEY")),
-    }]
+    vec![
+        Migration {
+            version: 1,
+            description: "calls, call_events, screenings, transcripts, rate_limit_decisions, sms_consent",
+            sqlite: V1_SQLITE
+                .get_or_init(|| V1.replace("{ID}", "INTEGER PRIMARY KEY AUTOINCREMENT")),
+            postgres: V1_POSTGRES.get_or_init(|| V1.replace("{ID}", "BIGSERIAL PRIMARY KEY")),
+        },
+        Migration {
+            version: 2,
+            description: "transcripts.interrupted (bot turns cut by the caller)",
+            // SQLite has no ADD COLUMN IF NOT EXISTS; the version table keeps it to one run.
+            sqlite: "ALTER TABLE transcripts ADD COLUMN interrupted BIGINT NOT NULL DEFAULT 0",
+            postgres: "ALTER TABLE transcripts ADD COLUMN IF NOT EXISTS interrupted BIGINT NOT NULL DEFAULT 0",
+        },
+    ]
 }
 
 static V1_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::Connection as _;
 use voxbridge_store::{
     AmdEvent, Backend, CallFilter, CallStatusEvent, NewScreening, RateLimitDecision,
-    RecordingEvent, RelaySessionEvent, StatusPoint, Store, StoreConfig, TranscriptLine, supersedes,
+    RecordingEvent, RelaySessionEvent, ScreeningSession, StatusPoint, Store, StoreConfig,
+    TranscriptLine, supersedes,
 };
 
 fn status(call: &str, status: &str, seq: Option<i64>, at: i64) -> CallStatusEvent {
@@ -30,7 +31,7 @@ const CALL1: &str = "CA00000000000000000000000000000001";
 const CALL4: &str = "CA00000000000000000000000000000004";
 
 async fn behaviour(store: &Store) {
-    assert_eq!(store.applied_migrations().await.unwrap(), [1]);
+    assert_eq!(store.applied_migrations().await.unwrap(), [1, 2]);
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.unwrap();
 
@@ -40,7 +41,8 @@ async fn behaviour(store: &Store) {
     screenings(store).await;
     listing(store).await;
     audit_and_consent(store).await;
-    // Adds a call, so it runs after `listing` counted the calls above.
+    // These add calls, so they run after `listing` counted the calls above.
+    screening_sessions(store).await;
     sequence_numbers_order_non_terminal_statuses(store).await;
 }
 
@@ -254,11 +256,13 @@ async fn screenings(store: &Store) {
                     role: "agent".into(),
                     text: "Hi Ada".into(),
                     at_ms: 1,
+                    interrupted: false,
                 },
                 TranscriptLine {
                     role: "caller".into(),
                     text: "Hello".into(),
                     at_ms: 2,
+                    interrupted: false,
                 },
             ],
         )
@@ -278,6 +282,91 @@ async fn screenings(store: &Store) {
     assert_eq!(screening.outcome.as_deref(), Some("pass"));
     assert_eq!(screening.answers, Some(serde_json::json!({"years": 5})));
     assert!(store.call_detail("CA404").await.unwrap().is_none());
+}
+
+/// A finished conversation: a requested screening gets its answers; an unrequested (inbound)
+/// call gets a screening row of its own; transcript lines keep interruptions.
+async fn screening_sessions(store: &Store) {
+    let requested = store
+        .insert_screening(&NewScreening {
+            candidate_id: "cand-7".into(),
+            first_name: "Bo".into(),
+            phone: "+14155550107".into(),
+            job_title: "Driver".into(),
+            screening: "driver".into(),
+            created_at_ms: 2_000,
+        })
+        .await
+        .unwrap();
+    let call = "CA00000000000000000000000000000007";
+    store
+        .mark_screening_initiated(requested, call, "+14155550100", 2_001)
+        .await
+        .unwrap();
+    let session = |call: &str, direction: &str| ScreeningSession {
+        call_sid: call.into(),
+        direction: Some(direction.into()),
+        from: Some("+14155550108".into()),
+        to: Some("+14155550100".into()),
+        candidate_id: Some("cand-7".into()),
+        first_name: Some("Bo".into()),
+        job_title: "Driver".into(),
+        screening: "driver".into(),
+        outcome: "qualified".into(),
+        answers: serde_json::json!([{"questionId": "cdl", "raw": "yes I do", "value": true}]),
+        summary: r#"{"end":"screening-complete"}"#.into(),
+        transcript: vec![
+            TranscriptLine {
+                role: "agent".into(),
+                text: "Do you hold a".into(),
+                at_ms: 2_010,
+                interrupted: true,
+            },
+            TranscriptLine {
+                role: "caller".into(),
+                text: "yes I do".into(),
+                at_ms: 2_020,
+                interrupted: false,
+            },
+        ],
+        ended_at_ms: 2_030,
+    };
+    store
+        .record_screening_session(&session(call, "outbound-api"))
+        .await
+        .unwrap();
+    let detail = store.call_detail(call).await.unwrap().unwrap();
+    let screening = detail.screening.unwrap();
+    assert_eq!(screening.id, requested);
+    assert_eq!(screening.state, "initiated");
+    assert_eq!(screening.outcome.as_deref(), Some("qualified"));
+    assert_eq!(screening.answers.unwrap()[0]["raw"], "yes I do");
+    assert_eq!(
+        detail.call.summary.as_deref(),
+        Some(r#"{"end":"screening-complete"}"#)
+    );
+    assert_eq!(
+        detail.call.to.as_deref(),
+        Some("+14155550107"),
+        "known call keeps its number"
+    );
+    assert_eq!(detail.transcript.len(), 2);
+    assert!(detail.transcript[0].interrupted);
+    assert_eq!(detail.transcript[0].text, "Do you hold a");
+    assert!(!detail.transcript[1].interrupted);
+
+    let inbound = "CA00000000000000000000000000000008";
+    store
+        .record_screening_session(&session(inbound, "inbound"))
+        .await
+        .unwrap();
+    let detail = store.call_detail(inbound).await.unwrap().unwrap();
+    assert_eq!(detail.call.direction.as_deref(), Some("inbound"));
+    let screening = detail.screening.unwrap();
+    assert_eq!(screening.state, "unrequested");
+    assert_eq!(screening.phone, "+14155550108", "the caller's number");
+    assert_eq!(screening.outcome.as_deref(), Some("qualified"));
+    assert_eq!(detail.transcript.len(), 2);
 }
 
 async fn listing(store: &Store) {
@@ -366,7 +455,7 @@ async fn sqlite_file_store_behaves() {
     store.close().await;
     // Reopening runs no migration twice and keeps every row.
     let reopened = Store::connect(&config).await.unwrap();
-    assert_eq!(reopened.applied_migrations().await.unwrap(), [1]);
+    assert_eq!(reopened.applied_migrations().await.unwrap(), [1, 2]);
     let c = reopened
         .call("CA00000000000000000000000000000001")
         .await

@@ -8,6 +8,7 @@
 //!   closing; it records a [`ScreeningResult`] for the store.
 
 pub mod agent;
+pub mod catalog;
 mod numbers;
 pub mod script;
 pub mod understand;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use agent::ScreeningAgent;
+pub use catalog::{AgentConfig, LlmAgentConfig, Screenings};
 pub use script::{Script, ScriptError, ScriptLibrary};
 pub use understand::{AnswerValue, Availability, Intent, Understood};
 
