@@ -78,3 +78,18 @@ fn demo_candidate_hanging_up_early_is_incomplete() {
     );
     assert!(out.contains("outcome incomplete"), "{out}");
 }
+
+#[test]
+fn demo_voicemail_is_redirected_to_the_voicemail_message() {
+    let out = demo("voicemail");
+    // Async AMD reported a machine; the API redirected the live call (REST update with
+    // TwiML) and the simulator played it.
+    assert!(out.contains("answered by machine_end_beep"), "{out}");
+    assert!(
+        out.contains("(Twilio says) Hello, this is the recruiting team"),
+        "{out}"
+    );
+    assert!(out.contains("ended: completed (Some(Cancelled))"), "{out}");
+    // A redirected <Connect> does not call its action URL.
+    assert!(!out.contains("/twilio/relay/action"), "{out}");
+}

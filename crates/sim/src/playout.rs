@@ -156,7 +156,8 @@ impl Playout {
                 self.turns += 1;
             } else {
                 arrival.lateness_us = gap;
-                self.dropped_frames += gap.div_ceil(FRAME_US);
+                // Whole 20 ms frames of silence the caller heard inside the turn.
+                self.dropped_frames += gap / FRAME_US;
             }
         }
         self.queue.extend(mulaw);
@@ -299,7 +300,7 @@ mod tests {
         let arrival = p.push_media(65 * MS, &[1; 160]);
         assert_eq!(arrival.lateness_us, 45 * MS);
         assert!(!arrival.turn_start);
-        assert_eq!(p.dropped_frames(), 3);
+        assert_eq!(p.dropped_frames(), 2);
         // Arriving while audio is buffered is on time.
         assert_eq!(p.push_media(70 * MS, &[1; 160]).lateness_us, 0);
     }

@@ -412,6 +412,14 @@ async fn run(
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => {
+                    let now = now_us();
+                    if session.bot.active {
+                        // Cut off by a redirect or hang-up: keep what was heard.
+                        let heard = session.bot.heard(now, session.us_per_char);
+                        let started = session.bot.started_us;
+                        session.bot = BotSpeech::default();
+                        session.line(started, Speaker::Bot, heard, true);
+                    }
                     let _ = sink.close().await;
                     return Ok(CallEnd::Cancelled);
                 }

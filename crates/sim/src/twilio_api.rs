@@ -759,7 +759,9 @@ impl Dial {
         self.outcome.clears += outcome.clears;
         self.outcome.bot_turns += outcome.bot_turns;
         let action = action?;
-        if matches!(self.peek_redirect(), Some(Redirect::Hangup)) {
+        // A REST update (redirect or hang-up) interrupts the verb: Twilio does not request
+        // its action URL then.
+        if self.peek_redirect().is_some() {
             return None;
         }
         let mut params = self.base_params("in-progress");
