@@ -49,6 +49,14 @@ enum Command {
     Twiml(cli::twiml::Command),
     /// Print the effective configuration (defaults + file + environment) and exit.
     Config,
+    /// Run a whole screening offline: bridge, API, SQLite and a simulated Twilio and
+    /// candidate in one process; prints the transcript and the stored result.
+    Demo(cli::demo::Args),
+    /// Play Twilio's side: one simulated call, or the REST `Calls.json` stand-in.
+    #[command(subcommand)]
+    Sim(cli::sim::Command),
+    /// N concurrent simulated calls against a running bridge; JSON report + SVG histogram.
+    Loadtest(cli::loadtest::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +76,9 @@ fn main() -> ExitCode {
         Command::Signature(cmd) => cli::signature::run(&cmd),
         Command::Twiml(cmd) => cli::twiml::run(&cmd),
         Command::Config => cli::print_config(&config),
+        Command::Demo(args) => cli::demo::run(config, &args),
+        Command::Sim(cmd) => cli::sim::run(&config, &cmd),
+        Command::Loadtest(args) => cli::loadtest::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,9 +1,12 @@
 //! Command implementations. Each writes its result to stdout and returns errors to `main`.
 
 pub(crate) mod api;
+pub(crate) mod demo;
+pub(crate) mod loadtest;
 pub(crate) mod replay;
 pub(crate) mod serve;
 pub(crate) mod signature;
+pub(crate) mod sim;
 pub(crate) mod twiml;
 
 use std::io::Write;

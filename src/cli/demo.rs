@@ -1,0 +1,386 @@
+//! `voxbridge demo`: the whole product on one machine with no account and no network.
+//!
+//! Starts the bridge (`/media`, `/relay`) and the companion API on embedded defaults (SQLite
+//! in a temporary directory), starts the Twilio simulator as the API's Twilio, places a
+//! screening through `POST /api/screenings`, prints the live transcript as the simulated
+//! candidate experiences it, then the record the API stored (status timeline, answers,
+//! outcome), and exits 0 when the call completed cleanly.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use voxbridge_agent::Agents;
+use voxbridge_agent::screening::{AgentConfig, Screenings};
+use voxbridge_api::{ConnectMode, Secret};
+use voxbridge_media::{LogOnly, MediaState, RelayRecord, RelayService, ScreeningSink};
+use voxbridge_sim::twilio_api::{SimConfig, TwilioSim};
+use voxbridge_sim::{Recorder, Scenario, TranscriptTap};
+use voxbridge_store::{ScreeningSession, Store, TranscriptLine};
+
+use crate::config::Config;
+
+/// Credentials that exist only inside this process.
+const DEMO_ACCOUNT: &str = "ACd0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0";
+const DEMO_TOKEN: &str = "demo-auth-token-not-a-secret";
+const DEMO_BEARER: &str = "demo-bearer-token";
+const DEMO_FROM: &str = "+14155550100";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DemoMode {
+    /// ConversationRelay with the scripted screening agent: a full interview.
+    Relay,
+    /// Media Streams with the `echo` agent: the candidate's recordings come back.
+    Echo,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Which call to demonstrate.
+    #[arg(long, value_enum, default_value_t = DemoMode::Relay)]
+    mode: DemoMode,
+    /// The candidate's scenario (default: config/scenarios/demo-<mode>.toml).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Keep the SQLite database here instead of a temporary directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+    /// How long the simulated Twilio takes to speak each character of bot text (ms).
+    #[arg(long, default_value_t = 60)]
+    tts_ms_per_char: u64,
+}
+
+pub(crate) fn run(config: Config, args: &Args) -> Result<()> {
+    let scenario_path = args.scenario.clone().unwrap_or_else(|| match args.mode {
+        DemoMode::Echo => PathBuf::from("config/scenarios/demo-echo.toml"),
+        DemoMode::Relay => PathBuf::from("config/scenarios/happy-path.toml"),
+    });
+    let scenario = Scenario::load(&scenario_path)
+        .with_context(|| "run the demo from the repository root, or pass --scenario".to_owned())?;
+    let (dir, temporary) = match &args.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("voxbridge-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(demo(config, args, scenario, &dir));
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+#[allow(clippy::too_many_lines)] // a script: start, call, print, stop
+async fn demo(
+    mut config: Config,
+    args: &Args,
+    scenario: Scenario,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let media_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let api_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let twilio_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let media_addr = media_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+    let twilio_addr = twilio_listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+
+    // The bridge, checking signatures against its local wss:// name.
+    let media = &mut config.media;
+    media.public_url = format!("wss://{media_addr}");
+    DEMO_TOKEN.clone_into(&mut media.auth_token);
+    media.insecure_skip_signature = false;
+    config.store.database_url = format!("sqlite://{}/voxbridge.db", dir.display());
+    let store = Store::connect(&config.store)
+        .await
+        .context("cannot open the demo database")?;
+    let stored = Arc::new(tokio::sync::Notify::new());
+    let (library, _) = AgentConfig::default()
+        .load_scripts(None)
+        .context("cannot load the screening scripts")?;
+    let screenings = Screenings::new(library, "default").context("no default screening")?;
+    let relay = RelayService::new(
+        Arc::new(screenings),
+        Arc::new(StoreScreenings {
+            store: store.clone(),
+            stored: stored.clone(),
+        }),
+    );
+    let media_state = MediaState::with_services(
+        config.media.clone(),
+        Agents::builtin(),
+        Arc::new(LogOnly),
+        Some(relay),
+    )
+    .context("invalid [media] configuration")?;
+    let media_task = tokio::spawn(voxbridge_media::serve_with_state(
+        media_state,
+        media_listener,
+        shutdown.clone(),
+    ));
+
+    // The API, with the simulator as its Twilio.
+    let api = &mut config.api;
+    api.public_url = format!("http://{api_addr}");
+    api.api_token = Secret::new(DEMO_BEARER);
+    DEMO_ACCOUNT.clone_into(&mut api.twilio.account_sid);
+    api.twilio.auth_token = Secret::new(DEMO_TOKEN);
+    api.twilio.api_key = String::new();
+    DEMO_FROM.clone_into(&mut api.twilio.from_number);
+    api.twilio.rest_base_url = format!("http://{twilio_addr}");
+    api.connect.mode = match args.mode {
+        DemoMode::Echo => ConnectMode::Stream,
+        DemoMode::Relay => ConnectMode::Relay,
+    };
+    api.connect.stream_url = format!("wss://{media_addr}/media");
+    api.connect.relay_url = format!("wss://{media_addr}/relay");
+    // Not spawned: sqlx's futures are not `Send` for every lifetime; run it beside the demo.
+    let api_future = voxbridge_api::serve(
+        config.api.clone(),
+        config.store.clone(),
+        api_listener,
+        shutdown.clone(),
+    );
+    tokio::pin!(api_future);
+
+    let session = async {
+        let recorder = Arc::new(Recorder::new());
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let printer = super::sim::print_live(rx);
+        let mut sim_config = SimConfig::new(DEMO_ACCOUNT, DEMO_TOKEN, scenario.clone());
+        sim_config.relay.tts_ms_per_char = args.tts_ms_per_char;
+        let sim = TwilioSim::new(sim_config, recorder.clone(), TranscriptTap::to(tx));
+        let sim_server = sim.clone();
+        let sim_task = tokio::spawn(async move { sim_server.serve(twilio_listener).await });
+
+        let mut out = std::io::stdout();
+        writeln!(
+            out,
+            "voxbridge demo ({:?}): bridge ws://{media_addr}, API http://{api_addr}, simulated Twilio http://{twilio_addr}, store {}",
+            args.mode, config.store.database_url
+        )?;
+        writeln!(
+            out,
+            "candidate scenario: {} ({} steps)",
+            scenario.name,
+            scenario.steps.len()
+        )?;
+
+        let http = reqwest::Client::new();
+        let candidate = json!({
+            "candidateId": "demo-candidate-1",
+            "firstName": "Jane",
+            "phone": "+14155550123",
+            "jobTitle": "Warehouse Associate",
+        });
+        writeln!(out, "POST /api/screenings {candidate}")?;
+        let response = http
+            .post(format!("http://{api_addr}/api/screenings"))
+            .bearer_auth(DEMO_BEARER)
+            .json(&candidate)
+            .send()
+            .await
+            .context("the API did not answer")?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .context("the API answered without JSON")?;
+        writeln!(out, "-> {status} {body}")?;
+        let Some(call_sid) = body["callSid"].as_str().map(str::to_owned) else {
+            bail!("the screening was not placed: {body}");
+        };
+        writeln!(out, "--- live transcript (as the candidate hears it) ---")?;
+        let finished = sim
+            .wait_finished(&call_sid, Duration::from_secs(args.timeout))
+            .await
+            .with_context(|| format!("the call did not finish within {} s", args.timeout))?;
+        drop(sim_task);
+        sim.shutdown();
+        // The printer ends when the simulator (the last transcript sender) is dropped.
+        drop(sim);
+        let _ = tokio::time::timeout(Duration::from_secs(2), printer).await;
+        writeln!(
+            out,
+            "--- call {} ended: {} ({:?}) ---",
+            call_sid, finished.status, finished.outcome.end
+        )?;
+        for hook in &finished.webhooks {
+            let status = hook
+                .params
+                .iter()
+                .find(|(k, _)| k == "CallStatus")
+                .map_or("", |(_, v)| v.as_str());
+            writeln!(
+                out,
+                "  webhook {} {} -> HTTP {}",
+                hook.url, status, hook.status
+            )?;
+        }
+
+        if args.mode == DemoMode::Relay {
+            // The bridge hands the result to the store as the session ends; wait for the commit.
+            let _ = tokio::time::timeout(Duration::from_secs(10), stored.notified()).await;
+        }
+        let stored: Value = http
+            .get(format!("http://{api_addr}/api/calls/{call_sid}"))
+            .bearer_auth(DEMO_BEARER)
+            .send()
+            .await?
+            .json()
+            .await?;
+        writeln!(out, "--- stored result (GET /api/calls/{call_sid}) ---")?;
+        print_stored(&mut out, &stored["call"])?;
+        Ok::<_, anyhow::Error>(finished)
+    };
+    let finished = tokio::select! {
+        result = &mut api_future => {
+            shutdown.cancel();
+            bail!("the API stopped: {result:?}");
+        }
+        finished = session => finished,
+    };
+    shutdown.cancel();
+    let finished = finished?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = media_task.await;
+        let _ = api_future.await;
+    })
+    .await;
+    if !finished.errors.is_empty() {
+        bail!("the simulated call had problems: {:?}", finished.errors);
+    }
+    if finished.status != "completed" {
+        bail!("the call ended as {}", finished.status);
+    }
+    writeln!(std::io::stdout(), "demo finished: call completed")?;
+    Ok(())
+}
+
+/// Keeps each finished screening in the store (answers, outcome, transcript), as the
+/// production wiring does.
+struct StoreScreenings {
+    store: Store,
+    /// Signalled after each result is committed.
+    stored: Arc<tokio::sync::Notify>,
+}
+
+impl ScreeningSink for StoreScreenings {
+    fn relay_ended(&self, record: &RelayRecord) {
+        let Some(result) = &record.result else {
+            return;
+        };
+        let started = record
+            .started_at
+            .unwrap_or(record.opened_at)
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
+        let session = ScreeningSession {
+            call_sid: record.call_sid.clone(),
+            direction: record.direction.clone(),
+            from: Some(record.from.clone()),
+            to: Some(record.to.clone()),
+            candidate_id: result.candidate_id.clone(),
+            first_name: result.parameters.get("firstName").cloned(),
+            job_title: result.job_title.clone(),
+            screening: result.screening_id.clone(),
+            outcome: result
+                .outcome
+                .and_then(|o| serde_json::to_value(o).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "incomplete".to_owned()),
+            answers: serde_json::to_value(&result.answers).unwrap_or_default(),
+            summary: format!("{:?}", record.end),
+            transcript: result
+                .transcript
+                .iter()
+                .map(|entry| TranscriptLine {
+                    role: serde_json::to_value(entry.speaker)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    text: entry.text.clone(),
+                    at_ms: started + i64::try_from(entry.at_ms).unwrap_or(0),
+                    interrupted: entry.interrupted,
+                })
+                .collect(),
+            ended_at_ms: started + i64::try_from(record.duration.as_millis()).unwrap_or(0),
+        };
+        let store = self.store.clone();
+        let stored = self.stored.clone();
+        let runtime = tokio::runtime::Handle::current();
+        // sqlx's futures are not `Send` for every lifetime, so they cannot be spawned; a
+        // blocking task drives this one write instead.
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = runtime.block_on(store.record_screening_session(&session)) {
+                tracing::error!(%error, "cannot store the screening result");
+            }
+            stored.notify_one();
+        });
+    }
+}
+
+/// The parts of `GET /api/calls/{sid}` a recruiter reads.
+fn print_stored(out: &mut impl Write, detail: &Value) -> Result<()> {
+    let call = &detail["call"];
+    let screening = &detail["screening"];
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    writeln!(
+        out,
+        "call: status {}, answered by {}, {} s, handoff {}",
+        text(&call["status"]),
+        text(&call["answeredBy"]),
+        text(&call["durationSeconds"]),
+        text(&call["handoffData"])
+    )?;
+    let statuses: Vec<String> = detail["timeline"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .map(|e| format!("{}:{}", text(&e["kind"]), text(&e["status"])))
+                .collect()
+        })
+        .unwrap_or_default();
+    writeln!(out, "timeline: {}", statuses.join(" -> "))?;
+    writeln!(
+        out,
+        "screening {} for {} ({}): outcome {}",
+        text(&screening["screening"]),
+        text(&screening["firstName"]),
+        text(&screening["jobTitle"]),
+        text(&screening["outcome"])
+    )?;
+    let answers = match &screening["answers"] {
+        Value::String(raw) => serde_json::from_str(raw).unwrap_or(Value::Null),
+        other => other.clone(),
+    };
+    for answer in answers.as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "  {:<20} {:<30} -> {} ({}, confidence {})",
+            text(&answer["question_id"]),
+            format!("{:?}", text(&answer["raw"])),
+            text(&answer["value"]),
+            text(&answer["status"]),
+            text(&answer["confidence"])
+        )?;
+    }
+    let lines = detail["transcript"].as_array().map_or(0, Vec::len);
+    writeln!(out, "transcript: {lines} lines stored")?;
+    Ok(())
+}

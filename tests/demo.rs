@@ -1,0 +1,95 @@
+//! The offline demo end to end, as a user runs it: `voxbridge demo` starts the bridge (with
+//! `/relay` and the scripted screening agent), the API on a fresh SQLite file and the
+//! simulated Twilio, places a screening through `POST /api/screenings`, and prints the
+//! transcript and the stored result. Each scenario must end with its expected outcome.
+
+use std::process::Command;
+
+/// Runs the demo with `scenario`; returns stdout. Panics with the output if it fails.
+fn demo(scenario: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "demo",
+            "--scenario",
+            &format!("config/scenarios/{scenario}.toml"),
+            "--tts-ms-per-char",
+            "10",
+            "--timeout",
+            "120",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "demo {scenario} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn demo_screening_completes_qualified_with_every_answer_stored() {
+    let out = demo("happy-path");
+    assert!(out.contains("outcome qualified"), "{out}");
+    assert_eq!(out.matches("(accepted,").count(), 6, "{out}");
+    for question in [
+        "work_authorization",
+        "age_18_plus",
+        "forklift_years",
+        "shift_preference",
+        "start_availability",
+        "reliable_transport",
+    ] {
+        assert!(out.contains(question), "{question} missing\n{out}");
+    }
+    assert!(
+        out.contains("ended: completed (Some(SessionEnded))"),
+        "{out}"
+    );
+    assert!(out.contains("status:completed"), "{out}");
+    assert!(out.contains("relay:ended"), "{out}");
+    assert!(out.contains("screening-complete"), "{out}");
+}
+
+#[test]
+fn demo_barge_in_over_relay_truncates_the_greeting() {
+    let out = demo("barge-in-relay");
+    let greeting = out
+        .lines()
+        .find(|l| l.contains("bot") && l.contains("Hi Jane"))
+        .expect("greeting line");
+    assert!(greeting.ends_with("[interrupted]"), "{out}");
+    assert!(
+        !greeting.contains("authorized"),
+        "the truncated greeting holds only what was heard: {greeting}"
+    );
+    assert!(out.contains("outcome qualified"), "{out}");
+}
+
+#[test]
+fn demo_candidate_hanging_up_early_is_incomplete() {
+    let out = demo("hangup-early");
+    assert!(
+        out.contains("ended: completed (Some(CallerHungUp))"),
+        "{out}"
+    );
+    assert!(out.contains("outcome incomplete"), "{out}");
+}
+
+#[test]
+fn demo_voicemail_is_redirected_to_the_voicemail_message() {
+    let out = demo("voicemail");
+    // Async AMD reported a machine; the API redirected the live call (REST update with
+    // TwiML) and the simulator played it.
+    assert!(out.contains("answered by machine_end_beep"), "{out}");
+    assert!(
+        out.contains("(Twilio says) Hello, this is the recruiting team"),
+        "{out}"
+    );
+    assert!(out.contains("ended: completed (Some(Cancelled))"), "{out}");
+    // A redirected <Connect> does not call its action URL.
+    assert!(!out.contains("/twilio/relay/action"), "{out}");
+}
