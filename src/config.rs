@@ -6,7 +6,7 @@
 //! `VOXBRIDGE__MEDIA__MIN_SPEECH_MS=250`. Values are parsed as TOML scalars (numbers, booleans)
 //! and fall back to strings. `DATABASE_URL`, when set, overrides `store.database_url`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -24,6 +24,12 @@ pub(crate) struct Config {
     pub(crate) api: voxbridge_api::ApiConfig,
     /// `[store]`: durable records (SQLite or PostgreSQL).
     pub(crate) store: voxbridge_store::StoreConfig,
+    /// `[agent]`: the screening agent `voxbridge serve` runs on `/relay`.
+    pub(crate) agent: voxbridge_agent::screening::AgentConfig,
+    /// The configuration file given, if any (relative `agent.screenings_dir` is resolved
+    /// against its directory).
+    #[serde(skip)]
+    pub(crate) source: Option<PathBuf>,
 }
 
 impl Config {
@@ -66,9 +72,10 @@ impl Config {
             set_path(&mut merged, &keys, parse_scalar(&value))
                 .with_context(|| format!("environment variable {name}"))?;
         }
-        let config: Config = toml::Value::Table(merged)
+        let mut config: Config = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.source = path.map(Path::to_path_buf);
         config.validate()?;
         Ok(config)
     }
@@ -194,6 +201,7 @@ mod tests {
         assert_eq!(c.media, voxbridge_media::MediaConfig::default());
         assert_eq!(c.api, voxbridge_api::ApiConfig::default());
         assert_eq!(c.store, voxbridge_store::StoreConfig::default());
+        assert_eq!(c.agent, voxbridge_agent::screening::AgentConfig::default());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod screening_store;
 mod shutdown;
 
 use std::path::PathBuf;
@@ -32,7 +33,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the Media Streams bridge: Twilio's `<Connect><Stream>` connects to `[media].listen`.
+    /// Run the voice bridge on `[media].listen`: Media Streams (`<Connect><Stream>`) and
+    /// ConversationRelay with the screening agent (`<Connect><ConversationRelay>`).
     Serve,
     /// Run the companion HTTP service: screening calls, TwiML, Twilio webhooks ([api], [store]).
     Api,

@@ -185,6 +185,7 @@ pub async fn serve_with_state(
     info!(
         address = ?local,
         path = %state.config().media_path,
+        relay_path = state.relay().map(|_| state.config().relay_path.as_str()),
         "media service listening"
     );
     let stop_server = CancellationToken::new();

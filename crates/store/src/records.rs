@@ -770,7 +770,7 @@ impl Store {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             for line in lines {
-                insert_transcript_line(&mut *tx, call_sid, line).await?;
+                insert_transcript_line!(&mut *tx, call_sid, line)?;
             }
             tx.commit().await?;
         });
@@ -971,29 +971,21 @@ impl Store {
     }
 }
 
-/// Inserts one transcript line inside a transaction (both backends).
-pub(crate) async fn insert_transcript_line<'c, E>(
-    executor: E,
-    call_sid: &str,
-    line: &TranscriptLine,
-) -> Result<(), sqlx::Error>
-where
-    E: sqlx::Executor<'c>,
-    for<'q> <E::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, E::Database>,
-    for<'q> &'q str: sqlx::Encode<'q, E::Database> + sqlx::Type<E::Database>,
-    for<'q> String: sqlx::Encode<'q, E::Database> + sqlx::Type<E::Database>,
-    for<'q> i64: sqlx::Encode<'q, E::Database> + sqlx::Type<E::Database>,
-{
-    sqlx::query(
-        "INSERT INTO transcripts (call_sid, role, text, at_ms, interrupted) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(call_sid)
-    .bind(line.role.clone())
-    .bind(line.text.clone())
-    .bind(line.at_ms)
-    .bind(i64::from(line.interrupted))
-    .execute(executor)
-    .await?;
-    Ok(())
+/// Inserts one transcript line with `$executor` (a transaction of either backend). A macro
+/// because the query runs on two database types.
+macro_rules! insert_transcript_line {
+    ($executor:expr, $call_sid:expr, $line:expr) => {
+        sqlx::query(
+            "INSERT INTO transcripts (call_sid, role, text, at_ms, interrupted) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind($call_sid)
+        .bind(&$line.role)
+        .bind(&$line.text)
+        .bind($line.at_ms)
+        .bind(i64::from($line.interrupted))
+        .execute($executor)
+        .await
+    };
 }
+pub(crate) use insert_transcript_line;

@@ -112,7 +112,7 @@ impl Store {
                 let _: i64 = row.try_get("id")?;
             }
             for line in &session.transcript {
-                insert_transcript_line(&mut *tx, &session.call_sid, line).await?;
+                insert_transcript_line!(&mut *tx, &session.call_sid, line)?;
             }
             tx.commit().await?;
         });

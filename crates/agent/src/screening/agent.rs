@@ -13,7 +13,8 @@ use std::sync::Arc;
 use super::script::{AnswerType, RejectAction, Script, UnclearAction};
 use super::understand::{self, AnswerValue, Intent, Utterance};
 use super::{
-    AnswerRecord, AnswerSource, AnswerStatus, Outcome, ScreeningResult, Speaker, TranscriptEntry,
+    AgentKind, AnswerRecord, AnswerSource, AnswerStatus, Outcome, ScreeningResult, Speaker,
+    TranscriptEntry,
 };
 use crate::conversation::{
     Conversation, ConversationInput, ConversationOutput, EndReason, REASON_CALLBACK_REQUESTED,
@@ -86,6 +87,8 @@ impl ScreeningAgent {
             transcript: Vec::new(),
             started_at_ms: None,
             ended_at_ms: None,
+            agent: AgentKind::Script,
+            fallback: None,
         };
         Self {
             script,
@@ -105,6 +108,52 @@ impl ScreeningAgent {
             job_title: None,
             result,
         }
+    }
+
+    /// Continues a call another agent started (the LLM agent's fallback): `result` holds the
+    /// answers and transcript so far. Asks the first question without an answer, after
+    /// `prefix`, or closes the call if every question has one. Knock-outs and flags already
+    /// recorded keep their effect on the outcome.
+    pub fn resume(
+        script: &Arc<Script>,
+        result: ScreeningResult,
+        now_ms: u64,
+        prefix: &str,
+    ) -> Self {
+        let mut agent = Self::new(Arc::clone(script));
+        agent.first_name = result.parameters.get("firstName").cloned();
+        agent.job_title = result
+            .parameters
+            .get("jobTitle")
+            .filter(|j| !j.trim().is_empty())
+            .cloned();
+        agent.caller_spoke = result.transcript.iter().any(|e| e.speaker != Speaker::Bot);
+        agent.flagged = result.answers.iter().any(|a| {
+            a.status == AnswerStatus::Rejected
+                && script
+                    .questions
+                    .iter()
+                    .any(|q| q.id == a.question_id && q.on_reject == RejectAction::Flag)
+        });
+        agent.unclear_skipped = result
+            .answers
+            .iter()
+            .any(|a| a.status == AnswerStatus::Unclear);
+        agent.result = result;
+        agent.phase = Phase::Asking;
+        let next = script
+            .questions
+            .iter()
+            .position(|q| agent.result.answer(&q.id).is_none());
+        if let Some(index) = next {
+            agent.index = index;
+            agent.ask(now_ms, prefix, false);
+        } else {
+            // Every question has an answer: `advance` from the last one closes the call.
+            agent.index = script.questions.len() - 1;
+            agent.advance(now_ms, true);
+        }
+        agent
     }
 
     /// The script being run.
@@ -218,6 +267,7 @@ impl ScreeningAgent {
             source,
             reasks: self.reasks,
             at_ms: now_ms,
+            agent: AgentKind::Script,
         });
     }
 
@@ -512,7 +562,7 @@ impl ScreeningAgent {
 }
 
 /// Whether `value` is within the question's accepted values.
-fn accepts(answer: &AnswerType, value: &AnswerValue) -> bool {
+pub(crate) fn accepts(answer: &AnswerType, value: &AnswerValue) -> bool {
     match (answer, value) {
         (AnswerType::YesNo { expected }, AnswerValue::YesNo { value }) => {
             expected.is_none_or(|e| e == *value)

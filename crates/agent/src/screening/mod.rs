@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod catalog;
+pub mod llm;
 mod numbers;
 pub mod script;
 pub mod understand;
@@ -68,6 +69,26 @@ pub enum AnswerSource {
     Dtmf,
 }
 
+/// Which agent produced an answer, or ran a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    /// The scripted agent ([`ScreeningAgent`]).
+    #[default]
+    Script,
+    /// The LLM agent ([`llm::LlmScreeningAgent`]).
+    Llm,
+}
+
+/// The LLM agent handed the call to the scripted agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fallback {
+    /// When, ms.
+    pub at_ms: u64,
+    /// Why (LLM error, timeout, invalid tool calls...).
+    pub reason: String,
+}
+
 /// One recorded answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AnswerRecord {
@@ -87,6 +108,8 @@ pub struct AnswerRecord {
     pub reasks: u8,
     /// When it was given, ms.
     pub at_ms: u64,
+    /// The agent that recorded it.
+    pub agent: AgentKind,
 }
 
 /// Who spoke.
@@ -142,6 +165,10 @@ pub struct ScreeningResult {
     pub started_at_ms: Option<u64>,
     /// When it ended, ms.
     pub ended_at_ms: Option<u64>,
+    /// The agent the call started with.
+    pub agent: AgentKind,
+    /// Set when the LLM agent fell back to the script mid-call.
+    pub fallback: Option<Fallback>,
 }
 
 impl ScreeningResult {
