@@ -14,6 +14,7 @@ start_server() {
   VOXBRIDGE__MEDIA__LISTEN="127.0.0.1:$port" \
   VOXBRIDGE__MEDIA__PUBLIC_URL="wss://127.0.0.1:$port" \
   VOXBRIDGE__MEDIA__AUTH_TOKEN="$TWILIO_AUTH_TOKEN" \
+  DATABASE_URL="sqlite://$(realpath "$out")/loadtest-$port.db" \
   RUST_LOG=warn taskset -c 0 "$bin" serve &
   server=$!
   trap 'kill "$server" 2>/dev/null || true' EXIT

@@ -6,7 +6,8 @@
 #
 # The bridge runs on core 0, the generator on core 1 (`taskset`); the report goes to
 # target/loadtest/relay-report.json and relay-histogram.svg. Sessions answer instantly (no
-# simulated speaking time) so the figure is the server's own latency.
+# simulated speaking time; THINK_MS (default 2500) between the bot finishing and the next
+# answer spreads the prompts over the run) so the figure is the server's own latency.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 calls="${1:-1000}" duration="${2:-60}" ramp="${3:-20}"
@@ -18,4 +19,5 @@ RUST_LOG=warn taskset -c 1 "$bin" loadtest --mode relay \
   --param screening=default --param firstName=Load --param candidateId=load \
   --answer "Yes, I am." --answer "Yes." --answer "About five years." --answer "Nights." \
   --answer "Next Monday." --answer "Yes." \
+  --think-ms "${THINK_MS:-2500}" \
   --server-pid "$server" --report "$out/relay-report.json" --histogram "$out/relay-histogram.svg"

@@ -16,14 +16,14 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use voxbridge_agent::Agents;
-use voxbridge_agent::screening::{AgentConfig, Screenings};
 use voxbridge_api::{ConnectMode, Secret};
-use voxbridge_media::{LogOnly, MediaState, RelayRecord, RelayService, ScreeningSink};
+use voxbridge_media::{LogOnly, MediaState, RelayService};
 use voxbridge_sim::twilio_api::{SimConfig, TwilioSim};
 use voxbridge_sim::{Recorder, Scenario, TranscriptTap};
-use voxbridge_store::{ScreeningSession, Store, TranscriptLine};
+use voxbridge_store::Store;
 
 use crate::config::Config;
+use crate::screening_store::StoreScreenings;
 
 /// Credentials that exist only inside this process.
 const DEMO_ACCOUNT: &str = "ACd0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0";
@@ -108,18 +108,21 @@ async fn demo(
     let store = Store::connect(&config.store)
         .await
         .context("cannot open the demo database")?;
-    let stored = Arc::new(tokio::sync::Notify::new());
-    let (library, _) = AgentConfig::default()
-        .load_scripts(None)
-        .context("cannot load the screening scripts")?;
-    let screenings = Screenings::new(library, "default").context("no default screening")?;
-    let relay = RelayService::new(
-        Arc::new(screenings),
-        Arc::new(StoreScreenings {
-            store: store.clone(),
-            stored: stored.clone(),
-        }),
-    );
+    let results = StoreScreenings::new(store.clone());
+    // The demo needs no providers (the scripted agent on ConversationRelay); only the LLM
+    // screening agent, when a config file enables it, needs [speech].
+    let providers = if config.agent.llm.enabled {
+        config
+            .speech
+            .build()
+            .context("invalid [speech] configuration")?
+    } else {
+        voxbridge_agent::speech::providers::SpeechProviders::from_parts(
+            None, None, None, None, None,
+        )
+    };
+    let screenings = super::serve::screenings(&config.agent, config.source.as_deref(), &providers)?;
+    let relay = RelayService::new(Arc::new(screenings), Arc::new(results.clone()));
     let media_state = MediaState::with_services(
         config.media.clone(),
         Agents::builtin(),
@@ -127,6 +130,7 @@ async fn demo(
         Some(relay),
     )
     .context("invalid [media] configuration")?;
+    let bridge = media_state.clone();
     let media_task = tokio::spawn(voxbridge_media::serve_with_state(
         media_state,
         media_listener,
@@ -232,10 +236,15 @@ async fn demo(
             )?;
         }
 
-        if args.mode == DemoMode::Relay {
-            // The bridge hands the result to the store as the session ends; wait for the commit.
-            let _ = tokio::time::timeout(Duration::from_secs(10), stored.notified()).await;
-        }
+        // The bridge hands each result to the store as its session ends: wait for the
+        // session to be gone, then for the write.
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while bridge.connections() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            results.flush().await;
+        })
+        .await;
         let stored: Value = http
             .get(format!("http://{api_addr}/api/calls/{call_sid}"))
             .bearer_auth(DEMO_BEARER)
@@ -269,69 +278,6 @@ async fn demo(
     }
     writeln!(std::io::stdout(), "demo finished: call completed")?;
     Ok(())
-}
-
-/// Keeps each finished screening in the store (answers, outcome, transcript), as the
-/// production wiring does.
-struct StoreScreenings {
-    store: Store,
-    /// Signalled after each result is committed.
-    stored: Arc<tokio::sync::Notify>,
-}
-
-impl ScreeningSink for StoreScreenings {
-    fn relay_ended(&self, record: &RelayRecord) {
-        let Some(result) = &record.result else {
-            return;
-        };
-        let started = record
-            .started_at
-            .unwrap_or(record.opened_at)
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
-        let session = ScreeningSession {
-            call_sid: record.call_sid.clone(),
-            direction: record.direction.clone(),
-            from: Some(record.from.clone()),
-            to: Some(record.to.clone()),
-            candidate_id: result.candidate_id.clone(),
-            first_name: result.parameters.get("firstName").cloned(),
-            job_title: result.job_title.clone(),
-            screening: result.screening_id.clone(),
-            outcome: result
-                .outcome
-                .and_then(|o| serde_json::to_value(o).ok())
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "incomplete".to_owned()),
-            answers: serde_json::to_value(&result.answers).unwrap_or_default(),
-            summary: format!("{:?}", record.end),
-            transcript: result
-                .transcript
-                .iter()
-                .map(|entry| TranscriptLine {
-                    role: serde_json::to_value(entry.speaker)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    text: entry.text.clone(),
-                    at_ms: started + i64::try_from(entry.at_ms).unwrap_or(0),
-                    interrupted: entry.interrupted,
-                })
-                .collect(),
-            ended_at_ms: started + i64::try_from(record.duration.as_millis()).unwrap_or(0),
-        };
-        let store = self.store.clone();
-        let stored = self.stored.clone();
-        let runtime = tokio::runtime::Handle::current();
-        // sqlx's futures are not `Send` for every lifetime, so they cannot be spawned; a
-        // blocking task drives this one write instead.
-        tokio::task::spawn_blocking(move || {
-            if let Err(error) = runtime.block_on(store.record_screening_session(&session)) {
-                tracing::error!(%error, "cannot store the screening result");
-            }
-            stored.notify_one();
-        });
-    }
 }
 
 /// The parts of `GET /api/calls/{sid}` a recruiter reads.

@@ -75,7 +75,7 @@ pub(crate) fn run(config: Config) -> Result<()> {
 }
 
 /// Loads the screening scripts and picks the agent; errors name the file and key.
-fn screenings(
+pub(crate) fn screenings(
     agent: &voxbridge_agent::screening::AgentConfig,
     config_file: Option<&std::path::Path>,
     providers: &SpeechProviders,
