@@ -22,10 +22,10 @@ use axum::extract::ws::Message;
 use futures::StreamExt;
 use futures::channel::mpsc::unbounded;
 use voxbridge_agent::Agents;
-use voxbridge_agent::screening::ScriptLibrary;
+use voxbridge_agent::screening::{Screenings, ScriptLibrary};
 use voxbridge_agent::speech::fake::{FakeAsr, FakeTts};
 use voxbridge_agent::speech::pipeline::{
-    PipelineConfig, ScreeningSource, VoiceFactory, VoiceOptions, VoiceProviders,
+    PipelineConfig, VoiceFactory, VoiceOptions, VoiceProviders,
 };
 use voxbridge_agent::speech::turn::{LatencyLog, TurnOutcome, TurnSink};
 use voxbridge_agent::speech::{Asr, Tts};
@@ -141,7 +141,7 @@ fn main() {
                 tts: Some(Arc::clone(&tts) as Arc<dyn Tts>),
                 fallback_tts: Some(tts as Arc<dyn Tts>),
             },
-            Arc::new(ScreeningSource::new(Arc::new(library), "default")),
+            Arc::new(Screenings::new(library, "default").expect("the default script exists")),
             VoiceOptions {
                 turn_sink: Some(Arc::clone(&log) as Arc<dyn TurnSink>),
                 ..VoiceOptions::default()

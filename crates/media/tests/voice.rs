@@ -16,10 +16,10 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use voxbridge_agent::Agents;
-use voxbridge_agent::screening::ScriptLibrary;
+use voxbridge_agent::screening::{Screenings, ScriptLibrary};
 use voxbridge_agent::speech::fake::{FakeAsr, FakeTts};
 use voxbridge_agent::speech::pipeline::{
-    PipelineConfig, ScreeningSource, VoiceFactory, VoiceOptions, VoiceProviders,
+    PipelineConfig, VoiceFactory, VoiceOptions, VoiceProviders,
 };
 use voxbridge_agent::speech::turn::{LatencyLog, TurnOutcome, TurnSink};
 use voxbridge_agent::speech::{Asr, Tts};
@@ -120,7 +120,7 @@ async fn screening_call_through_the_voice_pipeline() {
             tts: Some(Arc::clone(&tts) as Arc<dyn Tts>),
             fallback_tts: Some(fallback as Arc<dyn Tts>),
         },
-        Arc::new(ScreeningSource::new(Arc::new(library), "default")),
+        Arc::new(Screenings::new(library, "default").expect("the default script exists")),
         VoiceOptions {
             turn_sink: Some(Arc::clone(&latencies) as Arc<dyn TurnSink>),
             ..VoiceOptions::default()

@@ -49,8 +49,8 @@ use super::retry::RetryPolicy;
 use super::turn::{PipelineMetrics, TurnSink};
 use super::{Asr, AudioChunk, ProviderError, Tts};
 use crate::conversation::ConversationInput;
-use crate::dialog::{Dialog, Scripted};
-use crate::screening::{ScreeningAgent, ScriptLibrary};
+use crate::dialog::Dialog;
+use crate::screening::Screenings;
 use crate::{Brain, BrainError, BrainFactory, CallInfo, Command};
 
 /// `[speech.pipeline]`: how the voice pipeline paces, retries and falls back. `Default` gives
@@ -288,54 +288,17 @@ pub trait DialogSource: Send + Sync + 'static {
     ) -> Result<Box<dyn Dialog>, BrainError>;
 }
 
-/// The scripted screening interview as the voice dialog: the script named by the call's
-/// `screening` parameter, else `default_script`.
-#[derive(Debug, Clone)]
-pub struct ScreeningSource {
-    library: Arc<ScriptLibrary>,
-    default_script: String,
-}
-
-impl ScreeningSource {
-    /// Screenings from `library`.
-    pub fn new(library: Arc<ScriptLibrary>, default_script: impl Into<String>) -> Self {
-        Self {
-            library,
-            default_script: default_script.into(),
-        }
-    }
-}
-
-impl DialogSource for ScreeningSource {
-    fn dialog(
-        &self,
-        call: &CallInfo,
-        _context: &DialogContext,
-    ) -> Result<Box<dyn Dialog>, BrainError> {
-        let script = self
-            .library
-            .select(&call.custom_parameters, &self.default_script)
-            .map_err(|e| BrainError::Start {
-                agent: "voice",
-                reason: e.to_string(),
-            })?;
-        Ok(Box::new(Scripted::new(ScreeningAgent::new(script))))
-    }
-}
-
 /// The screening catalog `voxbridge serve` loads (scripted, or the LLM agent when
 /// `agent.llm.enabled`): the same interview on Media Streams as on ConversationRelay.
-impl DialogSource for crate::screening::Screenings {
+impl DialogSource for Screenings {
     fn dialog(
         &self,
         call: &CallInfo,
         _context: &DialogContext,
     ) -> Result<Box<dyn Dialog>, BrainError> {
-        crate::screening::Screenings::dialog(self, &call.custom_parameters).map_err(|e| {
-            BrainError::Start {
-                agent: "voice",
-                reason: e.to_string(),
-            }
+        Screenings::dialog(self, &call.custom_parameters).map_err(|e| BrainError::Start {
+            agent: "voice",
+            reason: e.to_string(),
         })
     }
 }

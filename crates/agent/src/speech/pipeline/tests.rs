@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
+use crate::screening::ScriptLibrary;
 use crate::speech::assistant::{AssistantConfig, AssistantSource};
 use crate::speech::fake::{FakeAsr, FakeLlm, FakeTts, Fault};
 use crate::speech::turn::{LatencyLog, TurnOutcome};
@@ -47,7 +48,7 @@ fn call() -> CallInfo {
 fn screening() -> Arc<dyn DialogSource> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/screenings");
     let library = ScriptLibrary::load_dir(&dir).expect("the shipped scripts load");
-    Arc::new(ScreeningSource::new(Arc::new(library), "default"))
+    Arc::new(Screenings::new(library, "default").expect("the default script exists"))
 }
 
 struct Rig {
