@@ -5,6 +5,11 @@
 //! one bot turn: its audio, unchanged and at the pipeline rate it arrived at, in
 //! [`EchoFactory::chunk`]-long [`Command::Audio`] pieces, then one
 //! `ChunkEnd { text: "(echo of 1.2 s)" }` and `TurnEnd`.
+//!
+//! It asks for caller audio at Twilio's own 8 kHz ([`BrainFactory::pipeline_rate`]): nothing
+//! is resampled either way, so the caller hears back exactly what was received, and a call
+//! holds half the audio it would at 16 kHz. Pieces are cut from the utterance only as the
+//! session takes them, so the utterance is held once, not twice.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -36,6 +41,10 @@ impl BrainFactory for EchoFactory {
         "echo"
     }
 
+    fn pipeline_rate(&self) -> Option<u32> {
+        Some(8000)
+    }
+
     fn start(&self, _call: &CallInfo) -> Result<Box<dyn Brain>, BrainError> {
         Ok(Box::new(Echo {
             chunk: self.chunk,
@@ -50,8 +59,36 @@ impl BrainFactory for EchoFactory {
 pub struct Echo {
     chunk: Duration,
     next_turn: u64,
-    /// Commands not yet accepted by the session's queue, oldest first.
-    pending: VecDeque<Command>,
+    /// Work not yet accepted by the session's queue, oldest first.
+    pending: VecDeque<Pending>,
+}
+
+/// Queued work: a command, or an utterance still to be cut into audio pieces.
+#[derive(Debug)]
+enum Pending {
+    Command(Command),
+    Audio {
+        turn: TurnId,
+        pcm: Vec<i16>,
+        /// The first sample not yet handed out.
+        next: usize,
+        per_chunk: usize,
+        sample_rate: u32,
+    },
+}
+
+impl Pending {
+    fn turn(&self) -> Option<TurnId> {
+        match self {
+            Self::Command(
+                Command::Audio { turn, .. }
+                | Command::ChunkEnd { turn, .. }
+                | Command::TurnEnd { turn },
+            )
+            | Self::Audio { turn, .. } => Some(*turn),
+            Self::Command(Command::Hangup { .. }) => None,
+        }
+    }
 }
 
 /// The text of an echo turn: `(echo of 1.2 s)`.
@@ -74,20 +111,22 @@ impl Echo {
                 let text = echo_text(pcm.len(), sample_rate);
                 let per_chunk = (u128::from(sample_rate) * self.chunk.as_millis() / 1000).max(1);
                 let per_chunk = usize::try_from(per_chunk).unwrap_or(usize::MAX);
-                for piece in pcm.chunks(per_chunk) {
-                    self.pending.push_back(Command::Audio {
-                        turn,
-                        pcm: piece.to_vec(),
-                        sample_rate,
-                    });
-                }
-                self.pending.push_back(Command::ChunkEnd { turn, text });
-                self.pending.push_back(Command::TurnEnd { turn });
+                self.pending.push_back(Pending::Audio {
+                    turn,
+                    pcm,
+                    next: 0,
+                    per_chunk,
+                    sample_rate,
+                });
+                self.pending
+                    .push_back(Pending::Command(Command::ChunkEnd { turn, text }));
+                self.pending
+                    .push_back(Pending::Command(Command::TurnEnd { turn }));
                 true
             }
             BrainEvent::BargeIn { turn, .. } => {
                 // The caller talked over the echo: forget what is left of that turn.
-                self.pending.retain(|c| !is_for_turn(c, turn));
+                self.pending.retain(|p| p.turn() != Some(turn));
                 true
             }
             BrainEvent::CallEnded { .. } => false,
@@ -96,6 +135,35 @@ impl Echo {
             | BrainEvent::Dtmf(_)
             | BrainEvent::TurnStarted { .. }
             | BrainEvent::TurnPlayed { .. } => true,
+        }
+    }
+
+    /// The next command to hand over: a queued one, or the next piece of an utterance.
+    fn next_command(&mut self) -> Option<Command> {
+        match self.pending.front_mut()? {
+            Pending::Command(_) => match self.pending.pop_front() {
+                Some(Pending::Command(c)) => Some(c),
+                _ => None,
+            },
+            Pending::Audio {
+                turn,
+                pcm,
+                next,
+                per_chunk,
+                sample_rate,
+            } => {
+                let end = (*next + *per_chunk).min(pcm.len());
+                let command = Command::Audio {
+                    turn: *turn,
+                    pcm: pcm[*next..end].to_vec(),
+                    sample_rate: *sample_rate,
+                };
+                *next = end;
+                if end >= pcm.len() {
+                    self.pending.pop_front();
+                }
+                Some(command)
+            }
         }
     }
 
@@ -114,7 +182,7 @@ impl Echo {
                 },
                 permit = reserve(&io.commands), if !self.pending.is_empty() => {
                     let Ok(permit) = permit else { return Ok(()) };
-                    if let Some(command) = self.pending.pop_front() {
+                    if let Some(command) = self.next_command() {
                         permit.send(command);
                     }
                 }
@@ -127,15 +195,6 @@ async fn reserve(
     commands: &mpsc::Sender<Command>,
 ) -> Result<mpsc::Permit<'_, Command>, mpsc::error::SendError<()>> {
     commands.reserve().await
-}
-
-fn is_for_turn(command: &Command, turn: TurnId) -> bool {
-    match command {
-        Command::Audio { turn: t, .. }
-        | Command::ChunkEnd { turn: t, .. }
-        | Command::TurnEnd { turn: t } => *t == turn,
-        Command::Hangup { .. } => false,
-    }
 }
 
 impl Brain for Echo {

@@ -150,6 +150,11 @@ pub trait BrainFactory: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// A brain for this call. Must not block: do slow setup inside [`Brain::run`].
     fn start(&self, call: &CallInfo) -> Result<Box<dyn Brain>, BrainError>;
+    /// The rate this agent wants caller audio at, if not the configured
+    /// `media.pipeline_rate` (e.g. 8000 for an agent that has no use for 16 kHz).
+    fn pipeline_rate(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// The agents this process offers, by name. Cheap to clone.

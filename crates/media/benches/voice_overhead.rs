@@ -6,7 +6,10 @@
 //! (three utterances) in 20 ms frames at real-time pace and echoes marks. For every spoken
 //! turn the brain measures utterance arrival -> first media frame sent; the overhead is that
 //! minus the fake providers' fixed latencies on the critical path (ASR + TTS first byte; the
-//! scripted dialog answers at once). Prints p50/p90/p99/max.
+//! scripted dialog answers at once). The fakes run on [`Clock::Wall`], so each reply is
+//! released at its exact deadline, as from a network provider; tokio's 1 ms timer rounding
+//! is not counted as overhead, while the runtime's delay in picking the reply up is. Prints
+//! p50/p90/p99/max.
 //!
 //! `cargo bench -p voxbridge-media --bench voice_overhead` (`VOICE_CALLS=50` for a quick run).
 
@@ -23,7 +26,7 @@ use futures::StreamExt;
 use futures::channel::mpsc::unbounded;
 use voxbridge_agent::Agents;
 use voxbridge_agent::screening::{Screenings, ScriptLibrary};
-use voxbridge_agent::speech::fake::{FakeAsr, FakeTts};
+use voxbridge_agent::speech::fake::{Clock, FakeAsr, FakeTts};
 use voxbridge_agent::speech::pipeline::{
     PipelineConfig, VoiceFactory, VoiceOptions, VoiceProviders,
 };
@@ -124,9 +127,12 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let asr = Arc::new(FakeAsr::new(ASR_LATENCY, "yes"));
+        let mut asr = FakeAsr::new(ASR_LATENCY, "yes");
+        asr.clock = Clock::Wall;
+        let asr = Arc::new(asr);
         let mut tts = FakeTts::new(TTS_FIRST_BYTE, Duration::from_millis(2));
         tts.audio_per_char = Duration::from_millis(2);
+        tts.clock = Clock::Wall;
         let tts = Arc::new(tts);
         let log = Arc::new(LatencyLog::new(calls * 2));
         let library = ScriptLibrary::load_dir(

@@ -401,6 +401,11 @@ impl Call {
         span.record("agent", name);
         let factory = Arc::clone(self.state.agents().get(name)?);
         let brain = factory.start(info)?;
+        if let Some(rate) = factory.pipeline_rate()
+            && let Err(e) = self.session.set_pipeline_rate(rate)
+        {
+            warn!(error = %e, "agent's pipeline rate not applied; keeping the configured one");
+        }
         self.brain = Some(spawn_brain(
             factory.name(),
             brain,

@@ -164,17 +164,7 @@ impl Session {
     /// A session for a socket that opened at `now`, or why `config` is unusable.
     pub fn try_new(config: SessionConfig, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
-        let inbound = InboundAudio::new(
-            config.pipeline_rate,
-            config.min_speech,
-            config.hangover,
-            config.max_utterance,
-        )
-        .map_err(|_| ConfigError {
-            field: "pipeline_rate",
-            value: config.pipeline_rate.to_string(),
-            expected: "a rate the resampler and VAD support",
-        })?;
+        let inbound = Self::inbound_for(&config)?;
         Ok(Self {
             span: tracing::info_span!("call", call_sid = tracing::field::Empty),
             created: now,
@@ -197,6 +187,45 @@ impl Session {
             announced_turn: None,
             cfg: config,
         })
+    }
+
+    fn inbound_for(config: &SessionConfig) -> Result<InboundAudio, ConfigError> {
+        InboundAudio::new(
+            config.pipeline_rate,
+            config.min_speech,
+            config.hangover,
+            config.max_utterance,
+        )
+        .map_err(|_| ConfigError {
+            field: "pipeline_rate",
+            value: config.pipeline_rate.to_string(),
+            expected: "a rate the resampler and VAD support",
+        })
+    }
+
+    /// Switches the rate caller audio is delivered at (see [`SessionConfig::pipeline_rate`])
+    /// for the agent picked at `start`: an agent that works on Twilio's own 8 kHz (echo) then
+    /// pays for no resampling and half the buffers. Only before the first `media` frame;
+    /// later the rate stays and this fails.
+    pub fn set_pipeline_rate(&mut self, rate: u32) -> Result<(), ConfigError> {
+        if rate == self.cfg.pipeline_rate {
+            return Ok(());
+        }
+        let config = SessionConfig {
+            pipeline_rate: rate,
+            ..self.cfg.clone()
+        };
+        config.validate()?;
+        if self.summary.frames_in > 0 {
+            return Err(ConfigError {
+                field: "pipeline_rate",
+                value: rate.to_string(),
+                expected: "a change before the first media frame",
+            });
+        }
+        self.inbound = Self::inbound_for(&config)?;
+        self.cfg = config;
+        Ok(())
     }
 
     /// The settings in use.

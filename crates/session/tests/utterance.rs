@@ -125,3 +125,42 @@ fn utterance_audio_is_the_callers_audio() {
     let ours = rms(&u[..3200]);
     assert!((ours / source - 1.0).abs() < 0.1, "{ours} vs {source}");
 }
+
+#[test]
+fn an_agent_can_switch_the_rate_at_start_but_not_once_audio_flows() {
+    // The echo agent asks for Twilio's own 8 kHz when it is picked at `start`.
+    let mut call = Call::new(patient());
+    call.start();
+    call.session
+        .set_pipeline_rate(8000)
+        .expect("before the first media frame");
+    assert_eq!(call.session.config().pipeline_rate, 8000);
+    let mut pcm = load("speech_clean_8k.wav");
+    pcm.extend(std::iter::repeat_n(0, 8000));
+    call.feed_pcm(&pcm, |_, _, _| {});
+    let spans: Vec<_> = call
+        .sent()
+        .filter_map(|o| match o {
+            Out::Brain(BrainEvent::Utterance {
+                pcm,
+                sample_rate,
+                started_at,
+                ended_at,
+            }) => Some((*started_at, *ended_at, pcm.len(), *sample_rate)),
+            _ => None,
+        })
+        .collect();
+    check(&spans, &labels("speech_clean_8k.labels"), 20, 8000);
+
+    let err = call
+        .session
+        .set_pipeline_rate(16_000)
+        .expect_err("audio already flows at 8 kHz");
+    assert_eq!(err.field, "pipeline_rate");
+    assert_eq!(call.session.config().pipeline_rate, 8000);
+    let err = Call::new(patient())
+        .session
+        .set_pipeline_rate(11_025)
+        .expect_err("not a supported rate");
+    assert_eq!(err.field, "pipeline_rate");
+}

@@ -13,11 +13,17 @@
 //! ([`FakeStats`]), so a test can prove that a cancel stopped the work. Faults are queued per
 //! provider ([`Fault`]) and consumed by the next requests. Streams are lazy: nothing is
 //! produced unless the consumer polls, exactly like a dropped HTTP body.
+//!
+//! Latencies are waited out on a [`Clock`]: tokio's timer by default (tests pause it and run in
+//! virtual time), or [`Clock::Wall`] for measurements, where a reply is released at its exact
+//! deadline like a response arriving from the network (tokio's timer rounds each sleep up to
+//! the next millisecond tick, which a benchmark would otherwise count as pipeline overhead).
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
@@ -132,11 +138,108 @@ impl Control {
     }
 }
 
+/// How the fakes wait out their latencies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// tokio's timer: follows paused (virtual) time in tests. Each wait ends on the timer's
+    /// next 1 ms tick, so it lasts up to about 1 ms longer than asked.
+    #[default]
+    Tokio,
+    /// Wall-clock deadlines kept by one shared thread, which releases each wait within tens of
+    /// microseconds of its deadline: the reply then reaches the runtime the way a network
+    /// response would, so only the runtime's own scheduling delay follows. For benchmarks;
+    /// ignores paused time.
+    Wall,
+}
+
+impl Clock {
+    /// Waits `d` on this clock.
+    pub async fn sleep(self, d: Duration) {
+        match self {
+            Self::Tokio => tokio::time::sleep(d).await,
+            Self::Wall => wall_sleep(d).await,
+        }
+    }
+}
+
+/// A wait registered with the wall-clock thread.
+struct Deadline {
+    at: Instant,
+    seq: u64,
+    wake: tokio::sync::oneshot::Sender<()>,
+}
+
+impl PartialEq for Deadline {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Deadline {}
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Deadline {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// The wall-clock thread's queue; started on first use, lives for the process.
+fn wall_clock() -> &'static Mutex<mpsc::Sender<Deadline>> {
+    static CLOCK: OnceLock<Mutex<mpsc::Sender<Deadline>>> = OnceLock::new();
+    CLOCK.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Deadline>();
+        std::thread::Builder::new()
+            .name("fake-wall-clock".into())
+            .spawn(move || {
+                let mut due: BinaryHeap<Reverse<Deadline>> = BinaryHeap::new();
+                loop {
+                    let now = Instant::now();
+                    while due.peek().is_some_and(|Reverse(d)| d.at <= now) {
+                        if let Some(Reverse(d)) = due.pop() {
+                            let _ = d.wake.send(());
+                        }
+                    }
+                    let next = match due.peek() {
+                        Some(Reverse(d)) => rx.recv_timeout(d.at - now),
+                        None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                    };
+                    match next {
+                        Ok(d) => due.push(Reverse(d)),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            })
+            .expect("spawn the fake wall-clock thread");
+        Mutex::new(tx)
+    })
+}
+
+async fn wall_sleep(d: Duration) {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let (wake, woken) = tokio::sync::oneshot::channel();
+    let deadline = Deadline {
+        at: Instant::now() + d,
+        seq: SEQ.fetch_add(1, Ordering::Relaxed),
+        wake,
+    };
+    let sent = wall_clock()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .send(deadline);
+    if sent.is_ok() {
+        let _ = woken.await;
+    }
+}
+
 /// Waits `latency` then yields the fault's error, or hangs forever.
-async fn fault_outcome(fault: Fault, latency: Duration) -> ProviderError {
+async fn fault_outcome(clock: Clock, fault: Fault, latency: Duration) -> ProviderError {
     match fault {
         Fault::Fail(e) => {
-            tokio::time::sleep(latency).await;
+            clock.sleep(latency).await;
             e
         }
         Fault::Hang => std::future::pending().await,
@@ -149,6 +252,8 @@ async fn fault_outcome(fault: Fault, latency: Duration) -> ProviderError {
 #[derive(Debug)]
 pub struct FakeAsr {
     latency: Duration,
+    /// How the latency is waited out.
+    pub clock: Clock,
     transcripts: Mutex<VecDeque<String>>,
     default: String,
     control: Control,
@@ -160,6 +265,7 @@ impl FakeAsr {
     pub fn new(latency: Duration, default: impl Into<String>) -> Self {
         Self {
             latency,
+            clock: Clock::Tokio,
             transcripts: Mutex::new(VecDeque::new()),
             default: default.into(),
             control: Control::default(),
@@ -209,7 +315,7 @@ impl Asr for FakeAsr {
             .unwrap_or_else(PoisonError::into_inner)
             .push(request);
         let fault = self.control.next_fault();
-        let latency = self.latency;
+        let (latency, clock) = (self.latency, self.clock);
         let text = if fault.is_none() {
             self.transcripts
                 .lock()
@@ -222,9 +328,9 @@ impl Asr for FakeAsr {
         stream::once(async move {
             if let Some(fault) = fault {
                 live.finish();
-                return Err(fault_outcome(fault, latency).await);
+                return Err(fault_outcome(clock, fault, latency).await);
             }
-            tokio::time::sleep(latency).await;
+            clock.sleep(latency).await;
             live.piece();
             live.finish();
             Ok(AsrEvent::Final {
@@ -243,6 +349,8 @@ impl Asr for FakeAsr {
 pub struct FakeLlm {
     first_token: Duration,
     token_gap: Duration,
+    /// How the latencies are waited out.
+    pub clock: Clock,
     replies: Mutex<VecDeque<String>>,
     default: String,
     control: Control,
@@ -256,6 +364,7 @@ impl FakeLlm {
         Self {
             first_token,
             token_gap,
+            clock: Clock::Tokio,
             replies: Mutex::new(VecDeque::new()),
             default: default.into(),
             control: Control::default(),
@@ -322,12 +431,12 @@ impl Llm for FakeLlm {
             .unwrap_or_else(PoisonError::into_inner)
             .push(request);
         let fault = self.control.next_fault();
-        let (first, gap) = (self.first_token, self.token_gap);
+        let (first, gap, clock) = (self.first_token, self.token_gap, self.clock);
         if let Some(fault) = fault {
             let mut live = live;
             return stream::once(async move {
                 live.finish();
-                Err(fault_outcome(fault, first).await)
+                Err(fault_outcome(clock, fault, first).await)
             })
             .boxed();
         }
@@ -344,7 +453,7 @@ impl Llm for FakeLlm {
                 if done {
                     return None;
                 }
-                tokio::time::sleep(if first_piece { first } else { gap }).await;
+                clock.sleep(if first_piece { first } else { gap }).await;
                 if let Some(token) = tokens.pop_front() {
                     live.piece();
                     Some((Ok(LlmEvent::Token(token)), (live, tokens, false, false)))
@@ -376,6 +485,12 @@ pub struct FakeTts {
     pub sample_rate: u32,
     /// Tone frequency (Hz).
     pub frequency: f64,
+    /// How the latencies are waited out.
+    pub clock: Clock,
+    /// One second of the tone at `tone.0` Hz and `tone.1` samples/s, rendered on first use,
+    /// so a chunk costs a copy rather than a `sin` per sample on the caller's runtime (a real
+    /// provider's audio costs the runtime only its bytes).
+    tone: OnceLock<((u64, u32), Arc<[i16]>)>,
     control: Control,
     texts: Mutex<Vec<String>>,
 }
@@ -391,6 +506,8 @@ impl FakeTts {
             chunk: Duration::from_millis(100),
             sample_rate: 24_000,
             frequency: 440.0,
+            clock: Clock::Tokio,
+            tone: OnceLock::new(),
             control: Control::default(),
             texts: Mutex::new(Vec::new()),
         }
@@ -412,6 +529,26 @@ impl FakeTts {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// One second of the tone (`sample_rate` samples); the tone starts again in phase after it
+    /// when the frequency is a whole number of hertz.
+    fn tone(&self) -> Arc<[i16]> {
+        let key = (self.frequency.to_bits(), self.sample_rate);
+        let render = || {
+            let step = std::f64::consts::TAU * self.frequency / f64::from(self.sample_rate);
+            let second: Arc<[i16]> = (0..self.sample_rate.max(1) as usize)
+                .map(|i| (8000.0 * (step * i as f64).sin()) as i16)
+                .collect();
+            (key, second)
+        };
+        let (cached_key, second) = self.tone.get_or_init(render);
+        if *cached_key == key {
+            Arc::clone(second)
+        } else {
+            // Fields changed after first use: render without caching.
+            render().1
+        }
     }
 
     /// Samples of audio for `text`.
@@ -437,40 +574,41 @@ impl Tts for FakeTts {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(request.text);
-        let (first, gap) = (self.first_byte, self.chunk_gap);
+        let (first, gap, clock) = (self.first_byte, self.chunk_gap, self.clock);
         if let Some(fault) = self.control.next_fault() {
             let mut live = live;
             return stream::once(async move {
                 live.finish();
-                Err(fault_outcome(fault, first).await)
+                Err(fault_outcome(clock, fault, first).await)
             })
             .boxed();
         }
         let rate = self.sample_rate;
         let per_chunk =
             ((u128::from(rate) * self.chunk.as_nanos() / 1_000_000_000) as usize).max(1);
-        let step = std::f64::consts::TAU * self.frequency / f64::from(rate);
-        stream::unfold((live, 0usize), move |(mut live, done)| async move {
-            if done >= total {
-                live.finish();
-                return None;
+        let tone = self.tone();
+        stream::unfold((live, 0usize), move |(mut live, done)| {
+            let tone = Arc::clone(&tone);
+            async move {
+                if done >= total {
+                    live.finish();
+                    return None;
+                }
+                clock.sleep(if done == 0 { first } else { gap }).await;
+                let n = per_chunk.min(total - done);
+                let pcm = (done..done + n).map(|i| tone[i % tone.len()]).collect();
+                live.piece();
+                if done + n >= total {
+                    live.finish();
+                }
+                Some((
+                    Ok(AudioChunk {
+                        pcm,
+                        sample_rate: rate,
+                    }),
+                    (live, done + n),
+                ))
             }
-            tokio::time::sleep(if done == 0 { first } else { gap }).await;
-            let n = per_chunk.min(total - done);
-            let pcm = (done..done + n)
-                .map(|i| (8000.0 * (step * i as f64).sin()) as i16)
-                .collect();
-            live.piece();
-            if done + n >= total {
-                live.finish();
-            }
-            Some((
-                Ok(AudioChunk {
-                    pcm,
-                    sample_rate: rate,
-                }),
-                (live, done + n),
-            ))
         })
         .boxed()
     }
@@ -500,6 +638,46 @@ mod tests {
         assert_eq!(samples, 6 * 60 * 24, "6 characters x 60 ms at 24 kHz");
         assert_eq!(tts.stats().cancelled(), 0);
         assert_eq!(tts.stats().open(), 0);
+    }
+
+    #[tokio::test]
+    async fn wall_clock_waits_end_after_their_deadlines_in_deadline_order() {
+        let start = Instant::now();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let waits: Vec<_> = [30u64, 10, 20, 10]
+            .into_iter()
+            .enumerate()
+            .map(|(i, ms)| {
+                let order = Arc::clone(&order);
+                tokio::spawn(async move {
+                    Clock::Wall.sleep(Duration::from_millis(ms)).await;
+                    assert!(start.elapsed() >= Duration::from_millis(ms), "woke early");
+                    order.lock().unwrap().push(i);
+                })
+            })
+            .collect();
+        for w in waits {
+            w.await.expect("wait");
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order.len(), 4);
+        assert_eq!(order[3], 0, "the 30 ms wait ends last: {order:?}");
+        assert_eq!(order[2], 2, "the 20 ms wait ends third: {order:?}");
+    }
+
+    #[test]
+    fn the_cached_tone_continues_in_phase_across_seconds() {
+        let tts = FakeTts::new(Duration::ZERO, Duration::ZERO);
+        let tone = tts.tone();
+        assert_eq!(tone.len(), 24_000);
+        let step = std::f64::consts::TAU * 440.0 / 24_000.0;
+        for i in [0usize, 1, 12_345, 23_999, 24_000, 30_001] {
+            let expected = (8000.0 * (step * i as f64).sin()) as i16;
+            assert!(
+                (i32::from(tone[i % tone.len()]) - i32::from(expected)).abs() <= 1,
+                "sample {i}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
