@@ -169,7 +169,7 @@ fn media_call_of(
             &report.result,
             call_sid,
             report.started_at,
-            json,
+            &json,
         ));
     } else {
         call.transcript = transcript_lines(&report.result, report.started_at);
@@ -222,6 +222,8 @@ mod tests {
         }
     }
 
+    // `CallSummary` lives in voxbridge-session, which the binary does not depend on.
+    #[allow(clippy::default_trait_access)]
     fn record(end: EndReason) -> CallRecord {
         let mut record = CallRecord {
             summary: Default::default(),

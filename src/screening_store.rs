@@ -82,7 +82,7 @@ pub(crate) fn session_of(record: &RelayRecord) -> Option<ScreeningSession> {
         "badMessages": record.bad_messages,
         "durationMs": u64::try_from(record.duration.as_millis()).unwrap_or(u64::MAX),
     });
-    let mut session = screening_session(result, &record.call_sid, record.opened_at, summary);
+    let mut session = screening_session(result, &record.call_sid, record.opened_at, &summary);
     session.direction.clone_from(&record.direction);
     session.from = Some(record.from.clone()).filter(|s| !s.is_empty());
     session.to = Some(record.to.clone()).filter(|s| !s.is_empty());
@@ -96,7 +96,7 @@ pub(crate) fn screening_session(
     result: &ScreeningResult,
     call_sid: &str,
     origin: SystemTime,
-    summary: serde_json::Value,
+    summary: &serde_json::Value,
 ) -> ScreeningSession {
     let outcome = result
         .outcome
