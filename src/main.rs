@@ -1,6 +1,7 @@
 //! The `voxbridge` binary: parses the command line, loads configuration, installs tracing and
 //! runs the chosen command. The work itself lives in the library crates under `crates/`.
 
+mod call_store;
 mod cli;
 mod config;
 mod screening_store;

@@ -45,7 +45,7 @@ impl ScreeningSink for StoreScreenings {
     }
 }
 
-fn unix_ms(at: SystemTime) -> i64 {
+pub(crate) fn unix_ms(at: SystemTime) -> i64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
@@ -71,28 +71,6 @@ pub(crate) fn session_of(record: &RelayRecord) -> Option<ScreeningSession> {
     if record.call_sid.is_empty() {
         return None;
     }
-    // Dialog times are milliseconds from socket open.
-    let at = |ms: u64| unix_ms(record.opened_at + Duration::from_millis(ms));
-    let transcript = result
-        .transcript
-        .iter()
-        .map(|entry| TranscriptLine {
-            role: match entry.speaker {
-                Speaker::Bot => "agent",
-                Speaker::Caller => "caller",
-                Speaker::Keypad => "keypad",
-            }
-            .into(),
-            text: entry.text.clone(),
-            at_ms: at(entry.at_ms),
-            interrupted: entry.interrupted,
-        })
-        .collect();
-    let outcome = result
-        .outcome
-        .and_then(|o| serde_json::to_value(o).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "incomplete".into());
     let summary = serde_json::json!({
         "transport": "relay",
         "sessionId": record.session_id,
@@ -104,11 +82,32 @@ pub(crate) fn session_of(record: &RelayRecord) -> Option<ScreeningSession> {
         "badMessages": record.bad_messages,
         "durationMs": u64::try_from(record.duration.as_millis()).unwrap_or(u64::MAX),
     });
-    Some(ScreeningSession {
-        call_sid: record.call_sid.clone(),
-        direction: record.direction.clone(),
-        from: Some(record.from.clone()).filter(|s| !s.is_empty()),
-        to: Some(record.to.clone()).filter(|s| !s.is_empty()),
+    let mut session = screening_session(result, &record.call_sid, record.opened_at, &summary);
+    session.direction.clone_from(&record.direction);
+    session.from = Some(record.from.clone()).filter(|s| !s.is_empty());
+    session.to = Some(record.to.clone()).filter(|s| !s.is_empty());
+    Some(session)
+}
+
+/// A dialog's result as the store keeps it, for `call_sid`. The dialog's times are
+/// milliseconds from `origin`; `summary` goes to the call and screening rows. Direction and
+/// numbers are left for the caller to fill in when the transport knows them.
+pub(crate) fn screening_session(
+    result: &ScreeningResult,
+    call_sid: &str,
+    origin: SystemTime,
+    summary: &serde_json::Value,
+) -> ScreeningSession {
+    let outcome = result
+        .outcome
+        .and_then(|o| serde_json::to_value(o).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "incomplete".into());
+    ScreeningSession {
+        call_sid: call_sid.to_owned(),
+        direction: None,
+        from: None,
+        to: None,
         candidate_id: result.candidate_id.clone(),
         first_name: result.parameters.get("firstName").cloned(),
         job_title: result.job_title.clone(),
@@ -116,19 +115,80 @@ pub(crate) fn session_of(record: &RelayRecord) -> Option<ScreeningSession> {
         outcome,
         answers: serde_json::to_value(&result.answers).unwrap_or_default(),
         summary: summary.to_string(),
-        transcript,
-        ended_at_ms: at(result.ended_at_ms.unwrap_or_default()),
-    })
+        transcript: transcript_lines(result, origin),
+        ended_at_ms: unix_ms(
+            origin + Duration::from_millis(result.ended_at_ms.unwrap_or_default()),
+        ),
+    }
 }
 
+/// The dialog's transcript with Unix-ms times (its times are milliseconds from `origin`);
+/// interrupted bot lines keep their flag and hold only what the caller heard.
+pub(crate) fn transcript_lines(
+    result: &ScreeningResult,
+    origin: SystemTime,
+) -> Vec<TranscriptLine> {
+    result
+        .transcript
+        .iter()
+        .map(|entry| TranscriptLine {
+            role: match entry.speaker {
+                Speaker::Bot => "agent",
+                Speaker::Caller => "caller",
+                Speaker::Keypad => "keypad",
+            }
+            .into(),
+            text: entry.text.clone(),
+            at_ms: unix_ms(origin + Duration::from_millis(entry.at_ms)),
+            interrupted: entry.interrupted,
+        })
+        .collect()
+}
+
+/// What a dialog gathers in a short scripted screening, for the store glue's tests.
 #[cfg(test)]
-mod tests {
+pub(crate) fn scripted_result(call_sid: &str, candidate_id: &str, answer: &str) -> ScreeningResult {
     use std::collections::BTreeMap;
 
     use futures::StreamExt;
     use voxbridge_agent::conversation::ConversationInput;
     use voxbridge_agent::screening::catalog::SHIPPED_SCRIPTS;
     use voxbridge_agent::screening::{Screenings, ScriptLibrary};
+
+    let screenings = Screenings::new(
+        ScriptLibrary::from_sources(SHIPPED_SCRIPTS).expect("the shipped scripts load"),
+        "default",
+    )
+    .expect("the default script");
+    let parameters = BTreeMap::from([
+        ("candidateId".to_owned(), candidate_id.to_owned()),
+        ("firstName".to_owned(), "Ana".to_owned()),
+    ]);
+    let mut dialog = screenings.dialog(&parameters).expect("a dialog");
+    // Greeting, one answer, the next question cut by the caller, a hang-up.
+    let inputs = [
+        ConversationInput::Started {
+            call_sid: call_sid.into(),
+            parameters,
+        },
+        ConversationInput::UserSaid {
+            text: answer.into(),
+            confidence: None,
+        },
+        ConversationInput::Interrupted {
+            heard: "Thanks. Are you".into(),
+        },
+        ConversationInput::Hangup,
+    ];
+    for (i, input) in inputs.into_iter().enumerate() {
+        let now = 1_000 * i as u64;
+        futures::executor::block_on(dialog.handle(now, input).collect::<Vec<_>>());
+    }
+    dialog.result()
+}
+
+#[cfg(test)]
+mod tests {
     use voxbridge_store::StoreConfig;
 
     use super::*;
@@ -136,34 +196,7 @@ mod tests {
     /// A scripted screening run through the agent (greeting, one answer, an interrupted
     /// question, then a hang-up), as the relay driver would record it.
     fn record() -> RelayRecord {
-        let screenings = Screenings::new(
-            ScriptLibrary::from_sources(SHIPPED_SCRIPTS).unwrap(),
-            "default",
-        )
-        .unwrap();
-        let parameters = BTreeMap::from([
-            ("candidateId".to_owned(), "cand-9".to_owned()),
-            ("firstName".to_owned(), "Ana".to_owned()),
-        ]);
-        let mut dialog = screenings.dialog(&parameters).unwrap();
-        let inputs = [
-            ConversationInput::Started {
-                call_sid: "CA90000000000000000000000000000001".into(),
-                parameters,
-            },
-            ConversationInput::UserSaid {
-                text: "yes".into(),
-                confidence: None,
-            },
-            ConversationInput::Interrupted {
-                heard: "Thanks. Are you".into(),
-            },
-            ConversationInput::Hangup,
-        ];
-        for (i, input) in inputs.into_iter().enumerate() {
-            let now = 1_000 * i as u64;
-            futures::executor::block_on(dialog.handle(now, input).collect::<Vec<_>>());
-        }
+        let result = scripted_result("CA90000000000000000000000000000001", "cand-9", "yes");
         RelayRecord {
             call_sid: "CA90000000000000000000000000000001".into(),
             session_id: "VX90000000000000000000000000000001".into(),
@@ -171,7 +204,7 @@ mod tests {
             to: "+14155550100".into(),
             direction: Some("inbound".into()),
             agent: Some("screening".into()),
-            result: Some(dialog.result()),
+            result: Some(result),
             end: RelayEnd::CallerHungUp,
             started_at: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
             opened_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),

@@ -1,6 +1,8 @@
 //! `voxbridge serve`: the Media Streams bridge (`[media].media_path`) and ConversationRelay
 //! with the screening agent (`[media].relay_path`, scripts from `[agent]`) on `[media].listen`.
-//! Finished screenings are stored in `[store]`.
+//! Finished screenings (relay and Media Streams) and every Media Streams call, with the voice
+//! pipeline's per-turn latencies, are stored in `[store]`. `GET /metrics` on the same port
+//! serves the bridge's and the voice agents' metrics.
 //!
 //! Agents on `/media`: `echo` always; `voice` (the screening interview through ASR -> dialog ->
 //! TTS) when `[speech]` has an ASR and a TTS; `assistant` (a free-form LLM conversation) when it
@@ -20,8 +22,10 @@ use voxbridge_agent::speech::assistant::AssistantSource;
 use voxbridge_agent::speech::config::SpeechConfig;
 use voxbridge_agent::speech::pipeline::{VoiceFactory, VoiceOptions, VoiceProviders};
 use voxbridge_agent::speech::providers::SpeechProviders;
-use voxbridge_media::{LogOnly, MediaState, RelayService};
+use voxbridge_agent::speech::turn::{LatencyLog, TurnSink};
+use voxbridge_media::{MediaState, RelayService};
 
+use crate::call_store::{StoreCalls, report_log};
 use crate::config::Config;
 use crate::screening_store::StoreScreenings;
 
@@ -35,7 +39,8 @@ pub(crate) fn run(config: Config) -> Result<()> {
         .build()
         .context("invalid [speech] configuration")?;
     let screenings = screenings(&config.agent, config.source.as_deref(), &providers)?;
-    let (agents, voices) = agents(&config.speech, &providers, &screenings, &media)?;
+    let reports = report_log();
+    let (agents, voices) = agents(&config.speech, &providers, &screenings, &media, &reports)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,8 +62,9 @@ pub(crate) fn run(config: Config) -> Result<()> {
                 )
             })?;
         let results = StoreScreenings::new(store.clone());
+        let calls = StoreCalls::new(store.clone(), reports);
         let relay = RelayService::new(Arc::new(screenings), Arc::new(results.clone()));
-        let state = MediaState::with_services(media, agents, Arc::new(LogOnly), Some(relay))
+        let state = MediaState::with_services(media, agents, Arc::new(calls.clone()), Some(relay))
             .context("invalid [media] configuration")?;
         let shutdown = crate::shutdown::on_signal();
         let listener = tokio::net::TcpListener::bind(listen)
@@ -69,6 +75,7 @@ pub(crate) fn run(config: Config) -> Result<()> {
             .context("media server failed");
         // Every session has ended: let the last results reach the database.
         results.flush().await;
+        calls.flush().await;
         store.close().await;
         served
     })
@@ -113,17 +120,20 @@ pub(crate) fn screenings(
 }
 
 /// The `/media` agents the providers allow (see the module docs), and the voice factories
-/// (their fallback lines are pre-rendered before serving).
+/// (their fallback lines are pre-rendered before serving). Each voice factory has its own
+/// metrics (`/metrics` labels them by agent) and hands its calls' reports to `reports`.
 fn agents(
     speech: &SpeechConfig,
     providers: &SpeechProviders,
     screenings: &Screenings,
     media: &voxbridge_media::MediaConfig,
+    reports: &Arc<LatencyLog>,
 ) -> Result<(Agents, Vec<VoiceFactory>)> {
     let mut agents = Agents::builtin();
     let mut voices = Vec::new();
-    let options = VoiceOptions {
+    let options = || VoiceOptions {
         hangover: Duration::from_millis(media.hangover_ms),
+        turn_sink: Some(Arc::clone(reports) as Arc<dyn TurnSink>),
         ..VoiceOptions::default()
     };
     let wanted = |name: &str| media.default_agent == name;
@@ -158,14 +168,14 @@ fn agents(
                 speech.pipeline.clone(),
                 voice_providers,
                 Arc::new(AssistantSource::new(llm, speech.assistant.clone())),
-                options.clone(),
+                options(),
             ),
             None => VoiceFactory::new(
                 "voice",
                 speech.pipeline.clone(),
                 voice_providers,
                 Arc::new(screenings.clone()),
-                options.clone(),
+                options(),
             ),
         }
         .context("invalid [speech.pipeline] configuration")?;

@@ -155,6 +155,11 @@ pub trait BrainFactory: Send + Sync + 'static {
     fn pipeline_rate(&self) -> Option<u32> {
         None
     }
+    /// The per-turn latency metrics of this agent's calls, for the bridge's `/metrics`
+    /// (speech-pipeline agents have them; others return `None`).
+    fn turn_metrics(&self) -> Option<Arc<speech::turn::PipelineMetrics>> {
+        None
+    }
 }
 
 /// The agents this process offers, by name. Cheap to clone.
@@ -214,6 +219,13 @@ impl Agents {
     /// Registered names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.factories.keys().copied()
+    }
+
+    /// Registered factories by name, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Arc<dyn BrainFactory>)> + '_ {
+        self.factories
+            .iter()
+            .map(|(name, factory)| (*name, factory))
     }
 }
 

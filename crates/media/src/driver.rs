@@ -21,6 +21,7 @@ use voxbridge_agent::{
 };
 use voxbridge_session::{BrainEvent, CallInfo, CallSummary, EndReason, Input, Output, Session};
 
+use crate::metrics::{ActiveCall, Transport};
 use crate::registry::{CallEntry, Control, Registration};
 use crate::{CallRecord, MediaState};
 
@@ -133,6 +134,8 @@ struct Call {
     writer_alive: bool,
     brain: Option<BrainHandle>,
     registration: Option<Registration>,
+    /// Counts the call in `voxbridge_calls_active` from `start` to teardown.
+    active: Option<ActiveCall>,
     control_tx: mpsc::Sender<Control>,
     agent: Option<String>,
     started_at: Option<SystemTime>,
@@ -188,6 +191,7 @@ where
         writer_alive: true,
         brain: None,
         registration: None,
+        active: None,
         control_tx,
         agent: None,
         started_at: None,
@@ -423,6 +427,7 @@ impl Call {
             },
             self.control_tx.clone(),
         ));
+        self.active = Some(self.state.bridge_metrics().call_started(Transport::Media));
         info!(
             custom_parameters = info.custom_parameters.len(),
             "call started"
@@ -472,9 +477,13 @@ impl Call {
             warn!(error = %e, "brain did not stop cleanly");
         }
         let mut summary = self.session.summary().clone();
+        let refused = self.shell_end.is_some();
         if let Some(end) = self.shell_end.take() {
             summary.end_reason = Some(end.reason);
         }
+        self.state
+            .bridge_metrics()
+            .media_ended(summary.end_reason.as_ref(), refused);
         info!(
             frames_in = summary.frames_in,
             frames_out = summary.frames_out,
@@ -488,6 +497,7 @@ impl Call {
         );
         // Unregister before the sink runs, so "ended" calls are never listed as live.
         drop(self.registration.take());
+        drop(self.active.take());
         let record = CallRecord {
             summary,
             agent: self.agent.take(),

@@ -14,7 +14,9 @@
 //! - [`serve`] runs the route on a listener until the shutdown token fires, then drains:
 //!   upgrades get 503, live calls get up to `drain_timeout_ms`, then each is ended with close
 //!   1001 ([`voxbridge_session::Input::Shutdown`]).
-//! - [`router`] gives the routes (`media_path` and `/healthz`) for embedding.
+//! - [`router`] gives the routes (`media_path`, `/healthz` and `/metrics`) for embedding.
+//!   `/metrics` serves the bridge's gauges and counters and the voice pipeline metrics of
+//!   every agent that has them, in the Prometheus text format.
 //! - [`Registry`] lists live calls by call and stream SID; entries vanish on every exit path.
 //! - [`CallSink`] receives each call's [`CallRecord`] at teardown (the store plugs in here).
 //! - [`relay`]: the ConversationRelay route (`relay_path`, default `/relay`), served when the
@@ -23,6 +25,7 @@
 
 mod config;
 mod driver;
+mod metrics;
 mod registry;
 pub mod relay;
 mod relay_driver;
@@ -110,6 +113,7 @@ struct Shared {
     sink: Arc<dyn CallSink>,
     relay: Option<RelayService>,
     brain_channels: BrainChannels,
+    metrics: Arc<metrics::BridgeMetrics>,
     draining: AtomicBool,
     force_close: CancellationToken,
     connections: TaskTracker,
@@ -181,6 +185,7 @@ impl MediaState {
                 sink,
                 relay,
                 brain_channels: BrainChannels::default(),
+                metrics: Arc::default(),
                 draining: AtomicBool::new(false),
                 force_close: CancellationToken::new(),
                 connections: TaskTracker::new(),
@@ -240,6 +245,15 @@ impl MediaState {
 
     pub(crate) fn call_sink(&self) -> &dyn CallSink {
         &*self.shared.sink
+    }
+
+    pub(crate) fn bridge_metrics(&self) -> &Arc<metrics::BridgeMetrics> {
+        &self.shared.metrics
+    }
+
+    /// The `/metrics` body (Prometheus text format): what `GET /metrics` serves.
+    pub fn render_metrics(&self) -> String {
+        metrics::render(self)
     }
 
     pub(crate) fn brain_channels(&self) -> BrainChannels {

@@ -26,6 +26,7 @@ use voxbridge_twilio::relay::{
 
 use crate::MediaState;
 use crate::driver::{WriteError, close_writer, write_frames};
+use crate::metrics::{ActiveCall, Transport};
 use crate::registry::{CallEntry, Control, Registration};
 use crate::relay::{RelayEnd, RelayRecord, RelayService};
 
@@ -105,6 +106,8 @@ struct Relay {
     control_tx: mpsc::Sender<Control>,
     control_rx: mpsc::Receiver<Control>,
     registration: Option<Registration>,
+    /// Counts the session in `voxbridge_calls_active` from `setup` to teardown.
+    active: Option<ActiveCall>,
     setup: Option<Box<Setup>>,
     agent: Option<&'static str>,
     started_at: Option<SystemTime>,
@@ -190,6 +193,7 @@ where
         control_tx,
         control_rx,
         registration: None,
+        active: None,
         setup: None,
         agent: None,
         started_at: None,
@@ -483,6 +487,7 @@ impl Relay {
             },
             self.control_tx.clone(),
         ));
+        self.active = Some(self.state.bridge_metrics().call_started(Transport::Relay));
         info!(
             custom_parameters = parameters.len(),
             "relay session started"
@@ -787,6 +792,8 @@ impl Relay {
         );
         // Unregister before the sink runs, so ended sessions are never listed as live.
         drop(self.registration.take());
+        drop(self.active.take());
+        self.state.bridge_metrics().relay_ended(&end);
         let setup = self.setup.take();
         let record = RelayRecord {
             call_sid: setup

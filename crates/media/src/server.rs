@@ -1,5 +1,5 @@
-//! HTTP side: the upgrade route (signature, drain, WebSocket limits), `/healthz`, and
-//! [`serve`] with its graceful shutdown.
+//! HTTP side: the upgrade route (signature, drain, WebSocket limits), `/healthz`, `/metrics`,
+//! and [`serve`] with its graceful shutdown.
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use voxbridge_agent::Agents;
 use voxbridge_twilio::SignatureError;
 
+use crate::metrics::{self, Rejection, Transport};
 use crate::{MediaConfig, MediaError, MediaState, drive_call, drive_relay};
 
 /// The header Twilio signs requests with.
@@ -56,12 +57,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The media routes: `config.media_path` (WebSocket) and `GET /healthz`.
+/// The media routes: `config.media_path` (WebSocket), `GET /healthz` and `GET /metrics`
+/// (Prometheus text format), plus `relay_path` when ConversationRelay is served.
 pub fn router(state: MediaState) -> Router {
     let path = state.config().media_path.clone();
     let mut router = Router::new()
         .route(&path, get(media_upgrade))
-        .route("/healthz", get(healthz));
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text));
     if state.relay().is_some() {
         router = router.route(&state.config().relay_path, get(relay_upgrade));
     }
@@ -69,13 +72,13 @@ pub fn router(state: MediaState) -> Router {
 }
 
 /// Checks drain state and the signature of an upgrade, applies the WebSocket limits, and runs
-/// `drive` on the socket halves once upgraded. `what` names the protocol in logs.
+/// `drive` on the socket halves once upgraded. Refusals are counted per `transport`.
 fn accept<F, Fut>(
     state: MediaState,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    what: &'static str,
+    transport: Transport,
     drive: F,
 ) -> Response
 where
@@ -84,18 +87,28 @@ where
         + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let what = match transport {
+        Transport::Media => "Media Streams",
+        Transport::Relay => "ConversationRelay",
+    };
+    let metrics = state.bridge_metrics();
     if state.is_draining() {
+        metrics.rejected(transport, Rejection::Draining);
         return ApiError::Draining.into_response();
     }
     let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     if let Err(e) = state.check_signature(path_and_query, signature) {
         warn!(error = %e, path = uri.path(), "rejected {what} upgrade");
+        metrics.rejected(transport, Rejection::Forbidden);
         return ApiError::Forbidden(e).into_response();
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => {
+            metrics.rejected(transport, Rejection::NotWebSocket);
+            return rejection.into_response();
+        }
     };
     // Counted from before the upgrade, so a drain that starts now still waits for this call.
     let connection = state.connection_token();
@@ -128,7 +141,7 @@ async fn relay_upgrade(
         &uri,
         &headers,
         upgrade,
-        "ConversationRelay",
+        Transport::Relay,
         move |state, sink, stream| async move {
             drive_relay(state, service, sink, stream).await;
         },
@@ -146,7 +159,7 @@ async fn media_upgrade(
         &uri,
         &headers,
         upgrade,
-        "Media Streams",
+        Transport::Media,
         |state, sink, stream| async move {
             drive_call(state, sink, stream).await;
         },
@@ -159,6 +172,15 @@ async fn healthz(State(state): State<MediaState>) -> Json<serde_json::Value> {
         "calls": state.registry().count(),
         "connections": state.connections(),
     }))
+}
+
+/// `GET /metrics`: see [`crate::metrics`].
+async fn metrics_text(State(state): State<MediaState>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics::render(&state),
+    )
+        .into_response()
 }
 
 /// Runs the media service on `listener` until `shutdown` fires, then drains (see

@@ -374,6 +374,81 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     response
 }
 
+/// The sample value of the series `series` (name and labels exactly) in a `/metrics` body.
+fn metric(body: &str, series: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing:\n{body}"))
+        .parse()
+        .expect("an integer")
+}
+
+#[tokio::test]
+async fn metrics_count_live_calls_refused_upgrades_and_endings() {
+    let server = start_server(config()).await;
+    let active = "voxbridge_calls_active{transport=\"media\"}";
+    let stopped = "voxbridge_calls_ended_total{transport=\"media\",reason=\"stopped\"}";
+    let forbidden = "voxbridge_upgrades_rejected_total{transport=\"media\",reason=\"forbidden\"}";
+    let mut twilio = Twilio::new(connect_signed(server.addr).await);
+    twilio.begin(&[]).await;
+    eventually(2 * SECOND, "call live", || {
+        server.state.registry().count() == 1
+    })
+    .await;
+    assert_eq!(connect(server.addr, "/media", None).await.err(), Some(403));
+
+    let response = http_get(server.addr, "/metrics").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{response}"
+    );
+    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+    assert_eq!(metric(body, active), 1);
+    assert_eq!(
+        metric(body, "voxbridge_calls_active{transport=\"relay\"}"),
+        0
+    );
+    assert_eq!(metric(body, forbidden), 1);
+    assert_eq!(metric(body, stopped), 0);
+    assert_eq!(metric(body, "voxbridge_connections_open"), 1);
+    assert_eq!(metric(body, "voxbridge_draining"), 0);
+    for family in [
+        "voxbridge_calls_active gauge",
+        "voxbridge_calls_started_total counter",
+        "voxbridge_calls_ended_total counter",
+        "voxbridge_upgrades_rejected_total counter",
+    ] {
+        assert!(
+            body.contains(&format!("# TYPE {family}\n")),
+            "{family}: {body}"
+        );
+    }
+    // Only echo is registered: no voice pipeline families.
+    assert!(!body.contains("voxbridge_voice_"), "{body}");
+
+    twilio.stop().await;
+    assert_eq!(twilio.expect_close(2 * SECOND).await, 1000);
+    eventually(2 * SECOND, "call ended", || {
+        server.state.registry().is_empty()
+    })
+    .await;
+    let mut body = String::new();
+    for _ in 0..20 {
+        body = http_get(server.addr, "/metrics").await;
+        if metric(&body, stopped) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&body, stopped), 1, "{body}");
+    assert_eq!(metric(&body, active), 0);
+    assert_eq!(
+        metric(&body, "voxbridge_calls_started_total{transport=\"media\"}"),
+        1
+    );
+}
+
 #[tokio::test]
 async fn shutdown_refuses_upgrades_then_closes_live_calls_with_1001() {
     let server = start_server(MediaConfig {

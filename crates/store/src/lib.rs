@@ -1,5 +1,6 @@
 //! Durable records for voxbridge: calls and their status timeline, screenings (answers,
-//! outcome), transcripts, rate-limit decisions and SMS consent.
+//! outcome), transcripts, the voice pipeline's per-turn latencies, rate-limit decisions and
+//! SMS consent.
 //!
 //! One [`Store`] over either an SQLite file (the embedded default, WAL mode) or PostgreSQL
 //! (`database_url = "postgres://..."`), chosen by [`StoreConfig::database_url`]. Both run the
@@ -15,6 +16,7 @@
 //! SQLite writes go through a single-connection pool, so writers queue in the pool instead of
 //! spinning on `SQLITE_BUSY`; reads use their own pool.
 
+mod media_calls;
 mod order;
 mod records;
 mod schema;
@@ -32,6 +34,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use media_calls::{MediaCallEnd, TurnLatencyRecord};
 pub use order::{StatusPoint, is_terminal, status_rank, supersedes};
 pub use records::*;
 pub use sessions::ScreeningSession;

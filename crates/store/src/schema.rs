@@ -99,14 +99,37 @@ CREATE TABLE IF NOT EXISTS sms_consent (
 );
 ";
 
+/// Migration 3: the latency breakdown of each voice pipeline turn (`{ID}` as in [`V1`]).
+/// Durations in microseconds, `NULL` where the turn never got that far.
+const V3: &str = r"
+CREATE TABLE IF NOT EXISTS turn_latencies (
+    id {ID},
+    call_sid TEXT NOT NULL,
+    turn_index BIGINT NOT NULL,
+    bot_turn BIGINT,
+    speech_ended_at_ms BIGINT NOT NULL,
+    hangover_ms BIGINT NOT NULL,
+    asr_us BIGINT,
+    dialog_first_text_us BIGINT,
+    first_sentence_us BIGINT,
+    tts_first_byte_us BIGINT,
+    first_frame_us BIGINT,
+    total_us BIGINT,
+    retries BIGINT NOT NULL,
+    outcome TEXT NOT NULL,
+    failed_stage TEXT,
+    recorded_at BIGINT NOT NULL,
+    UNIQUE (call_sid, turn_index)
+);
+";
+
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![
         Migration {
             version: 1,
             description: "calls, call_events, screenings, transcripts, rate_limit_decisions, sms_consent",
-            sqlite: V1_SQLITE
-                .get_or_init(|| V1.replace("{ID}", "INTEGER PRIMARY KEY AUTOINCREMENT")),
-            postgres: V1_POSTGRES.get_or_init(|| V1.replace("{ID}", "BIGSERIAL PRIMARY KEY")),
+            sqlite: with_ids(V1, &V1_SQLITE, SQLITE_ID),
+            postgres: with_ids(V1, &V1_POSTGRES, POSTGRES_ID),
         },
         Migration {
             version: 2,
@@ -115,11 +138,27 @@ pub(crate) fn migrations() -> Vec<Migration> {
             sqlite: "ALTER TABLE transcripts ADD COLUMN interrupted BIGINT NOT NULL DEFAULT 0",
             postgres: "ALTER TABLE transcripts ADD COLUMN IF NOT EXISTS interrupted BIGINT NOT NULL DEFAULT 0",
         },
+        Migration {
+            version: 3,
+            description: "turn_latencies (voice pipeline latency breakdown per turn)",
+            sqlite: with_ids(V3, &V3_SQLITE, SQLITE_ID),
+            postgres: with_ids(V3, &V3_POSTGRES, POSTGRES_ID),
+        },
     ]
+}
+
+const SQLITE_ID: &str = "INTEGER PRIMARY KEY AUTOINCREMENT";
+const POSTGRES_ID: &str = "BIGSERIAL PRIMARY KEY";
+
+/// `template` with `{ID}` replaced by `id`, built once into `cell`.
+fn with_ids(template: &str, cell: &'static std::sync::OnceLock<String>, id: &str) -> &'static str {
+    cell.get_or_init(|| template.replace("{ID}", id))
 }
 
 static V1_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static V1_POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static V3_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static V3_POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS voxbridge_migrations (
     version BIGINT PRIMARY KEY,

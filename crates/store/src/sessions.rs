@@ -37,6 +37,81 @@ pub struct ScreeningSession {
     pub ended_at_ms: i64,
 }
 
+/// Writes a finished screening with `$tx` (a transaction of either backend): the call row
+/// (created if unknown, its summary set), the screening's answers and outcome (the screening
+/// requested for this call, or a new `unrequested` row), and the transcript lines (appended).
+/// A macro because the queries run on two database types.
+macro_rules! write_screening_session {
+    ($tx:ident, $session:expr) => {{
+        let answers = $session.answers.to_string();
+        let now = $session.ended_at_ms;
+        sqlx::query(
+            "INSERT INTO calls (call_sid, direction, from_number, to_number, candidate_id, \
+             screening, summary, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+             ON CONFLICT (call_sid) DO UPDATE SET summary = excluded.summary, \
+             direction = COALESCE(calls.direction, excluded.direction), \
+             from_number = COALESCE(calls.from_number, excluded.from_number), \
+             to_number = COALESCE(calls.to_number, excluded.to_number), \
+             candidate_id = COALESCE(calls.candidate_id, excluded.candidate_id), \
+             screening = COALESCE(calls.screening, excluded.screening), \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&$session.call_sid)
+        .bind(&$session.direction)
+        .bind(&$session.from)
+        .bind(&$session.to)
+        .bind(&$session.candidate_id)
+        .bind(&$session.screening)
+        .bind(&$session.summary)
+        .bind(now)
+        .execute(&mut *$tx)
+        .await?;
+        let updated = sqlx::query(
+            "UPDATE screenings SET answers = $1, outcome = $2, summary = $3, updated_at = $4 \
+             WHERE call_sid = $5",
+        )
+        .bind(&answers)
+        .bind(&$session.outcome)
+        .bind(&$session.summary)
+        .bind(now)
+        .bind(&$session.call_sid)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            // The candidate's number: who was called, or who called in.
+            let phone = if $session.direction.as_deref() == Some("inbound") {
+                &$session.from
+            } else {
+                &$session.to
+            };
+            let row = sqlx::query(
+                "INSERT INTO screenings (call_sid, candidate_id, first_name, phone, job_title, \
+                 screening, state, answers, outcome, summary, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'unrequested', $7, $8, $9, $10, $10) \
+                 RETURNING id",
+            )
+            .bind(&$session.call_sid)
+            .bind($session.candidate_id.clone().unwrap_or_default())
+            .bind($session.first_name.clone().unwrap_or_default())
+            .bind(phone.clone().unwrap_or_default())
+            .bind(&$session.job_title)
+            .bind(&$session.screening)
+            .bind(&answers)
+            .bind(&$session.outcome)
+            .bind(&$session.summary)
+            .bind(now)
+            .fetch_one(&mut *$tx)
+            .await?;
+            let _: i64 = row.try_get("id")?;
+        }
+        for line in &$session.transcript {
+            insert_transcript_line!(&mut *$tx, &$session.call_sid, line)?;
+        }
+    }};
+}
+
 impl Store {
     /// Stores a finished screening in one transaction: the call row (created if unknown, its
     /// summary set), the screening's answers and outcome (the screening requested for this
@@ -46,76 +121,12 @@ impl Store {
         &self,
         session: &ScreeningSession,
     ) -> Result<(), StoreError> {
-        let answers = session.answers.to_string();
-        let now = session.ended_at_ms;
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO calls (call_sid, direction, from_number, to_number, candidate_id, \
-                 screening, summary, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-                 ON CONFLICT (call_sid) DO UPDATE SET summary = excluded.summary, \
-                 direction = COALESCE(calls.direction, excluded.direction), \
-                 from_number = COALESCE(calls.from_number, excluded.from_number), \
-                 to_number = COALESCE(calls.to_number, excluded.to_number), \
-                 candidate_id = COALESCE(calls.candidate_id, excluded.candidate_id), \
-                 screening = COALESCE(calls.screening, excluded.screening), \
-                 updated_at = excluded.updated_at",
-            )
-            .bind(&session.call_sid)
-            .bind(&session.direction)
-            .bind(&session.from)
-            .bind(&session.to)
-            .bind(&session.candidate_id)
-            .bind(&session.screening)
-            .bind(&session.summary)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let updated = sqlx::query(
-                "UPDATE screenings SET answers = $1, outcome = $2, summary = $3, updated_at = $4 \
-                 WHERE call_sid = $5",
-            )
-            .bind(&answers)
-            .bind(&session.outcome)
-            .bind(&session.summary)
-            .bind(now)
-            .bind(&session.call_sid)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 0 {
-                // The candidate's number: who was called, or who called in.
-                let phone = if session.direction.as_deref() == Some("inbound") {
-                    &session.from
-                } else {
-                    &session.to
-                };
-                let row = sqlx::query(
-                    "INSERT INTO screenings (call_sid, candidate_id, first_name, phone, job_title, \
-                     screening, state, answers, outcome, summary, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'unrequested', $7, $8, $9, $10, $10) \
-                     RETURNING id",
-                )
-                .bind(&session.call_sid)
-                .bind(session.candidate_id.clone().unwrap_or_default())
-                .bind(session.first_name.clone().unwrap_or_default())
-                .bind(phone.clone().unwrap_or_default())
-                .bind(&session.job_title)
-                .bind(&session.screening)
-                .bind(&answers)
-                .bind(&session.outcome)
-                .bind(&session.summary)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-                let _: i64 = row.try_get("id")?;
-            }
-            for line in &session.transcript {
-                insert_transcript_line!(&mut *tx, &session.call_sid, line)?;
-            }
+            write_screening_session!(tx, session);
             tx.commit().await?;
         });
         Ok(())
     }
 }
+pub(crate) use write_screening_session;

@@ -7,9 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::Connection as _;
 use voxbridge_store::{
-    AmdEvent, Backend, CallFilter, CallStatusEvent, NewScreening, RateLimitDecision,
+    AmdEvent, Backend, CallFilter, CallStatusEvent, MediaCallEnd, NewScreening, RateLimitDecision,
     RecordingEvent, RelaySessionEvent, ScreeningSession, StatusPoint, Store, StoreConfig,
-    TranscriptLine, supersedes,
+    TranscriptLine, TurnLatencyRecord, supersedes,
 };
 
 fn status(call: &str, status: &str, seq: Option<i64>, at: i64) -> CallStatusEvent {
@@ -31,7 +31,7 @@ const CALL1: &str = "CA00000000000000000000000000000001";
 const CALL4: &str = "CA00000000000000000000000000000004";
 
 async fn behaviour(store: &Store) {
-    assert_eq!(store.applied_migrations().await.unwrap(), [1, 2]);
+    assert_eq!(store.applied_migrations().await.unwrap(), [1, 2, 3]);
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.unwrap();
 
@@ -44,6 +44,122 @@ async fn behaviour(store: &Store) {
     // These add calls, so they run after `listing` counted the calls above.
     screening_sessions(store).await;
     sequence_numbers_order_non_terminal_statuses(store).await;
+    media_calls(store).await;
+}
+
+fn turn(index: i64, outcome: &str) -> TurnLatencyRecord {
+    TurnLatencyRecord {
+        turn_index: index,
+        bot_turn: Some(index + 2),
+        speech_ended_at_ms: 4_000 + index,
+        hangover_ms: 600,
+        asr_us: Some(180_250),
+        dialog_first_text_us: Some(95_000),
+        first_sentence_us: Some(120_000),
+        tts_first_byte_us: (outcome == "spoken").then_some(61_500),
+        first_frame_us: (outcome == "spoken").then_some(1_234),
+        total_us: (outcome == "spoken").then_some(364_000),
+        retries: index,
+        outcome: outcome.into(),
+        failed_stage: (outcome == "fallback").then(|| "tts".into()),
+        recorded_at_ms: 3_000,
+    }
+}
+
+/// Finished Media Streams calls: a voice screening (answers, transcript with an interrupted
+/// bot line, turn latencies), a call without a dialog (echo), and a conversation that is not a
+/// screening (transcript only). Turns read back in order, exactly as written.
+async fn media_calls(store: &Store) {
+    let voice = "CA00000000000000000000000000000009";
+    let turns = vec![
+        turn(0, "spoken"),
+        turn(1, "fallback"),
+        turn(2, "interrupted"),
+    ];
+    let call = MediaCallEnd {
+        call_sid: voice.into(),
+        summary: r#"{"transport":"media","agent":"voice"}"#.into(),
+        ended_at_ms: 3_000,
+        screening: Some(ScreeningSession {
+            call_sid: voice.into(),
+            candidate_id: Some("cand-9".into()),
+            first_name: Some("Ana".into()),
+            job_title: "Warehouse".into(),
+            screening: "default".into(),
+            outcome: "incomplete".into(),
+            answers: serde_json::json!([{"question_id": "work_authorization", "raw": "Yes, I am."}]),
+            summary: r#"{"transport":"media","agent":"voice"}"#.into(),
+            transcript: vec![TranscriptLine {
+                role: "agent".into(),
+                text: "Hi Ana, this is".into(),
+                at_ms: 2_900,
+                interrupted: true,
+            }],
+            ended_at_ms: 3_000,
+            ..ScreeningSession::default()
+        }),
+        transcript: Vec::new(),
+        turns: turns.clone(),
+    };
+    store.record_media_call(&call).await.unwrap();
+    assert_eq!(store.turn_latencies(voice).await.unwrap(), turns);
+    let detail = store.call_detail(voice).await.unwrap().unwrap();
+    assert_eq!(detail.call.summary, Some(call.summary.clone()));
+    let screening = detail.screening.expect("an unrequested screening row");
+    assert_eq!(screening.state, "unrequested");
+    assert_eq!(screening.outcome.as_deref(), Some("incomplete"));
+    assert_eq!(screening.answers.unwrap()[0]["raw"], "Yes, I am.");
+    assert_eq!(detail.transcript.len(), 1);
+    assert!(detail.transcript[0].interrupted);
+
+    // Storing the same turns again keeps one row per turn.
+    let again = MediaCallEnd {
+        screening: None,
+        ..call.clone()
+    };
+    store.record_media_call(&again).await.unwrap();
+    assert_eq!(store.turn_latencies(voice).await.unwrap().len(), 3);
+
+    let echo = "CA0000000000000000000000000000000a";
+    store
+        .record_media_call(&MediaCallEnd {
+            call_sid: echo.into(),
+            summary: r#"{"transport":"media","agent":"echo"}"#.into(),
+            ended_at_ms: 3_100,
+            ..MediaCallEnd::default()
+        })
+        .await
+        .unwrap();
+    let detail = store.call_detail(echo).await.unwrap().unwrap();
+    assert_eq!(detail.call.created_at, 3_100);
+    assert!(detail.screening.is_none() && detail.transcript.is_empty());
+    assert!(store.turn_latencies(echo).await.unwrap().is_empty());
+
+    let assistant = "CA0000000000000000000000000000000b";
+    store
+        .record_media_call(&MediaCallEnd {
+            call_sid: assistant.into(),
+            summary: r#"{"transport":"media","agent":"assistant"}"#.into(),
+            ended_at_ms: 3_200,
+            transcript: vec![TranscriptLine {
+                role: "caller".into(),
+                text: "What are the hours?".into(),
+                at_ms: 3_150,
+                interrupted: false,
+            }],
+            turns: vec![turn(0, "spoken")],
+            ..MediaCallEnd::default()
+        })
+        .await
+        .unwrap();
+    let detail = store.call_detail(assistant).await.unwrap().unwrap();
+    assert!(detail.screening.is_none());
+    assert_eq!(detail.transcript[0].text, "What are the hours?");
+    assert_eq!(
+        store.turn_latencies(assistant).await.unwrap()[0].total_us,
+        Some(364_000)
+    );
+    assert!(store.turn_latencies("CA404").await.unwrap().is_empty());
 }
 
 /// Non-terminal statuses, where only `SequenceNumber` decides: in order each one moves the call
@@ -455,7 +571,7 @@ async fn sqlite_file_store_behaves() {
     store.close().await;
     // Reopening runs no migration twice and keeps every row.
     let reopened = Store::connect(&config).await.unwrap();
-    assert_eq!(reopened.applied_migrations().await.unwrap(), [1, 2]);
+    assert_eq!(reopened.applied_migrations().await.unwrap(), [1, 2, 3]);
     let c = reopened
         .call("CA00000000000000000000000000000001")
         .await

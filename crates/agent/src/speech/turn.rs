@@ -14,20 +14,24 @@
 //! Where the numbers go:
 //! - logs: one `info` per turn, "turn latency", in the call's span, every stage in ms;
 //! - metrics: [`PipelineMetrics`] (lock-free histograms and counters, shared by all calls,
-//!   rendered in the Prometheus text format by [`PipelineMetrics::render_prometheus`]);
-//! - the call record: each brain hands its list to the factory's [`TurnSink`] when the call
-//!   ends, before the media driver builds the `CallRecord` (the driver awaits the brain
-//!   first). [`LatencyLog`] is a sink keyed by call SID that a `CallSink` can `take` from.
+//!   rendered in the Prometheus text format by [`PipelineMetrics::render_prometheus`], or for
+//!   several agents at once, labelled `agent`, by [`render_agents`]; the bridge serves them on
+//!   `/metrics`);
+//! - the call record: each brain hands a [`VoiceCallReport`] (its turns and what the dialog
+//!   gathered) to the factory's [`TurnSink`] when the call ends, before the media driver
+//!   builds the `CallRecord` (the driver awaits the brain first). [`LatencyLog`] is a sink
+//!   keyed by call SID that a `CallSink` can `take` from.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use super::Stage;
+use crate::screening::ScreeningResult;
 
 /// How a turn ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,6 +50,41 @@ pub enum TurnOutcome {
     NoReply,
     /// The call ended first.
     CallEnded,
+}
+
+impl TurnOutcome {
+    /// Every outcome's label, in [`TurnOutcome::index`] order.
+    pub const LABELS: [&'static str; 5] = [
+        "spoken",
+        "fallback",
+        "interrupted",
+        "no_reply",
+        "call_ended",
+    ];
+
+    /// The outcome's name: `spoken`, `fallback`, `interrupted`, `no_reply`, `call_ended`
+    /// (metrics label and stored value; the failed stage of a fallback is kept apart).
+    pub fn label(self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+
+    /// The stage that failed, for [`TurnOutcome::Fallback`].
+    pub fn failed_stage(self) -> Option<Stage> {
+        match self {
+            Self::Fallback { stage } => Some(stage),
+            _ => None,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Spoken => 0,
+            Self::Fallback { .. } => 1,
+            Self::Interrupted => 2,
+            Self::NoReply => 3,
+            Self::CallEnded => 4,
+        }
+    }
 }
 
 /// The latency breakdown of one turn. Stage durations are `None` when the turn never got
@@ -108,21 +147,52 @@ impl TurnLatency {
     }
 }
 
-/// Receives each call's turn latencies when the call ends.
+/// Everything a voice brain leaves behind when its call ends.
+#[derive(Debug, Clone)]
+pub struct VoiceCallReport {
+    /// The call.
+    pub call_sid: String,
+    /// The agent that ran it (`voice`, `assistant`, ...).
+    pub agent: &'static str,
+    /// Wall-clock time of the brain's start: the dialog's times (transcript and answer
+    /// `at_ms`) count milliseconds from here.
+    pub started_at: SystemTime,
+    /// The turns, oldest first.
+    pub turns: Vec<TurnLatency>,
+    /// What the dialog gathered: answers, outcome, transcript (bot lines cut by a barge-in
+    /// are marked `interrupted` and hold what the caller heard).
+    pub result: ScreeningResult,
+}
+
+/// Receives each call's turn latencies (and the rest of its [`VoiceCallReport`]) when the
+/// call ends.
 pub trait TurnSink: Send + Sync + 'static {
     /// The call `call_sid` ended with these turns (oldest first).
     fn call_turns(&self, call_sid: &str, turns: Vec<TurnLatency>);
+
+    /// The call ended: its whole report. The brain calls only this; the default keeps just
+    /// the turns ([`TurnSink::call_turns`]). A sink that stores call records overrides it.
+    fn call_report(&self, report: VoiceCallReport) {
+        self.call_turns(&report.call_sid, report.turns);
+    }
 }
 
-/// Turns by call, and the calls in arrival order.
-type Calls = (
-    HashMap<String, Vec<TurnLatency>>,
-    std::collections::VecDeque<String>,
-);
+/// What a [`LatencyLog`] keeps of one call.
+#[derive(Debug)]
+enum Kept {
+    /// Only the turns ([`TurnSink::call_turns`]).
+    Turns(Vec<TurnLatency>),
+    /// The whole report ([`TurnSink::call_report`]).
+    Report(Box<VoiceCallReport>),
+}
 
-/// A [`TurnSink`] that keeps each call's list until [`LatencyLog::take`] (e.g. from the media
-/// bridge's `CallSink`, which runs after the brain has finished). Entries not taken are kept
-/// up to `capacity` calls, oldest dropped first.
+/// Kept calls by SID, and the SIDs in arrival order.
+type Calls = (HashMap<String, Kept>, std::collections::VecDeque<String>);
+
+/// A [`TurnSink`] that keeps each call's report (or just its turns) until
+/// [`LatencyLog::take`] / [`LatencyLog::take_report`] (e.g. from the media bridge's
+/// `CallSink`, which runs after the brain has finished). Entries not taken are kept up to
+/// `capacity` calls, oldest dropped first.
 #[derive(Debug)]
 pub struct LatencyLog {
     calls: Mutex<Calls>,
@@ -138,26 +208,24 @@ impl LatencyLog {
         }
     }
 
-    /// Removes and returns the turns of `call_sid` (empty if none were recorded).
-    pub fn take(&self, call_sid: &str) -> Vec<TurnLatency> {
+    fn remove(&self, call_sid: &str) -> Option<Kept> {
         let mut guard = self
             .calls
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (map, order) = &mut *guard;
+        let kept = map.remove(call_sid)?;
         order.retain(|c| c != call_sid);
-        map.remove(call_sid).unwrap_or_default()
+        Some(kept)
     }
-}
 
-impl TurnSink for LatencyLog {
-    fn call_turns(&self, call_sid: &str, turns: Vec<TurnLatency>) {
+    fn keep(&self, call_sid: &str, kept: Kept) {
         let mut guard = self
             .calls
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (map, order) = &mut *guard;
-        if map.insert(call_sid.to_owned(), turns).is_none() {
+        if map.insert(call_sid.to_owned(), kept).is_none() {
             order.push_back(call_sid.to_owned());
         }
         while order.len() > self.capacity {
@@ -165,6 +233,35 @@ impl TurnSink for LatencyLog {
                 map.remove(&old);
             }
         }
+    }
+
+    /// Removes and returns the turns of `call_sid` (empty if none were recorded).
+    pub fn take(&self, call_sid: &str) -> Vec<TurnLatency> {
+        match self.remove(call_sid) {
+            Some(Kept::Turns(turns)) => turns,
+            Some(Kept::Report(report)) => report.turns,
+            None => Vec::new(),
+        }
+    }
+
+    /// Removes and returns the report of `call_sid`: `None` if none came (not a voice call,
+    /// or its brain was aborted), or only its turns did (then they are dropped too).
+    pub fn take_report(&self, call_sid: &str) -> Option<VoiceCallReport> {
+        match self.remove(call_sid)? {
+            Kept::Report(report) => Some(*report),
+            Kept::Turns(_) => None,
+        }
+    }
+}
+
+impl TurnSink for LatencyLog {
+    fn call_turns(&self, call_sid: &str, turns: Vec<TurnLatency>) {
+        self.keep(call_sid, Kept::Turns(turns));
+    }
+
+    fn call_report(&self, report: VoiceCallReport) {
+        let call_sid = report.call_sid.clone();
+        self.keep(&call_sid, Kept::Report(Box::new(report)));
     }
 }
 
@@ -226,25 +323,50 @@ impl LatencyHistogram {
         Some(Duration::MAX)
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
+    /// This histogram's samples of family `name`; `labels` (`agent="voice"`, or empty) go
+    /// before `le`. `_count` is the `+Inf` bucket, so the two agree even while calls record.
+    fn render_samples(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
         for (i, b) in self.buckets.iter().enumerate() {
             cumulative += b.load(Ordering::Relaxed);
             match BOUNDS_US.get(i) {
                 Some(&us) => {
                     let le = us as f64 / 1e6;
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+                    );
                 }
                 None => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+                    );
                 }
             }
         }
-        let _ = writeln!(out, "{name}_sum {}", self.sum().as_secs_f64());
-        let _ = writeln!(out, "{name}_count {}", self.count());
+        let braced = braced(labels);
+        let _ = writeln!(out, "{name}_sum{braced} {}", self.sum().as_secs_f64());
+        let _ = writeln!(out, "{name}_count{braced} {cumulative}");
     }
+}
+
+/// `{labels}`, or nothing when there are none.
+fn braced(labels: &str) -> String {
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    }
+}
+
+/// A label value escaped for the text exposition format (backslash, quote, newline).
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Process-wide voice pipeline metrics: share one (`Arc`) among all calls' brains.
@@ -274,6 +396,8 @@ pub struct PipelineMetrics {
     pub provider_hangups: AtomicU64,
     /// Replies cancelled by a barge-in.
     pub barge_in_cancels: AtomicU64,
+    /// Turns by [`TurnOutcome`], in [`TurnOutcome::LABELS`] order.
+    pub turn_outcomes: [AtomicU64; TurnOutcome::LABELS.len()],
 }
 
 impl PipelineMetrics {
@@ -285,6 +409,7 @@ impl PipelineMetrics {
         if matches!(t.outcome, TurnOutcome::Fallback { .. }) {
             self.failed_turns.fetch_add(1, Ordering::Relaxed);
         }
+        self.turn_outcomes[t.outcome.index()].fetch_add(1, Ordering::Relaxed);
         let pairs = [
             (&self.turn_total, t.total),
             (&self.asr, t.asr),
@@ -299,70 +424,133 @@ impl PipelineMetrics {
         }
     }
 
-    /// The metrics in the Prometheus text exposition format, names prefixed `voxbridge_voice_`.
+    /// The metrics in the Prometheus text exposition format, names prefixed `voxbridge_voice_`,
+    /// without labels. For several agents in one exposition use [`render_agents`].
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
-        let hists = [
-            (
-                &self.turn_total,
-                "turn_seconds",
-                "End of caller speech to first bot frame sent.",
-            ),
-            (&self.asr, "asr_seconds", "Utterance to final transcript."),
-            (
-                &self.dialog_first_text,
-                "dialog_first_text_seconds",
-                "Transcript to first dialog text.",
-            ),
-            (
-                &self.tts_first_byte,
-                "tts_first_byte_seconds",
-                "First sentence to first TTS audio.",
-            ),
-            (
-                &self.first_frame,
-                "first_frame_seconds",
-                "First TTS audio to first frame sent.",
-            ),
-        ];
-        for (h, name, help) in hists {
-            h.render(&mut out, &format!("voxbridge_voice_{name}"), help);
-        }
-        let counters = [
-            (&self.turns, "turns_total", "Turns measured."),
-            (
-                &self.failed_turns,
-                "failed_turns_total",
-                "Turns with a provider failure.",
-            ),
-            (&self.retries, "retries_total", "Provider attempts retried."),
-            (
-                &self.tts_fallbacks,
-                "tts_fallbacks_total",
-                "Sentences spoken by the fallback TTS.",
-            ),
-            (
-                &self.canned_fallbacks,
-                "canned_fallbacks_total",
-                "Pre-rendered fallback audio played.",
-            ),
-            (
-                &self.provider_hangups,
-                "provider_hangups_total",
-                "Calls ended after repeated provider failures.",
-            ),
-            (
-                &self.barge_in_cancels,
-                "barge_in_cancels_total",
-                "Replies cancelled by barge-in.",
-            ),
-        ];
-        for (c, name, help) in counters {
-            let _ = writeln!(out, "# HELP voxbridge_voice_{name} {help}");
-            let _ = writeln!(out, "# TYPE voxbridge_voice_{name} counter");
-            let _ = writeln!(out, "voxbridge_voice_{name} {}", c.load(Ordering::Relaxed));
-        }
+        render_families(&mut out, &[("", self)]);
         out
+    }
+}
+
+/// The histograms: accessor, name (after `voxbridge_voice_`), help.
+type HistogramFamily = (
+    fn(&PipelineMetrics) -> &LatencyHistogram,
+    &'static str,
+    &'static str,
+);
+
+const HISTOGRAMS: [HistogramFamily; 5] = [
+    (
+        |m| &m.turn_total,
+        "turn_seconds",
+        "End of caller speech (utterance at the brain) to first bot frame sent.",
+    ),
+    (|m| &m.asr, "asr_seconds", "Utterance to final transcript."),
+    (
+        |m| &m.dialog_first_text,
+        "dialog_first_text_seconds",
+        "Transcript to first dialog text (LLM first token).",
+    ),
+    (
+        |m| &m.tts_first_byte,
+        "tts_first_byte_seconds",
+        "First sentence to first TTS audio.",
+    ),
+    (
+        |m| &m.first_frame,
+        "first_frame_seconds",
+        "First TTS audio to first frame sent.",
+    ),
+];
+
+/// The plain counters: accessor, name (after `voxbridge_voice_`), help.
+type CounterFamily = (
+    fn(&PipelineMetrics) -> &AtomicU64,
+    &'static str,
+    &'static str,
+);
+
+const COUNTERS: [CounterFamily; 7] = [
+    (|m| &m.turns, "turns_total", "Turns measured."),
+    (
+        |m| &m.failed_turns,
+        "failed_turns_total",
+        "Turns with a provider failure (spoken fallback).",
+    ),
+    (
+        |m| &m.retries,
+        "retries_total",
+        "Provider attempts retried.",
+    ),
+    (
+        |m| &m.tts_fallbacks,
+        "tts_fallbacks_total",
+        "Sentences spoken by the fallback TTS.",
+    ),
+    (
+        |m| &m.canned_fallbacks,
+        "canned_fallbacks_total",
+        "Pre-rendered fallback audio played.",
+    ),
+    (
+        |m| &m.provider_hangups,
+        "provider_hangups_total",
+        "Calls ended after repeated provider failures (the three-strike hang-up).",
+    ),
+    (
+        |m| &m.barge_in_cancels,
+        "barge_in_cancels_total",
+        "Replies cancelled by barge-in.",
+    ),
+];
+
+/// The voice pipeline metrics of several agents in one exposition (Prometheus text format
+/// 0.0.4): each family once with its `HELP` and `TYPE`, one series per agent labelled
+/// `agent="<name>"`. Appends to `out`.
+pub fn render_agents(out: &mut String, agents: &[(&str, &PipelineMetrics)]) {
+    let labelled: Vec<(String, &PipelineMetrics)> = agents
+        .iter()
+        .map(|(name, m)| (format!("agent=\"{}\"", escape_label(name)), *m))
+        .collect();
+    let borrowed: Vec<(&str, &PipelineMetrics)> =
+        labelled.iter().map(|(l, m)| (l.as_str(), *m)).collect();
+    render_families(out, &borrowed);
+}
+
+/// Every family for `series` (`(labels, metrics)`; labels rendered as given, may be empty).
+fn render_families(out: &mut String, series: &[(&str, &PipelineMetrics)]) {
+    if series.is_empty() {
+        return;
+    }
+    for (histogram, name, help) in HISTOGRAMS {
+        let name = format!("voxbridge_voice_{name}");
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (labels, m) in series {
+            histogram(m).render_samples(out, &name, labels);
+        }
+    }
+    for (counter, name, help) in COUNTERS {
+        let _ = writeln!(out, "# HELP voxbridge_voice_{name} {help}");
+        let _ = writeln!(out, "# TYPE voxbridge_voice_{name} counter");
+        for (labels, m) in series {
+            let value = counter(m).load(Ordering::Relaxed);
+            let _ = writeln!(out, "voxbridge_voice_{name}{} {value}", braced(labels));
+        }
+    }
+    let name = "voxbridge_voice_turn_outcomes_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Turns by outcome (spoken, fallback, interrupted, no_reply, call_ended)."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (labels, m) in series {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (outcome, count) in TurnOutcome::LABELS.iter().zip(&m.turn_outcomes) {
+            let value = count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{{labels}{sep}outcome=\"{outcome}\"}} {value}");
+        }
     }
 }
 
@@ -420,6 +608,77 @@ mod tests {
     }
 
     #[test]
+    fn agents_render_as_one_exposition_with_agent_labels() {
+        let voice = PipelineMetrics::default();
+        voice.record_turn(&turn(432));
+        voice.record_turn(&TurnLatency {
+            outcome: TurnOutcome::Fallback { stage: Stage::Asr },
+            total: Some(Duration::from_secs(30)),
+            ..turn(0)
+        });
+        let assistant = PipelineMetrics::default();
+        let mut text = String::new();
+        render_agents(&mut text, &[("voice", &voice), ("assistant", &assistant)]);
+        // Each family is introduced once, before its samples.
+        for family in ["turn_seconds", "turns_total", "turn_outcomes_total"] {
+            let name = format!("voxbridge_voice_{family}");
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{text}"
+            );
+            let help = text.find(&format!("# HELP {name} ")).expect("help line");
+            let first = text.find(&format!("\n{name}")).expect("a sample");
+            assert!(help < first, "{text}");
+        }
+        for line in [
+            "voxbridge_voice_turn_seconds_bucket{agent=\"voice\",le=\"0.5\"} 1",
+            "voxbridge_voice_turn_seconds_bucket{agent=\"voice\",le=\"+Inf\"} 2",
+            "voxbridge_voice_turn_seconds_count{agent=\"voice\"} 2",
+            "voxbridge_voice_turn_seconds_count{agent=\"assistant\"} 0",
+            "voxbridge_voice_failed_turns_total{agent=\"voice\"} 1",
+            "voxbridge_voice_turn_outcomes_total{agent=\"voice\",outcome=\"spoken\"} 1",
+            "voxbridge_voice_turn_outcomes_total{agent=\"voice\",outcome=\"fallback\"} 1",
+            "voxbridge_voice_turn_outcomes_total{agent=\"assistant\",outcome=\"call_ended\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // Buckets are cumulative and end at the count.
+        let buckets: Vec<u64> = text
+            .lines()
+            .filter(|l| l.starts_with("voxbridge_voice_turn_seconds_bucket{agent=\"voice\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(buckets.len(), BOUNDS_US.len() + 1);
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+        assert_eq!(buckets.last(), Some(&2));
+    }
+
+    #[test]
+    fn outcome_labels_match_their_serialized_names() {
+        for outcome in [
+            TurnOutcome::Spoken,
+            TurnOutcome::Fallback { stage: Stage::Tts },
+            TurnOutcome::Interrupted,
+            TurnOutcome::NoReply,
+            TurnOutcome::CallEnded,
+        ] {
+            let json = serde_json::to_value(outcome).expect("serializes");
+            let name = json
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| json.as_object().and_then(|o| o.keys().next().cloned()))
+                .expect("a name");
+            assert_eq!(outcome.label(), name);
+        }
+        assert_eq!(
+            TurnOutcome::Fallback { stage: Stage::Tts }.failed_stage(),
+            Some(Stage::Tts)
+        );
+        assert_eq!(TurnOutcome::Spoken.failed_stage(), None);
+    }
+
+    #[test]
     fn latency_serializes_in_milliseconds_and_sums_provider_wait() {
         let t = turn(432);
         assert_eq!(t.provider_wait(), Duration::from_millis(430));
@@ -447,5 +706,45 @@ mod tests {
         assert_eq!(log.take("CA3").len(), 1);
         assert!(log.take("CA3").is_empty(), "taken once");
         assert_eq!(log.take("CA2")[0].total, Some(Duration::from_millis(2)));
+    }
+
+    #[test]
+    fn latency_log_keeps_whole_reports_for_the_call_record() {
+        let log = LatencyLog::new(4);
+        let result = ScreeningResult {
+            screening_id: "default".into(),
+            job_title: "Warehouse".into(),
+            call_sid: Some("CA1".into()),
+            candidate_id: None,
+            parameters: std::collections::BTreeMap::new(),
+            outcome: None,
+            end: None,
+            answers: Vec::new(),
+            transcript: Vec::new(),
+            started_at_ms: Some(0),
+            ended_at_ms: Some(10),
+            agent: crate::screening::AgentKind::default(),
+            fallback: None,
+        };
+        let report = |sid: &str| VoiceCallReport {
+            call_sid: sid.into(),
+            agent: "voice",
+            started_at: SystemTime::UNIX_EPOCH,
+            turns: vec![turn(7)],
+            result: result.clone(),
+        };
+        log.call_report(report("CA1"));
+        log.call_report(report("CA2"));
+        log.call_turns("CA3", vec![turn(3)]);
+        let taken = log.take_report("CA1").expect("the report is kept");
+        assert_eq!(taken.result, result);
+        assert_eq!(taken.turns[0].total, Some(Duration::from_millis(7)));
+        assert!(log.take_report("CA1").is_none(), "taken once");
+        assert_eq!(log.take("CA2").len(), 1, "turns of a report");
+        assert!(
+            log.take_report("CA3").is_none(),
+            "only turns were handed over"
+        );
+        assert!(log.take("CA3").is_empty(), "and they went with it");
     }
 }

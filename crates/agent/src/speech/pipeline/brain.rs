@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use tokio::time::Instant;
@@ -14,7 +14,7 @@ use super::{DialogContext, Job, Shared, started};
 use crate::conversation::ConversationInput;
 use crate::dialog::Dialog;
 use crate::speech::Stage;
-use crate::speech::turn::{TurnLatency, TurnOutcome};
+use crate::speech::turn::{TurnLatency, TurnOutcome, VoiceCallReport};
 use crate::{BoxFuture, Brain, BrainError, BrainEvent, BrainIo, CallInfo, TurnId};
 
 /// How long the dialog gets to take `Hangup` at the end of the call.
@@ -22,6 +22,7 @@ const HANGUP_GRACE: Duration = Duration::from_millis(500);
 
 /// One call's voice brain.
 pub(super) struct VoiceBrain {
+    pub(super) agent: &'static str,
     pub(super) shared: Arc<Shared>,
     pub(super) call: CallInfo,
     pub(super) dialog: Box<dyn Dialog>,
@@ -238,6 +239,7 @@ impl VoiceBrain {
     #[allow(clippy::too_many_lines)] // one select loop reads best in one place
     async fn run_loop(self, mut io: BrainIo) -> Result<(), BrainError> {
         let Self {
+            agent,
             shared,
             call,
             dialog,
@@ -248,6 +250,7 @@ impl VoiceBrain {
         let dialog = Arc::new(tokio::sync::Mutex::new(dialog));
         let book: SharedBook = Arc::new(Mutex::new(Book::new(Arc::clone(&shared))));
         let origin = Instant::now();
+        let started_at = SystemTime::now();
         let mut queue: VecDeque<Job> = VecDeque::new();
         let mut running: Option<ReplyFuture> = None;
         let mut silence_at: Option<Instant> = None;
@@ -378,7 +381,15 @@ impl VoiceBrain {
             debug!("dialog did not take the hangup in time");
         }
         if let Some(sink) = &shared.options.turn_sink {
-            sink.call_turns(&call.call_sid, turns);
+            // The reply and the closing future are gone: nothing else holds the dialog.
+            let result = dialog.lock().await.result();
+            sink.call_report(VoiceCallReport {
+                call_sid: call.call_sid.clone(),
+                agent,
+                started_at,
+                turns,
+                result,
+            });
         }
         Ok(())
     }

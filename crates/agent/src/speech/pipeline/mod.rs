@@ -26,8 +26,10 @@
 //!   tone: the caller is never left in silence). After [`PipelineConfig::max_failed_turns`]
 //!   failed turns in a row the bot apologises and hangs up with a reason such as
 //!   `provider_failures: asr timeout x3`, which lands in the call record's end reason.
-//! - **Latency.** See [`super::turn`]: one log line per turn, [`PipelineMetrics`], and the
-//!   call's [`TurnLatency`] list handed to the factory's [`TurnSink`] at the end of the call.
+//! - **Latency.** See [`super::turn`]: one log line per turn, [`PipelineMetrics`] (also
+//!   through [`BrainFactory::turn_metrics`], for the bridge's `/metrics`), and the call's
+//!   [`super::turn::VoiceCallReport`] (its [`TurnLatency`] list and the dialog's result)
+//!   handed to the factory's [`TurnSink`] at the end of the call.
 //!
 //! Dialogs backed by providers (the [`super::assistant::Assistant`]) report their provider
 //! failures and retries, and learn the turn's deadline, through the [`DialogContext`] the
@@ -308,7 +310,7 @@ impl DialogSource for Screenings {
 pub struct VoiceOptions {
     /// Metrics shared by all calls (and whoever renders them).
     pub metrics: Arc<PipelineMetrics>,
-    /// Where each call's turn latencies go at the end of the call.
+    /// Where each call's report (turn latencies, dialog result) goes at the end of the call.
     pub turn_sink: Option<Arc<dyn TurnSink>>,
     /// The session's VAD hangover, reported with each turn (`media.hangover_ms`).
     pub hangover: Duration,
@@ -446,10 +448,15 @@ impl BrainFactory for VoiceFactory {
         self.name
     }
 
+    fn turn_metrics(&self) -> Option<Arc<PipelineMetrics>> {
+        Some(Arc::clone(self.metrics()))
+    }
+
     fn start(&self, call: &CallInfo) -> Result<Box<dyn Brain>, BrainError> {
         let context = DialogContext::new(Arc::clone(&self.shared.config));
         let dialog = self.shared.source.dialog(call, &context)?;
         Ok(Box::new(brain::VoiceBrain {
+            agent: self.name,
             shared: Arc::clone(&self.shared),
             call: call.clone(),
             dialog,

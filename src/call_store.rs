@@ -1,0 +1,345 @@
+//! Finished Media Streams calls -> the store: the glue between `voxbridge-media`'s
+//! [`CallSink`], the voice brains' [`VoiceCallReport`]s and `voxbridge-store`'s
+//! [`Store::record_media_call`].
+//!
+//! The voice brains hand their report (turn latencies, the dialog's result) to the
+//! [`LatencyLog`] given to their factories as `turn_sink`; the media driver awaits the brain
+//! before it calls [`CallSink::call_ended`], which takes the report by call SID and writes the
+//! call on a background task:
+//! - every call: the call row, `summary` = JSON with `transport: "media"`, `streamSid`,
+//!   `agent`, `end` (+ `endReason` for a brain hang-up, e.g. the three-strike
+//!   `provider_failures: ...`), frame, utterance, barge-in and turn counts, `durationMs`;
+//! - `voice` calls: the screening (answers, outcome, transcript with interrupted bot lines)
+//!   exactly as ConversationRelay stores it ([`crate::screening_store::screening_session`]);
+//!   other voice agents (`assistant`): the transcript;
+//! - voice agents: one `turn_latencies` row per turn.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::task::TaskTracker;
+use voxbridge_agent::EndReason;
+use voxbridge_agent::speech::turn::{LatencyLog, TurnLatency, VoiceCallReport};
+use voxbridge_media::{CallRecord, CallSink};
+use voxbridge_store::{MediaCallEnd, Store, TurnLatencyRecord};
+
+use crate::screening_store::{screening_session, transcript_lines, unix_ms};
+
+/// Calls whose report has not been taken yet (the driver takes it right after the brain
+/// ends; this only bounds what an aborted call could leave behind).
+const PENDING_REPORTS: usize = 4096;
+
+/// Stores each finished Media Streams call; [`StoreCalls::flush`] waits for the writes in
+/// flight at shutdown.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreCalls {
+    store: Store,
+    reports: Arc<LatencyLog>,
+    writes: TaskTracker,
+}
+
+/// Where voice factories hand their reports (`VoiceOptions::turn_sink`); give the same log
+/// to [`StoreCalls::new`].
+pub(crate) fn report_log() -> Arc<LatencyLog> {
+    Arc::new(LatencyLog::new(PENDING_REPORTS))
+}
+
+impl StoreCalls {
+    /// Stores calls in `store`, with the voice reports the brains leave in `reports`.
+    pub(crate) fn new(store: Store, reports: Arc<LatencyLog>) -> Self {
+        Self {
+            store,
+            reports,
+            writes: TaskTracker::new(),
+        }
+    }
+
+    /// Waits for every write started so far.
+    pub(crate) async fn flush(&self) {
+        self.writes.close();
+        self.writes.wait().await;
+    }
+}
+
+impl CallSink for StoreCalls {
+    fn call_ended(&self, record: &CallRecord) {
+        let Some(call_sid) = record.summary.call_sid.clone().filter(|s| !s.is_empty()) else {
+            // `start` never came: there is no call to attach anything to.
+            return;
+        };
+        let report = self.reports.take_report(&call_sid);
+        let call = media_call_of(record, &call_sid, report.as_ref(), SystemTime::now());
+        let store = self.store.clone();
+        self.writes.spawn(async move {
+            if let Err(e) = store.record_media_call(&call).await {
+                tracing::error!(call_sid = %call.call_sid, error = %e, "media call not stored");
+            }
+        });
+    }
+}
+
+/// `end` as stored in the summary, and the brain's reason for a hang-up.
+fn end_code(reason: Option<&EndReason>) -> (&'static str, Option<&str>) {
+    match reason {
+        Some(EndReason::Stopped) => ("stopped", None),
+        Some(EndReason::SocketClosed) => ("socket-closed", None),
+        Some(EndReason::BrainHangup(why)) => ("brain-hangup", Some(why)),
+        Some(EndReason::StartTimeout) => ("start-timeout", None),
+        Some(EndReason::IdleTimeout) => ("idle-timeout", None),
+        Some(EndReason::MaxDuration) => ("max-duration", None),
+        Some(EndReason::TooManyBadMessages) => ("malformed-messages", None),
+        Some(EndReason::SlowPeer) => ("slow-peer", None),
+        Some(EndReason::Shutdown) => ("shutdown", None),
+        None => ("unknown", None),
+    }
+}
+
+fn micros(d: Option<Duration>) -> Option<i64> {
+    d.map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// One turn as stored.
+fn turn_record(index: usize, turn: &TurnLatency, now_ms: i64) -> TurnLatencyRecord {
+    TurnLatencyRecord {
+        turn_index: i64::try_from(index).unwrap_or(i64::MAX),
+        bot_turn: turn.turn.and_then(|t| i64::try_from(t).ok()),
+        speech_ended_at_ms: millis(turn.utterance_ended_at),
+        hangover_ms: millis(turn.hangover),
+        asr_us: micros(turn.asr),
+        dialog_first_text_us: micros(turn.dialog_first_text),
+        first_sentence_us: micros(turn.first_sentence),
+        tts_first_byte_us: micros(turn.tts_first_byte),
+        first_frame_us: micros(turn.first_frame),
+        total_us: micros(turn.total),
+        retries: i64::from(turn.retries),
+        outcome: turn.outcome.label().to_owned(),
+        failed_stage: turn.outcome.failed_stage().map(|s| s.to_string()),
+        recorded_at_ms: now_ms,
+    }
+}
+
+/// The store's view of a finished call (`report`: the voice brain's, if it ran one).
+fn media_call_of(
+    record: &CallRecord,
+    call_sid: &str,
+    report: Option<&VoiceCallReport>,
+    now: SystemTime,
+) -> MediaCallEnd {
+    let now_ms = unix_ms(now);
+    let summary = &record.summary;
+    let (end, end_reason) = end_code(summary.end_reason.as_ref());
+    let json = serde_json::json!({
+        "transport": "media",
+        "streamSid": summary.stream_sid,
+        "agent": record.agent,
+        "end": end,
+        "endReason": end_reason,
+        "handoff": report.and_then(|r| r.result.end.as_ref()),
+        "utterances": summary.utterances,
+        "bargeIns": summary.barge_ins,
+        "dtmf": summary.dtmf,
+        "botTurns": summary.bot_turns.len(),
+        "voiceTurns": report.map(|r| r.turns.len()),
+        "framesIn": summary.frames_in,
+        "framesOut": summary.frames_out,
+        "badMessages": summary.bad_messages,
+        "durationMs": millis(record.duration),
+    });
+    let mut call = MediaCallEnd {
+        call_sid: call_sid.to_owned(),
+        summary: json.to_string(),
+        ended_at_ms: now_ms,
+        ..MediaCallEnd::default()
+    };
+    let Some(report) = report else {
+        return call;
+    };
+    call.turns = report
+        .turns
+        .iter()
+        .enumerate()
+        .map(|(i, turn)| turn_record(i, turn, now_ms))
+        .collect();
+    if report.agent == "voice" {
+        call.screening = Some(screening_session(
+            &report.result,
+            call_sid,
+            report.started_at,
+            &json,
+        ));
+    } else {
+        call.transcript = transcript_lines(&report.result, report.started_at);
+    }
+    call
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use voxbridge_agent::speech::Stage;
+    use voxbridge_agent::speech::turn::{TurnOutcome, TurnSink};
+    use voxbridge_store::StoreConfig;
+
+    use super::*;
+    use crate::screening_store::scripted_result;
+
+    const CALL: &str = "CA91000000000000000000000000000001";
+
+    fn turn(outcome: TurnOutcome, total_ms: Option<u64>) -> TurnLatency {
+        TurnLatency {
+            turn: Some(2),
+            utterance_ended_at: Duration::from_millis(4_200),
+            hangover: Duration::from_millis(600),
+            asr: Some(Duration::from_micros(180_500)),
+            dialog_first_text: Some(Duration::from_millis(90)),
+            first_sentence: Some(Duration::from_millis(120)),
+            tts_first_byte: total_ms.map(|_| Duration::from_millis(60)),
+            first_frame: total_ms.map(|_| Duration::from_micros(1_250)),
+            total: total_ms.map(Duration::from_millis),
+            retries: 1,
+            outcome,
+        }
+    }
+
+    /// A scripted screening (greeting, one answer, a barge-in on the next question,
+    /// hang-up) as the voice brain would report it.
+    fn report() -> VoiceCallReport {
+        let result = scripted_result(CALL, "cand-3", "Yes, I am.");
+        VoiceCallReport {
+            call_sid: CALL.into(),
+            agent: "voice",
+            started_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            turns: vec![
+                turn(TurnOutcome::Spoken, Some(364)),
+                turn(TurnOutcome::Fallback { stage: Stage::Tts }, None),
+            ],
+            result,
+        }
+    }
+
+    // `CallSummary` lives in voxbridge-session, which the binary does not depend on.
+    #[allow(clippy::default_trait_access)]
+    fn record(end: EndReason) -> CallRecord {
+        let mut record = CallRecord {
+            summary: Default::default(),
+            agent: Some("voice".into()),
+            started_at: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+            duration: Duration::from_secs(5),
+        };
+        record.summary.call_sid = Some(CALL.into());
+        record.summary.stream_sid = Some("MZ91000000000000000000000000000001".into());
+        record.summary.utterances = 1;
+        record.summary.barge_ins = 1;
+        record.summary.end_reason = Some(end);
+        record
+    }
+
+    #[test]
+    fn voice_call_maps_to_a_screening_and_turn_rows() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_010);
+        let reason = "provider_failures: tts server_error x3";
+        let call = media_call_of(
+            &record(EndReason::BrainHangup(reason.into())),
+            CALL,
+            Some(&report()),
+            now,
+        );
+        let summary: serde_json::Value = serde_json::from_str(&call.summary).unwrap();
+        assert_eq!(summary["transport"], "media");
+        assert_eq!(summary["end"], "brain-hangup");
+        assert_eq!(summary["endReason"], reason);
+        assert_eq!(summary["voiceTurns"], 2);
+        let session = call
+            .screening
+            .as_ref()
+            .expect("a voice call is a screening");
+        assert_eq!(session.summary, call.summary);
+        assert_eq!(session.outcome, "incomplete");
+        assert_eq!(session.candidate_id.as_deref(), Some("cand-3"));
+        assert_eq!(session.answers[0]["question_id"], "work_authorization");
+        assert_eq!(session.answers[0]["raw"], "Yes, I am.");
+        let bot_cut: Vec<_> = session
+            .transcript
+            .iter()
+            .filter(|l| l.interrupted)
+            .collect();
+        assert_eq!(bot_cut.len(), 1, "{:?}", session.transcript);
+        assert_eq!(bot_cut[0].text, "Thanks. Are you");
+        assert_eq!(bot_cut[0].role, "agent");
+        assert_eq!(session.transcript[0].at_ms, 1_800_000_000_000);
+        assert_eq!(call.turns.len(), 2);
+        let spoken = &call.turns[0];
+        assert_eq!((spoken.turn_index, spoken.bot_turn), (0, Some(2)));
+        assert_eq!(spoken.asr_us, Some(180_500));
+        assert_eq!(spoken.total_us, Some(364_000));
+        assert_eq!(spoken.first_frame_us, Some(1_250));
+        assert_eq!(
+            (spoken.speech_ended_at_ms, spoken.hangover_ms),
+            (4_200, 600)
+        );
+        assert_eq!(spoken.outcome, "spoken");
+        assert_eq!(spoken.recorded_at_ms, 1_800_000_010_000);
+        let failed = &call.turns[1];
+        assert_eq!(failed.outcome, "fallback");
+        assert_eq!(failed.failed_stage.as_deref(), Some("tts"));
+        assert_eq!(failed.total_us, None);
+    }
+
+    #[test]
+    fn calls_without_a_screening_keep_their_summary_or_transcript() {
+        let echo = media_call_of(&record(EndReason::Stopped), CALL, None, SystemTime::now());
+        assert!(echo.screening.is_none() && echo.turns.is_empty() && echo.transcript.is_empty());
+        let summary: serde_json::Value = serde_json::from_str(&echo.summary).unwrap();
+        assert_eq!(summary["end"], "stopped");
+        assert!(summary["endReason"].is_null());
+        let mut assistant = report();
+        assistant.agent = "assistant";
+        let call = media_call_of(
+            &record(EndReason::Stopped),
+            CALL,
+            Some(&assistant),
+            SystemTime::now(),
+        );
+        assert!(call.screening.is_none());
+        assert!(!call.transcript.is_empty());
+        assert_eq!(call.turns.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn finished_voice_call_lands_in_a_sqlite_file() {
+        let dir = std::env::temp_dir().join(format!("voxbridge-calls-{}", std::process::id()));
+        let config = StoreConfig {
+            database_url: format!("sqlite://{}/v.db", dir.display()),
+            ..StoreConfig::default()
+        };
+        let store = Store::connect(&config).await.unwrap();
+        let reports = report_log();
+        let sink = StoreCalls::new(store.clone(), Arc::clone(&reports));
+        // What the brain does at its end, then the driver at teardown.
+        reports.call_report(report());
+        sink.call_ended(&record(EndReason::Stopped));
+        // A connection whose `start` never came stores nothing.
+        let mut nameless = record(EndReason::StartTimeout);
+        nameless.summary.call_sid = None;
+        sink.call_ended(&nameless);
+        sink.flush().await;
+        let detail = store.call_detail(CALL).await.unwrap().expect("the call");
+        let turns = store.turn_latencies(CALL).await.unwrap();
+        store.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+        let summary: serde_json::Value =
+            serde_json::from_str(detail.call.summary.as_deref().unwrap()).unwrap();
+        assert_eq!(summary["agent"], "voice");
+        let screening = detail.screening.expect("a screening row");
+        assert_eq!(screening.answers.unwrap()[0]["raw"], "Yes, I am.");
+        assert!(detail.transcript.iter().any(|l| l.interrupted));
+        assert_eq!(turns.len(), 2);
+        assert_eq!(turns[0].total_us, Some(364_000));
+        assert!(reports.take_report(CALL).is_none(), "taken by the sink");
+    }
+}
