@@ -93,6 +93,7 @@ impl Echo {
             BrainEvent::CallEnded { .. } => false,
             BrainEvent::CallStarted(_)
             | BrainEvent::SpeechStarted
+            | BrainEvent::CallerAudio { .. }
             | BrainEvent::Dtmf(_)
             | BrainEvent::TurnStarted { .. }
             | BrainEvent::TurnPlayed { .. } => true,
@@ -132,9 +133,10 @@ async fn reserve(
 fn is_for_turn(command: &Command, turn: TurnId) -> bool {
     match command {
         Command::Audio { turn: t, .. }
+        | Command::AudioMulaw { turn: t, .. }
         | Command::ChunkEnd { turn: t, .. }
         | Command::TurnEnd { turn: t } => *t == turn,
-        Command::Hangup { .. } => false,
+        Command::Hangup { .. } | Command::Interrupt { .. } => false,
     }
 }
 
@@ -212,7 +214,9 @@ mod tests {
                     assert_eq!(turn, TurnId(1));
                     break;
                 }
-                other @ Command::Hangup { .. } => panic!("unexpected {other:?}"),
+                other @ (Command::Hangup { .. }
+                | Command::AudioMulaw { .. }
+                | Command::Interrupt { .. }) => panic!("unexpected {other:?}"),
             }
         }
         assert_eq!(audio_commands, 12);
@@ -252,6 +256,7 @@ mod tests {
             .deliver(BrainEvent::BargeIn {
                 turn: TurnId(1),
                 heard: String::new(),
+                heard_ms: 0,
             })
             .expect("queue has room");
         // The next utterance must come through after at most the one in-flight chunk.

@@ -108,28 +108,62 @@ impl TurnLatency {
     }
 }
 
+impl TurnLatency {
+    /// Logs the turn (one `info` "turn latency" line in the call's span, every stage in ms,
+    /// -1 for stages not reached) and records it in `metrics`.
+    pub fn report(&self, metrics: &PipelineMetrics) {
+        let ms = |d: Option<Duration>| d.map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
+        tracing::info!(
+            turn = self.turn,
+            outcome = ?self.outcome,
+            total_ms = ms(self.total),
+            asr_ms = ms(self.asr),
+            dialog_first_text_ms = ms(self.dialog_first_text),
+            first_sentence_ms = ms(self.first_sentence),
+            tts_first_byte_ms = ms(self.tts_first_byte),
+            first_frame_ms = ms(self.first_frame),
+            speech_ended_at_ms = self.utterance_ended_at.as_millis() as u64,
+            hangover_ms = self.hangover.as_millis() as u64,
+            retries = self.retries,
+            "turn latency"
+        );
+        metrics.record_turn(self);
+    }
+}
+
+/// The time from `from` to `to`, when both happened.
+pub(crate) fn since(
+    from: Option<tokio::time::Instant>,
+    to: Option<tokio::time::Instant>,
+) -> Option<Duration> {
+    match (from, to) {
+        (Some(a), Some(b)) => Some(b.saturating_duration_since(a)),
+        _ => None,
+    }
+}
+
 /// Receives each call's turn latencies when the call ends.
 pub trait TurnSink: Send + Sync + 'static {
     /// The call `call_sid` ended with these turns (oldest first).
     fn call_turns(&self, call_sid: &str, turns: Vec<TurnLatency>);
 }
 
-/// Turns by call, and the calls in arrival order.
-type Calls = (
-    HashMap<String, Vec<TurnLatency>>,
-    std::collections::VecDeque<String>,
-);
+/// Values by call, and the calls in arrival order.
+type Calls<T> = (HashMap<String, T>, std::collections::VecDeque<String>);
 
-/// A [`TurnSink`] that keeps each call's list until [`LatencyLog::take`] (e.g. from the media
-/// bridge's `CallSink`, which runs after the brain has finished). Entries not taken are kept
-/// up to `capacity` calls, oldest dropped first.
+/// Keeps one value per call (its turn latencies, its transcript ...) until [`CallLog::take`]
+/// (e.g. from the media bridge's `CallSink`, which runs after the brain has finished).
+/// Entries not taken are kept up to `capacity` calls, oldest dropped first.
 #[derive(Debug)]
-pub struct LatencyLog {
-    calls: Mutex<Calls>,
+pub struct CallLog<T> {
+    calls: Mutex<Calls<T>>,
     capacity: usize,
 }
 
-impl LatencyLog {
+/// A [`TurnSink`] keyed by call SID: each call's turn latencies.
+pub type LatencyLog = CallLog<Vec<TurnLatency>>;
+
+impl<T: Default> CallLog<T> {
     /// A log that holds at most `capacity` calls not yet taken.
     pub fn new(capacity: usize) -> Self {
         Self {
@@ -138,26 +172,25 @@ impl LatencyLog {
         }
     }
 
-    /// Removes and returns the turns of `call_sid` (empty if none were recorded).
-    pub fn take(&self, call_sid: &str) -> Vec<TurnLatency> {
-        let mut guard = self
-            .calls
+    fn lock(&self) -> std::sync::MutexGuard<'_, Calls<T>> {
+        self.calls
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Removes and returns the value of `call_sid` (the default if none was recorded).
+    pub fn take(&self, call_sid: &str) -> T {
+        let mut guard = self.lock();
         let (map, order) = &mut *guard;
         order.retain(|c| c != call_sid);
         map.remove(call_sid).unwrap_or_default()
     }
-}
 
-impl TurnSink for LatencyLog {
-    fn call_turns(&self, call_sid: &str, turns: Vec<TurnLatency>) {
-        let mut guard = self
-            .calls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// Stores `value` for `call_sid`, dropping the oldest calls beyond the capacity.
+    pub fn put(&self, call_sid: &str, value: T) {
+        let mut guard = self.lock();
         let (map, order) = &mut *guard;
-        if map.insert(call_sid.to_owned(), turns).is_none() {
+        if map.insert(call_sid.to_owned(), value).is_none() {
             order.push_back(call_sid.to_owned());
         }
         while order.len() > self.capacity {
@@ -165,6 +198,12 @@ impl TurnSink for LatencyLog {
                 map.remove(&old);
             }
         }
+    }
+}
+
+impl TurnSink for LatencyLog {
+    fn call_turns(&self, call_sid: &str, turns: Vec<TurnLatency>) {
+        self.put(call_sid, turns);
     }
 }
 
