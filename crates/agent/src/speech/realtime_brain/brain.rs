@@ -12,10 +12,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, info, warn};
 
+use super::latency::Latencies;
 use super::{END_CALL, Shared, Speaker, TranscriptLine, tools};
 use crate::speech::pipeline::tone;
-use crate::speech::realtime::SERVER_VAD_SILENCE_MS;
-use crate::speech::turn::{TurnLatency, TurnOutcome, since};
 use crate::speech::{
     ProviderError, SpeechInput, SpeechOutput, SpeechSession, SpeechSessionSetup, Stage, ToolCall,
 };
@@ -60,17 +59,6 @@ struct Item {
     transcript: Option<String>,
 }
 
-/// One reply's measurements while under way.
-#[derive(Debug, Clone, Copy)]
-struct Draft {
-    /// Provider `speech_stopped` reached the brain.
-    received: Instant,
-    /// Caller audio time at that point.
-    ended_at: Duration,
-    first_audio_at: Option<Instant>,
-    turn: Option<TurnId>,
-}
-
 type Connecting = BoxFuture<Result<Box<dyn SpeechSession>, (ProviderError, u32)>>;
 
 /// Whether the call is being ended.
@@ -111,9 +99,7 @@ struct Live {
     /// A response is producing audio (seen audio, no `response.done` yet).
     responding: bool,
     ending: Ending,
-    awaiting: Option<Draft>,
-    drafts: Vec<Draft>,
-    finished: Vec<TurnLatency>,
+    latency: Latencies,
     lines: Vec<TranscriptLine>,
     /// Bot line index by item.
     bot_lines: HashMap<String, usize>,
@@ -203,6 +189,7 @@ fn turn_of(command: &Command) -> Option<TurnId> {
 
 impl Live {
     fn new(brain: RealtimeBrain, interrupts: mpsc::Sender<TurnId>) -> Self {
+        let metrics = Arc::clone(&brain.shared.options.metrics);
         Self {
             shared: brain.shared,
             instructions: brain.instructions,
@@ -222,9 +209,7 @@ impl Live {
             cut: HashSet::new(),
             responding: false,
             ending: Ending::No,
-            awaiting: None,
-            drafts: Vec::new(),
-            finished: Vec::new(),
+            latency: Latencies::new(metrics),
             lines: Vec::new(),
             bot_lines: HashMap::new(),
             heard: HashMap::new(),
@@ -339,10 +324,7 @@ impl Live {
             }
             BrainEvent::BargeIn { turn, heard_ms, .. } => self.on_barge_in(turn, heard_ms).await,
             BrainEvent::TurnStarted { turn, at } => {
-                if let Some(i) = self.drafts.iter().position(|d| d.turn == Some(turn)) {
-                    let draft = self.drafts.swap_remove(i);
-                    self.record(draft, Some(Instant::from_std(at)), TurnOutcome::Spoken);
-                }
+                self.latency.turn_started(turn, Instant::from_std(at));
             }
             BrainEvent::TurnPlayed { turn } => self.unfinished.retain(|(t, _)| *t != turn),
             BrainEvent::Dtmf(digit) => debug!(%digit, "DTMF is not passed to the realtime model"),
@@ -375,15 +357,8 @@ impl Live {
         match output {
             SpeechOutput::SpeechStarted => self.on_speech_started(),
             SpeechOutput::SpeechStopped => {
-                if let Some(old) = self.awaiting.take() {
-                    self.record(old, None, TurnOutcome::NoReply);
-                }
-                self.awaiting = Some(Draft {
-                    received: Instant::now(),
-                    ended_at: Duration::from_millis(self.caller_bytes / 8),
-                    first_audio_at: None,
-                    turn: None,
-                });
+                self.latency
+                    .speech_stopped(Duration::from_millis(self.caller_bytes / 8));
             }
             SpeechOutput::BotAudio { item_id, mulaw } => self.on_bot_audio(item_id, &mulaw),
             SpeechOutput::CallerTranscript(text) => {
@@ -422,10 +397,7 @@ impl Live {
 
     /// The provider heard the caller: stop the bot now if it is speaking.
     fn on_speech_started(&mut self) {
-        if let Some(draft) = self.awaiting.take() {
-            // The caller went on before the reply came.
-            self.record(draft, None, TurnOutcome::Interrupted);
-        }
+        self.latency.speech_started();
         let newest = self
             .current
             .as_ref()
@@ -453,10 +425,7 @@ impl Live {
 
     /// The session cleared `turn`; the caller heard its first `heard_ms`.
     async fn on_barge_in(&mut self, turn: TurnId, heard_ms: u64) {
-        while let Some(i) = self.drafts.iter().position(|d| d.turn == Some(turn)) {
-            let draft = self.drafts.swap_remove(i);
-            self.record(draft, None, TurnOutcome::Interrupted);
-        }
+        self.latency.interrupted(turn);
         if self.current.as_ref().is_some_and(|c| c.turn == turn)
             && let Some(item) = self.current.take()
         {
@@ -506,11 +475,7 @@ impl Live {
             let turn = TurnId(self.next_turn);
             self.next_turn += 1;
             self.unfinished.push((turn, item_id.clone()));
-            if let Some(mut draft) = self.awaiting.take() {
-                draft.first_audio_at = Some(Instant::now());
-                draft.turn = Some(turn);
-                self.drafts.push(draft);
-            }
+            self.latency.first_audio(turn);
             self.current = Some(Item {
                 id: item_id,
                 turn,
@@ -687,32 +652,9 @@ impl Live {
         self.hang_up(reason);
     }
 
-    fn record(&mut self, draft: Draft, first_frame_at: Option<Instant>, outcome: TurnOutcome) {
-        let latency = TurnLatency {
-            turn: draft.turn.map(|t| t.0),
-            utterance_ended_at: draft.ended_at,
-            hangover: Duration::from_millis(u64::from(SERVER_VAD_SILENCE_MS)),
-            asr: None,
-            dialog_first_text: None,
-            first_sentence: None,
-            tts_first_byte: since(Some(draft.received), draft.first_audio_at),
-            first_frame: since(draft.first_audio_at, first_frame_at),
-            total: since(Some(draft.received), first_frame_at),
-            retries: 0,
-            outcome,
-        };
-        latency.report(&self.shared.options.metrics);
-        self.finished.push(latency);
-    }
-
     /// The call is over: the measurements and the transcript go to their sinks.
     fn finish(mut self) {
-        if let Some(draft) = self.awaiting.take() {
-            self.record(draft, None, TurnOutcome::CallEnded);
-        }
-        for draft in std::mem::take(&mut self.drafts) {
-            self.record(draft, None, TurnOutcome::CallEnded);
-        }
+        let turns = self.latency.finish();
         if self.unsent_caller_frames > 0 {
             debug!(
                 frames = self.unsent_caller_frames,
@@ -723,7 +665,7 @@ impl Live {
         self.session = None;
         let options = &self.shared.options;
         if let Some(sink) = &options.turn_sink {
-            sink.call_turns(&self.call_sid, std::mem::take(&mut self.finished));
+            sink.call_turns(&self.call_sid, turns);
         }
         if let Some(sink) = &options.transcript_sink {
             sink.call_transcript(&self.call_sid, std::mem::take(&mut self.lines));

@@ -47,6 +47,7 @@
 //!   at debug (it is personal data).
 
 mod brain;
+mod latency;
 #[cfg(test)]
 mod tests;
 
