@@ -6,8 +6,9 @@
 //!
 //! Agents on `/media`: `echo` always; `voice` (the screening interview through ASR -> dialog ->
 //! TTS) when `[speech]` has an ASR and a TTS; `assistant` (a free-form LLM conversation) when it
-//! also has an LLM. Naming an agent in `media.default_agent` whose providers are missing stops
-//! the startup with the `speech.*` key to set.
+//! also has an LLM; `realtime` (one speech-to-speech session per call, mu-law in and out) when
+//! `speech.speech_to_speech` is set. Naming an agent in `media.default_agent` whose providers
+//! are missing stops the startup with the `speech.*` key to set.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use voxbridge_agent::speech::assistant::AssistantSource;
 use voxbridge_agent::speech::config::SpeechConfig;
 use voxbridge_agent::speech::pipeline::{VoiceFactory, VoiceOptions, VoiceProviders};
 use voxbridge_agent::speech::providers::SpeechProviders;
+use voxbridge_agent::speech::realtime_brain::{RealtimeFactory, RealtimeOptions};
 use voxbridge_agent::speech::turn::{LatencyLog, TurnSink};
 use voxbridge_media::{MediaState, RelayService};
 
@@ -40,7 +42,8 @@ pub(crate) fn run(config: Config) -> Result<()> {
         .context("invalid [speech] configuration")?;
     let screenings = screenings(&config.agent, config.source.as_deref(), &providers)?;
     let reports = report_log();
-    let (agents, voices) = agents(&config.speech, &providers, &screenings, &media, &reports)?;
+    let (agents, voices, realtime) =
+        agents(&config.speech, &providers, &screenings, &media, &reports)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,6 +55,11 @@ pub(crate) fn run(config: Config) -> Result<()> {
             if let Err(e) = voice.prerender().await {
                 tracing::warn!(error = %e, "cannot pre-render the fallback lines yet");
             }
+        }
+        if let Some(realtime) = &realtime
+            && let Err(e) = realtime.prerender().await
+        {
+            tracing::warn!(error = %e, "cannot pre-render the realtime apology yet");
         }
         let store = voxbridge_store::Store::connect(&config.store)
             .await
@@ -119,16 +127,17 @@ pub(crate) fn screenings(
     })))
 }
 
-/// The `/media` agents the providers allow (see the module docs), and the voice factories
-/// (their fallback lines are pre-rendered before serving). Each voice factory has its own
-/// metrics (`/metrics` labels them by agent) and hands its calls' reports to `reports`.
+/// The `/media` agents the providers allow (see the module docs), and the voice and realtime
+/// factories (their fallback lines are pre-rendered before serving). Each voice factory has its
+/// own metrics (`/metrics` labels them by agent); voice and realtime brains hand their calls'
+/// reports (turn latencies, results) to `reports`.
 fn agents(
     speech: &SpeechConfig,
     providers: &SpeechProviders,
     screenings: &Screenings,
     media: &voxbridge_media::MediaConfig,
     reports: &Arc<LatencyLog>,
-) -> Result<(Agents, Vec<VoiceFactory>)> {
+) -> Result<(Agents, Vec<VoiceFactory>, Option<RealtimeFactory>)> {
     let mut agents = Agents::builtin();
     let mut voices = Vec::new();
     let options = || VoiceOptions {
@@ -182,5 +191,88 @@ fn agents(
         agents = agents.with(factory.clone());
         voices.push(factory);
     }
-    Ok((agents, voices))
+    let realtime = match providers.speech_to_speech("realtime") {
+        Ok(provider) => {
+            let factory = RealtimeFactory::new(
+                speech.realtime.clone(),
+                provider,
+                RealtimeOptions {
+                    fallback_tts: providers.espeak(),
+                    turn_sink: Some(Arc::clone(reports) as Arc<dyn TurnSink>),
+                    ..RealtimeOptions::default()
+                },
+            )
+            .context("invalid [speech.realtime] configuration")?;
+            agents = agents.with(factory.clone());
+            Some(factory)
+        }
+        Err(e) if wanted("realtime") => {
+            return Err(e).context("media.default_agent = \"realtime\"");
+        }
+        Err(e) => {
+            tracing::info!(agent = "realtime", reason = %e, "agent not offered");
+            None
+        }
+    };
+    Ok((agents, voices, realtime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn media(default_agent: &str) -> voxbridge_media::MediaConfig {
+        voxbridge_media::MediaConfig {
+            default_agent: default_agent.to_owned(),
+            ..voxbridge_media::MediaConfig::default()
+        }
+    }
+
+    fn screenings_for(providers: &SpeechProviders) -> Screenings {
+        screenings(
+            &voxbridge_agent::screening::AgentConfig::default(),
+            None,
+            providers,
+        )
+        .expect("built-in scripts")
+    }
+
+    #[test]
+    fn realtime_as_default_without_a_provider_names_the_key() {
+        let speech = SpeechConfig::default();
+        let providers = speech.build().expect("defaults build");
+        let err = agents(
+            &speech,
+            &providers,
+            &screenings_for(&providers),
+            &media("realtime"),
+            &report_log(),
+        )
+        .expect_err("refused");
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("media.default_agent = \"realtime\""),
+            "{message}"
+        );
+        assert!(message.contains("speech.speech_to_speech"), "{message}");
+    }
+
+    #[test]
+    fn realtime_is_offered_when_speech_to_speech_is_configured() {
+        let speech: SpeechConfig = toml::from_str(
+            "speech_to_speech = \"openai\"\n[openai]\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key = \"k\"\n",
+        )
+        .expect("valid [speech]");
+        let providers = speech.build().expect("builds");
+        let (agents, _, realtime) = agents(
+            &speech,
+            &providers,
+            &screenings_for(&providers),
+            &media("realtime"),
+            &report_log(),
+        )
+        .expect("offered");
+        assert!(agents.contains("realtime"));
+        assert!(realtime.is_some());
+    }
 }

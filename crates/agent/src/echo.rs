@@ -82,11 +82,12 @@ impl Pending {
         match self {
             Self::Command(
                 Command::Audio { turn, .. }
+                | Command::AudioMulaw { turn, .. }
                 | Command::ChunkEnd { turn, .. }
                 | Command::TurnEnd { turn },
             )
             | Self::Audio { turn, .. } => Some(*turn),
-            Self::Command(Command::Hangup { .. }) => None,
+            Self::Command(Command::Hangup { .. } | Command::Interrupt { .. }) => None,
         }
     }
 }
@@ -132,6 +133,7 @@ impl Echo {
             BrainEvent::CallEnded { .. } => false,
             BrainEvent::CallStarted(_)
             | BrainEvent::SpeechStarted
+            | BrainEvent::CallerAudio { .. }
             | BrainEvent::Dtmf(_)
             | BrainEvent::TurnStarted { .. }
             | BrainEvent::TurnPlayed { .. } => true,
@@ -271,7 +273,9 @@ mod tests {
                     assert_eq!(turn, TurnId(1));
                     break;
                 }
-                other @ Command::Hangup { .. } => panic!("unexpected {other:?}"),
+                other @ (Command::Hangup { .. }
+                | Command::AudioMulaw { .. }
+                | Command::Interrupt { .. }) => panic!("unexpected {other:?}"),
             }
         }
         assert_eq!(audio_commands, 12);
@@ -311,6 +315,7 @@ mod tests {
             .deliver(BrainEvent::BargeIn {
                 turn: TurnId(1),
                 heard: String::new(),
+                heard_ms: 0,
             })
             .expect("queue has room");
         // The next utterance must come through after at most the one in-flight chunk.

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-pub use voxbridge_session::{BrainCommand, BrainEvent, CallInfo, EndReason, TurnId};
+pub use voxbridge_session::{BrainCommand, BrainEvent, CallInfo, CallerAudio, EndReason, TurnId};
 
 /// The custom parameter (`<Parameter name="agent" value="echo"/>`) that selects the agent.
 pub const AGENT_PARAMETER: &str = "agent";
@@ -87,6 +87,13 @@ pub enum Command {
         /// Their sample rate in Hz.
         sample_rate: u32,
     },
+    /// G.711 mu-law at 8 kHz for `turn`, sent to Twilio unchanged.
+    AudioMulaw {
+        /// The turn this audio belongs to.
+        turn: TurnId,
+        /// Mu-law bytes (one per 8 kHz sample).
+        mulaw: Vec<u8>,
+    },
     /// Ends the current chunk of `turn`; `text` is what it says.
     ChunkEnd {
         /// The turn.
@@ -104,6 +111,13 @@ pub enum Command {
         /// Goes to the call record.
         reason: String,
     },
+    /// Stop the bot now (`clear`), as a barge-in would; `turn` and older turns take no more
+    /// audio. Sent on [`BrainIo::interrupts`] it overtakes queued audio commands; here it
+    /// waits its turn behind them.
+    Interrupt {
+        /// The newest turn to stop.
+        turn: TurnId,
+    },
 }
 
 impl Command {
@@ -119,9 +133,11 @@ impl Command {
                 pcm,
                 sample_rate: *sample_rate,
             },
+            Self::AudioMulaw { turn, mulaw } => BrainCommand::AudioMulaw { turn: *turn, mulaw },
             Self::ChunkEnd { turn, text } => BrainCommand::ChunkEnd { turn: *turn, text },
             Self::TurnEnd { turn } => BrainCommand::TurnEnd { turn: *turn },
             Self::Hangup { reason } => BrainCommand::Hangup { reason },
+            Self::Interrupt { turn } => BrainCommand::Interrupt { turn: *turn },
         }
     }
 }
@@ -133,6 +149,10 @@ pub struct BrainIo {
     pub events: mpsc::Receiver<BrainEvent>,
     /// Commands to the session. A send error means the call is over.
     pub commands: mpsc::Sender<Command>,
+    /// Urgent interruptions ([`BrainCommand::Interrupt`] of this turn and older ones): the
+    /// shell takes them ahead of `commands` and even while it holds those back for
+    /// backpressure, so the `clear` is not stuck behind a second of queued audio.
+    pub interrupts: mpsc::Sender<TurnId>,
     /// Fired when the call is torn down; stop work (provider requests, synthesis) at once.
     pub cancel: CancellationToken,
 }
@@ -159,6 +179,11 @@ pub trait BrainFactory: Send + Sync + 'static {
     /// (speech-pipeline agents have them; others return `None`).
     fn turn_metrics(&self) -> Option<Arc<speech::turn::PipelineMetrics>> {
         None
+    }
+    /// What the brain gets of the caller's audio: VAD utterances (the default) or every raw
+    /// mu-law payload ([`CallerAudio::Raw`], for brains whose provider listens itself).
+    fn caller_audio(&self) -> CallerAudio {
+        CallerAudio::Utterances
     }
 }
 
@@ -238,6 +263,9 @@ pub struct BrainChannels {
     pub commands: usize,
 }
 
+/// Interruptions queued for the session (a brain sends one per barge-in).
+const INTERRUPT_QUEUE: usize = 4;
+
 impl Default for BrainChannels {
     fn default() -> Self {
         Self {
@@ -260,12 +288,24 @@ pub enum DeliverError {
     Stopped,
 }
 
+/// What [`BrainHandle::next_from_brain`] got.
+#[derive(Debug)]
+pub enum FromBrain {
+    /// Interrupt this turn and older ones now ([`BrainCommand::Interrupt`]).
+    Interrupt(TurnId),
+    /// The next command, in order.
+    Command(Command),
+    /// The brain has finished and every command was taken.
+    Finished,
+}
+
 /// The shell's side of a running brain.
 #[derive(Debug)]
 pub struct BrainHandle {
     agent: &'static str,
     events: Option<mpsc::Sender<BrainEvent>>,
     commands: mpsc::Receiver<Command>,
+    interrupts: mpsc::Receiver<TurnId>,
     cancel: CancellationToken,
     task: JoinHandle<Result<(), BrainError>>,
 }
@@ -278,10 +318,12 @@ pub fn spawn_brain(
 ) -> BrainHandle {
     let (event_tx, event_rx) = mpsc::channel(sizes.events.max(1));
     let (command_tx, command_rx) = mpsc::channel(sizes.commands.max(1));
+    let (interrupt_tx, interrupt_rx) = mpsc::channel(INTERRUPT_QUEUE);
     let cancel = CancellationToken::new();
     let io = BrainIo {
         events: event_rx,
         commands: command_tx,
+        interrupts: interrupt_tx,
         cancel: cancel.clone(),
     };
     let task = tokio::spawn(brain.run(io));
@@ -289,6 +331,7 @@ pub fn spawn_brain(
         agent,
         events: Some(event_tx),
         commands: command_rx,
+        interrupts: interrupt_rx,
         cancel,
         task,
     }
@@ -315,6 +358,29 @@ impl BrainHandle {
     /// Cancel-safe (usable in `select!`).
     pub async fn next_command(&mut self) -> Option<Command> {
         self.commands.recv().await
+    }
+
+    /// The next urgent interruption (see [`BrainIo::interrupts`]); pending forever once the
+    /// brain has dropped its sender. Cancel-safe.
+    pub async fn next_interrupt(&mut self) -> TurnId {
+        match self.interrupts.recv().await {
+            Some(turn) => turn,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The next thing from the brain for the shell: an interruption first, then (only when
+    /// `take_commands`, i.e. the session has room for more audio) a command. Cancel-safe.
+    pub async fn next_from_brain(&mut self, take_commands: bool) -> FromBrain {
+        tokio::select! {
+            biased;
+            Some(turn) = self.interrupts.recv() => FromBrain::Interrupt(turn),
+            command = self.commands.recv(), if take_commands => match command {
+                Some(command) => FromBrain::Command(command),
+                None => FromBrain::Finished,
+            },
+            else => std::future::pending().await,
+        }
     }
 
     /// Ends the brain: closes its events, fires `cancel`, and waits up to `grace` for the task

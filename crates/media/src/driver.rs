@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, error, field, info, info_span, warn};
 use voxbridge_agent::{
-    AGENT_PARAMETER, BrainCommand, BrainError, BrainHandle, Command, spawn_brain,
+    AGENT_PARAMETER, BrainCommand, BrainError, BrainHandle, FromBrain, spawn_brain,
 };
 use voxbridge_session::{BrainEvent, CallInfo, CallSummary, EndReason, Input, Output, Session};
 
@@ -142,6 +142,8 @@ struct Call {
     shell_end: Option<ShellEnd>,
     /// The peer stopped reading: do not wait for the writer at close.
     slow_peer: bool,
+    /// Events the brain did not take (its queue was full).
+    dropped_events: u64,
 }
 
 fn now() -> std::time::Instant {
@@ -197,6 +199,7 @@ where
         started_at: None,
         shell_end: None,
         slow_peer: false,
+        dropped_events: 0,
     };
     let mut stream_done = false;
     let mut shutdown_fed = false;
@@ -269,10 +272,17 @@ where
             }
             // Backpressure: above the high-water mark the brain's bounded channel fills and
             // its sends wait until playout drains the queue (checked again at every wake-up).
-            command = next_command(call.brain.as_mut()),
-                if call.brain.is_some() && call.session.queued_audio() < BRAIN_HIGH_WATER => match command {
-                Some(command) => call.session.handle_input(now(), Input::Brain(command.as_input())),
-                None => call.on_brain_stopped().await,
+            // Interruptions overtake queued commands and ignore backpressure: the `clear` must
+            // go out now, and the audio queued behind it is for the interrupted turn anyway.
+            input = next_from_brain(
+                call.brain.as_mut(),
+                call.session.queued_audio() < BRAIN_HIGH_WATER,
+            ), if call.brain.is_some() => match input {
+                FromBrain::Interrupt(turn) => call
+                    .session
+                    .handle_input(now(), Input::Brain(BrainCommand::Interrupt { turn })),
+                FromBrain::Command(command) => call.session.handle_input(now(), Input::Brain(command.as_input())),
+                FromBrain::Finished => call.on_brain_stopped().await,
             },
             () = tokio::time::sleep_until(wake_at) => call.session.handle_timeout(now()),
         }
@@ -305,9 +315,9 @@ where
     call.finish(opened.elapsed()).await
 }
 
-async fn next_command(brain: Option<&mut BrainHandle>) -> Option<Command> {
+async fn next_from_brain(brain: Option<&mut BrainHandle>, take_commands: bool) -> FromBrain {
     match brain {
-        Some(brain) => brain.next_command().await,
+        Some(brain) => brain.next_from_brain(take_commands).await,
         None => std::future::pending().await,
     }
 }
@@ -387,7 +397,12 @@ impl Call {
         let Some(brain) = &self.brain else { return };
         let kind = event_kind(&event);
         if let Err(e) = brain.deliver(event) {
-            warn!(event = kind, error = %e, "brain did not take an event; dropped");
+            // Raw caller audio comes 50 times a second: log a stuck brain sparingly.
+            self.dropped_events += 1;
+            let n = self.dropped_events;
+            if n <= 10 || n.is_power_of_two() {
+                warn!(event = kind, error = %e, dropped = n, "brain did not take an event; dropped");
+            }
         }
     }
 
@@ -410,6 +425,8 @@ impl Call {
         {
             warn!(error = %e, "agent's pipeline rate not applied; keeping the configured one");
         }
+        // Before the next `media` frame is handled: this runs while `start` is drained.
+        self.session.set_caller_audio(factory.caller_audio());
         self.brain = Some(spawn_brain(
             factory.name(),
             brain,
@@ -513,6 +530,7 @@ fn event_kind(event: &BrainEvent) -> &'static str {
     match event {
         BrainEvent::CallStarted(_) => "call_started",
         BrainEvent::SpeechStarted => "speech_started",
+        BrainEvent::CallerAudio { .. } => "caller_audio",
         BrainEvent::Utterance { .. } => "utterance",
         BrainEvent::Dtmf(_) => "dtmf",
         BrainEvent::BargeIn { .. } => "barge_in",

@@ -200,6 +200,7 @@ struct Inner {
     completed: Vec<u64>,
     realtime: realtime::RealtimeScript,
     realtime_events: Vec<serde_json::Value>,
+    realtime_audio: Vec<u8>,
 }
 
 /// State shared by the handlers and the handle.
@@ -287,6 +288,10 @@ impl Shared {
         self.changed.notify_waiters();
     }
 
+    pub(crate) fn record_realtime_audio(&self, bytes: &[u8]) {
+        self.lock().realtime_audio.extend_from_slice(bytes);
+    }
+
     pub(crate) fn finished(&self, id: u64, endpoint: Endpoint, completed: bool) {
         let mut inner = self.lock();
         if completed {
@@ -354,6 +359,7 @@ impl Standin {
                 completed: Vec::new(),
                 realtime: realtime::RealtimeScript::default(),
                 realtime_events: Vec::new(),
+                realtime_audio: Vec::new(),
             }),
             changed: Notify::new(),
         });
@@ -632,6 +638,12 @@ impl StandinHandle {
     /// `input_audio_buffer.append` are replaced by their decoded length (`"audio_bytes"`).
     pub fn realtime_events(&self) -> Vec<serde_json::Value> {
         self.shared.lock().realtime_events.clone()
+    }
+
+    /// The input audio bytes of every `input_audio_buffer.append` on Realtime sessions, in
+    /// order, exactly as decoded from base64 (mu-law stays mu-law).
+    pub fn realtime_input_audio(&self) -> Vec<u8> {
+        self.shared.lock().realtime_audio.clone()
     }
 
     /// Waits until a Realtime client event of type `kind` has arrived; returns the first one.

@@ -23,6 +23,10 @@
 //!   (or an `error` when `audio_end_ms` is past the item's audio); `conversation.item.create`
 //!   answers `conversation.item.added` and `conversation.item.done`.
 //! - Anything else: an `error` event (`invalid_request_error`), the session stays open.
+//! - [`RealtimeScript::drop_after_responses`]: after that many `response.done` events the
+//!   stand-in drops the connection without a close frame (a provider or network failure).
+//!
+//! The input audio of every append is kept ([`crate::StandinHandle::realtime_input_audio`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -59,6 +63,9 @@ pub struct RealtimeScript {
     pub delta_ms: u32,
     /// Pause between deltas (default 0: as fast as the socket takes them).
     pub delta_gap: Duration,
+    /// Drop the connection (no close frame) right after this many `response.done` events
+    /// (completed or cancelled) on a session; `None` (default) never.
+    pub drop_after_responses: Option<u32>,
 }
 
 impl Default for RealtimeScript {
@@ -72,6 +79,7 @@ impl Default for RealtimeScript {
             silence_ms: 500,
             delta_ms: 100,
             delta_gap: Duration::ZERO,
+            drop_after_responses: None,
         }
     }
 }
@@ -269,6 +277,7 @@ impl Session {
         if send(&mut socket, &created).await.is_err() {
             return false;
         }
+        let mut responses_done = 0;
         loop {
             let next_at = self.active.as_ref().map(|a| a.next_at);
             let out = tokio::select! {
@@ -283,6 +292,13 @@ impl Session {
             for event in out {
                 if send(&mut socket, &event).await.is_err() {
                     return false;
+                }
+                if event["type"] == "response.done" {
+                    responses_done += 1;
+                    if self.script.drop_after_responses == Some(responses_done) {
+                        // Dropping the socket closes the TCP connection without a close frame.
+                        return false;
+                    }
                 }
             }
         }
@@ -314,7 +330,10 @@ impl Session {
             "session.update" => self.session_update(&event["session"]),
             "input_audio_buffer.append" => {
                 match event["audio"].as_str().and_then(|a| B64.decode(a).ok()) {
-                    Some(bytes) => self.append(&bytes),
+                    Some(bytes) => {
+                        self.shared.record_realtime_audio(&bytes);
+                        self.append(&bytes)
+                    }
                     None => vec![self.error(
                         "invalid_value",
                         "Invalid 'audio': not base64.",

@@ -41,6 +41,16 @@
 //! can never be overtaken by media that was computed before it. A `Timeout` instant may already
 //! have passed; call `handle_timeout` at once then.
 //!
+//! # Raw caller audio (opt-in)
+//! A brain that does its own listening (a speech-to-speech provider with its own turn
+//! detection) asks for [`CallerAudio::Raw`] with [`Session::set_caller_audio`], normally right
+//! after [`BrainEvent::CallStarted`] when the agent is chosen. Each inbound `media` payload is
+//! then handed over unchanged as [`BrainEvent::CallerAudio`] (G.711 mu-law, 8 kHz, usually 160
+//! bytes) and the local decode/resample/VAD path does not run: no utterances, no local
+//! barge-in. Such a brain interrupts the bot with [`BrainCommand::Interrupt`] when its
+//! provider hears the caller. The default, [`CallerAudio::Utterances`], costs nothing extra
+//! per frame.
+//!
 //! # Inbound path
 //! `connected` -> `start` (call facts, [`BrainEvent::CallStarted`]) -> each `media` frame:
 //! base64 + mu-law (G.711) -> PCM16 8 kHz -> resampled to `pipeline_rate` -> VAD. Speech onset
@@ -66,6 +76,14 @@
 //! marks came back before the `clear`. Twilio echoes the pending marks after a `clear`; those
 //! are known to be cleared and are not counted as heard. Later audio for those turns is dropped.
 //! While a [`BrainCommand::Hangup`] is draining, caller speech does not interrupt the goodbye.
+//! [`BrainCommand::Interrupt`] does the same on the brain's request.
+//!
+//! `BargeIn::heard_ms` is the audio of the turn whose marks came back before the `clear`: a
+//! lower bound of what the caller heard. The true position lies between it and the end of the
+//! chunk that was playing (marks are only echoed at chunk ends), so a brain that ends chunks
+//! every 100 ms knows the heard position within 100 ms (plus the network delay of the echo).
+//! Audio is counted at 8 kHz after conversion, so for 8 kHz or mu-law brain audio it is exact
+//! in the brain's own sample count.
 //!
 //! # Ending
 //! `stop`, socket close, timeouts, [`Input::Shutdown`], a run of bad messages, or a hangup end
@@ -154,6 +172,19 @@ pub struct CallInfo {
     pub custom_parameters: BTreeMap<String, String>,
 }
 
+/// What the brain receives of the caller's audio; see [`Session::set_caller_audio`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallerAudio {
+    /// The local VAD runs: [`BrainEvent::SpeechStarted`], [`BrainEvent::Utterance`] at
+    /// `pipeline_rate`, and local barge-in. The default.
+    #[default]
+    Utterances,
+    /// Every inbound `media` payload as [`BrainEvent::CallerAudio`], unchanged (mu-law); no
+    /// local VAD, no utterances, no local barge-in (the brain sends
+    /// [`BrainCommand::Interrupt`]).
+    Raw,
+}
+
 /// What happens to the session; fed in by the driver.
 #[derive(Debug, Clone, Copy)]
 pub enum Input<'a> {
@@ -182,6 +213,9 @@ pub enum BrainCommand<'a> {
         pcm: &'a [i16],
         sample_rate: u32,
     },
+    /// G.711 mu-law at 8 kHz to speak for `turn`, sent to Twilio byte for byte (no decoding,
+    /// no resampling); otherwise like [`BrainCommand::Audio`].
+    AudioMulaw { turn: TurnId, mulaw: &'a [u8] },
     /// Ends the current chunk of `turn`; `text` is what it says. The session sends a `mark`
     /// after the chunk's audio, so it knows when the caller has heard `text`.
     ChunkEnd { turn: TurnId, text: &'a str },
@@ -189,6 +223,12 @@ pub enum BrainCommand<'a> {
     TurnEnd { turn: TurnId },
     /// Hang up after the audio already queued has played (`reason` goes to the call record).
     Hangup { reason: &'a str },
+    /// Stop the bot now, as a barge-in would: `clear` goes to Twilio in the same step if audio
+    /// is playing, every unfinished turn gets a [`BrainEvent::BargeIn`], and audio for `turn`
+    /// or any older turn is dropped from now on. If the session never had audio for `turn`,
+    /// it still reports `BargeIn { turn, heard: "", heard_ms: 0 }`, so the brain gets exactly
+    /// one answer per unfinished turn. Ignored while a hangup drains (like caller speech).
+    Interrupt { turn: TurnId },
 }
 
 /// Events for the brain.
@@ -198,6 +238,9 @@ pub enum BrainEvent {
     CallStarted(CallInfo),
     /// The caller started speaking (VAD onset, after `min_speech`).
     SpeechStarted,
+    /// One inbound `media` payload as Twilio sent it (G.711 mu-law, 8 kHz); only with
+    /// [`CallerAudio::Raw`].
+    CallerAudio { mulaw: Vec<u8> },
     /// The caller finished an utterance: its audio at `pipeline_rate`. `started_at`/`ended_at`
     /// are stream audio time (since the first `media` frame); `pcm` covers exactly that span.
     Utterance {
@@ -209,9 +252,15 @@ pub enum BrainEvent {
     /// A DTMF key.
     Dtmf(char),
     /// The caller interrupted `turn`: its unplayed audio was cleared. `heard` is the text of the
-    /// chunks whose marks were echoed before the `clear` (what the caller actually heard).
-    /// The brain must stop producing audio for `turn`; any that still arrives is dropped.
-    BargeIn { turn: TurnId, heard: String },
+    /// chunks whose marks were echoed before the `clear` (what the caller actually heard), and
+    /// `heard_ms` their audio in milliseconds (8 kHz samples / 8, rounded down; see the crate
+    /// docs for its precision). The brain must stop producing audio for `turn`; any that still
+    /// arrives is dropped.
+    BargeIn {
+        turn: TurnId,
+        heard: String,
+        heard_ms: u64,
+    },
     /// The first `media` frame of `turn` was handed to the driver at `at` (the `now` of the
     /// step that sent it): the bot started speaking. Brains use it to measure the latency from
     /// the end of the caller's speech to the first audio on the wire; others ignore it.

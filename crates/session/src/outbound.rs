@@ -40,6 +40,8 @@ pub(crate) struct QueuedMark {
     pub(crate) turn: TurnId,
     pub(crate) chunk: u32,
     pub(crate) text: String,
+    /// 8 kHz samples of the chunk it ends (queued since the previous mark or `clear`).
+    pub(crate) samples: u64,
 }
 
 /// What the queue can give out at `now`.
@@ -160,15 +162,29 @@ impl Playout {
         Ok(dropped)
     }
 
+    /// Queues G.711 mu-law at 8 kHz as it is (no decoding); returns how many samples were
+    /// dropped because the queue is full.
+    pub(crate) fn push_mulaw(&mut self, mulaw: &[u8]) -> u64 {
+        // Audio from an earlier rate still in the resampler plays first.
+        self.flush_resampler();
+        let room = self.max_queue.saturating_sub(self.queue.len());
+        let take = mulaw.len().min(room);
+        self.queue.extend(&mulaw[..take]);
+        self.queued_total += take as u64;
+        (mulaw.len() - take) as u64
+    }
+
     /// Ends a chunk: drains the resampler, then places a mark after the last sample.
     pub(crate) fn push_mark(&mut self, turn: TurnId, chunk: u32, text: String) {
         self.flush_resampler();
+        let samples = self.queued_total - self.last_mark_at;
         self.last_mark_at = self.queued_total;
         self.marks.push_back(QueuedMark {
             at: self.queued_total,
             turn,
             chunk,
             text,
+            samples,
         });
     }
 
@@ -383,6 +399,41 @@ mod tests {
         p.push_audio(&[300; 357], 24_000).unwrap();
         p.push_mark(TurnId(0), 0, String::new());
         assert_eq!(drain(&mut p, t0), vec![Ok(160), Err((TurnId(0), 0))]);
+    }
+
+    #[test]
+    fn mulaw_is_queued_byte_for_byte_and_marks_count_their_chunk() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::from_millis(100), Duration::from_secs(60), t0);
+        // Every code, including 0x7F (negative zero), which a decode/encode round trip would
+        // turn into 0xFF.
+        let codes: Vec<u8> = (0..=255u8).collect();
+        assert_eq!(p.push_mulaw(&codes), 0);
+        p.push_mark(TurnId(1), 0, String::new());
+        let mut sent = Vec::new();
+        loop {
+            match p.next(t0) {
+                Next::Frame(f) => sent.extend_from_slice(f),
+                Next::Mark(m) => {
+                    assert_eq!(m.samples, 256);
+                    break;
+                }
+                Next::Wait => panic!("the mark must follow the audio"),
+            }
+        }
+        assert_eq!(sent, codes);
+        p.push_mulaw(&[0xFF; 80]);
+        p.push_mark(TurnId(1), 1, String::new());
+        assert!(matches!(p.next(t0), Next::Frame(f) if f.len() == 80));
+        assert!(matches!(p.next(t0), Next::Mark(m) if m.samples == 80));
+    }
+
+    #[test]
+    fn mulaw_queue_is_capped() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::from_millis(100), Duration::from_millis(50), t0);
+        assert_eq!(p.push_mulaw(&[0xFF; 300]), 0);
+        assert_eq!(p.push_mulaw(&[0xFF; 300]), 200);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use crate::inbound::{InboundAudio, Speech};
 use crate::outbound::{Next, Playout};
 use crate::turns::{Admit, Turns, write_mark_name};
 use crate::{
-    BrainCommand, BrainEvent, CallInfo, CallSummary, EndReason, Input, MAX_MESSAGE_SIZE, Output,
-    SessionConfig, TurnId,
+    BrainCommand, BrainEvent, CallInfo, CallSummary, CallerAudio, EndReason, Input,
+    MAX_MESSAGE_SIZE, Output, SessionConfig, TurnId,
 };
 
 /// After a hangup's audio has played, how long to wait for its last marks to come back.
@@ -143,6 +143,8 @@ pub struct Session {
     mark_name: String,
     /// The newest turn whose first audio was queued (for [`BrainEvent::TurnStarted`]).
     announced_turn: Option<TurnId>,
+    /// What the brain gets of the caller's audio.
+    caller_audio: CallerAudio,
 }
 
 impl Session {
@@ -185,6 +187,7 @@ impl Session {
             summary: CallSummary::default(),
             mark_name: String::with_capacity(24),
             announced_turn: None,
+            caller_audio: CallerAudio::default(),
             cfg: config,
         })
     }
@@ -226,6 +229,19 @@ impl Session {
         self.inbound = Self::inbound_for(&config)?;
         self.cfg = config;
         Ok(())
+    }
+
+    /// Chooses what the brain gets of the caller's audio from the next `media` frame on
+    /// (shells set it when they pick the agent, on [`BrainEvent::CallStarted`]). With
+    /// [`CallerAudio::Raw`] each payload becomes [`BrainEvent::CallerAudio`] and the local VAD
+    /// stops; an utterance it was building is dropped.
+    pub fn set_caller_audio(&mut self, mode: CallerAudio) {
+        self.caller_audio = mode;
+    }
+
+    /// What the brain gets of the caller's audio.
+    pub fn caller_audio(&self) -> CallerAudio {
+        self.caller_audio
     }
 
     /// The settings in use.
@@ -432,7 +448,18 @@ impl Session {
                         // Bidirectional streams carry only the caller's track; anything else
                         // is not the caller and must not reach the VAD.
                         if frame.track == Track::Inbound {
-                            self.inbound.process(frame.payload, &mut self.speech);
+                            match self.caller_audio {
+                                CallerAudio::Utterances => {
+                                    self.inbound.process(frame.payload, &mut self.speech);
+                                }
+                                CallerAudio::Raw => {
+                                    self.pending.push_back(Output::Brain(
+                                        BrainEvent::CallerAudio {
+                                            mulaw: frame.payload.to_vec(),
+                                        },
+                                    ));
+                                }
+                            }
                             self.summary.frames_in += 1;
                         }
                         Ok(())
@@ -584,25 +611,59 @@ impl Session {
         if !self.cfg.barge_in || self.hangup.is_some() || !self.is_playing() {
             return;
         }
-        let Some(encoder) = &mut self.encoder else {
+        self.interrupt();
+    }
+
+    /// [`BrainCommand::Interrupt`]: like a barge-in, on the brain's word, and `turn` and older
+    /// turns take no more audio.
+    fn brain_interrupt(&mut self, turn: TurnId) {
+        if self.hangup.is_some() || self.encoder.is_none() {
             return;
-        };
-        // Before any further media: media is only produced by `poll_output`, after this.
-        self.pending
-            .push_back(Output::Send(encoder.clear().to_owned()));
-        self.playout.clear(self.now);
-        self.summary.barge_ins += 1;
-        let mut interrupted = Vec::new();
-        for record in self.turns.interrupt_all() {
-            interrupted.push(record);
         }
+        let playing = self.is_playing();
+        let interrupted = self.interrupt();
+        if self.turns.retire_through(turn) {
+            // No audio of `turn` ever came: it was heard for 0 ms.
+            self.pending.push_back(Output::Brain(BrainEvent::BargeIn {
+                turn,
+                heard: String::new(),
+                heard_ms: 0,
+            }));
+        } else if !playing && !interrupted {
+            debug!(
+                call_sid = self.call_sid().unwrap_or("-"),
+                turn = turn.0,
+                "interrupt: nothing was playing"
+            );
+        }
+    }
+
+    /// `clear` if anything is playing, then every unfinished turn is interrupted and reported
+    /// with what was heard. Whether there was a turn to interrupt.
+    fn interrupt(&mut self) -> bool {
+        if self.encoder.is_none() {
+            return false;
+        }
+        if self.is_playing()
+            && let Some(encoder) = &mut self.encoder
+        {
+            // Before any further media: media is only produced by `poll_output`, after this.
+            self.pending
+                .push_back(Output::Send(encoder.clear().to_owned()));
+            self.playout.clear(self.now);
+            self.summary.barge_ins += 1;
+        }
+        let interrupted: Vec<_> = self.turns.interrupt_all().collect();
+        let any = !interrupted.is_empty();
         for record in interrupted {
             // What the bot said can carry a candidate's personal data: its length at info, the
             // text itself only at debug.
+            let heard_ms = record.heard_samples / 8;
             info!(
                 call_sid = self.call_sid().unwrap_or("-"),
                 turn = record.id.0,
                 heard_chars = record.heard.chars().count(),
+                heard_ms,
                 "barge-in"
             );
             tracing::debug!(call_sid = self.call_sid().unwrap_or("-"), heard = %record.heard, "barge-in: text the caller heard");
@@ -612,8 +673,10 @@ impl Session {
             self.pending.push_back(Output::Brain(BrainEvent::BargeIn {
                 turn: record.id,
                 heard: record.heard,
+                heard_ms,
             }));
         }
+        any
     }
 
     fn finish_played_turns(&mut self) {
@@ -635,25 +698,11 @@ impl Session {
                 pcm,
                 sample_rate,
             } => {
-                if self.hangup.is_some() || !self.admit(turn) {
-                    self.summary.dropped_brain_samples += pcm.len() as u64;
+                if !self.admit_audio(turn, pcm.len()) {
                     return;
                 }
-                if !pcm.is_empty() && self.announced_turn != Some(turn) {
-                    self.announced_turn = Some(turn);
-                    self.playout.note_turn_start(turn);
-                }
                 match self.playout.push_audio(pcm, sample_rate) {
-                    Ok(0) => {}
-                    Ok(dropped) => {
-                        if self.summary.overflow_samples == 0 {
-                            warn!(
-                                call_sid = self.call_sid().unwrap_or("-"),
-                                "outbound audio queue full; dropping bot audio"
-                            );
-                        }
-                        self.summary.overflow_samples += dropped;
-                    }
+                    Ok(dropped) => self.count_overflow(dropped),
                     Err(source) => {
                         self.summary.dropped_brain_samples += pcm.len() as u64;
                         self.bad_message(SessionError::BrainAudio {
@@ -663,6 +712,13 @@ impl Session {
                     }
                 }
             }
+            BrainCommand::AudioMulaw { turn, mulaw } => {
+                if self.admit_audio(turn, mulaw.len()) {
+                    let dropped = self.playout.push_mulaw(mulaw);
+                    self.count_overflow(dropped);
+                }
+            }
+            BrainCommand::Interrupt { turn } => self.brain_interrupt(turn),
             BrainCommand::ChunkEnd { turn, text } => {
                 if self.hangup.is_some() || !self.admit(turn) {
                     return;
@@ -690,6 +746,33 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Whether `len` samples of audio for `turn` are taken (counted as dropped if not); notes
+    /// the start of a turn's audio for [`BrainEvent::TurnStarted`].
+    fn admit_audio(&mut self, turn: TurnId, len: usize) -> bool {
+        if self.hangup.is_some() || !self.admit(turn) {
+            self.summary.dropped_brain_samples += len as u64;
+            return false;
+        }
+        if len > 0 && self.announced_turn != Some(turn) {
+            self.announced_turn = Some(turn);
+            self.playout.note_turn_start(turn);
+        }
+        true
+    }
+
+    fn count_overflow(&mut self, dropped: u64) {
+        if dropped == 0 {
+            return;
+        }
+        if self.summary.overflow_samples == 0 {
+            warn!(
+                call_sid = self.call_sid().unwrap_or("-"),
+                "outbound audio queue full; dropping bot audio"
+            );
+        }
+        self.summary.overflow_samples += dropped;
     }
 
     /// Whether `turn` takes audio; opens it (ending the open one) if it is new.
@@ -743,7 +826,8 @@ impl Session {
             Next::Mark(mark) => {
                 write_mark_name(&mut self.mark_name, mark.turn, mark.chunk);
                 let text = encoder.mark(&self.mark_name).to_owned();
-                self.turns.mark_sent(mark.turn, mark.chunk, mark.text);
+                self.turns
+                    .mark_sent(mark.turn, mark.chunk, mark.text, mark.samples);
                 self.summary.marks_sent += 1;
                 Some(text)
             }

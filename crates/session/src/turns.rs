@@ -17,6 +17,8 @@ pub(crate) struct TurnRecord {
     pub(crate) id: TurnId,
     /// Concatenated text of the chunks whose marks came back.
     pub(crate) heard: String,
+    /// 8 kHz samples of the chunks whose marks came back.
+    pub(crate) heard_samples: u64,
     /// Chunks (marks) queued for this turn.
     marks: u32,
     /// Marks of this turn echoed (heard).
@@ -30,6 +32,8 @@ struct SentMark {
     turn: TurnId,
     chunk: u32,
     text: String,
+    /// 8 kHz samples of the chunk this mark ends.
+    samples: u64,
     /// Sent before a `clear`: its echo does not mean it was heard.
     cleared: bool,
 }
@@ -79,6 +83,7 @@ impl Turns {
         self.records.push_back(TurnRecord {
             id: turn,
             heard: String::new(),
+            heard_samples: 0,
             marks: 0,
             echoed: 0,
             ended: false,
@@ -109,12 +114,13 @@ impl Turns {
         }
     }
 
-    /// A mark left for Twilio.
-    pub(crate) fn mark_sent(&mut self, turn: TurnId, chunk: u32, text: String) {
+    /// A mark left for Twilio, ending a chunk of `samples` 8 kHz samples.
+    pub(crate) fn mark_sent(&mut self, turn: TurnId, chunk: u32, text: String, samples: u64) {
         self.sent.push_back(SentMark {
             turn,
             chunk,
             text,
+            samples,
             cleared: false,
         });
         self.outstanding += 1;
@@ -141,6 +147,7 @@ impl Turns {
             self.outstanding -= 1;
             if let Some(r) = self.records.iter_mut().find(|r| r.id == mark.turn) {
                 r.heard.push_str(&mark.text);
+                r.heard_samples += mark.samples;
                 r.echoed += 1;
             }
         }
@@ -154,6 +161,17 @@ impl Turns {
             .iter()
             .position(|r| r.ended && r.echoed == r.marks)?;
         self.records.remove(index)
+    }
+
+    /// Audio for `turn` and older turns is no longer taken (the brain interrupted them). Call
+    /// after [`Turns::interrupt_all`]; whether `turn` was never seen before (no audio of it
+    /// reached the session).
+    pub(crate) fn retire_through(&mut self, turn: TurnId) -> bool {
+        let unseen = self.newest.is_none_or(|n| turn > n);
+        if unseen {
+            self.newest = Some(turn);
+        }
+        unseen
     }
 
     /// Whether any turn is unfinished.
@@ -240,7 +258,7 @@ mod tests {
         t.open(TurnId(1));
         for (i, text) in ["Hello. ", "How are you? "].into_iter().enumerate() {
             assert_eq!(t.next_chunk(TurnId(1)), i as u32);
-            t.mark_sent(TurnId(1), i as u32, text.into());
+            t.mark_sent(TurnId(1), i as u32, text.into(), 800 * (i as u64 + 1));
         }
         t.end_open();
         t.echo("t1c0").unwrap();
@@ -248,9 +266,25 @@ mod tests {
         assert_eq!(t.outstanding_marks(), 1);
         let interrupted: Vec<_> = t.interrupt_all().collect();
         assert_eq!(interrupted[0].heard, "Hello. ");
+        assert_eq!(
+            interrupted[0].heard_samples, 800,
+            "only the echoed chunk counts"
+        );
         assert_eq!(t.outstanding_marks(), 0);
         // The echo after the clear is recognised but not heard.
         t.echo("t1c1").unwrap();
         assert!(t.echo("t1c1").is_err());
+    }
+
+    #[test]
+    fn retired_turns_take_no_audio() {
+        let mut t = Turns::default();
+        t.open(TurnId(1));
+        let _ = t.interrupt_all().count();
+        assert!(!t.retire_through(TurnId(1)), "turn 1 was seen");
+        assert!(t.retire_through(TurnId(3)), "turn 3 was not");
+        assert_eq!(t.admit(TurnId(2)), Admit::Stale);
+        assert_eq!(t.admit(TurnId(3)), Admit::Stale);
+        assert_eq!(t.admit(TurnId(4)), Admit::New { end: None });
     }
 }

@@ -90,7 +90,8 @@ fn barge_in_clears_within_one_frame_and_stops_output() {
             assert!(
                 outs.contains(&Out::Brain(BrainEvent::BargeIn {
                     turn: TurnId(1),
-                    heard: "Hello there. ".into()
+                    heard: "Hello there. ".into(),
+                    heard_ms: 500,
                 })),
                 "{outs:?}"
             );
@@ -176,7 +177,9 @@ fn marks_echoed_after_clear_are_not_heard() {
         barge,
         BrainEvent::BargeIn {
             turn: TurnId(1),
-            heard: heard.clone()
+            heard: heard.clone(),
+            // 40 ms per heard chunk.
+            heard_ms: 40 * heard.split_whitespace().count() as u64,
         }
     );
     // Twilio echoed the pending marks after the clear: accepted quietly, never heard.

@@ -212,6 +212,9 @@ pub struct SpeechConfig {
     pub pipeline: super::pipeline::PipelineConfig,
     /// `[speech.assistant]`: the free-form LLM `assistant` agent.
     pub assistant: super::assistant::AssistantConfig,
+    /// `[speech.realtime]`: the `realtime` agent (Media Streams through the
+    /// speech-to-speech provider).
+    pub realtime: super::realtime_brain::RealtimeConfig,
 }
 
 impl Default for SpeechConfig {
@@ -225,6 +228,7 @@ impl Default for SpeechConfig {
             espeak: EspeakConfig::default(),
             pipeline: super::pipeline::PipelineConfig::default(),
             assistant: super::assistant::AssistantConfig::default(),
+            realtime: super::realtime_brain::RealtimeConfig::default(),
         }
     }
 }

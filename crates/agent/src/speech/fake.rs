@@ -472,6 +472,9 @@ impl Llm for FakeLlm {
 
 // ---------------------------------------------------------------------------------------------
 
+/// What a cached tone was rendered for: the frequency's bits and the sample rate.
+type ToneKey = (u64, u32);
+
 /// A synthesiser that speaks a tone.
 #[derive(Debug)]
 pub struct FakeTts {
@@ -490,7 +493,7 @@ pub struct FakeTts {
     /// One second of the tone at `tone.0` Hz and `tone.1` samples/s, rendered on first use,
     /// so a chunk costs a copy rather than a `sin` per sample on the caller's runtime (a real
     /// provider's audio costs the runtime only its bytes).
-    tone: OnceLock<((u64, u32), Arc<[i16]>)>,
+    tone: OnceLock<(ToneKey, Arc<[i16]>)>,
     control: Control,
     texts: Mutex<Vec<String>>,
 }

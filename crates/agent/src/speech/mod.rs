@@ -20,6 +20,7 @@ pub mod openai;
 pub mod pipeline;
 pub mod providers;
 pub mod realtime;
+pub mod realtime_brain;
 pub mod retry;
 pub mod turn;
 pub mod wav_stream;
@@ -133,6 +134,20 @@ impl ProviderError {
             | Self::Transport { stage, .. }
             | Self::Protocol { stage, .. }
             | Self::Unavailable { stage, .. } => *stage,
+        }
+    }
+
+    /// A short name of the kind of failure, for logs and hang-up reasons (`timeout`,
+    /// `rate_limited`, `server_error`, `rejected`, `transport`, `protocol`, `unavailable`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Server { .. } => "server_error",
+            Self::Rejected { .. } => "rejected",
+            Self::Transport { .. } => "transport",
+            Self::Protocol { .. } => "protocol",
+            Self::Unavailable { .. } => "unavailable",
         }
     }
 

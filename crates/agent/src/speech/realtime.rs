@@ -71,6 +71,9 @@ use crate::BoxFuture;
 
 const STAGE: Stage = Stage::SpeechToSpeech;
 
+/// Silence the server VAD waits for before it ends the caller's turn (`silence_duration_ms`).
+pub const SERVER_VAD_SILENCE_MS: u32 = 500;
+
 /// Outputs buffered between the socket and the brain; when full the driver stops reading the
 /// socket (backpressure), it never drops audio.
 const OUTPUT_QUEUE: usize = 256;
@@ -167,7 +170,7 @@ impl OpenAiRealtime {
                     idle_timeout_ms: None,
                     interrupt_response: Some(true),
                     prefix_padding_ms: 300,
-                    silence_duration_ms: 500,
+                    silence_duration_ms: SERVER_VAD_SILENCE_MS,
                     threshold: 0.5,
                 }),
             },

@@ -164,6 +164,40 @@ pub struct VoiceCallReport {
     pub result: ScreeningResult,
 }
 
+impl TurnLatency {
+    /// Logs the turn (one `info` "turn latency" line in the call's span, every stage in ms,
+    /// -1 for stages not reached) and records it in `metrics`.
+    pub fn report(&self, metrics: &PipelineMetrics) {
+        let ms = |d: Option<Duration>| d.map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
+        tracing::info!(
+            turn = self.turn,
+            outcome = ?self.outcome,
+            total_ms = ms(self.total),
+            asr_ms = ms(self.asr),
+            dialog_first_text_ms = ms(self.dialog_first_text),
+            first_sentence_ms = ms(self.first_sentence),
+            tts_first_byte_ms = ms(self.tts_first_byte),
+            first_frame_ms = ms(self.first_frame),
+            speech_ended_at_ms = self.utterance_ended_at.as_millis() as u64,
+            hangover_ms = self.hangover.as_millis() as u64,
+            retries = self.retries,
+            "turn latency"
+        );
+        metrics.record_turn(self);
+    }
+}
+
+/// The time from `from` to `to`, when both happened.
+pub(crate) fn since(
+    from: Option<tokio::time::Instant>,
+    to: Option<tokio::time::Instant>,
+) -> Option<Duration> {
+    match (from, to) {
+        (Some(a), Some(b)) => Some(b.saturating_duration_since(a)),
+        _ => None,
+    }
+}
+
 /// Receives each call's turn latencies (and the rest of its [`VoiceCallReport`]) when the
 /// call ends.
 pub trait TurnSink: Send + Sync + 'static {
@@ -177,6 +211,56 @@ pub trait TurnSink: Send + Sync + 'static {
     }
 }
 
+/// Values by call, and the calls in arrival order.
+type Calls<T> = (HashMap<String, T>, std::collections::VecDeque<String>);
+
+/// Keeps one value per call (its turn latencies, its transcript ...) until [`CallLog::take`]
+/// (e.g. from the media bridge's `CallSink`, which runs after the brain has finished).
+/// Entries not taken are kept up to `capacity` calls, oldest dropped first.
+#[derive(Debug)]
+pub struct CallLog<T> {
+    calls: Mutex<Calls<T>>,
+    capacity: usize,
+}
+
+impl<T: Default> CallLog<T> {
+    /// A log that holds at most `capacity` calls not yet taken.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            calls: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Calls<T>> {
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Removes and returns the value of `call_sid` (the default if none was recorded).
+    pub fn take(&self, call_sid: &str) -> T {
+        let mut guard = self.lock();
+        let (map, order) = &mut *guard;
+        order.retain(|c| c != call_sid);
+        map.remove(call_sid).unwrap_or_default()
+    }
+
+    /// Stores `value` for `call_sid`, dropping the oldest calls beyond the capacity.
+    pub fn put(&self, call_sid: &str, value: T) {
+        let mut guard = self.lock();
+        let (map, order) = &mut *guard;
+        if map.insert(call_sid.to_owned(), value).is_none() {
+            order.push_back(call_sid.to_owned());
+        }
+        while order.len() > self.capacity {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+}
+
 /// What a [`LatencyLog`] keeps of one call.
 #[derive(Debug)]
 enum Kept {
@@ -186,68 +270,37 @@ enum Kept {
     Report(Box<VoiceCallReport>),
 }
 
-/// Kept calls by SID, and the SIDs in arrival order.
-type Calls = (HashMap<String, Kept>, std::collections::VecDeque<String>);
+impl Default for Kept {
+    fn default() -> Self {
+        Self::Turns(Vec::new())
+    }
+}
 
 /// A [`TurnSink`] that keeps each call's report (or just its turns) until
 /// [`LatencyLog::take`] / [`LatencyLog::take_report`] (e.g. from the media bridge's
 /// `CallSink`, which runs after the brain has finished). Entries not taken are kept up to
 /// `capacity` calls, oldest dropped first.
 #[derive(Debug)]
-pub struct LatencyLog {
-    calls: Mutex<Calls>,
-    capacity: usize,
-}
+pub struct LatencyLog(CallLog<Kept>);
 
 impl LatencyLog {
     /// A log that holds at most `capacity` calls not yet taken.
     pub fn new(capacity: usize) -> Self {
-        Self {
-            calls: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
-            capacity: capacity.max(1),
-        }
-    }
-
-    fn remove(&self, call_sid: &str) -> Option<Kept> {
-        let mut guard = self
-            .calls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (map, order) = &mut *guard;
-        let kept = map.remove(call_sid)?;
-        order.retain(|c| c != call_sid);
-        Some(kept)
-    }
-
-    fn keep(&self, call_sid: &str, kept: Kept) {
-        let mut guard = self
-            .calls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (map, order) = &mut *guard;
-        if map.insert(call_sid.to_owned(), kept).is_none() {
-            order.push_back(call_sid.to_owned());
-        }
-        while order.len() > self.capacity {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
-            }
-        }
+        Self(CallLog::new(capacity))
     }
 
     /// Removes and returns the turns of `call_sid` (empty if none were recorded).
     pub fn take(&self, call_sid: &str) -> Vec<TurnLatency> {
-        match self.remove(call_sid) {
-            Some(Kept::Turns(turns)) => turns,
-            Some(Kept::Report(report)) => report.turns,
-            None => Vec::new(),
+        match self.0.take(call_sid) {
+            Kept::Turns(turns) => turns,
+            Kept::Report(report) => report.turns,
         }
     }
 
     /// Removes and returns the report of `call_sid`: `None` if none came (not a voice call,
     /// or its brain was aborted), or only its turns did (then they are dropped too).
     pub fn take_report(&self, call_sid: &str) -> Option<VoiceCallReport> {
-        match self.remove(call_sid)? {
+        match self.0.take(call_sid) {
             Kept::Report(report) => Some(*report),
             Kept::Turns(_) => None,
         }
@@ -256,12 +309,12 @@ impl LatencyLog {
 
 impl TurnSink for LatencyLog {
     fn call_turns(&self, call_sid: &str, turns: Vec<TurnLatency>) {
-        self.keep(call_sid, Kept::Turns(turns));
+        self.0.put(call_sid, Kept::Turns(turns));
     }
 
     fn call_report(&self, report: VoiceCallReport) {
         let call_sid = report.call_sid.clone();
-        self.keep(&call_sid, Kept::Report(Box::new(report)));
+        self.0.put(&call_sid, Kept::Report(Box::new(report)));
     }
 }
 

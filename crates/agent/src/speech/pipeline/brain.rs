@@ -7,14 +7,14 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use tokio::time::Instant;
-use tracing::{Instrument, Span, debug, info};
+use tracing::{Instrument, Span, debug};
 
 use super::reply::{self, Reply};
 use super::{DialogContext, Job, Shared, started};
 use crate::conversation::ConversationInput;
 use crate::dialog::Dialog;
 use crate::speech::Stage;
-use crate::speech::turn::{TurnLatency, TurnOutcome, VoiceCallReport};
+use crate::speech::turn::{TurnLatency, TurnOutcome, VoiceCallReport, since};
 use crate::{BoxFuture, Brain, BrainError, BrainEvent, BrainIo, CallInfo, TurnId};
 
 /// How long the dialog gets to take `Hangup` at the end of the call.
@@ -178,10 +178,6 @@ impl Book {
     }
 
     fn finish(&mut self, draft: Draft, first_frame_at: Option<Instant>, outcome: TurnOutcome) {
-        let since = |from: Option<Instant>, to: Option<Instant>| match (from, to) {
-            (Some(a), Some(b)) => Some(b.saturating_duration_since(a)),
-            _ => None,
-        };
         let latency = TurnLatency {
             turn: draft.turn.map(|t| t.0),
             utterance_ended_at: draft.ended_at,
@@ -195,22 +191,7 @@ impl Book {
             retries: draft.retries,
             outcome,
         };
-        let ms = |d: Option<Duration>| d.map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
-        info!(
-            turn = latency.turn,
-            outcome = ?latency.outcome,
-            total_ms = ms(latency.total),
-            asr_ms = ms(latency.asr),
-            dialog_first_text_ms = ms(latency.dialog_first_text),
-            first_sentence_ms = ms(latency.first_sentence),
-            tts_first_byte_ms = ms(latency.tts_first_byte),
-            first_frame_ms = ms(latency.first_frame),
-            speech_ended_at_ms = latency.utterance_ended_at.as_millis() as u64,
-            hangover_ms = latency.hangover.as_millis() as u64,
-            retries = latency.retries,
-            "turn latency"
-        );
-        self.shared.options.metrics.record_turn(&latency);
+        latency.report(&self.shared.options.metrics);
         self.finished.push(latency);
     }
 }
@@ -290,6 +271,8 @@ impl VoiceBrain {
                     match event {
                         BrainEvent::CallStarted(info) => queue.push_back(Job::Input(started(&info))),
                         BrainEvent::SpeechStarted => silence_at = None,
+                        // Only for brains that ask for raw audio (this one does not).
+                        BrainEvent::CallerAudio { .. } => {}
                         BrainEvent::Utterance { pcm, sample_rate, ended_at, .. } => {
                             silence_at = None;
                             if !pcm.is_empty() && !lock(&book).hung_up {
@@ -305,7 +288,7 @@ impl VoiceBrain {
                             silence_at = None;
                             queue.push_back(Job::Input(ConversationInput::Dtmf(digit)));
                         }
-                        BrainEvent::BargeIn { turn, heard } => {
+                        BrainEvent::BargeIn { turn, heard, .. } => {
                             if running.take().is_some() {
                                 // Dropping the reply drops the dialog stream, every TTS stream
                                 // and any ASR request: no provider work continues.

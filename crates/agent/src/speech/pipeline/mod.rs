@@ -38,6 +38,8 @@
 mod brain;
 mod reply;
 
+pub(crate) use reply::{render, tone};
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

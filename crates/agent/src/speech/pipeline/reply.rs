@@ -59,18 +59,6 @@ enum Stop {
     Failed(ProviderError),
 }
 
-fn kind(e: &ProviderError) -> &'static str {
-    match e {
-        ProviderError::Timeout { .. } => "timeout",
-        ProviderError::RateLimited { .. } => "rate_limited",
-        ProviderError::Server { .. } => "server_error",
-        ProviderError::Rejected { .. } => "rejected",
-        ProviderError::Transport { .. } => "transport",
-        ProviderError::Protocol { .. } => "protocol",
-        ProviderError::Unavailable { .. } => "unavailable",
-    }
-}
-
 impl Reply {
     pub(super) fn new(
         shared: Arc<Shared>,
@@ -148,7 +136,7 @@ impl Reply {
                 book.finish_current(TurnOutcome::NoReply);
                 if let Some(e) = self.context.take_failure() {
                     // Failed after part of the reply was said: counts, no fallback line.
-                    let n = book.failures.push(e.stage(), kind(&e));
+                    let n = book.failures.push(e.stage(), e.kind());
                     warn!(error = %e, failed_turns = n, "provider failed mid-reply");
                 } else {
                     book.failures.reset();
@@ -441,7 +429,7 @@ impl Reply {
         let retries = self.context.retries();
         let (count, give_up, reason) = {
             let mut book = lock(&self.book);
-            let n = book.failures.push(stage, kind(&error));
+            let n = book.failures.push(stage, error.kind());
             if let Some(d) = book.current.as_mut() {
                 d.failed = Some(stage);
                 d.retries = retries;
@@ -560,7 +548,7 @@ fn audio(turn: TurnId, chunk: AudioChunk) -> Command {
 }
 
 /// The last-resort sound: a short tone, so the caller hears that the line is alive.
-fn tone() -> AudioChunk {
+pub(crate) fn tone() -> AudioChunk {
     let (freq, length, rate) = TONE;
     let n = (u128::from(rate) * length.as_millis() / 1000) as usize;
     let step = std::f64::consts::TAU * freq / f64::from(rate);
@@ -594,7 +582,7 @@ fn attempt_timeout(limit: Duration, failed: u32, deadline: Instant) -> Duration 
 }
 
 /// Renders `text` completely (for the pre-rendered fallback lines).
-pub(super) async fn render(
+pub(crate) async fn render(
     tts: &Arc<dyn Tts>,
     text: &str,
     timeout: Duration,

@@ -296,7 +296,7 @@ async fn first_sentence_is_spoken_while_the_llm_still_streams() {
         Command::Audio { turn, .. }
         | Command::ChunkEnd { turn, .. }
         | Command::TurnEnd { turn } => *turn == TurnId(2),
-        Command::Hangup { .. } => false,
+        Command::Hangup { .. } | Command::AudioMulaw { .. } | Command::Interrupt { .. } => false,
     }));
     assert_eq!(rig.tts.stats().cancelled(), 0);
     end_call(handle).await;
@@ -330,6 +330,7 @@ async fn barge_in_cancels_the_llm_and_tts_streams_at_once() {
         .deliver(BrainEvent::BargeIn {
             turn: TurnId(2),
             heard: "Sure, I can help. ".into(),
+            heard_ms: 0,
         })
         .expect("room");
     tokio::task::yield_now().await;
@@ -379,6 +380,7 @@ async fn barge_in_cancels_the_llm_and_tts_streams_at_once() {
         .deliver(BrainEvent::BargeIn {
             turn: TurnId(3),
             heard: String::new(),
+            heard_ms: 0,
         })
         .expect("room");
     tokio::time::sleep(ms(1)).await;
