@@ -74,16 +74,30 @@ async fn barge_in_clears_the_bot_and_truncates_its_turn() {
         outcome.transcript
     );
 
-    // Speech onset -> clear: the bridge needs min_speech_ms (200 ms) of speech to decide;
-    // the clear goes out in the same step. A generous bound for a busy machine.
+    // Speech onset -> clear: the bridge needs min_speech_ms (200 ms) of speech audio to
+    // decide, and the clear goes out in the same step. Counted in audio: the caller had sent
+    // at least 200 ms of talk-over (frames leave at the start of their 20 ms, so in wall time
+    // the tenth frame goes 180 ms after the first) and, with a generous bound for a busy
+    // machine, not much more.
     let latency = recorder.barge_in_us.summary();
+    let audio = recorder.barge_in_audio_us.summary();
     assert_eq!(latency.count, 1);
-    eprintln!("barge-in: speech onset -> clear {} ms", latency.max / 1000);
+    assert_eq!(audio.count, 1);
+    eprintln!(
+        "barge-in: speech onset -> clear {} ms, after {} ms of caller audio",
+        latency.max / 1000,
+        audio.max / 1000
+    );
     assert!(
-        latency.max >= 200_000,
-        "cleared before 200 ms of speech: {latency:?}"
+        audio.max >= 200_000,
+        "cleared before 200 ms of speech audio: {audio:?}"
+    );
+    assert!(
+        latency.max >= 180_000,
+        "cleared before the tenth frame of speech was sent: {latency:?}"
     );
     assert!(latency.max <= 1_000_000, "clear too late: {latency:?}");
+    assert!(audio.max <= 1_000_000, "clear too late: {audio:?}");
 
     // Nothing of the cut turn plays after the clear.
     let heard = outcome.heard.as_deref().expect("recorded");

@@ -20,8 +20,20 @@ fn utterances(config: SessionConfig, wav: &str) -> Vec<(Duration, Duration, usiz
     let mut pcm = load(wav);
     pcm.extend(std::iter::repeat_n(0, 8000));
     call.feed_pcm(&pcm, |_, _, _| {});
-    let spans: Vec<_> = call
+    let spans = spans_of(&call);
+    assert_eq!(call.session.summary().utterances, spans.len() as u64);
+    // Every onset was announced before its utterance.
+    let started = call
         .sent()
+        .filter(|o| **o == Out::Brain(BrainEvent::SpeechStarted))
+        .count();
+    assert_eq!(started, spans.len());
+    spans
+}
+
+/// (start, end, pcm length, rate) of every utterance the call delivered so far.
+fn spans_of(call: &Call) -> Vec<(Duration, Duration, usize, u32)> {
+    call.sent()
         .filter_map(|o| match o {
             Out::Brain(BrainEvent::Utterance {
                 pcm,
@@ -31,15 +43,7 @@ fn utterances(config: SessionConfig, wav: &str) -> Vec<(Duration, Duration, usiz
             }) => Some((*started_at, *ended_at, pcm.len(), *sample_rate)),
             _ => None,
         })
-        .collect();
-    assert_eq!(call.session.summary().utterances, spans.len() as u64);
-    // Every onset was announced before its utterance.
-    let started = call
-        .sent()
-        .filter(|o| **o == Out::Brain(BrainEvent::SpeechStarted))
-        .count();
-    assert_eq!(started, spans.len());
-    spans
+        .collect()
 }
 
 fn check(
@@ -138,18 +142,7 @@ fn an_agent_can_switch_the_rate_at_start_but_not_once_audio_flows() {
     let mut pcm = load("speech_clean_8k.wav");
     pcm.extend(std::iter::repeat_n(0, 8000));
     call.feed_pcm(&pcm, |_, _, _| {});
-    let spans: Vec<_> = call
-        .sent()
-        .filter_map(|o| match o {
-            Out::Brain(BrainEvent::Utterance {
-                pcm,
-                sample_rate,
-                started_at,
-                ended_at,
-            }) => Some((*started_at, *ended_at, pcm.len(), *sample_rate)),
-            _ => None,
-        })
-        .collect();
+    let spans = spans_of(&call);
     check(&spans, &labels("speech_clean_8k.labels"), 20, 8000);
 
     let err = call

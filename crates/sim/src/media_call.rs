@@ -106,6 +106,8 @@ struct Caller<'a> {
     speaking: Option<(Arc<[u8]>, usize)>,
     utterance_end_us: Option<u64>,
     barge_in_at_us: Option<u64>,
+    /// Frames sent since `barge_in_at_us`.
+    barge_in_frames: u64,
     bot_turn_start_us: Option<u64>,
     bot_turn_bytes: u64,
     bot_done_reported: bool,
@@ -204,6 +206,9 @@ impl Caller<'_> {
                 self.playout.clear(now_us, &mut self.marks);
                 if let Some(at) = self.barge_in_at_us.take() {
                     self.recorder.barge_in_us.record(now_us.saturating_sub(at));
+                    self.recorder
+                        .barge_in_audio_us
+                        .record(self.barge_in_frames * FRAME_US);
                 }
                 if self.bot_turn_start_us.is_some() {
                     self.bot_done_reported = true;
@@ -229,6 +234,7 @@ impl Caller<'_> {
                         || self.bot_turn_start_us.is_some() && !self.bot_done_reported
                     {
                         self.barge_in_at_us = Some(now_us);
+                        self.barge_in_frames = 0;
                     }
                     self.line(now_us, Speaker::Caller, text, false);
                     match audio {
@@ -318,6 +324,7 @@ async fn run(
         speaking: None,
         utterance_end_us: None,
         barge_in_at_us: None,
+        barge_in_frames: 0,
         bot_turn_start_us: None,
         bot_turn_bytes: 0,
         bot_done_reported: true,
@@ -413,6 +420,9 @@ async fn run(
                     let media = caller.frames.text(media);
                     send(&mut sink, media).await?;
                     Recorder::bump(&recorder.frames_sent);
+                    if caller.barge_in_at_us.is_some() {
+                        caller.barge_in_frames += 1;
+                    }
                 }
             }
         }

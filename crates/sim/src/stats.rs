@@ -160,6 +160,10 @@ pub struct Recorder {
     /// From the caller starting to talk over the bot to the `clear` (Media Streams) or to
     /// the bot's next reply (relay).
     pub barge_in_us: Histogram,
+    /// Media Streams: caller audio sent from talking over the bot to the `clear` (20 ms per
+    /// frame): the stream-time view of `barge_in_us`. Frames go out at the start of their
+    /// 20 ms, so the wall-clock figure can be one frame shorter than the audio it carried.
+    pub barge_in_audio_us: Histogram,
     /// How late the generator sent each inbound frame against its 20 ms schedule.
     pub send_lateness_us: Histogram,
     /// Calls started.
