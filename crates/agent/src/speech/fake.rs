@@ -187,8 +187,8 @@ impl Ord for Deadline {
 }
 
 /// The wall-clock thread's queue; started on first use, lives for the process.
-fn wall_clock() -> &'static Mutex<mpsc::Sender<Deadline>> {
-    static CLOCK: OnceLock<Mutex<mpsc::Sender<Deadline>>> = OnceLock::new();
+fn wall_clock() -> &'static mpsc::Sender<Deadline> {
+    static CLOCK: OnceLock<mpsc::Sender<Deadline>> = OnceLock::new();
     CLOCK.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Deadline>();
         std::thread::Builder::new()
@@ -214,7 +214,7 @@ fn wall_clock() -> &'static Mutex<mpsc::Sender<Deadline>> {
                 }
             })
             .expect("spawn the fake wall-clock thread");
-        Mutex::new(tx)
+        tx
     })
 }
 
@@ -226,11 +226,8 @@ async fn wall_sleep(d: Duration) {
         seq: SEQ.fetch_add(1, Ordering::Relaxed),
         wake,
     };
-    let sent = wall_clock()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .send(deadline);
-    if sent.is_ok() {
+    // `Sender` is `Sync`: every call shares the one queue without a lock.
+    if wall_clock().send(deadline).is_ok() {
         let _ = woken.await;
     }
 }
