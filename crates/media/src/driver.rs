@@ -204,6 +204,13 @@ where
     let mut stream_done = false;
     let mut shutdown_fed = false;
     debug!("media stream connected");
+    // The loop turns 50+ times a second per call: keep one shutdown waiter and one timer
+    // for the whole call. A fresh `cancelled()` per turn would add and remove a waiter on the
+    // token every call shares (under its lock), and a fresh `sleep_until` would insert and
+    // remove a timer-wheel entry; `Sleep::reset` to a later deadline only updates it.
+    let force_closed = force_close.cancelled();
+    let wake = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(force_closed, wake);
 
     let close = loop {
         // Drain the session until it says when to wake up (or that the call is over).
@@ -211,9 +218,12 @@ where
             Drained::Wait(at) => at,
             Drained::Close(code, reason) => break (code, reason),
         };
+        if wake.deadline() != wake_at {
+            wake.as_mut().reset(wake_at);
+        }
         tokio::select! {
             biased;
-            () = force_close.cancelled(), if !shutdown_fed => {
+            () = &mut force_closed, if !shutdown_fed => {
                 shutdown_fed = true;
                 info!("drain deadline passed: ending call");
                 call.session.handle_input(now(), Input::Shutdown);
@@ -284,7 +294,7 @@ where
                 FromBrain::Command(command) => call.session.handle_input(now(), Input::Brain(command.as_input())),
                 FromBrain::Finished => call.on_brain_stopped().await,
             },
-            () = tokio::time::sleep_until(wake_at) => call.session.handle_timeout(now()),
+            () = &mut wake => call.session.handle_timeout(now()),
         }
     };
 

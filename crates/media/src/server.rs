@@ -11,6 +11,7 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures::StreamExt;
 use futures::stream::{SplitSink, SplitStream};
@@ -211,6 +212,13 @@ pub async fn serve_with_state(
         "media service listening"
     );
     let stop_server = CancellationToken::new();
+    // Media is 20 ms frames on a paced schedule: Nagle's algorithm would hold a frame until
+    // the previous one is acknowledged (up to a delayed-ACK timeout), a gap the caller hears.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            warn!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let server = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(stop_server.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { server.await });
