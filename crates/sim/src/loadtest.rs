@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,6 +21,7 @@ use voxbridge_twilio::sid::{AccountSid, CallSid, StreamSid};
 
 use crate::call::TranscriptTap;
 use crate::media_call::{MediaCall, MediaCallOptions, run_media_call};
+use crate::playout::FRAME_US;
 use crate::relay_call::{RelayCall, RelayCallOptions, run_relay_call, setup_message};
 use crate::report::{Panel, svg};
 use crate::scenario::{Action, Step, Trigger};
@@ -102,6 +104,82 @@ pub struct ProcessUsage {
     pub rss_per_call_kib: f64,
 }
 
+/// One second of a load test, for telling when things went wrong and who was busy then.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Second {
+    /// Seconds since the run started (end of this one-second window).
+    pub t_s: u32,
+    /// Calls connected and not yet ended.
+    pub live: u64,
+    /// Dropped frames counted in this second.
+    pub dropped_frames: u64,
+    /// Inbound frames the generator sent more than 20 ms late in this second.
+    pub frames_sent_late: u64,
+    /// The generator's worst send lateness in this second, ms: its own stalls.
+    pub max_send_lateness_ms: f64,
+    /// Server CPU in this second (cores), when its PID was given.
+    pub server_cpu_cores: Option<f64>,
+    /// Generator CPU in this second (cores).
+    pub generator_cpu_cores: f64,
+}
+
+/// CPU ticks of the previous sample, to turn cumulative `/proc` ticks into per-second use.
+#[derive(Debug, Default)]
+struct Previous {
+    at: Option<Instant>,
+    server_ticks: Option<u64>,
+    generator_ticks: Option<u64>,
+    dropped: u64,
+    late: u64,
+}
+
+impl Previous {
+    fn second(
+        &mut self,
+        now: Instant,
+        started: Instant,
+        live: u64,
+        recorder: &Recorder,
+        server: Option<(u64, u64)>,
+        generator: Option<(u64, u64)>,
+    ) -> Option<Second> {
+        let dropped = Recorder::get(&recorder.dropped_frames);
+        let late = Recorder::get(&recorder.frames_sent_late);
+        let worst = recorder
+            .send_lateness_window_max_us
+            .swap(0, Ordering::Relaxed);
+        let wall = self
+            .at
+            .map(|at| now.duration_since(at).as_secs_f64().max(1e-3));
+        let cores = |before: Option<u64>, after: Option<u64>| match (wall, before, after) {
+            (Some(wall), Some(b), Some(a)) => {
+                Some(a.saturating_sub(b) as f64 / TICKS_PER_SECOND / wall)
+            }
+            _ => None,
+        };
+        let server_ticks = server.map(|(t, _)| t);
+        let generator_ticks = generator.map(|(t, _)| t);
+        let second = wall.map(|_| Second {
+            t_s: u32::try_from(now.duration_since(started).as_secs_f64().round() as u64)
+                .unwrap_or(u32::MAX),
+            live,
+            dropped_frames: dropped - self.dropped,
+            frames_sent_late: late - self.late,
+            max_send_lateness_ms: worst as f64 / 1000.0,
+            server_cpu_cores: cores(self.server_ticks, server_ticks),
+            generator_cpu_cores: cores(self.generator_ticks, generator_ticks).unwrap_or(0.0),
+        });
+        *self = Self {
+            at: Some(now),
+            server_ticks,
+            generator_ticks,
+            dropped,
+            late,
+        };
+        second
+    }
+}
+
 /// The result of a load test.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadReport {
@@ -127,6 +205,8 @@ pub struct LoadReport {
     pub server: Option<ProcessUsage>,
     /// The generator itself.
     pub generator: ProcessUsage,
+    /// Second by second: drops, the generator's stalls, both processes' CPU.
+    pub timeline: Vec<Second>,
 }
 
 /// A latency summary in milliseconds.
@@ -192,10 +272,14 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn sample(&mut self, pid: Option<u32>, now: Instant, steady_from: Instant, steady_to: Instant) {
-        let Some((ticks, rss)) = proc_sample(pid) else {
-            return;
-        };
+    fn sample(
+        &mut self,
+        pid: Option<u32>,
+        now: Instant,
+        steady_from: Instant,
+        steady_to: Instant,
+    ) -> Option<(u64, u64)> {
+        let (ticks, rss) = proc_sample(pid)?;
         self.peak_rss = self.peak_rss.max(rss);
         if now >= steady_from && self.steady.is_none() {
             self.steady = Some((now, ticks));
@@ -203,6 +287,7 @@ impl Sampler {
         if self.steady.is_some() && (now <= steady_to || self.end.is_none()) {
             self.end = Some((now, ticks));
         }
+        Some((ticks, rss))
     }
 
     fn usage(&self, calls: usize) -> ProcessUsage {
@@ -352,6 +437,19 @@ fn progress_line(recorder: &Recorder, calls: usize, elapsed: Duration) -> String
     )
 }
 
+/// When call `index` is placed, after the run starts: evenly over the ramp-up, plus a phase
+/// within the 20 ms frame. Independent callers' frames fall anywhere in the frame period;
+/// without the phase, a ramp that is a multiple of 20 ms per call (20 s for 1,000 calls) would
+/// line every call's frames up on the same millisecond and both sides would see 1,000 frames
+/// at once every 20 ms, a load no real set of callers produces.
+fn launch_offset(config: &LoadConfig, index: usize) -> Duration {
+    let calls = config.calls.max(1) as f64;
+    let even = config.ramp_up.mul_f64(index as f64 / calls);
+    // The golden-ratio sequence spreads any number of calls evenly over the frame.
+    let phase = (index as f64 * 0.618_033_988_749_895).fract();
+    even + Duration::from_micros(FRAME_US).mul_f64(phase)
+}
+
 /// Runs the load test to completion; returns the report and the raw measurements.
 pub async fn run(config: LoadConfig) -> (LoadReport, Arc<Recorder>) {
     let config = Arc::new(config);
@@ -367,10 +465,6 @@ pub async fn run(config: LoadConfig) -> (LoadReport, Arc<Recorder>) {
         ..Sampler::default()
     };
     let mut tasks = tokio::task::JoinSet::new();
-    let spacing = config
-        .ramp_up
-        .checked_div(u32::try_from(config.calls.max(1)).unwrap_or(u32::MAX))
-        .unwrap_or_default();
     // Launch calls evenly over the ramp-up, sampling and drawing progress meanwhile.
     let launcher = {
         let config = config.clone();
@@ -379,10 +473,7 @@ pub async fn run(config: LoadConfig) -> (LoadReport, Arc<Recorder>) {
         tokio::spawn(async move {
             let mut set = tokio::task::JoinSet::new();
             for index in 0..config.calls {
-                tokio::time::sleep_until(
-                    started + spacing * u32::try_from(index).unwrap_or(u32::MAX),
-                )
-                .await;
+                tokio::time::sleep_until(started + launch_offset(&config, index)).await;
                 set.spawn(one_call(
                     config.clone(),
                     index,
@@ -401,6 +492,8 @@ pub async fn run(config: LoadConfig) -> (LoadReport, Arc<Recorder>) {
     let steady_to = started + config.duration.max(Duration::from_secs(4)) - Duration::from_secs(1);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut peak = 0u64;
+    let mut timeline = Vec::new();
+    let mut previous = Previous::default();
     let mut stderr = std::io::stderr();
     loop {
         tokio::select! {
@@ -409,10 +502,11 @@ pub async fn run(config: LoadConfig) -> (LoadReport, Arc<Recorder>) {
                 let live = Recorder::get(&recorder.calls_connected)
                     .saturating_sub(Recorder::get(&recorder.calls_completed) + Recorder::get(&recorder.calls_failed));
                 peak = peak.max(live);
-                if config.server_pid.is_some() {
-                    server.sample(config.server_pid, now, steady_from, steady_to);
-                }
-                generator.sample(None, now, steady_from, steady_to);
+                let server_sample = config
+                    .server_pid
+                    .and_then(|pid| server.sample(Some(pid), now, steady_from, steady_to));
+                let generator_sample = generator.sample(None, now, steady_from, steady_to);
+                timeline.extend(previous.second(now, started, live, &recorder, server_sample, generator_sample));
                 if config.progress {
                     let _ = write!(stderr, "{}", progress_line(&recorder, config.calls, started.elapsed()));
                     let _ = stderr.flush();
@@ -432,7 +526,8 @@ pub async fn run(config: LoadConfig) -> (LoadReport, Arc<Recorder>) {
             progress_line(&recorder, config.calls, started.elapsed())
         );
     }
-    let report = build_report(&config, &recorder, started, peak, &server, &generator);
+    let mut report = build_report(&config, &recorder, started, peak, &server, &generator);
+    report.timeline = timeline;
     (report, recorder)
 }
 
@@ -484,6 +579,7 @@ fn build_report(
         errors: recorder.errors(),
         server: config.server_pid.map(|_| server.usage(config.calls)),
         generator: generator.usage(config.calls),
+        timeline: Vec::new(),
     }
 }
 
@@ -576,18 +672,128 @@ pub fn render_text(report: &LoadReport) -> String {
     for (kind, count) in &report.errors {
         let _ = writeln!(out, "  error x{count}: {kind}");
     }
+    let bad: Vec<&Second> = report
+        .timeline
+        .iter()
+        .filter(|s| s.dropped_frames > 0)
+        .collect();
+    if !bad.is_empty() {
+        let _ = writeln!(
+            out,
+            "  seconds with dropped frames ({}): t_s dropped / generator worst send lateness ms / server cores / generator cores",
+            bad.len()
+        );
+        for s in bad.iter().take(12) {
+            let _ = writeln!(
+                out,
+                "    {:>4} {:>6} / {:>6.1} / {} / {:.2}",
+                s.t_s,
+                s.dropped_frames,
+                s.max_send_lateness_ms,
+                s.server_cpu_cores
+                    .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
+                s.generator_cpu_cores
+            );
+        }
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::us;
 
     #[test]
     fn modes_parse_by_name() {
         assert_eq!("media-echo".parse::<Mode>().unwrap(), Mode::MediaEcho);
         assert_eq!("relay".parse::<Mode>().unwrap(), Mode::Relay);
         assert!("video".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn calls_are_spread_over_the_ramp_and_the_frame() {
+        let config = LoadConfig {
+            mode: Mode::MediaEcho,
+            url: "wss://h/media".to_owned(),
+            route: Route::default(),
+            auth_token: None,
+            agent: "echo".to_owned(),
+            calls: 1000,
+            ramp_up: Duration::from_secs(20),
+            duration: Duration::from_secs(60),
+            utterance: Arc::from(Vec::new()),
+            answers: Vec::new(),
+            think: Duration::ZERO,
+            relay_parameters: BTreeMap::new(),
+            server_pid: None,
+            progress: false,
+        };
+        let offsets: Vec<u64> = (0..config.calls)
+            .map(|i| us(launch_offset(&config, i)))
+            .collect();
+        assert_eq!(offsets[0], 0);
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "placed in order");
+        assert!(*offsets.last().unwrap() < 20_020_000);
+        // Phases within the 20 ms frame: every 1 ms slot holds 50 +- 10 of the 1,000 calls
+        // (the ramp alone would put all 1,000 in slot 0).
+        let mut slots = [0u32; 20];
+        for offset in &offsets {
+            slots[(offset % FRAME_US / 1000) as usize] += 1;
+        }
+        assert!(slots.iter().all(|&n| (40..=60).contains(&n)), "{slots:?}");
+    }
+
+    #[test]
+    fn timeline_turns_cumulative_counts_into_seconds() {
+        let recorder = Recorder::new();
+        let started = Instant::now();
+        let mut previous = Previous::default();
+        // The first sample has nothing to compare with.
+        assert!(
+            previous
+                .second(
+                    started,
+                    started,
+                    0,
+                    &recorder,
+                    Some((100, 0)),
+                    Some((50, 0))
+                )
+                .is_none()
+        );
+        recorder.dropped_frames.fetch_add(3, Ordering::Relaxed);
+        recorder.frames_sent_late.fetch_add(7, Ordering::Relaxed);
+        recorder
+            .send_lateness_window_max_us
+            .fetch_max(25_000, Ordering::Relaxed);
+        let at = started + Duration::from_secs(2);
+        let second = previous
+            .second(at, started, 10, &recorder, Some((280, 0)), Some((90, 0)))
+            .expect("a second sample makes a second");
+        assert_eq!(second.t_s, 2);
+        assert_eq!(
+            (second.live, second.dropped_frames, second.frames_sent_late),
+            (10, 3, 7)
+        );
+        assert!((second.max_send_lateness_ms - 25.0).abs() < 1e-9);
+        // 180 ticks of 1/100 s over 2 s = 0.9 cores; 40 ticks = 0.2 cores.
+        assert!((second.server_cpu_cores.unwrap() - 0.9).abs() < 1e-9);
+        assert!((second.generator_cpu_cores - 0.2).abs() < 1e-9);
+        // The window maximum starts again; counts are deltas.
+        let next = previous
+            .second(
+                at + Duration::from_secs(1),
+                started,
+                10,
+                &recorder,
+                None,
+                Some((90, 0)),
+            )
+            .unwrap();
+        assert_eq!((next.dropped_frames, next.frames_sent_late), (0, 0));
+        assert!(next.max_send_lateness_ms.abs() < 1e-9);
+        assert_eq!(next.server_cpu_cores, None);
     }
 
     #[test]

@@ -299,7 +299,7 @@ async fn run(
     tap: &TranscriptTap,
     cancel: &CancellationToken,
 ) -> Result<CallOutcome, MediaCallError> {
-    let socket = crate::call::open(
+    let mut socket = crate::call::open(
         &call.url,
         &call.route,
         call.auth_token.as_deref(),
@@ -307,7 +307,8 @@ async fn run(
         recorder,
     )
     .await?;
-    let (mut sink, mut stream) = socket.split();
+    // One socket, not split halves: `select!` drops the pending `next()` before a branch's
+    // body runs, so the body can write, and no per-frame lock guards the two halves.
     let mut caller = Caller {
         call,
         recorder,
@@ -341,7 +342,7 @@ async fn run(
 
     let result: Result<CallEnd, MediaCallError> = async {
         let connected = caller.frames.text(caller.encoder.connected());
-        send(&mut sink, connected).await?;
+        send(&mut socket, connected).await?;
         let start_message = caller.encoder.start(
             call.account_sid.clone(),
             call.call_sid.clone(),
@@ -349,28 +350,31 @@ async fn run(
             call.parameters.clone(),
         );
         let start_message = caller.frames.text(start_message);
-        send(&mut sink, start_message).await?;
+        send(&mut socket, start_message).await?;
         caller.director.handle_connected(0);
         let mut ticker = tokio::time::interval_at(start, Duration::from_micros(FRAME_US));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let hangup_at = call.options.hangup_at.map(us);
         let max_us = us(call.options.max_duration);
+        // One waiter on the token all calls share, not a new one per frame.
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => {
+                () = &mut cancelled => {
                     let stop = caller.encoder.stop(call.account_sid.clone(), call.call_sid.clone());
                     let stop = caller.frames.text(stop);
-                    let _ = send(&mut sink, stop).await;
-                    let _ = sink.close().await;
+                    let _ = send(&mut socket, stop).await;
+                    let _ = SinkExt::close(&mut socket).await;
                     return Ok(CallEnd::Cancelled);
                 }
-                message = stream.next() => {
+                message = socket.next() => {
                     let now = now_us();
                     match message {
                         Some(Ok(Message::Text(text))) => {
                             caller.handle_text(&mut decoder, text.as_str(), now);
-                            send_marks(&mut caller, &mut sink).await?;
+                            send_marks(&mut caller, &mut socket).await?;
                         }
                         Some(Ok(Message::Close(frame))) => {
                             let code = frame.map_or(1005, |f| u16::from(f.code));
@@ -386,23 +390,24 @@ async fn run(
                     let due = us(tick.duration_since(start));
                     let late = now.saturating_sub(due);
                     recorder.send_lateness_us.record(late);
+                    recorder.send_lateness_window_max_us.fetch_max(late, Ordering::Relaxed);
                     if late > FRAME_US {
                         Recorder::bump(&recorder.frames_sent_late);
                     }
                     caller.advance(now);
-                    send_marks(&mut caller, &mut sink).await?;
+                    send_marks(&mut caller, &mut socket).await?;
                     let scripted_hangup = caller.next_frame(due, &mut dtmf);
                     for digit in dtmf.drain(..) {
                         let message = caller.encoder.dtmf(digit);
                         let message = caller.frames.text(message);
-                        send(&mut sink, message).await?;
+                        send(&mut socket, message).await?;
                     }
                     if scripted_hangup || hangup_at.is_some_and(|at| due >= at) {
                         caller.line(now, Speaker::Caller, "(hangs up)".to_owned(), false);
                         let stop = caller.encoder.stop(call.account_sid.clone(), call.call_sid.clone());
                         let stop = caller.frames.text(stop);
-                        send(&mut sink, stop).await?;
-                        let _ = sink
+                        send(&mut socket, stop).await?;
+                        let _ = socket
                             .send(Message::Close(Some(CloseFrame {
                                 code: CloseCode::Normal,
                                 reason: "".into(),
@@ -418,7 +423,7 @@ async fn run(
                     let frame = caller.frame;
                     let media = caller.encoder.media(Track::Inbound, caller.chunk, timestamp_ms, &frame);
                     let media = caller.frames.text(media);
-                    send(&mut sink, media).await?;
+                    send(&mut socket, media).await?;
                     Recorder::bump(&recorder.frames_sent);
                     if caller.barge_in_at_us.is_some() {
                         caller.barge_in_frames += 1;
@@ -438,7 +443,7 @@ async fn run(
     crate::call::finish(result, outcome, recorder)
 }
 
-type Sink = futures::stream::SplitSink<ws::Socket, Message>;
+type Sink = ws::Socket;
 
 async fn send(sink: &mut Sink, message: Message) -> Result<(), MediaCallError> {
     sink.send(message)

@@ -166,6 +166,9 @@ pub struct Recorder {
     pub barge_in_audio_us: Histogram,
     /// How late the generator sent each inbound frame against its 20 ms schedule.
     pub send_lateness_us: Histogram,
+    /// The largest send lateness since the load test's last once-a-second sample (it swaps
+    /// this back to 0): the generator's own stalls, second by second.
+    pub send_lateness_window_max_us: AtomicU64,
     /// Calls started.
     pub calls_started: AtomicU64,
     /// Calls that connected.
