@@ -13,7 +13,8 @@
 //! - [`scenario`]: scripted candidates from TOML files; [`playout`]: Twilio's outbound buffer
 //!   (sans-IO); [`twiml`]: reading the TwiML we serve.
 //! - [`loadtest`]: N concurrent calls with ramp-up, latency histograms ([`stats`]), server
-//!   CPU/RSS sampling and a JSON + SVG report ([`report`]).
+//!   CPU/RSS sampling and a JSON + SVG report ([`report`]); [`stamped`]: sockets that keep
+//!   the kernel's receive time, so lateness is the bridge's, not the generator's.
 //!
 //! Sans-IO where it matters (playout model, scenario director, histograms are driven with
 //! time passed in); the async shells are thin `select!` loops, one task per call.
@@ -25,6 +26,7 @@ pub mod playout;
 pub mod relay_call;
 pub mod report;
 pub mod scenario;
+pub mod stamped;
 pub mod stats;
 pub mod twilio_api;
 pub mod twiml;

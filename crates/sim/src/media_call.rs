@@ -338,6 +338,7 @@ async fn run(
     let mut decoder = OutboundDecoder::new();
     let mut dtmf = Vec::new();
     let start = Instant::now();
+    let start_std = start.into_std();
     let now_us = || us(start.elapsed());
 
     let result: Result<CallEnd, MediaCallError> = async {
@@ -370,7 +371,12 @@ async fn run(
                     return Ok(CallEnd::Cancelled);
                 }
                 message = socket.next() => {
-                    let now = now_us();
+                    // The kernel's receive time, not when this busy generator got round to
+                    // reading: the bridge is judged by when its audio arrived.
+                    let now = socket
+                        .get_ref()
+                        .last_arrival()
+                        .map_or_else(now_us, |at| us(at.saturating_duration_since(start_std)));
                     match message {
                         Some(Ok(Message::Text(text))) => {
                             caller.handle_text(&mut decoder, text.as_str(), now);

@@ -8,15 +8,18 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use voxbridge_twilio::RequestValidator;
 
-/// A client WebSocket.
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::stamped::StampedTcp;
+
+/// A client WebSocket over TCP whose reads carry the kernel's receive time
+/// ([`StampedTcp::last_arrival`], reached through `get_ref()`).
+pub type Socket = WebSocketStream<StampedTcp>;
 
 /// Why a WebSocket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +88,33 @@ pub async fn connect(
             .map_err(|e| ConnectError::Io(format!("signature header: {e}")))?;
         request.headers_mut().insert("X-Twilio-Signature", value);
     }
-    let connect =
-        tokio_tungstenite::connect_async_with_config(request, Some(socket_config()), true);
+    let (host, port) = {
+        let uri = request.uri();
+        let host = uri
+            .host()
+            .ok_or_else(|| ConnectError::BadUrl(dial.clone()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        if uri.scheme_str() == Some("wss") {
+            return Err(ConnectError::BadUrl(format!(
+                "{dial}: the simulator speaks plain ws:// (route it to the local server)"
+            )));
+        }
+        (host, uri.port_u16().unwrap_or(80))
+    };
+    let connect = async {
+        let tcp = TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(tungstenite::Error::Io)?;
+        tcp.set_nodelay(true).map_err(tungstenite::Error::Io)?;
+        tokio_tungstenite::client_async_with_config(
+            request,
+            StampedTcp::new(tcp),
+            Some(socket_config()),
+        )
+        .await
+    };
     match tokio::time::timeout(timeout, connect).await {
         Err(_) => Err(ConnectError::Timeout),
         Ok(Ok((socket, _))) => Ok(socket),
@@ -99,11 +127,12 @@ pub async fn connect(
 
 /// The client socket's settings. Twilio's frames are ~300 bytes: tungstenite's default
 /// 128 KiB read buffer is zero-filled before every read, which at 50 reads per second per
-/// call was over a quarter of the load generator's CPU, so 4 KiB (as the bridge uses).
+/// call was over a quarter of the load generator's CPU, so 1 KiB (as the bridge uses; a
+/// larger message just takes more reads).
 /// Writes go out at once (no write buffering; `TCP_NODELAY` is set by the caller).
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
 }
 
