@@ -121,14 +121,60 @@ pub struct Second {
     pub server_cpu_cores: Option<f64>,
     /// Generator CPU in this second (cores).
     pub generator_cpu_cores: f64,
+    /// How long the server's threads were ready to run but waited for a CPU in this second,
+    /// ms (summed over threads, from `/proc/<pid>/task/*/schedstat`): a bridge pinned to a
+    /// core that something else took. Normally a few ms.
+    pub server_cpu_wait_ms: Option<f64>,
+    /// The same for the generator.
+    pub generator_cpu_wait_ms: Option<f64>,
 }
 
-/// CPU ticks of the previous sample, to turn cumulative `/proc` ticks into per-second use.
+/// A process's cumulative CPU use, from `/proc`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    /// utime + stime in `USER_HZ` ticks.
+    ticks: u64,
+    /// Time its threads spent runnable but not running, ns (`None`: no schedstats).
+    wait_ns: Option<u64>,
+}
+
+impl Cpu {
+    fn of(pid: Option<u32>, sample: Option<(u64, u64)>) -> Option<Self> {
+        sample.map(|(ticks, _)| Self {
+            ticks,
+            wait_ns: run_queue_wait_ns(pid),
+        })
+    }
+}
+
+/// Summed run-queue wait of a process's threads (the second field of each task's
+/// `schedstat`), ns.
+fn run_queue_wait_ns(pid: Option<u32>) -> Option<u64> {
+    let dir = pid.map_or_else(|| "/proc/self".to_owned(), |p| format!("/proc/{p}"));
+    let mut total = 0u64;
+    let mut any = false;
+    for task in std::fs::read_dir(format!("{dir}/task")).ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(wait) = stat
+            .split_whitespace()
+            .nth(1)
+            .and_then(|w| w.parse::<u64>().ok())
+        {
+            total += wait;
+            any = true;
+        }
+    }
+    any.then_some(total)
+}
+
+/// The previous sample, to turn cumulative counts into per-second figures.
 #[derive(Debug, Default)]
 struct Previous {
     at: Option<Instant>,
-    server_ticks: Option<u64>,
-    generator_ticks: Option<u64>,
+    server: Option<Cpu>,
+    generator: Option<Cpu>,
     dropped: u64,
     late: u64,
 }
@@ -140,8 +186,8 @@ impl Previous {
         started: Instant,
         live: u64,
         recorder: &Recorder,
-        server: Option<(u64, u64)>,
-        generator: Option<(u64, u64)>,
+        server: Option<Cpu>,
+        generator: Option<Cpu>,
     ) -> Option<Second> {
         let dropped = Recorder::get(&recorder.dropped_frames);
         let late = Recorder::get(&recorder.frames_sent_late);
@@ -151,14 +197,16 @@ impl Previous {
         let wall = self
             .at
             .map(|at| now.duration_since(at).as_secs_f64().max(1e-3));
-        let cores = |before: Option<u64>, after: Option<u64>| match (wall, before, after) {
+        let cores = |before: Option<Cpu>, after: Option<Cpu>| match (wall, before, after) {
             (Some(wall), Some(b), Some(a)) => {
-                Some(a.saturating_sub(b) as f64 / TICKS_PER_SECOND / wall)
+                Some(a.ticks.saturating_sub(b.ticks) as f64 / TICKS_PER_SECOND / wall)
             }
             _ => None,
         };
-        let server_ticks = server.map(|(t, _)| t);
-        let generator_ticks = generator.map(|(t, _)| t);
+        let waited = |before: Option<Cpu>, after: Option<Cpu>| {
+            let (b, a) = (before?.wait_ns?, after?.wait_ns?);
+            Some(a.saturating_sub(b) as f64 / 1e6)
+        };
         let second = wall.map(|_| Second {
             t_s: u32::try_from(now.duration_since(started).as_secs_f64().round() as u64)
                 .unwrap_or(u32::MAX),
@@ -166,13 +214,15 @@ impl Previous {
             dropped_frames: dropped - self.dropped,
             frames_sent_late: late - self.late,
             max_send_lateness_ms: worst as f64 / 1000.0,
-            server_cpu_cores: cores(self.server_ticks, server_ticks),
-            generator_cpu_cores: cores(self.generator_ticks, generator_ticks).unwrap_or(0.0),
+            server_cpu_cores: cores(self.server, server),
+            generator_cpu_cores: cores(self.generator, generator).unwrap_or(0.0),
+            server_cpu_wait_ms: waited(self.server, server),
+            generator_cpu_wait_ms: waited(self.generator, generator),
         });
         *self = Self {
             at: Some(now),
-            server_ticks,
-            generator_ticks,
+            server,
+            generator,
             dropped,
             late,
         };
@@ -502,11 +552,11 @@ pub async fn run(config: LoadConfig) -> (LoadReport, Arc<Recorder>) {
                 let live = Recorder::get(&recorder.calls_connected)
                     .saturating_sub(Recorder::get(&recorder.calls_completed) + Recorder::get(&recorder.calls_failed));
                 peak = peak.max(live);
-                let server_sample = config
-                    .server_pid
-                    .and_then(|pid| server.sample(Some(pid), now, steady_from, steady_to));
-                let generator_sample = generator.sample(None, now, steady_from, steady_to);
-                timeline.extend(previous.second(now, started, live, &recorder, server_sample, generator_sample));
+                let server_cpu = config.server_pid.and_then(|pid| {
+                    Cpu::of(Some(pid), server.sample(Some(pid), now, steady_from, steady_to))
+                });
+                let generator_cpu = Cpu::of(None, generator.sample(None, now, steady_from, steady_to));
+                timeline.extend(previous.second(now, started, live, &recorder, server_cpu, generator_cpu));
                 if config.progress {
                     let _ = write!(stderr, "{}", progress_line(&recorder, config.calls, started.elapsed()));
                     let _ = stderr.flush();
@@ -680,19 +730,23 @@ pub fn render_text(report: &LoadReport) -> String {
     if !bad.is_empty() {
         let _ = writeln!(
             out,
-            "  seconds with dropped frames ({}): t_s dropped / generator worst send lateness ms / server cores / generator cores",
+            "  seconds with dropped frames ({}): t_s, dropped, generator worst send lateness ms, server cores (CPU wait ms), generator cores (CPU wait ms)",
             bad.len()
         );
         for s in bad.iter().take(12) {
+            let opt = |v: Option<f64>, digits: usize| {
+                v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+            };
             let _ = writeln!(
                 out,
-                "    {:>4} {:>6} / {:>6.1} / {} / {:.2}",
+                "    {:>4} {:>6} {:>7.1}   {} ({})   {:.2} ({})",
                 s.t_s,
                 s.dropped_frames,
                 s.max_send_lateness_ms,
-                s.server_cpu_cores
-                    .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
-                s.generator_cpu_cores
+                opt(s.server_cpu_cores, 2),
+                opt(s.server_cpu_wait_ms, 0),
+                s.generator_cpu_cores,
+                opt(s.generator_cpu_wait_ms, 0),
             );
         }
     }
@@ -744,6 +798,13 @@ mod tests {
         assert!(slots.iter().all(|&n| (40..=60).contains(&n)), "{slots:?}");
     }
 
+    fn cpu(ticks: u64, wait_ns: u64) -> Cpu {
+        Cpu {
+            ticks,
+            wait_ns: Some(wait_ns),
+        }
+    }
+
     #[test]
     fn timeline_turns_cumulative_counts_into_seconds() {
         let recorder = Recorder::new();
@@ -757,8 +818,8 @@ mod tests {
                     started,
                     0,
                     &recorder,
-                    Some((100, 0)),
-                    Some((50, 0))
+                    Some(cpu(100, 5)),
+                    Some(cpu(50, 0))
                 )
                 .is_none()
         );
@@ -769,7 +830,14 @@ mod tests {
             .fetch_max(25_000, Ordering::Relaxed);
         let at = started + Duration::from_secs(2);
         let second = previous
-            .second(at, started, 10, &recorder, Some((280, 0)), Some((90, 0)))
+            .second(
+                at,
+                started,
+                10,
+                &recorder,
+                Some(cpu(280, 125_000_005)),
+                Some(cpu(90, 0)),
+            )
             .expect("a second sample makes a second");
         assert_eq!(second.t_s, 2);
         assert_eq!(
@@ -780,6 +848,9 @@ mod tests {
         // 180 ticks of 1/100 s over 2 s = 0.9 cores; 40 ticks = 0.2 cores.
         assert!((second.server_cpu_cores.unwrap() - 0.9).abs() < 1e-9);
         assert!((second.generator_cpu_cores - 0.2).abs() < 1e-9);
+        // 125 ms of the server's threads waiting for a CPU.
+        assert!((second.server_cpu_wait_ms.unwrap() - 125.0).abs() < 1e-9);
+        assert_eq!(second.generator_cpu_wait_ms, Some(0.0));
         // The window maximum starts again; counts are deltas.
         let next = previous
             .second(
@@ -788,12 +859,23 @@ mod tests {
                 10,
                 &recorder,
                 None,
-                Some((90, 0)),
+                Some(cpu(90, 0)),
             )
             .unwrap();
         assert_eq!((next.dropped_frames, next.frames_sent_late), (0, 0));
         assert!(next.max_send_lateness_ms.abs() < 1e-9);
         assert_eq!(next.server_cpu_cores, None);
+    }
+
+    #[test]
+    fn run_queue_wait_is_read_for_this_process() {
+        // Linux with schedstats: every task has one. (Not monotonic here: the test
+        // harness's threads come and go, taking their share of the sum with them.)
+        assert!(
+            run_queue_wait_ns(None).is_some(),
+            "/proc/self/task/*/schedstat"
+        );
+        assert!(run_queue_wait_ns(Some(u32::MAX)).is_none());
     }
 
     #[test]
