@@ -14,7 +14,8 @@
 //!   (sans-IO); [`twiml`]: reading the TwiML we serve.
 //! - [`loadtest`]: N concurrent calls with ramp-up, latency histograms ([`stats`]), server
 //!   CPU/RSS sampling and a JSON + SVG report ([`report`]); [`stamped`]: sockets that keep
-//!   the kernel's receive time, so lateness is the bridge's, not the generator's.
+//!   the kernel's receive time, so the generator's scheduling delay is not counted as the
+//!   bridge's lateness.
 //!
 //! Sans-IO where it matters (playout model, scenario director, histograms are driven with
 //! time passed in); the async shells are thin `select!` loops, one task per call.

@@ -522,8 +522,14 @@ pub async fn run(config: LoadConfig) -> (LoadReport, Arc<Recorder>) {
         let cancel = cancel.clone();
         tokio::spawn(async move {
             let mut set = tokio::task::JoinSet::new();
-            for index in 0..config.calls {
-                tokio::time::sleep_until(started + launch_offset(&config, index)).await;
+            // In launch order: with less than a frame between calls, a phase can put a call
+            // before the one ahead of it.
+            let mut order: Vec<(Duration, usize)> = (0..config.calls)
+                .map(|index| (launch_offset(&config, index), index))
+                .collect();
+            order.sort_unstable();
+            for (offset, index) in order {
+                tokio::time::sleep_until(started + offset).await;
                 set.spawn(one_call(
                     config.clone(),
                     index,
@@ -541,6 +547,9 @@ pub async fn run(config: LoadConfig) -> (LoadReport, Arc<Recorder>) {
     let steady_from = started + config.ramp_up + Duration::from_secs(2);
     let steady_to = started + config.duration.max(Duration::from_secs(4)) - Duration::from_secs(1);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // After a stall, sample a second later rather than catching up with back-to-back samples
+    // over a few milliseconds (per-second CPU figures over such a window are noise).
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut peak = 0u64;
     let mut timeline = Vec::new();
     let mut previous = Previous::default();

@@ -372,7 +372,9 @@ async fn run(
                 }
                 message = socket.next() => {
                     // The kernel's receive time, not when this busy generator got round to
-                    // reading: the bridge is judged by when its audio arrived.
+                    // reading: the bridge is judged by when its audio arrived (see `stamped`
+                    // for the limits: a stall longer than a frame still over-counts). If a
+                    // tick already advanced playout past it, `advance` keeps the later time.
                     let now = socket
                         .get_ref()
                         .last_arrival()

@@ -7,10 +7,13 @@
 //! kernel stamps each segment as it is received; after every read this stream keeps the
 //! stamp of the newest segment read, as an [`Instant`] on the monotonic clock.
 //!
-//! When several messages are read at once, they all get the newest one's stamp: never
-//! earlier than the truth, so lateness can only be over-counted, by at most the time between
-//! those messages. Where the socket option is refused, no stamps are kept and callers fall
-//! back to their own clock.
+//! The stamp is per kernel buffer, and TCP merges segments that wait unread into the buffer
+//! before them, giving the merged buffer the newest segment's stamp. So messages read
+//! together, or left waiting while the reader was stalled, all carry the newest arrival: never
+//! earlier than the truth, so lateness can only be over-counted, but a reader stalled for
+//! longer than a frame still over-counts by up to its stall. Stamps remove the reader's
+//! scheduling delay for messages read as they come, not a long stall. Where the socket option
+//! is refused, or a read carries no stamp, callers fall back to their own clock.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -48,8 +51,8 @@ impl StampedTcp {
         }
     }
 
-    /// When the kernel received the newest bytes read so far (`None` before the first
-    /// stamped read, or when stamps are not available).
+    /// When the kernel received the newest bytes of the last read (`None` when that read
+    /// carried no stamp, or stamps are not available).
     pub fn last_arrival(&self) -> Option<Instant> {
         self.last_arrival
     }
@@ -99,9 +102,9 @@ impl AsyncRead for StampedTcp {
             });
             match read {
                 Ok((n, stamp)) => {
-                    if let Some(at) = stamp.and_then(to_instant) {
-                        this.last_arrival = Some(at);
-                    }
+                    // A read without a stamp (none yet, or the control data was cut short)
+                    // must not inherit an older read's time: callers fall back to their own.
+                    this.last_arrival = stamp.and_then(to_instant);
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
@@ -145,12 +148,23 @@ mod tests {
         let mut reader = StampedTcp::new(client.unwrap());
         let (mut writer, _) = accepted.unwrap();
         assert!(reader.last_arrival().is_none());
+        // The kernel turns receive stamping on from a background worker the first time any
+        // socket asks, so the very first segments may go unstamped: wait until one is.
+        let mut buf = [0u8; 64];
+        for attempt in 0.. {
+            writer.write_all(b"w").await.unwrap();
+            let _ = reader.read(&mut buf).await.unwrap();
+            if reader.last_arrival().is_some() {
+                break;
+            }
+            assert!(attempt < 50, "loopback TCP reads are never stamped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
 
         let sent = Instant::now();
         writer.write_all(b"first").await.unwrap();
         // Read well after the data arrived: the stamp is the arrival, not the read.
         tokio::time::sleep(Duration::from_millis(80)).await;
-        let mut buf = [0u8; 64];
         let n = reader.read(&mut buf).await.unwrap();
         let read_at = Instant::now();
         assert_eq!(&buf[..n], b"first");
