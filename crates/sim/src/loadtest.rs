@@ -138,19 +138,10 @@ struct Cpu {
     wait_ns: Option<u64>,
 }
 
-impl Cpu {
-    fn of(pid: Option<u32>, sample: Option<(u64, u64)>) -> Option<Self> {
-        sample.map(|(ticks, _)| Self {
-            ticks,
-            wait_ns: run_queue_wait_ns(pid),
-        })
-    }
-}
-
 /// Summed run-queue wait of a process's threads (the second field of each task's
 /// `schedstat`), ns.
 fn run_queue_wait_ns(pid: Option<u32>) -> Option<u64> {
-    let dir = pid.map_or_else(|| "/proc/self".to_owned(), |p| format!("/proc/{p}"));
+    let dir = proc_dir(pid);
     let mut total = 0u64;
     let mut any = false;
     for task in std::fs::read_dir(format!("{dir}/task")).ok()?.flatten() {
@@ -289,9 +280,14 @@ impl From<Summary> for SummaryMs {
     }
 }
 
+/// `/proc/<pid>`, or `/proc/self` for this process.
+fn proc_dir(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "/proc/self".to_owned(), |p| format!("/proc/{p}"))
+}
+
 /// CPU ticks (utime + stime, in `USER_HZ` = 100/s) and RSS (KiB) of a process from `/proc`.
 pub fn proc_sample(pid: Option<u32>) -> Option<(u64, u64)> {
-    let dir = pid.map_or_else(|| "/proc/self".to_owned(), |p| format!("/proc/{p}"));
+    let dir = proc_dir(pid);
     let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) start at ") ".
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -328,7 +324,7 @@ impl Sampler {
         now: Instant,
         steady_from: Instant,
         steady_to: Instant,
-    ) -> Option<(u64, u64)> {
+    ) -> Option<Cpu> {
         let (ticks, rss) = proc_sample(pid)?;
         self.peak_rss = self.peak_rss.max(rss);
         if now >= steady_from && self.steady.is_none() {
@@ -337,7 +333,10 @@ impl Sampler {
         if self.steady.is_some() && (now <= steady_to || self.end.is_none()) {
             self.end = Some((now, ticks));
         }
-        Some((ticks, rss))
+        Some(Cpu {
+            ticks,
+            wait_ns: run_queue_wait_ns(pid),
+        })
     }
 
     fn usage(&self, calls: usize) -> ProcessUsage {
@@ -561,10 +560,10 @@ pub async fn run(config: LoadConfig) -> (LoadReport, Arc<Recorder>) {
                 let live = Recorder::get(&recorder.calls_connected)
                     .saturating_sub(Recorder::get(&recorder.calls_completed) + Recorder::get(&recorder.calls_failed));
                 peak = peak.max(live);
-                let server_cpu = config.server_pid.and_then(|pid| {
-                    Cpu::of(Some(pid), server.sample(Some(pid), now, steady_from, steady_to))
-                });
-                let generator_cpu = Cpu::of(None, generator.sample(None, now, steady_from, steady_to));
+                let server_cpu = config
+                    .server_pid
+                    .and_then(|pid| server.sample(Some(pid), now, steady_from, steady_to));
+                let generator_cpu = generator.sample(None, now, steady_from, steady_to);
                 timeline.extend(previous.second(now, started, live, &recorder, server_cpu, generator_cpu));
                 if config.progress {
                     let _ = write!(stderr, "{}", progress_line(&recorder, config.calls, started.elapsed()));

@@ -451,15 +451,17 @@ async fn run(
     crate::call::finish(result, outcome, recorder)
 }
 
-type Sink = ws::Socket;
-
-async fn send(sink: &mut Sink, message: Message) -> Result<(), MediaCallError> {
-    sink.send(message)
+async fn send(socket: &mut ws::Socket, message: Message) -> Result<(), MediaCallError> {
+    socket
+        .send(message)
         .await
         .map_err(|e| MediaCallError::Socket(e.to_string()))
 }
 
-async fn send_marks(caller: &mut Caller<'_>, sink: &mut Sink) -> Result<(), MediaCallError> {
+async fn send_marks(
+    caller: &mut Caller<'_>,
+    socket: &mut ws::Socket,
+) -> Result<(), MediaCallError> {
     if caller.marks.is_empty() {
         return Ok(());
     }
@@ -467,7 +469,7 @@ async fn send_marks(caller: &mut Caller<'_>, sink: &mut Sink) -> Result<(), Medi
     for mark in &marks {
         let echo = caller.encoder.mark(&mark.name);
         let echo = caller.frames.text(echo);
-        send(sink, echo).await?;
+        send(socket, echo).await?;
         Recorder::bump(&caller.recorder.marks_echoed);
         caller.outcome.marks_echoed += 1;
     }

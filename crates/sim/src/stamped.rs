@@ -56,11 +56,6 @@ impl StampedTcp {
     pub fn last_arrival(&self) -> Option<Instant> {
         self.last_arrival
     }
-
-    /// The underlying socket.
-    pub fn get_ref(&self) -> &TcpStream {
-        &self.inner
-    }
 }
 
 /// A `CLOCK_REALTIME` stamp as a point on the monotonic clock: `now - (wall now - stamp)`.

@@ -129,7 +129,7 @@ pub async fn connect(
 /// 128 KiB read buffer is zero-filled before every read, which at 50 reads per second per
 /// call was over a quarter of the load generator's CPU, so 1 KiB (as the bridge uses; a
 /// larger message just takes more reads).
-/// Writes go out at once (no write buffering; `TCP_NODELAY` is set by the caller).
+/// Writes go out at once (no write buffering; [`connect`] also sets `TCP_NODELAY`).
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
