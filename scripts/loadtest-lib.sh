@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Shared by scripts/loadtest-*.sh (sourced): raises the fd limit, builds release, starts
 # `voxbridge serve` pinned to core 0 on $port and waits for /healthz. Sets $bin, $out, $server.
-#   start_server PORT CALLS
+#   start_server PORT CALLS [WRAPPER...]     # e.g. valgrind --tool=callgrind ...
 start_server() {
   local port="$1" calls="$2"
+  shift 2
   # One socket per call on each side, plus headroom.
   ulimit -n "$(( calls * 2 + 1024 > 65536 ? calls * 2 + 1024 : 65536 ))" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   cargo build --release --locked --bin voxbridge
@@ -15,10 +16,10 @@ start_server() {
   VOXBRIDGE__MEDIA__PUBLIC_URL="wss://127.0.0.1:$port" \
   VOXBRIDGE__MEDIA__AUTH_TOKEN="$TWILIO_AUTH_TOKEN" \
   DATABASE_URL="sqlite://$(realpath "$out")/loadtest-$port.db" \
-  RUST_LOG=warn taskset -c 0 "$bin" serve &
+  RUST_LOG=warn taskset -c 0 "$@" "$bin" serve &
   server=$!
   trap 'kill "$server" 2>/dev/null || true' EXIT
-  for _ in $(seq 50); do
+  for _ in $(seq 600); do
     curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     sleep 0.1
   done
