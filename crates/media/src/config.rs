@@ -27,12 +27,14 @@ pub struct MediaConfig {
     /// Accept upgrades without a valid signature. Development only: a warning is logged at
     /// every start. Default `false`.
     pub insecure_skip_signature: bool,
-    /// Longest a single frame write to Twilio may take; a peer that does not read for this
-    /// long ends its call with `SlowPeer` (close 1008). Default 5000 ms.
+    /// How long the socket may go without taking any of our frames while some wait: a peer
+    /// that does not read for this long ends its call with `SlowPeer` (Media Streams; a relay
+    /// session's single write has the same limit). Default 5000 ms.
     pub send_timeout_ms: u64,
-    /// Frames queued per call between the session and the socket writer. When full, the
-    /// driver waits at most `send_timeout_ms` before ending the call as a slow peer.
-    /// Default 64 (about 1.3 s of 20 ms frames; the session keeps only ~100 ms ahead).
+    /// Frames that may wait per call for a socket that is not taking them (Media Streams), or
+    /// queued for the relay's writer task. While full, the driver takes no more output and
+    /// waits, within `send_timeout_ms`, for room. Default 64 (about 1.3 s of 20 ms frames;
+    /// the session keeps only ~100 ms ahead).
     pub send_queue_frames: usize,
     /// After shutdown is requested, how long live calls may continue before each is ended
     /// with close 1001. Default 30000 ms.

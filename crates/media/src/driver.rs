@@ -2,18 +2,20 @@
 //! commands, registry control, the session's next timeout and the shutdown token. Generic over
 //! `Sink`/`Stream` of [`Message`]s so tests can drive it without a socket.
 //!
-//! Outbound frames go through a bounded queue to a writer task; each write has `send_timeout`.
-//! A peer that stops reading fills the socket, the write times out (or the queue stays full for
-//! `send_timeout`), and the call ends as [`Input::SlowPeer`]: memory per call stays bounded.
+//! Outbound frames are written from the driver's own task through a bounded [`Outbox`]. A peer
+//! that stops reading fills the socket; once frames have been held up for `send_timeout`, the
+//! call ends as [`Input::SlowPeer`]: memory per call stays bounded.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use std::future::poll_fn;
+use std::task::Poll;
+
 use axum::extract::ws::{CloseFrame, Message};
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{Sink, Stream, StreamExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, error, field, info, info_span, warn};
 use voxbridge_agent::{
@@ -22,7 +24,9 @@ use voxbridge_agent::{
 use voxbridge_session::{BrainEvent, CallInfo, CallSummary, EndReason, Input, Output, Session};
 
 use crate::metrics::{ActiveCall, Transport};
+use crate::outbox::Outbox;
 use crate::registry::{CallEntry, Control, Registration};
+use crate::writer::WriteError;
 use crate::{CallRecord, MediaState};
 
 /// Bot audio queued in the session (not yet sent to Twilio) above which the driver stops
@@ -39,87 +43,6 @@ const CLOSE_UNKNOWN_AGENT: u16 = 1008;
 /// Close code when the agent exists but could not start (internal error).
 const CLOSE_AGENT_FAILED: u16 = 1011;
 
-/// Why the writer task stopped.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum WriteError {
-    /// A write did not complete within `send_timeout`: the peer is not reading.
-    #[error("write to Twilio timed out after {0:?}")]
-    Timeout(Duration),
-    /// The socket failed.
-    #[error("socket write failed: {0}")]
-    Socket(String),
-}
-
-/// Writes queued frames, batching whatever is queued into one flush. Ends after a close frame
-/// or when the queue closes.
-pub(crate) async fn write_frames<W>(
-    mut sink: W,
-    mut queue: mpsc::Receiver<Message>,
-    send_timeout: Duration,
-) -> Result<(), WriteError>
-where
-    W: Sink<Message> + Unpin,
-    W::Error: fmt::Display,
-{
-    while let Some(first) = queue.recv().await {
-        let mut closing = matches!(first, Message::Close(_));
-        let batch = async {
-            sink.feed(first).await?;
-            while !closing {
-                let Ok(next) = queue.try_recv() else { break };
-                closing = matches!(next, Message::Close(_));
-                sink.feed(next).await?;
-            }
-            sink.flush().await
-        };
-        match tokio::time::timeout(send_timeout, batch).await {
-            Err(_) => return Err(WriteError::Timeout(send_timeout)),
-            Ok(Err(e)) => return Err(WriteError::Socket(e.to_string())),
-            Ok(Ok(())) => {}
-        }
-        if closing {
-            break;
-        }
-    }
-    // Best effort: the close frame (if any) is already flushed.
-    let _ = tokio::time::timeout(send_timeout, sink.close()).await;
-    Ok(())
-}
-
-/// Queues the close frame, closes the queue (so the writer ends even if the frame did not
-/// fit) and waits up to `send_timeout` for the writer. Whether the close frame went out.
-pub(crate) async fn close_writer(
-    out: mpsc::Sender<Message>,
-    mut writer: JoinHandle<Result<(), WriteError>>,
-    (code, reason): (u16, &'static str),
-    send_timeout: Duration,
-) -> bool {
-    let frame = Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }));
-    if out.try_send(frame).is_err() {
-        debug!("send queue full at close; dropping the close frame");
-    }
-    drop(out);
-    match tokio::time::timeout(send_timeout, &mut writer).await {
-        Ok(Ok(Ok(()))) => true,
-        Ok(Ok(Err(e))) => {
-            debug!(error = %e, "writer failed while closing");
-            false
-        }
-        Ok(Err(e)) => {
-            error!(error = %e, "writer task failed");
-            false
-        }
-        Err(_) => {
-            warn!("close did not flush within the send timeout");
-            writer.abort();
-            false
-        }
-    }
-}
-
 /// What the shell itself decided about the call end, overriding the session's reason.
 #[derive(Debug)]
 struct ShellEnd {
@@ -127,11 +50,10 @@ struct ShellEnd {
     close: (u16, &'static str),
 }
 
-struct Call {
+struct Call<W> {
     state: MediaState,
     session: Session,
-    out: mpsc::Sender<Message>,
-    writer_alive: bool,
+    outbox: Outbox<W>,
     brain: Option<BrainHandle>,
     registration: Option<Registration>,
     /// Counts the call in `voxbridge_calls_active` from `start` to teardown.
@@ -140,7 +62,7 @@ struct Call {
     agent: Option<String>,
     started_at: Option<SystemTime>,
     shell_end: Option<ShellEnd>,
-    /// The peer stopped reading: do not wait for the writer at close.
+    /// The peer stopped reading: do not wait for it to take the close frame.
     slow_peer: bool,
     /// Events the brain did not take (its queue was full).
     dropped_events: u64,
@@ -155,7 +77,7 @@ fn now() -> std::time::Instant {
 /// the socket. Never panics on peer input; errors are logged in the call's span.
 pub async fn drive_call<W, R, E>(state: MediaState, sink: W, stream: R) -> CallSummary
 where
-    W: Sink<Message> + Unpin + Send + 'static,
+    W: Sink<Message> + Unpin + Send,
     W::Error: fmt::Display,
     R: Stream<Item = Result<Message, E>> + Unpin + Send,
     E: fmt::Display,
@@ -172,7 +94,7 @@ where
 #[allow(clippy::too_many_lines)] // one select loop reads best in one place
 async fn run<W, R, E>(state: MediaState, sink: W, mut stream: R) -> CallSummary
 where
-    W: Sink<Message> + Unpin + Send + 'static,
+    W: Sink<Message> + Unpin + Send,
     W::Error: fmt::Display,
     R: Stream<Item = Result<Message, E>> + Unpin + Send,
     E: fmt::Display,
@@ -181,16 +103,14 @@ where
     let config = state.config();
     let send_timeout = config.send_timeout();
     let max_message = config.max_message_bytes;
-    let (out, queue) = mpsc::channel(config.send_queue_frames);
-    let mut writer = tokio::spawn(write_frames(sink, queue, send_timeout));
+    let outbox = Outbox::new(sink, config.send_queue_frames, send_timeout);
     let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE);
     let force_close = state.force_close_token();
 
     let mut call = Call {
         session: Session::new(state.session_config().clone(), now()),
         state,
-        out,
-        writer_alive: true,
+        outbox,
         brain: None,
         registration: None,
         active: None,
@@ -218,6 +138,11 @@ where
             Drained::Wait(at) => at,
             Drained::Close(code, reason) => break (code, reason),
         };
+        call.write_now().await;
+        // Frames held up by the socket: wake up in time to give up on a peer that stopped
+        // reading.
+        let stall_deadline = call.outbox.stall_deadline().filter(|_| !call.slow_peer);
+        let wake_at = stall_deadline.map_or(wake_at, |at| at.min(wake_at));
         if wake.deadline() != wake_at {
             wake.as_mut().reset(wake_at);
         }
@@ -238,9 +163,11 @@ where
                     );
                 }
             },
-            result = &mut writer, if call.writer_alive => {
-                call.writer_alive = false;
-                call.on_writer_end(result.unwrap_or_else(|e| Err(WriteError::Socket(e.to_string()))));
+            // Frames are held up: keep writing as the socket takes them.
+            written = poll_fn(|cx| call.outbox.poll_write(cx)), if stall_deadline.is_some() => {
+                if let Err(e) = written {
+                    call.on_write_error(&e);
+                }
             }
             frame = stream.next(), if !stream_done => {
                 let input_now = now();
@@ -294,27 +221,22 @@ where
                 FromBrain::Command(command) => call.session.handle_input(now(), Input::Brain(command.as_input())),
                 FromBrain::Finished => call.on_brain_stopped().await,
             },
-            () = &mut wake => call.session.handle_timeout(now()),
+            () = &mut wake => {
+                // Read the deadline again: frames the socket took since it was set move it.
+                let stalled_out = call.outbox.stall_deadline().is_some_and(|at| at <= Instant::now());
+                if stalled_out && !call.slow_peer {
+                    call.on_write_timeout();
+                } else {
+                    call.session.handle_timeout(now());
+                }
+            }
         }
     };
 
-    // The session is over: close the socket, let the writer flush, wait briefly for the reply.
+    // The session is over: send the close frame, wait briefly for the peer's reply.
     let (code, reason) = call.shell_end.as_ref().map_or(close, |end| end.close);
-    let close_sent = if call.writer_alive && call.slow_peer {
-        // The writer is stuck in a write to a peer that does not read: do not wait for it.
-        writer.abort();
-        false
-    } else if call.writer_alive {
-        close_writer(
-            std::mem::replace(&mut call.out, mpsc::channel(1).0),
-            writer,
-            (code, reason),
-            send_timeout,
-        )
-        .await
-    } else {
-        false
-    };
+    // A peer that does not read would only hold the close frame up: do not wait for it.
+    let close_sent = !call.slow_peer && call.send_close(code, reason).await;
     if close_sent && !stream_done {
         // RFC 6455 7.1.1: read until the peer's close reply so the TCP close is clean.
         let _ = tokio::time::timeout(CLOSE_HANDSHAKE_GRACE, async {
@@ -337,7 +259,11 @@ enum Drained {
     Close(u16, &'static str),
 }
 
-impl Call {
+impl<W> Call<W>
+where
+    W: Sink<Message> + Unpin,
+    W::Error: fmt::Display,
+{
     async fn drain(&mut self) -> Drained {
         loop {
             match self.session.poll_output() {
@@ -350,50 +276,73 @@ impl Call {
     }
 
     async fn send(&mut self, text: String) {
-        if !self.writer_alive || self.shell_end.is_some() {
+        if self.outbox.has_failed() || self.slow_peer || self.shell_end.is_some() {
             return;
         }
-        let message = Message::Text(text.into());
-        let message = match self.out.try_send(message) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                // The writer has stopped; its result arrives through the select loop.
-                return;
-            }
-            Err(mpsc::error::TrySendError::Full(message)) => message,
-        };
-        let timeout = self.state.config().send_timeout();
-        // An `Err` inside means the writer stopped; its result arrives through the select loop.
-        if tokio::time::timeout(timeout, self.out.send(message))
-            .await
-            .is_err()
-        {
-            warn!(?timeout, "send queue stayed full: peer is not reading");
-            self.end_slow_peer();
+        self.outbox.push(Message::Text(text.into()));
+        if !self.outbox.is_full() {
+            return;
         }
+        // `send_queue_frames` are waiting: write what the socket takes, and wait (no more
+        // output taken from the session) until there is room or the peer has not read for
+        // `send_timeout`.
+        match self.outbox.room_by_deadline().await {
+            Ok(()) => {}
+            Err(WriteError::Timeout(_)) => self.on_write_timeout(),
+            Err(e) => self.on_write_error(&e),
+        }
+    }
+
+    /// Writes what the session queued, without waiting: a socket that does not take it all
+    /// leaves the rest for the select loop (see `stall_deadline`).
+    async fn write_now(&mut self) {
+        let written = poll_fn(|cx| Poll::Ready(self.outbox.poll_write(cx))).await;
+        if let Poll::Ready(Err(e)) = written {
+            self.on_write_error(&e);
+        }
+    }
+
+    /// Queues the close frame, waits for it to go out (within `send_timeout` of the socket
+    /// last taking a frame), then closes the sink. Whether the close frame went out.
+    async fn send_close(&mut self, code: u16, reason: &'static str) -> bool {
+        if self.outbox.has_failed() {
+            return false;
+        }
+        self.outbox.push(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })));
+        match self.outbox.write_by_deadline().await {
+            Ok(()) => {
+                self.outbox.close().await;
+                true
+            }
+            Err(WriteError::Timeout(_)) => {
+                warn!("close did not flush within the send timeout");
+                false
+            }
+            Err(e) => {
+                debug!(error = %e, "write failed while closing");
+                false
+            }
+        }
+    }
+
+    fn on_write_timeout(&mut self) {
+        let timeout = self.state.config().send_timeout();
+        warn!(?timeout, "write to Twilio timed out: peer is not reading");
+        self.end_slow_peer();
+    }
+
+    fn on_write_error(&mut self, error: &WriteError) {
+        warn!(%error, "socket write failed");
+        self.session.handle_input(now(), Input::SocketClosed);
     }
 
     fn end_slow_peer(&mut self) {
         self.slow_peer = true;
         if self.shell_end.is_none() {
             self.session.handle_input(now(), Input::SlowPeer);
-        }
-    }
-
-    fn on_writer_end(&mut self, result: Result<(), WriteError>) {
-        match result {
-            Err(WriteError::Timeout(timeout)) => {
-                warn!(?timeout, "write to Twilio timed out: peer is not reading");
-                self.end_slow_peer();
-            }
-            Err(WriteError::Socket(e)) => {
-                warn!(error = %e, "socket write failed");
-                self.session.handle_input(now(), Input::SocketClosed);
-            }
-            Ok(()) => {
-                // Only after a close frame, which the session never asks for twice.
-                self.session.handle_input(now(), Input::SocketClosed);
-            }
         }
     }
 

@@ -6,7 +6,8 @@
 //! ```text
 //! Twilio ──ws──▶ router(): /media (signature, limits) ──▶ drive_call(): one task per call
 //!                   │                                       │ select! { frame, brain command,
-//!                   │                                       │   control, timeout, shutdown }
+//!                   │                                       │   control, timeout, shutdown,
+//!                   │                                       │   held-up writes } + Outbox
 //!                   ▼                                       ▼
 //!            Registry (DashMap of handles)            Session (sans-IO) ◀──▶ Brain task
 //! ```
@@ -26,10 +27,12 @@
 mod config;
 mod driver;
 mod metrics;
+mod outbox;
 mod registry;
 pub mod relay;
 mod relay_driver;
 mod server;
+mod writer;
 
 use std::fmt;
 use std::sync::Arc;

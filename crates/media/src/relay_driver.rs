@@ -25,10 +25,10 @@ use voxbridge_twilio::relay::{
 };
 
 use crate::MediaState;
-use crate::driver::{WriteError, close_writer, write_frames};
 use crate::metrics::{ActiveCall, Transport};
 use crate::registry::{CallEntry, Control, Registration};
 use crate::relay::{RelayEnd, RelayRecord, RelayService};
+use crate::writer::{WriteError, close_writer, write_frames};
 
 /// Caller inputs (final prompts, key presses) queued while a turn is being generated; beyond
 /// this the oldest is dropped (a caller cannot usefully get further ahead of the agent).

@@ -294,3 +294,198 @@ async fn a_brain_faster_than_real_time_waits_for_playout() {
         .expect("driver does not panic");
     assert_eq!(summary.end_reason, Some(EndReason::SocketClosed));
 }
+
+/// A peer whose socket takes frames only while it has room, and wakes the driver when room is
+/// given (as a real socket does when it drains); or one whose every write fails.
+#[derive(Clone, Default)]
+struct GatedPeer {
+    inner: Arc<std::sync::Mutex<Gate>>,
+}
+
+#[derive(Default)]
+struct Gate {
+    room: usize,
+    waker: Option<std::task::Waker>,
+    taken: Vec<Message>,
+    fail: bool,
+}
+
+impl GatedPeer {
+    fn failing() -> Self {
+        let peer = Self::default();
+        peer.inner.lock().expect("not poisoned").fail = true;
+        peer
+    }
+
+    /// Lets `frames` more frames through and wakes the writer.
+    fn open(&self, frames: usize) {
+        let mut gate = self.inner.lock().expect("not poisoned");
+        gate.room = gate.room.saturating_add(frames);
+        if let Some(waker) = gate.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// What the peer received, as `media` / `mark` / `clear` / `close`.
+    fn kinds(&self) -> Vec<&'static str> {
+        let gate = self.inner.lock().expect("not poisoned");
+        gate.taken
+            .iter()
+            .map(|message| match message {
+                Message::Text(text) if text.contains(r#""event":"media""#) => "media",
+                Message::Text(text) if text.contains(r#""event":"mark""#) => "mark",
+                Message::Text(text) if text.contains(r#""event":"clear""#) => "clear",
+                Message::Close(_) => "close",
+                _ => "other",
+            })
+            .collect()
+    }
+}
+
+impl Sink<Message> for GatedPeer {
+    type Error = String;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        let mut gate = self.inner.lock().expect("not poisoned");
+        if gate.fail {
+            Poll::Ready(Err("connection reset by peer".into()))
+        } else if gate.room > 0 {
+            Poll::Ready(Ok(()))
+        } else {
+            gate.waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), String> {
+        let mut gate = self.inner.lock().expect("not poisoned");
+        gate.room -= 1;
+        gate.taken.push(item);
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Waits (in virtual time) until the peer has received the echo turn's mark.
+async fn until_mark(peer: &GatedPeer, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !peer.kinds().contains(&"mark") {
+        assert!(Instant::now() < deadline, "no mark within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The echo turn went out whole and in order: its audio, its mark, and the close frame last.
+fn assert_whole_turn_then_close(peer: &GatedPeer) {
+    let kinds = peer.kinds();
+    let mark = kinds.iter().position(|k| *k == "mark").expect("mark sent");
+    assert!(mark >= 100, "only {mark} frames of echo before the mark");
+    assert!(
+        kinds[..mark].iter().all(|k| *k == "media"),
+        "the mark follows the turn's audio: {:?}",
+        &kinds[..mark]
+    );
+    assert_eq!(kinds.last(), Some(&"close"), "the close frame comes last");
+    assert_eq!(kinds.iter().filter(|k| **k == "close").count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_pauses_within_the_send_timeout_keeps_its_call_and_every_frame() {
+    let state = state(2000);
+    let peer = GatedPeer::default();
+    let (tx, rx) = unbounded();
+    feed_call(&tx, 5);
+    let driver = tokio::spawn(drive_call(state.clone(), peer.clone(), rx));
+
+    // The echo starts at once, but the peer reads nothing for 1.5 s: more than the 64-frame
+    // queue's worth of audio comes due meanwhile.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        peer.kinds().is_empty(),
+        "nothing got through the closed gate"
+    );
+    peer.open(usize::MAX / 2);
+    until_mark(&peer, Duration::from_secs(30)).await;
+    drop(tx);
+
+    let summary = tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("driver ends")
+        .expect("driver does not panic");
+    assert_eq!(summary.end_reason, Some(EndReason::SocketClosed));
+    assert_whole_turn_then_close(&peer);
+    assert!(state.registry().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_reads_slower_than_real_time_is_not_a_slow_peer() {
+    // A 500 ms send timeout and an 8-frame queue, and a peer that takes one frame every
+    // 30 ms: its queue stays full for the whole turn, but every frame it takes shows it is
+    // reading.
+    let state = MediaState::new(
+        MediaConfig {
+            insecure_skip_signature: true,
+            send_timeout_ms: 500,
+            send_queue_frames: 8,
+            idle_timeout_ms: 60_000,
+            ..MediaConfig::default()
+        },
+        Agents::builtin(),
+    )
+    .expect("valid config");
+    let peer = GatedPeer::default();
+    let reader = tokio::spawn({
+        let peer = peer.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_millis(30));
+            loop {
+                every.tick().await;
+                peer.open(1);
+            }
+        }
+    });
+    let (tx, rx) = unbounded();
+    feed_call(&tx, 5);
+    let driver = tokio::spawn(drive_call(state.clone(), peer.clone(), rx));
+    until_mark(&peer, Duration::from_secs(60)).await;
+    drop(tx);
+
+    let summary = tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("driver ends")
+        .expect("driver does not panic");
+    reader.abort();
+    assert_eq!(summary.end_reason, Some(EndReason::SocketClosed));
+    assert_whole_turn_then_close(&peer);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_write_ends_the_call_as_a_socket_close() {
+    let state = state(2000);
+    let peer = GatedPeer::failing();
+    let (tx, rx) = unbounded();
+    feed_call(&tx, 5);
+    let began = Instant::now();
+    let summary = tokio::time::timeout(
+        Duration::from_secs(10),
+        drive_call(state.clone(), peer.clone(), rx),
+    )
+    .await
+    .expect("driver ends");
+    assert_eq!(summary.end_reason, Some(EndReason::SocketClosed));
+    assert!(
+        began.elapsed() < Duration::from_millis(100),
+        "ended after {:?}",
+        began.elapsed()
+    );
+    assert!(peer.kinds().is_empty());
+    assert!(state.registry().is_empty());
+    drop(tx);
+}
