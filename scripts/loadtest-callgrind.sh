@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The bridge's work for an echo load, counted in instructions by callgrind: repeatable on a
 # shared, noisy machine where CPU seconds are not (same binary and load -> same count within
-# ~0.1%). Use it to compare two builds of the bridge; wall-clock figures come from
+# ~0.6%). Use it to compare two builds of the bridge; wall-clock figures come from
 # scripts/loadtest-echo.sh.
 #
 #   scripts/loadtest-callgrind.sh [CALLS] [DURATION_S]      # defaults 10 20
@@ -25,7 +25,8 @@ RUST_LOG=warn taskset -c 1 "$bin" loadtest --mode media-echo \
   --report "$out/callgrind-report.json" --histogram "$out/callgrind-histogram.svg" | tail -n 16
 kill -INT "$server"
 wait "$server" || true
-total=$(callgrind_annotate "$cg_out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+total=$(callgrind_annotate "$cg_out" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+[[ -n "$total" ]] || { echo "no PROGRAM TOTALS in $cg_out (see $cg_out.log)" >&2; exit 1; }
 python3 - "$total" "$out/callgrind-report.json" <<'PY'
 import json, sys
 total = int(sys.argv[1])

@@ -20,7 +20,10 @@ start_server() {
   server=$!
   trap 'kill "$server" 2>/dev/null || true' EXIT
   for _ in $(seq 600); do
-    curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
+    kill -0 "$server" 2>/dev/null || { echo "voxbridge serve exited during startup" >&2; exit 1; }
     sleep 0.1
   done
+  echo "voxbridge serve not healthy on 127.0.0.1:$port after 60 s" >&2
+  exit 1
 }

@@ -3,8 +3,8 @@
 //! `Sink`/`Stream` of [`Message`]s so tests can drive it without a socket.
 //!
 //! Outbound frames are written from the driver's own task through a bounded [`Outbox`]. A peer
-//! that stops reading fills the socket; once frames have been held up for `send_timeout`, the
-//! call ends as [`Input::SlowPeer`]: memory per call stays bounded.
+//! that stops reading fills the socket; once the socket has taken none of our frames for
+//! `send_timeout`, the call ends as [`Input::SlowPeer`]: memory per call stays bounded.
 
 use std::fmt;
 use std::sync::Arc;
@@ -286,7 +286,15 @@ where
         // `send_queue_frames` are waiting: write what the socket takes, and wait (no more
         // output taken from the session) until there is room or the peer has not read for
         // `send_timeout`.
-        match self.outbox.room_by_deadline().await {
+        // A slow reader may keep this going (each frame it takes restarts its clock), but not past
+        // the forced close at the end of a drain: the loop then ends the call.
+        let force_close = self.state.force_close_token();
+        let waited = tokio::select! {
+            biased;
+            () = force_close.cancelled() => return,
+            waited = self.outbox.room_by_deadline() => waited,
+        };
+        match waited {
             Ok(()) => {}
             Err(WriteError::Timeout(_)) => self.on_write_timeout(),
             Err(e) => self.on_write_error(&e),
@@ -302,8 +310,9 @@ where
         }
     }
 
-    /// Queues the close frame, waits for it to go out (within `send_timeout` of the socket
-    /// last taking a frame), then closes the sink. Whether the close frame went out.
+    /// Queues the close frame, waits for it to go out and closes the sink, all within one
+    /// `send_timeout` (and sooner if the socket already took nothing for that long). Whether
+    /// the close frame went out.
     async fn send_close(&mut self, code: u16, reason: &'static str) -> bool {
         if self.outbox.has_failed() {
             return false;
@@ -312,11 +321,14 @@ where
             code,
             reason: reason.into(),
         })));
-        match self.outbox.write_by_deadline().await {
-            Ok(()) => {
-                self.outbox.close().await;
-                true
-            }
+        let timeout = self.state.config().send_timeout();
+        let closed = tokio::time::timeout(timeout, async {
+            self.outbox.write_by_deadline().await?;
+            self.outbox.close().await;
+            Ok(())
+        });
+        match closed.await.unwrap_or(Err(WriteError::Timeout(timeout))) {
+            Ok(()) => true,
             Err(WriteError::Timeout(_)) => {
                 warn!("close did not flush within the send timeout");
                 false

@@ -244,9 +244,11 @@ pub async fn serve_with_state(
             "drain deadline passed: closing live calls (1001)"
         );
         state.close_all();
-        // A driver's worst case after the forced close: a full send queue (one send timeout),
-        // flushing the close frame (another), the close handshake and the brain's stop. Less
-        // than that and `serve` could return before `CallSink::call_ended` ran for a slow peer.
+        // A driver's worst case after the forced close: a wait for room in its send queue
+        // ends at once, sending the close frame and closing the socket take at most one send
+        // timeout, then the close handshake and the brain's stop; the second send timeout is
+        // margin. Less than that and `serve` could return before `CallSink::call_ended` ran
+        // for a slow peer.
         let grace = state.config().send_timeout() * 2 + CLOSE_GRACE_EXTRA;
         if tokio::time::timeout(grace, state.idle()).await.is_err() {
             warn!(

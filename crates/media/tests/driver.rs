@@ -373,6 +373,33 @@ impl Sink<Message> for GatedPeer {
     }
 }
 
+/// A 500 ms send timeout and an 8-frame send queue.
+fn tight_state() -> MediaState {
+    MediaState::new(
+        MediaConfig {
+            insecure_skip_signature: true,
+            send_timeout_ms: 500,
+            send_queue_frames: 8,
+            idle_timeout_ms: 60_000,
+            ..MediaConfig::default()
+        },
+        Agents::builtin(),
+    )
+    .expect("valid config")
+}
+
+/// A reader that takes one frame from `peer` every `every`.
+fn trickle(peer: &GatedPeer, every: Duration) -> tokio::task::JoinHandle<()> {
+    let peer = peer.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            peer.open(1);
+        }
+    })
+}
+
 /// Waits (in virtual time) until the peer has received the echo turn's mark.
 async fn until_mark(peer: &GatedPeer, within: Duration) {
     let deadline = Instant::now() + within;
@@ -429,28 +456,9 @@ async fn a_peer_that_reads_slower_than_real_time_is_not_a_slow_peer() {
     // A 500 ms send timeout and an 8-frame queue, and a peer that takes one frame every
     // 30 ms: its queue stays full for the whole turn, but every frame it takes shows it is
     // reading.
-    let state = MediaState::new(
-        MediaConfig {
-            insecure_skip_signature: true,
-            send_timeout_ms: 500,
-            send_queue_frames: 8,
-            idle_timeout_ms: 60_000,
-            ..MediaConfig::default()
-        },
-        Agents::builtin(),
-    )
-    .expect("valid config");
+    let state = tight_state();
     let peer = GatedPeer::default();
-    let reader = tokio::spawn({
-        let peer = peer.clone();
-        async move {
-            let mut every = tokio::time::interval(Duration::from_millis(30));
-            loop {
-                every.tick().await;
-                peer.open(1);
-            }
-        }
-    });
+    let reader = trickle(&peer, Duration::from_millis(30));
     let (tx, rx) = unbounded();
     feed_call(&tx, 5);
     let driver = tokio::spawn(drive_call(state.clone(), peer.clone(), rx));
@@ -487,5 +495,39 @@ async fn a_failed_write_ends_the_call_as_a_socket_close() {
     );
     assert!(peer.kinds().is_empty());
     assert!(state.registry().is_empty());
+    drop(tx);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forced_close_is_not_held_up_by_a_trickling_reader() {
+    // The peer takes one frame every 400 ms with a 500 ms send timeout: it is reading, so it
+    // is not a slow peer, but its 8-frame queue stays full. At the end of a drain the call
+    // must still end within one send timeout (closing it), not when the peer has read it all.
+    let state = tight_state();
+    let peer = GatedPeer::default();
+    let reader = trickle(&peer, Duration::from_millis(400));
+    let (tx, rx) = unbounded();
+    feed_call(&tx, 5);
+    let driver = tokio::spawn(drive_call(state.clone(), peer.clone(), rx));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let taken = peer.kinds().len();
+    assert!(
+        (5..=9).contains(&taken),
+        "the peer read {taken} frames in 3 s"
+    );
+
+    let forced = Instant::now();
+    state.close_all();
+    let summary = tokio::time::timeout(Duration::from_secs(30), driver)
+        .await
+        .expect("driver ends")
+        .expect("driver does not panic");
+    let took = forced.elapsed();
+    reader.abort();
+    assert_eq!(summary.end_reason, Some(EndReason::Shutdown));
+    assert!(
+        took <= Duration::from_millis(600),
+        "the call ended {took:?} after the forced close"
+    );
     drop(tx);
 }

@@ -96,6 +96,9 @@ pub struct ProcessUsage {
     pub cpu_cores: f64,
     /// CPU per concurrent call, in percent of one core.
     pub cpu_percent_per_call: f64,
+    /// Length of the steady-state window (all calls up) the CPU figures cover, in seconds;
+    /// 0 when the run was too short to have one (`duration` must exceed `ramp_up` + 3 s).
+    pub cpu_window_s: f64,
     /// RSS before the first call, KiB.
     pub rss_start_kib: u64,
     /// Peak RSS while calls were up, KiB.
@@ -340,21 +343,23 @@ impl Sampler {
     }
 
     fn usage(&self, calls: usize) -> ProcessUsage {
-        let (cpu_cores, rss_start) = match (self.start, self.steady, self.end) {
-            (Some((_, rss)), Some((t0, c0)), Some((t1, c1))) => {
-                let wall = t1.duration_since(t0).as_secs_f64().max(1e-3);
+        let (cpu_cores, cpu_window_s, rss_start) = match (self.start, self.steady, self.end) {
+            (Some((_, rss)), Some((t0, c0)), Some((t1, c1))) if t1 > t0 => {
+                let wall = t1.duration_since(t0).as_secs_f64();
                 (
                     (c1.saturating_sub(c0)) as f64 / TICKS_PER_SECOND / wall,
+                    wall,
                     rss,
                 )
             }
-            (Some((_, rss)), _, _) => (0.0, rss),
-            _ => (0.0, 0),
+            (Some((_, rss)), _, _) => (0.0, 0.0, rss),
+            _ => (0.0, 0.0, 0),
         };
         let calls = calls.max(1) as f64;
         ProcessUsage {
             cpu_cores,
             cpu_percent_per_call: 100.0 * cpu_cores / calls,
+            cpu_window_s,
             rss_start_kib: rss_start,
             rss_peak_kib: self.peak_rss,
             rss_per_call_kib: self.peak_rss.saturating_sub(rss_start) as f64 / calls,
@@ -681,6 +686,15 @@ pub fn histogram_svg(report: &LoadReport, recorder: &Recorder) -> String {
     }
 }
 
+/// CPU figures as `figures` words them, or why there are none (no steady-state window).
+fn cpu_text(usage: &ProcessUsage, figures: impl FnOnce(&ProcessUsage) -> String) -> String {
+    if usage.cpu_window_s > 0.0 {
+        figures(usage)
+    } else {
+        "CPU n/a (no steady-state window: make --duration exceed --ramp-up + 3 s)".to_owned()
+    }
+}
+
 /// A human summary of the report.
 pub fn render_text(report: &LoadReport) -> String {
     let mut out = String::new();
@@ -711,22 +725,26 @@ pub fn render_text(report: &LoadReport) -> String {
         }
     }
     if let Some(server) = &report.server {
+        let cpu = cpu_text(server, |u| {
+            format!(
+                "{:.3} cores = {:.4}% of a core per call",
+                u.cpu_cores, u.cpu_percent_per_call
+            )
+        });
         let _ = writeln!(
             out,
-            "  server: {:.3} cores = {:.4}% of a core per call; RSS {} -> peak {} KiB = {:.1} KiB per call",
-            server.cpu_cores,
-            server.cpu_percent_per_call,
-            server.rss_start_kib,
-            server.rss_peak_kib,
-            server.rss_per_call_kib
+            "  server: {cpu}; RSS {} -> peak {} KiB = {:.1} KiB per call",
+            server.rss_start_kib, server.rss_peak_kib, server.rss_per_call_kib
         );
     }
     let g = &report.generator;
-    let _ = writeln!(
-        out,
-        "  generator: {:.3} cores ({:.4}% per call), RSS peak {} KiB",
-        g.cpu_cores, g.cpu_percent_per_call, g.rss_peak_kib
-    );
+    let cpu = cpu_text(g, |u| {
+        format!(
+            "{:.3} cores ({:.4}% per call)",
+            u.cpu_cores, u.cpu_percent_per_call
+        )
+    });
+    let _ = writeln!(out, "  generator: {cpu}, RSS peak {} KiB", g.rss_peak_kib);
     for (kind, count) in &report.errors {
         let _ = writeln!(out, "  error x{count}: {kind}");
     }
@@ -884,6 +902,29 @@ mod tests {
             "/proc/self/task/*/schedstat"
         );
         assert!(run_queue_wait_ns(Some(u32::MAX)).is_none());
+    }
+
+    #[test]
+    fn cpu_is_measured_over_the_steady_window_and_not_without_one() {
+        let t0 = Instant::now();
+        let mut sampler = Sampler {
+            start: Some((0, 10_000)),
+            steady: Some((t0, 100)),
+            end: Some((t0 + Duration::from_secs(10), 600)),
+            peak_rss: 20_000,
+        };
+        // 500 ticks (5 s of CPU) in 10 s = 0.5 cores = 0.5% of a core for each of 100 calls.
+        let usage = sampler.usage(100);
+        assert!((usage.cpu_cores - 0.5).abs() < 1e-9);
+        assert!((usage.cpu_percent_per_call - 0.5).abs() < 1e-9);
+        assert!((usage.cpu_window_s - 10.0).abs() < 1e-9);
+        assert!((usage.rss_per_call_kib - 100.0).abs() < 1e-9);
+
+        // A run too short for a steady state: one sample opens and closes the window.
+        sampler.end = sampler.steady;
+        let usage = sampler.usage(100);
+        assert!(usage.cpu_window_s.abs() < f64::EPSILON);
+        assert!(usage.cpu_cores.abs() < f64::EPSILON);
     }
 
     #[test]
