@@ -1,30 +1,35 @@
 //! The offline demo end to end, as a user runs it: `voxbridge demo` starts the bridge (with
 //! `/relay` and the scripted screening agent), the API on a fresh SQLite file and the
 //! simulated Twilio, places a screening through `POST /api/screenings`, and prints the
-//! transcript and the stored result. Each scenario must end with its expected outcome.
+//! transcript and the stored result. Each scenario must end with its expected outcome;
+//! `--mode echo` runs the call over Media Streams and must leave the bridge's record of it.
 
 use std::process::Command;
 
-/// Runs the demo with `scenario`; returns stdout. Panics with the output if it fails.
+/// Runs the relay demo with `scenario`; returns stdout. Panics with the output if it fails.
 fn demo(scenario: &str) -> String {
+    demo_with(&[
+        "--scenario",
+        &format!("config/scenarios/{scenario}.toml"),
+        "--tts-ms-per-char",
+        "10",
+    ])
+}
+
+/// Runs `voxbridge demo ARGS`; returns stdout. Panics with the output if it fails.
+fn demo_with(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "demo",
-            "--scenario",
-            &format!("config/scenarios/{scenario}.toml"),
-            "--tts-ms-per-char",
-            "10",
-            "--timeout",
-            "120",
-        ])
+        .arg("demo")
+        .args(args)
+        .args(["--timeout", "120"])
         .env("RUST_LOG", "warn")
         .output()
         .expect("the binary runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "demo {scenario} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        "demo {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
@@ -92,4 +97,24 @@ fn demo_voicemail_is_redirected_to_the_voicemail_message() {
     assert!(out.contains("ended: completed (Some(Cancelled))"), "{out}");
     // A redirected <Connect> does not call its action URL.
     assert!(!out.contains("/twilio/relay/action"), "{out}");
+}
+
+#[test]
+fn demo_echo_stores_the_media_streams_call() {
+    let out = demo_with(&["--mode", "echo"]);
+    // Three answers, each echoed back as one bot turn, then the candidate hangs up: the
+    // bridge's record of the call reaches the API's store.
+    assert!(
+        out.contains("media call: agent echo, ended stopped,"),
+        "{out}"
+    );
+    assert!(
+        out.contains(" 3 utterances, 3 bot turns, 0 barge-ins,"),
+        "{out}"
+    );
+    assert!(out.contains("status:completed"), "{out}");
+    assert!(
+        out.contains("no answers (the echo agent asks no questions)"),
+        "{out}"
+    );
 }

@@ -17,11 +17,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use voxbridge_agent::Agents;
 use voxbridge_api::{ConnectMode, Secret};
-use voxbridge_media::{LogOnly, MediaState, RelayService};
+use voxbridge_media::{MediaState, RelayService};
 use voxbridge_sim::twilio_api::{SimConfig, TwilioSim};
 use voxbridge_sim::{Recorder, Scenario, TranscriptTap};
 use voxbridge_store::Store;
 
+use crate::call_store::{StoreCalls, report_log};
 use crate::config::Config;
 use crate::screening_store::StoreScreenings;
 
@@ -109,6 +110,8 @@ async fn demo(
         .await
         .context("cannot open the demo database")?;
     let results = StoreScreenings::new(store.clone());
+    // Media Streams calls (`--mode echo`) are stored as `serve` stores them.
+    let calls = StoreCalls::new(store.clone(), report_log());
     // The demo needs no providers (the scripted agent on ConversationRelay); only the LLM
     // screening agent, when a config file enables it, needs [speech].
     let providers = if config.agent.llm.enabled {
@@ -126,7 +129,7 @@ async fn demo(
     let media_state = MediaState::with_services(
         config.media.clone(),
         Agents::builtin(),
-        Arc::new(LogOnly),
+        Arc::new(calls.clone()),
         Some(relay),
     )
     .context("invalid [media] configuration")?;
@@ -243,6 +246,7 @@ async fn demo(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             results.flush().await;
+            calls.flush().await;
         })
         .await;
         let stored: Value = http
@@ -303,6 +307,35 @@ fn print_stored(out: &mut impl Write, detail: &Value) -> Result<()> {
         })
         .unwrap_or_default();
     writeln!(out, "timeline: {}", statuses.join(" -> "))?;
+    // What the bridge stored when the Media Streams call ended (`--mode echo`).
+    let summary: Value = call["summary"]
+        .as_str()
+        .and_then(|raw| serde_json::from_str(raw).ok())
+        .unwrap_or(Value::Null);
+    if summary["transport"] == "media" {
+        writeln!(
+            out,
+            "media call: agent {}, ended {}, {} frames in / {} out, {} utterances, {} bot turns, {} barge-ins, {} ms",
+            text(&summary["agent"]),
+            text(&summary["end"]),
+            text(&summary["framesIn"]),
+            text(&summary["framesOut"]),
+            text(&summary["utterances"]),
+            text(&summary["botTurns"]),
+            text(&summary["bargeIns"]),
+            text(&summary["durationMs"])
+        )?;
+    }
+    if screening["outcome"].is_null() {
+        writeln!(
+            out,
+            "screening {} for {}: no answers (the {} agent asks no questions)",
+            text(&screening["screening"]),
+            text(&screening["firstName"]),
+            summary["agent"].as_str().unwrap_or("call's")
+        )?;
+        return Ok(());
+    }
     writeln!(
         out,
         "screening {} for {} ({}): outcome {}",
