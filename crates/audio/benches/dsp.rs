@@ -5,6 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use voxbridge_audio::vad::{Vad, VadConfig};
 use voxbridge_audio::{mulaw, resample::StreamResampler};
 
 fn tone(rate: u32, len: usize) -> Vec<i16> {
@@ -58,5 +59,33 @@ fn resample_benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, mulaw_benches, resample_benches);
+/// One 20 ms frame through the VAD, on speech and on the digital silence (all-zero samples,
+/// mu-law `0xFF`) that follows speech when a caller mutes: the second must not be slower.
+fn vad_benches(c: &mut Criterion) {
+    for rate in [8000_u32, 16000] {
+        let speech = tone(rate, rate as usize / 50);
+        let silence = vec![0_i16; rate as usize / 50];
+        let mut events = Vec::with_capacity(8);
+        let mut vad = Vad::new(VadConfig::new(rate)).expect("supported rate");
+        c.bench_function(&format!("vad_20ms_{}k_speech", rate / 1000), |b| {
+            b.iter(|| {
+                events.clear();
+                vad.process(black_box(&speech), &mut events);
+            });
+        });
+        // Speech first, so the filters hold state that then decays in the silence.
+        vad.process(&speech, &mut events);
+        c.bench_function(
+            &format!("vad_20ms_{}k_digital_silence_after_speech", rate / 1000),
+            |b| {
+                b.iter(|| {
+                    events.clear();
+                    vad.process(black_box(&silence), &mut events);
+                });
+            },
+        );
+    }
+}
+
+criterion_group!(benches, mulaw_benches, resample_benches, vad_benches);
 criterion_main!(benches);
