@@ -327,12 +327,15 @@ fn print_stored(out: &mut impl Write, detail: &Value) -> Result<()> {
         )?;
     }
     if screening["outcome"].is_null() {
+        let why = match summary["agent"].as_str() {
+            Some(agent) if agent != "voice" => format!("the {agent} agent asks no questions"),
+            _ => "no result was stored".to_owned(),
+        };
         writeln!(
             out,
-            "screening {} for {}: no answers (the {} agent asks no questions)",
+            "screening {} for {}: no answers ({why})",
             text(&screening["screening"]),
             text(&screening["firstName"]),
-            summary["agent"].as_str().unwrap_or("call's")
         )?;
         return Ok(());
     }
