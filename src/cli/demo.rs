@@ -308,10 +308,7 @@ fn print_stored(out: &mut impl Write, detail: &Value) -> Result<()> {
         .unwrap_or_default();
     writeln!(out, "timeline: {}", statuses.join(" -> "))?;
     // What the bridge stored when the Media Streams call ended (`--mode echo`).
-    let summary: Value = call["summary"]
-        .as_str()
-        .and_then(|raw| serde_json::from_str(raw).ok())
-        .unwrap_or(Value::Null);
+    let summary = embedded_json(&call["summary"]);
     if summary["transport"] == "media" {
         writeln!(
             out,
@@ -337,20 +334,17 @@ fn print_stored(out: &mut impl Write, detail: &Value) -> Result<()> {
             text(&screening["screening"]),
             text(&screening["firstName"]),
         )?;
-        return Ok(());
+    } else {
+        writeln!(
+            out,
+            "screening {} for {} ({}): outcome {}",
+            text(&screening["screening"]),
+            text(&screening["firstName"]),
+            text(&screening["jobTitle"]),
+            text(&screening["outcome"])
+        )?;
     }
-    writeln!(
-        out,
-        "screening {} for {} ({}): outcome {}",
-        text(&screening["screening"]),
-        text(&screening["firstName"]),
-        text(&screening["jobTitle"]),
-        text(&screening["outcome"])
-    )?;
-    let answers = match &screening["answers"] {
-        Value::String(raw) => serde_json::from_str(raw).unwrap_or(Value::Null),
-        other => other.clone(),
-    };
+    let answers = embedded_json(&screening["answers"]);
     for answer in answers.as_array().into_iter().flatten() {
         writeln!(
             out,
@@ -365,4 +359,13 @@ fn print_stored(out: &mut impl Write, detail: &Value) -> Result<()> {
     let lines = detail["transcript"].as_array().map_or(0, Vec::len);
     writeln!(out, "transcript: {lines} lines stored")?;
     Ok(())
+}
+
+/// A JSON value the store keeps as text (`summary`, `answers`), or already as JSON; `Null`
+/// when it does not parse.
+fn embedded_json(v: &Value) -> Value {
+    match v {
+        Value::String(raw) => serde_json::from_str(raw).unwrap_or(Value::Null),
+        other => other.clone(),
+    }
 }
