@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio_util::task::TaskTracker;
-use voxbridge_agent::EndReason;
-use voxbridge_agent::speech::turn::{LatencyLog, TurnLatency, VoiceCallReport};
+use voxbridge_brain::EndReason;
+use voxbridge_brain::turn::{LatencyLog, TurnLatency, VoiceCallReport};
 use voxbridge_media::{CallRecord, CallSink};
+use voxbridge_screening::ScreeningResult;
 use voxbridge_store::{MediaCallEnd, Store, TurnLatencyRecord};
 
 use crate::screening_store::{screening_session, transcript_lines, unix_ms};
@@ -138,7 +139,7 @@ fn media_call_of(
         "agent": record.agent,
         "end": end,
         "endReason": end_reason,
-        "handoff": report.and_then(|r| r.result.end.as_ref()),
+        "handoff": report.and_then(|r| r.outcome.end.as_ref()),
         "utterances": summary.utterances,
         "bargeIns": summary.barge_ins,
         "dtmf": summary.dtmf,
@@ -164,15 +165,17 @@ fn media_call_of(
         .enumerate()
         .map(|(i, turn)| turn_record(i, turn, now_ms))
         .collect();
-    if report.agent == "voice" {
+    // A screening dialog's payload is stored as ConversationRelay stores it; other dialogs
+    // (`assistant`) leave their transcript.
+    if let Some(result) = report.outcome.payload::<ScreeningResult>() {
         call.screening = Some(screening_session(
-            &report.result,
+            result,
             call_sid,
             report.started_at,
             &json,
         ));
     } else {
-        call.transcript = transcript_lines(&report.result, report.started_at);
+        call.transcript = transcript_lines(&report.outcome.transcript, report.started_at);
     }
     call
 }
@@ -181,8 +184,8 @@ fn media_call_of(
 mod tests {
     use std::time::UNIX_EPOCH;
 
-    use voxbridge_agent::speech::Stage;
-    use voxbridge_agent::speech::turn::{TurnOutcome, TurnSink};
+    use voxbridge_brain::Stage;
+    use voxbridge_brain::turn::{TurnOutcome, TurnSink};
     use voxbridge_store::StoreConfig;
 
     use super::*;
@@ -218,7 +221,7 @@ mod tests {
                 turn(TurnOutcome::Spoken, Some(364)),
                 turn(TurnOutcome::Fallback { stage: Stage::Tts }, None),
             ],
-            result,
+            outcome: result.to_outcome(),
         }
     }
 

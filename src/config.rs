@@ -25,9 +25,9 @@ pub(crate) struct Config {
     /// `[store]`: durable records (SQLite or PostgreSQL).
     pub(crate) store: voxbridge_store::StoreConfig,
     /// `[agent]`: the screening agent `voxbridge serve` runs on `/relay`.
-    pub(crate) agent: voxbridge_agent::screening::AgentConfig,
+    pub(crate) agent: voxbridge_screening::AgentConfig,
     /// `[speech]`: ASR/LLM/TTS providers and the voice pipeline of Media Streams calls.
-    pub(crate) speech: voxbridge_agent::speech::config::SpeechConfig,
+    pub(crate) speech: voxbridge_speech::config::SpeechConfig,
     /// The configuration file given, if any (relative `agent.screenings_dir` is resolved
     /// against its directory).
     #[serde(skip)]
@@ -203,11 +203,8 @@ mod tests {
         assert_eq!(c.media, voxbridge_media::MediaConfig::default());
         assert_eq!(c.api, voxbridge_api::ApiConfig::default());
         assert_eq!(c.store, voxbridge_store::StoreConfig::default());
-        assert_eq!(c.agent, voxbridge_agent::screening::AgentConfig::default());
-        assert_eq!(
-            c.speech,
-            voxbridge_agent::speech::config::SpeechConfig::default()
-        );
+        assert_eq!(c.agent, voxbridge_screening::AgentConfig::default());
+        assert_eq!(c.speech, voxbridge_speech::config::SpeechConfig::default());
     }
 
     #[test]

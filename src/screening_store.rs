@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::task::TaskTracker;
-use voxbridge_agent::screening::{ScreeningResult, Speaker};
 use voxbridge_media::{RelayEnd, RelayRecord, ScreeningSink};
+use voxbridge_screening::{ScreeningResult, Speaker, TranscriptEntry};
 use voxbridge_store::{ScreeningSession, Store, TranscriptLine};
 
 /// Writes each finished session on a background task (the sink must not block the session's
@@ -67,7 +67,7 @@ fn end_code(end: &RelayEnd) -> String {
 
 /// The store's view of a session; `None` when no dialog ran (no call to attach it to).
 pub(crate) fn session_of(record: &RelayRecord) -> Option<ScreeningSession> {
-    let result: &ScreeningResult = record.result.as_ref()?;
+    let result: &ScreeningResult = record.outcome.as_ref()?.payload()?;
     if record.call_sid.is_empty() {
         return None;
     }
@@ -115,7 +115,7 @@ pub(crate) fn screening_session(
         outcome,
         answers: serde_json::to_value(&result.answers).unwrap_or_default(),
         summary: summary.to_string(),
-        transcript: transcript_lines(result, origin),
+        transcript: transcript_lines(&result.transcript, origin),
         ended_at_ms: unix_ms(
             origin + Duration::from_millis(result.ended_at_ms.unwrap_or_default()),
         ),
@@ -125,11 +125,10 @@ pub(crate) fn screening_session(
 /// The dialog's transcript with Unix-ms times (its times are milliseconds from `origin`);
 /// interrupted bot lines keep their flag and hold only what the caller heard.
 pub(crate) fn transcript_lines(
-    result: &ScreeningResult,
+    transcript: &[TranscriptEntry],
     origin: SystemTime,
 ) -> Vec<TranscriptLine> {
-    result
-        .transcript
+    transcript
         .iter()
         .map(|entry| TranscriptLine {
             role: match entry.speaker {
@@ -151,9 +150,9 @@ pub(crate) fn scripted_result(call_sid: &str, candidate_id: &str, answer: &str) 
     use std::collections::BTreeMap;
 
     use futures::StreamExt;
-    use voxbridge_agent::conversation::ConversationInput;
-    use voxbridge_agent::screening::catalog::SHIPPED_SCRIPTS;
-    use voxbridge_agent::screening::{Screenings, ScriptLibrary};
+    use voxbridge_brain::conversation::ConversationInput;
+    use voxbridge_screening::catalog::SHIPPED_SCRIPTS;
+    use voxbridge_screening::{Screenings, ScriptLibrary};
 
     let screenings = Screenings::new(
         ScriptLibrary::from_sources(SHIPPED_SCRIPTS).expect("the shipped scripts load"),
@@ -184,7 +183,11 @@ pub(crate) fn scripted_result(call_sid: &str, candidate_id: &str, answer: &str) 
         let now = 1_000 * i as u64;
         futures::executor::block_on(dialog.handle(now, input).collect::<Vec<_>>());
     }
-    dialog.result()
+    dialog
+        .outcome()
+        .payload::<ScreeningResult>()
+        .cloned()
+        .expect("a screening dialog reports a screening result")
 }
 
 #[cfg(test)]
@@ -204,7 +207,7 @@ mod tests {
             to: "+14155550100".into(),
             direction: Some("inbound".into()),
             agent: Some("screening".into()),
-            result: Some(result),
+            outcome: Some(result.to_outcome()),
             end: RelayEnd::CallerHungUp,
             started_at: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
             opened_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
@@ -235,7 +238,7 @@ mod tests {
     #[test]
     fn no_dialog_means_nothing_to_store() {
         let mut record = record();
-        record.result = None;
+        record.outcome = None;
         assert!(session_of(&record).is_none());
     }
 

@@ -15,8 +15,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use voxbridge_agent::Agents;
 use voxbridge_api::{ConnectMode, Secret};
+use voxbridge_brain::Agents;
 use voxbridge_media::{MediaState, RelayService};
 use voxbridge_sim::twilio_api::{SimConfig, TwilioSim};
 use voxbridge_sim::{Recorder, Scenario, TranscriptTap};
@@ -120,9 +120,7 @@ async fn demo(
             .build()
             .context("invalid [speech] configuration")?
     } else {
-        voxbridge_agent::speech::providers::SpeechProviders::from_parts(
-            None, None, None, None, None,
-        )
+        voxbridge_speech::providers::SpeechProviders::from_parts(None, None, None, None, None)
     };
     let screenings = super::serve::screenings(&config.agent, config.source.as_deref(), &providers)?;
     let relay = RelayService::new(Arc::new(screenings), Arc::new(results.clone()));

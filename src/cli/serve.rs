@@ -14,18 +14,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use voxbridge_agent::Agents;
-use voxbridge_agent::dialog::Dialog;
-use voxbridge_agent::screening::Screenings;
-use voxbridge_agent::screening::catalog::ScriptsOrigin;
-use voxbridge_agent::screening::llm::LlmScreeningAgent;
-use voxbridge_agent::speech::assistant::AssistantSource;
-use voxbridge_agent::speech::config::SpeechConfig;
-use voxbridge_agent::speech::pipeline::{VoiceFactory, VoiceOptions, VoiceProviders};
-use voxbridge_agent::speech::providers::SpeechProviders;
-use voxbridge_agent::speech::realtime_brain::{RealtimeFactory, RealtimeOptions};
-use voxbridge_agent::speech::turn::{LatencyLog, TurnSink};
+use voxbridge_brain::Agents;
+use voxbridge_brain::dialog::Dialog;
+use voxbridge_brain::turn::{LatencyLog, TurnSink};
 use voxbridge_media::{MediaState, RelayService};
+use voxbridge_screening::Screenings;
+use voxbridge_screening::catalog::ScriptsOrigin;
+use voxbridge_screening::llm::LlmScreeningAgent;
+use voxbridge_speech::config::SpeechConfig;
+use voxbridge_speech::providers::SpeechProviders;
+use voxbridge_voice::assistant::AssistantSource;
+use voxbridge_voice::pipeline::{VoiceFactory, VoiceOptions, VoiceProviders};
+use voxbridge_voice::realtime_brain::{RealtimeFactory, RealtimeOptions};
 
 use crate::call_store::{StoreCalls, report_log};
 use crate::config::Config;
@@ -91,7 +91,7 @@ pub(crate) fn run(config: Config) -> Result<()> {
 
 /// Loads the screening scripts and picks the agent; errors name the file and key.
 pub(crate) fn screenings(
-    agent: &voxbridge_agent::screening::AgentConfig,
+    agent: &voxbridge_screening::AgentConfig,
     config_file: Option<&std::path::Path>,
     providers: &SpeechProviders,
 ) -> Result<Screenings> {
@@ -230,7 +230,7 @@ mod tests {
 
     fn screenings_for(providers: &SpeechProviders) -> Screenings {
         screenings(
-            &voxbridge_agent::screening::AgentConfig::default(),
+            &voxbridge_screening::AgentConfig::default(),
             None,
             providers,
         )

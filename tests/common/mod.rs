@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
-use voxbridge_agent::Agents;
+use voxbridge_brain::Agents;
 use voxbridge_media::{CallRecord, CallSink, MediaConfig, MediaState, serve_with_state};
 
 pub const AUTH_TOKEN: &str = "e2e-auth-token-0123456789abcdef";

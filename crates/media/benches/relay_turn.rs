@@ -13,10 +13,10 @@ use axum::extract::ws::Message;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
-use voxbridge_agent::Agents;
-use voxbridge_agent::screening::catalog::SHIPPED_SCRIPTS;
-use voxbridge_agent::screening::{Screenings, ScriptLibrary};
+use voxbridge_brain::Agents;
 use voxbridge_media::{LogOnly, MediaConfig, MediaState, RelayService, drive_relay};
+use voxbridge_screening::catalog::SHIPPED_SCRIPTS;
+use voxbridge_screening::{Screenings, ScriptLibrary};
 
 const SETUP: &str = r#"{"type":"setup","sessionId":"VX00000000000000000000000000000000","accountSid":"AC00000000000000000000000000000000","callSid":"CA00000000000000000000000000000000","from":"+18005550100","to":"+18005550101","direction":"outbound-api","customParameters":{"firstName":"Ana","candidateId":"c1"}}"#;
 /// Answers that move the default script forward, one question each.
@@ -45,7 +45,7 @@ fn state() -> MediaState {
         config,
         Agents::builtin(),
         Arc::new(LogOnly),
-        Some(RelayService::screenings(screenings)),
+        Some(RelayService::logged(screenings)),
     )
     .expect("valid config")
 }

@@ -24,17 +24,15 @@ use std::time::Duration;
 use axum::extract::ws::Message;
 use futures::StreamExt;
 use futures::channel::mpsc::unbounded;
-use voxbridge_agent::Agents;
-use voxbridge_agent::screening::{Screenings, ScriptLibrary};
-use voxbridge_agent::speech::fake::{Clock, FakeAsr, FakeTts};
-use voxbridge_agent::speech::pipeline::{
-    PipelineConfig, VoiceFactory, VoiceOptions, VoiceProviders,
-};
-use voxbridge_agent::speech::turn::{LatencyLog, TurnOutcome, TurnSink};
-use voxbridge_agent::speech::{Asr, Tts};
+use voxbridge_brain::Agents;
+use voxbridge_brain::turn::{LatencyLog, TurnOutcome, TurnSink};
 use voxbridge_media::{MediaConfig, MediaState, drive_call};
+use voxbridge_screening::{Screenings, ScriptLibrary};
+use voxbridge_speech::fake::{Clock, FakeAsr, FakeTts};
+use voxbridge_speech::{Asr, Tts};
 use voxbridge_twilio::media::{OutboundDecoder, OutboundEvent, Track, TwilioEncoder};
 use voxbridge_twilio::sid::{AccountSid, CallSid, StreamSid};
+use voxbridge_voice::pipeline::{PipelineConfig, VoiceFactory, VoiceOptions, VoiceProviders};
 
 const ASR_LATENCY: Duration = Duration::from_millis(200);
 const TTS_FIRST_BYTE: Duration = Duration::from_millis(100);

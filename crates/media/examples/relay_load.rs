@@ -18,10 +18,10 @@ use tokio::sync::{Barrier, Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
-use voxbridge_agent::Agents;
-use voxbridge_agent::screening::catalog::SHIPPED_SCRIPTS;
-use voxbridge_agent::screening::{Screenings, ScriptLibrary};
+use voxbridge_brain::Agents;
 use voxbridge_media::{LogOnly, MediaConfig, MediaState, RelayService, serve_with_state};
+use voxbridge_screening::catalog::SHIPPED_SCRIPTS;
+use voxbridge_screening::{Screenings, ScriptLibrary};
 use voxbridge_twilio::RequestValidator;
 
 const PUBLIC_URL: &str = "wss://voice.example.com";
@@ -57,7 +57,7 @@ async fn main() {
         config,
         Agents::builtin(),
         Arc::new(LogOnly),
-        Some(RelayService::screenings(screenings)),
+        Some(RelayService::logged(screenings)),
     )
     .expect("valid config");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

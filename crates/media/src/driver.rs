@@ -18,7 +18,7 @@ use futures::{Sink, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, error, field, info, info_span, warn};
-use voxbridge_agent::{
+use voxbridge_brain::{
     AGENT_PARAMETER, BrainCommand, BrainError, BrainHandle, FromBrain, spawn_brain,
 };
 use voxbridge_session::{BrainEvent, CallInfo, CallSummary, EndReason, Input, Output, Session};

@@ -1,7 +1,7 @@
 //! The async Media Streams bridge: Twilio opens a WebSocket to `media_path` (default
 //! `/media`), we check `X-Twilio-Signature`, and one driver task per call runs the sans-IO
 //! [`voxbridge_session::Session`] against the socket and the call's brain
-//! ([`voxbridge_agent`]).
+//! ([`voxbridge_brain`]).
 //!
 //! ```text
 //! Twilio ──ws──▶ router(): /media (signature, limits) ──▶ drive_call(): one task per call
@@ -41,7 +41,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use voxbridge_agent::{Agents, BrainChannels, BrainError};
+use voxbridge_brain::{Agents, BrainChannels, BrainError};
 use voxbridge_session::{CallSummary, SessionConfig};
 use voxbridge_twilio::RequestValidator;
 

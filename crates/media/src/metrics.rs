@@ -1,5 +1,5 @@
 //! `GET /metrics`: the bridge's own gauges and counters plus the voice pipeline metrics of
-//! every registered agent that has them ([`voxbridge_agent::BrainFactory::turn_metrics`]), in
+//! every registered agent that has them ([`voxbridge_brain::BrainFactory::turn_metrics`]), in
 //! the Prometheus text exposition format 0.0.4
 //! (<https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format>).
 //!
@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use voxbridge_agent::speech::turn::render_agents;
+use voxbridge_brain::turn::render_agents;
 use voxbridge_session::EndReason;
 
 use crate::MediaState;

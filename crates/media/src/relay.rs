@@ -30,41 +30,20 @@
 //! - Malformed messages are counted; `max_consecutive_errors` in a row close the socket with
 //!   1007, as Twilio itself does. A dropped socket is a hang-up: the dialog gets
 //!   [`ConversationInput::Hangup`] and what was gathered is kept.
-//! - At the end the [`RelayRecord`] (with the [`ScreeningResult`]) goes to the
+//! - At the end the [`RelayRecord`] (with the dialog's [`CallOutcome`]) goes to the
 //!   [`ScreeningSink`] (the store plugs in here).
 //!
-//! [`ConversationInput::Silence`]: voxbridge_agent::conversation::ConversationInput::Silence
-//! [`ConversationInput::Hangup`]: voxbridge_agent::conversation::ConversationInput::Hangup
+//! [`ConversationInput::Silence`]: voxbridge_brain::conversation::ConversationInput::Silence
+//! [`ConversationInput::Hangup`]: voxbridge_brain::conversation::ConversationInput::Hangup
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use voxbridge_agent::conversation::EndReason;
-use voxbridge_agent::dialog::Dialog;
-use voxbridge_agent::screening::{ScreeningResult, Screenings};
+use voxbridge_brain::conversation::EndReason;
+use voxbridge_brain::outcome::CallOutcome;
+pub use voxbridge_brain::relay::DialogFactory;
 
 pub use crate::relay_driver::{MAX_PENDING_INPUTS, drive_relay};
-
-/// Builds the dialog of each ConversationRelay session.
-pub trait DialogFactory: Send + Sync + 'static {
-    /// The agent's name (logs, registry).
-    fn name(&self) -> &'static str;
-
-    /// A fresh dialog for a call with these custom parameters; `Err` is a message saying why
-    /// the call cannot be served (e.g. an unknown `screening`).
-    fn dialog(&self, parameters: &BTreeMap<String, String>) -> Result<Box<dyn Dialog>, String>;
-}
-
-impl DialogFactory for Screenings {
-    fn name(&self) -> &'static str {
-        self.agent_name()
-    }
-
-    fn dialog(&self, parameters: &BTreeMap<String, String>) -> Result<Box<dyn Dialog>, String> {
-        Screenings::dialog(self, parameters).map_err(|e| e.to_string())
-    }
-}
 
 /// Why a relay session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,8 +84,9 @@ pub struct RelayRecord {
     pub direction: Option<String>,
     /// The agent that ran the session.
     pub agent: Option<String>,
-    /// What the dialog gathered (`None` if no dialog ran).
-    pub result: Option<ScreeningResult>,
+    /// What the dialog gathered (`None` if no dialog ran); a screening's answers and outcome
+    /// are its payload.
+    pub outcome: Option<CallOutcome>,
     /// Why it ended.
     pub end: RelayEnd,
     /// When `setup` arrived (transcript and answer times are milliseconds from socket open).
@@ -159,9 +139,9 @@ impl RelayService {
         Self { dialogs, sink }
     }
 
-    /// The scripted (or LLM) screening agent, results logged only.
-    pub fn screenings(screenings: Screenings) -> Self {
-        Self::new(Arc::new(screenings), Arc::new(LogOnlyScreenings))
+    /// Dialogs from `dialogs` (e.g. the screening catalog), results logged only.
+    pub fn logged(dialogs: impl DialogFactory) -> Self {
+        Self::new(Arc::new(dialogs), Arc::new(LogOnlyScreenings))
     }
 
     /// The agent's name.

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, error, field, info, info_span, warn};
-use voxbridge_agent::conversation::{ConversationInput, EndReason};
-use voxbridge_agent::dialog::{Dialog, DialogEvent};
+use voxbridge_brain::conversation::{ConversationInput, EndReason};
+use voxbridge_brain::dialog::{Dialog, DialogEvent};
 use voxbridge_twilio::relay::{
     DigitSequence, End, HandoffData, InboundMessage, Language, OutboundMessage, RelayError, Setup,
     Text,
@@ -762,13 +762,13 @@ impl Relay {
         E: fmt::Display,
     {
         let end = self.ended.take().unwrap_or(RelayEnd::CallerHungUp);
-        let result = dialog.map(|mut dialog| {
+        let outcome = dialog.map(|mut dialog| {
             if !dialog.is_ended() {
                 let now_ms = self.now_ms();
-                // Nothing more can be said; only the result matters.
+                // Nothing more can be said; only the outcome matters.
                 drop(dialog.handle(now_ms, ConversationInput::Hangup));
             }
-            dialog.result()
+            dialog.outcome()
         });
         let close_sent = self.close_socket().await;
         if close_sent && !self.stream_done {
@@ -779,11 +779,13 @@ impl Relay {
             .await;
         }
         let duration = self.opened.elapsed();
-        let outcome = result.as_ref().and_then(|r| r.outcome);
         info!(
             end = ?end,
-            outcome = ?outcome,
-            answers = result.as_ref().map_or(0, |r| r.answers.len()),
+            payload = outcome
+                .as_ref()
+                .and_then(|o| o.payload.as_ref())
+                .map(voxbridge_brain::outcome::Payload::kind),
+            transcript_lines = outcome.as_ref().map_or(0, |o| o.transcript.len()),
             caller_turns = self.caller_turns,
             bot_turns = self.bot_turns,
             bad_messages = self.bad_total,
@@ -814,7 +816,7 @@ impl Relay {
                 .and_then(|s| s.direction.as_ref())
                 .map(|d| d.as_str().to_owned()),
             agent: self.agent.map(str::to_owned),
-            result,
+            outcome,
             end,
             started_at: self.started_at,
             opened_at: self.opened_at,

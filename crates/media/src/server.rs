@@ -18,7 +18,7 @@ use futures::stream::{SplitSink, SplitStream};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use voxbridge_agent::Agents;
+use voxbridge_brain::Agents;
 use voxbridge_twilio::SignatureError;
 
 use crate::metrics::{self, Rejection, Transport};

@@ -13,7 +13,7 @@ use common::{
 };
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-use voxbridge_agent::Agents;
+use voxbridge_brain::Agents;
 use voxbridge_media::{MediaConfig, MediaState};
 
 const SECOND: Duration = Duration::from_secs(1);

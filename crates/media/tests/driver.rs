@@ -13,7 +13,7 @@ use axum::extract::ws::Message;
 use futures::Sink;
 use futures::channel::mpsc::{UnboundedSender, unbounded};
 use tokio::time::Instant;
-use voxbridge_agent::Agents;
+use voxbridge_brain::Agents;
 use voxbridge_media::{MediaConfig, MediaState, drive_call};
 use voxbridge_session::EndReason;
 use voxbridge_twilio::media::{Track, TwilioEncoder};
@@ -179,27 +179,27 @@ struct Flood {
     sent_all_after: Arc<std::sync::Mutex<Option<Duration>>>,
 }
 
-impl voxbridge_agent::BrainFactory for Flood {
+impl voxbridge_brain::BrainFactory for Flood {
     fn name(&self) -> &'static str {
         "flood"
     }
 
     fn start(
         &self,
-        _call: &voxbridge_agent::CallInfo,
-    ) -> Result<Box<dyn voxbridge_agent::Brain>, voxbridge_agent::BrainError> {
+        _call: &voxbridge_brain::CallInfo,
+    ) -> Result<Box<dyn voxbridge_brain::Brain>, voxbridge_brain::BrainError> {
         Ok(Box::new(Flood {
             sent_all_after: self.sent_all_after.clone(),
         }))
     }
 }
 
-impl voxbridge_agent::Brain for Flood {
+impl voxbridge_brain::Brain for Flood {
     fn run(
         self: Box<Self>,
-        mut io: voxbridge_agent::BrainIo,
-    ) -> voxbridge_agent::BoxFuture<Result<(), voxbridge_agent::BrainError>> {
-        use voxbridge_agent::{BrainEvent, Command, TurnId};
+        mut io: voxbridge_brain::BrainIo,
+    ) -> voxbridge_brain::BoxFuture<Result<(), voxbridge_brain::BrainError>> {
+        use voxbridge_brain::{BrainEvent, Command, TurnId};
         Box::pin(async move {
             while let Some(event) = io.events.recv().await {
                 if matches!(event, BrainEvent::CallStarted(_)) {

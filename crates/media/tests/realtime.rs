@@ -16,19 +16,19 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use voxbridge_agent::Agents;
-use voxbridge_agent::speech::config::OpenAiRealtimeConfig;
-use voxbridge_agent::speech::fake::FakeTts;
-use voxbridge_agent::speech::openai::OpenAiEndpoint;
-use voxbridge_agent::speech::realtime::OpenAiRealtime;
-use voxbridge_agent::speech::realtime_brain::{
-    RealtimeConfig, RealtimeFactory, RealtimeOptions, Speaker, TranscriptLog,
-};
-use voxbridge_agent::speech::turn::{LatencyLog, TurnOutcome};
-use voxbridge_agent::speech::{SpeechToSpeech, Tts};
+use voxbridge_brain::Agents;
+use voxbridge_brain::turn::{LatencyLog, TurnOutcome};
 use voxbridge_media::{MediaState, serve_with_state};
 use voxbridge_openai_standin::{Endpoint, RealtimeScript, Standin, StandinConfig, StandinHandle};
 use voxbridge_session::{EndReason, TurnId};
+use voxbridge_speech::config::OpenAiRealtimeConfig;
+use voxbridge_speech::fake::FakeTts;
+use voxbridge_speech::openai::OpenAiEndpoint;
+use voxbridge_speech::realtime::OpenAiRealtime;
+use voxbridge_speech::{SpeechToSpeech, Tts};
+use voxbridge_voice::realtime_brain::{
+    RealtimeConfig, RealtimeFactory, RealtimeOptions, Speaker, TranscriptLog,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 /// Bot audio per mark in these tests (the default).

@@ -7,9 +7,9 @@ mod relay_common;
 
 use std::time::Duration;
 
-use relay_common::{Relay, connect_relay, setup_json, start};
-use voxbridge_agent::screening::{AnswerStatus, AnswerValue, Outcome, Speaker};
+use relay_common::{Relay, ScreeningOf, connect_relay, setup_json, start};
 use voxbridge_media::RelayEnd;
+use voxbridge_screening::{AnswerStatus, AnswerValue, Outcome, Speaker};
 
 #[tokio::test]
 async fn happy_path_is_qualified_and_recorded() {
@@ -32,13 +32,13 @@ async fn happy_path_is_qualified_and_recorded() {
     let record = server.sessions.wait_one().await;
     assert_eq!(
         record.end,
-        RelayEnd::Agent(record.result.as_ref().unwrap().end.clone().unwrap())
+        RelayEnd::Agent(record.screening().unwrap().end.clone().unwrap())
     );
     assert_eq!(record.call_sid, "CA10000000000000000000000000000001");
     assert_eq!(record.session_id, "VX00000000000000000000000000000000");
     assert_eq!(record.from, "+18005550100");
     assert_eq!(record.direction.as_deref(), Some("outbound-api"));
-    let result = record.result.expect("a dialog ran");
+    let result = record.screening().expect("a dialog ran");
     assert_eq!(result.outcome, Some(Outcome::Qualified));
     assert_eq!(result.candidate_id.as_deref(), Some("cand-42"));
     assert_eq!(result.answers.len(), 6);
@@ -123,7 +123,7 @@ async fn knock_out_ends_with_knock_out_reason() {
     assert_eq!(handoff["reasonCode"], "knock-out");
     twilio.close().await;
     let record = server.sessions.wait_one().await;
-    let result = record.result.unwrap();
+    let result = record.screening().unwrap();
     assert_eq!(result.outcome, Some(Outcome::NotQualified));
     assert_eq!(result.answers[0].status, AnswerStatus::Rejected);
     server.stop().await;
@@ -141,7 +141,7 @@ async fn unclear_answer_is_reasked_then_parsed() {
     assert!(reask.contains("forklift"), "{reask}");
     assert!(twilio.say("three years").await.contains("shift"));
     twilio.close().await;
-    let result = server.sessions.wait_one().await.result.unwrap();
+    let result = server.sessions.wait_one().await.screening().unwrap();
     let forklift = result.answer("forklift_years").unwrap();
     assert_eq!(forklift.reasks, 1);
     assert!(
@@ -168,7 +168,7 @@ async fn interruption_truncates_the_bot_turn_and_reasks() {
     assert!(reask.contains("let me finish the question"), "{reask}");
     assert!(reask.contains("legally authorized"), "{reask}");
     twilio.close().await;
-    let result = server.sessions.wait_one().await.result.unwrap();
+    let result = server.sessions.wait_one().await.screening().unwrap();
     let greeting = &result.transcript[0];
     assert!(greeting.interrupted);
     assert_eq!(greeting.text, "Hi Ana, this is Vox");
@@ -192,7 +192,7 @@ async fn dtmf_answers_are_recorded() {
     twilio.send(r#"{ "type": "dtmf", "digit": "2" }"#).await;
     assert!(twilio.turn().await.contains("start"));
     twilio.close().await;
-    let result = server.sessions.wait_one().await.result.unwrap();
+    let result = server.sessions.wait_one().await.screening().unwrap();
     let forklift = result.answer("forklift_years").unwrap();
     assert_eq!(forklift.raw, "dtmf:12#");
     assert!(
@@ -223,7 +223,7 @@ async fn handoff_request_ends_with_live_agent_handoff() {
     assert!(
         matches!(&record.end, RelayEnd::Agent(reason) if reason.reason_code == "live-agent-handoff")
     );
-    assert_eq!(record.result.unwrap().outcome, Some(Outcome::Handoff));
+    assert_eq!(record.screening().unwrap().outcome, Some(Outcome::Handoff));
     server.stop().await;
 }
 
@@ -238,7 +238,7 @@ async fn callback_request_ends_with_callback_reason() {
     let handoff = twilio.expect_end().await;
     assert_eq!(handoff["reasonCode"], "callback-requested");
     twilio.close().await;
-    let result = server.sessions.wait_one().await.result.unwrap();
+    let result = server.sessions.wait_one().await.screening().unwrap();
     assert_eq!(result.outcome, Some(Outcome::CallbackRequested));
     server.stop().await;
 }
@@ -254,7 +254,7 @@ async fn caller_hanging_up_mid_interview_keeps_what_was_gathered() {
     drop(twilio);
     let record = server.sessions.wait_one().await;
     assert_eq!(record.end, RelayEnd::CallerHungUp);
-    let result = record.result.unwrap();
+    let result = record.screening().unwrap();
     assert_eq!(result.outcome, Some(Outcome::Incomplete));
     assert_eq!(result.answers.len(), 2);
     assert!(result.ended_at_ms.is_some());
@@ -286,7 +286,7 @@ async fn isolated_malformed_messages_are_survived_and_a_run_closes_1007() {
     let record = server.sessions.wait_one().await;
     assert_eq!(record.end, RelayEnd::Malformed);
     assert_eq!(record.bad_messages, 19);
-    assert_eq!(record.result.unwrap().answers.len(), 1);
+    assert_eq!(record.screening().unwrap().answers.len(), 1);
     server.stop().await;
 }
 
@@ -328,7 +328,7 @@ async fn partial_prompts_do_not_start_a_turn() {
         .await;
     assert!(twilio.turn().await.contains("at least 18"));
     twilio.close().await;
-    let result = server.sessions.wait_one().await.result.unwrap();
+    let result = server.sessions.wait_one().await.screening().unwrap();
     assert_eq!(result.answers.len(), 1);
     assert_eq!(result.answers[0].raw, "yes I am");
     server.stop().await;
@@ -346,7 +346,7 @@ async fn silence_reprompts_then_ends_no_answer() {
     let handoff = twilio.expect_end().await;
     assert_eq!(handoff["reasonCode"], "no-answer");
     twilio.close().await;
-    let result = server.sessions.wait_one().await.result.unwrap();
+    let result = server.sessions.wait_one().await.screening().unwrap();
     assert_eq!(result.outcome, Some(Outcome::NoAnswer));
     server.stop().await;
 }
@@ -366,7 +366,7 @@ async fn unknown_screening_ends_the_session_with_a_reason() {
     twilio.close().await;
     let record = server.sessions.wait_one().await;
     assert!(matches!(record.end, RelayEnd::Refused(ref why) if why.contains("no-such-script")));
-    assert!(record.result.is_none());
+    assert!(record.outcome.is_none());
     server.stop().await;
 }
 

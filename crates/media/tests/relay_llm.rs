@@ -9,13 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::stream::{self, BoxStream, StreamExt};
-use relay_common::{Relay, start_with};
+use relay_common::{Relay, ScreeningOf, start_with};
 use tokio::sync::oneshot;
-use voxbridge_agent::screening::llm::LlmScreeningAgent;
-use voxbridge_agent::screening::{AgentKind, LlmAgentConfig};
-use voxbridge_agent::speech::{
-    ChatRequest, FinishReason, Llm, LlmEvent, ProviderError, Stage, ToolCall,
-};
+use voxbridge_screening::llm::LlmScreeningAgent;
+use voxbridge_screening::{AgentKind, LlmAgentConfig};
+use voxbridge_speech::{ChatRequest, FinishReason, Llm, LlmEvent, ProviderError, Stage, ToolCall};
 
 type Reply = BoxStream<'static, Result<LlmEvent, ProviderError>>;
 
@@ -123,7 +121,7 @@ async fn tokens_reach_the_socket_before_the_llm_finishes() {
     assert_eq!(server.state.registry().list()[0].agent, "screening-llm");
     twilio.close().await;
     let record = server.sessions.wait_one().await;
-    assert_eq!(record.result.unwrap().agent, AgentKind::Llm);
+    assert_eq!(record.screening().unwrap().agent, AgentKind::Llm);
     server.stop().await;
 }
 
@@ -166,7 +164,7 @@ async fn interrupt_cancels_generation_at_once() {
         "the interrupted request was cancelled"
     );
     twilio.close().await;
-    let result = server.sessions.wait_one().await.result.unwrap();
+    let result = server.sessions.wait_one().await.screening().unwrap();
     let greeting = &result.transcript[0];
     assert!(greeting.interrupted, "{:?}", result.transcript);
     assert_eq!(greeting.text, "Hi Ana, this is");
@@ -211,7 +209,7 @@ async fn llm_failure_mid_call_falls_back_to_the_script_on_the_socket() {
     );
     assert!(twilio.say("yes").await.contains("forklift"));
     twilio.close().await;
-    let result = server.sessions.wait_one().await.result.unwrap();
+    let result = server.sessions.wait_one().await.screening().unwrap();
     assert!(result.fallback.unwrap().reason.contains("connection reset"));
     assert_eq!(result.answers[0].agent, AgentKind::Llm);
     assert_eq!(result.answers[1].agent, AgentKind::Script);

@@ -15,15 +15,13 @@ use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use voxbridge_agent::Agents;
-use voxbridge_agent::screening::{Screenings, ScriptLibrary};
-use voxbridge_agent::speech::fake::{FakeAsr, FakeTts};
-use voxbridge_agent::speech::pipeline::{
-    PipelineConfig, VoiceFactory, VoiceOptions, VoiceProviders,
-};
-use voxbridge_agent::speech::turn::{LatencyLog, TurnOutcome, TurnSink};
-use voxbridge_agent::speech::{Asr, Tts};
+use voxbridge_brain::Agents;
+use voxbridge_brain::turn::{LatencyLog, TurnOutcome, TurnSink};
 use voxbridge_media::{MediaState, serve_with_state};
+use voxbridge_screening::{Screenings, ScriptLibrary};
+use voxbridge_speech::fake::{FakeAsr, FakeTts};
+use voxbridge_speech::{Asr, Tts};
+use voxbridge_voice::pipeline::{PipelineConfig, VoiceFactory, VoiceOptions, VoiceProviders};
 
 /// mu-law silence.
 const SILENCE: [u8; 160] = [0xFF; 160];

@@ -1,5 +1,5 @@
 //! The stand-in's wire format seen by a plain HTTP client (the provider tests in
-//! voxbridge-agent cover the paths async-openai uses): non-streamed chat, transcription
+//! voxbridge-speech cover the paths async-openai uses): non-streamed chat, transcription
 //! formats, WAV speech, OpenAI error bodies and statuses.
 
 use std::time::Duration;

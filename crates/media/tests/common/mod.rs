@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
-use voxbridge_agent::Agents;
+use voxbridge_brain::Agents;
 use voxbridge_media::{
     CallRecord, CallSink, LogOnly, MediaConfig, MediaError, MediaState, serve_with_state,
 };

@@ -11,15 +11,26 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use voxbridge_agent::Agents;
-use voxbridge_agent::screening::catalog::SHIPPED_SCRIPTS;
-use voxbridge_agent::screening::{Screenings, ScriptLibrary};
+use voxbridge_brain::Agents;
 use voxbridge_media::{
     DialogFactory, LogOnly, MediaConfig, MediaError, MediaState, RelayRecord, RelayService,
     ScreeningSink, serve_with_state,
 };
+use voxbridge_screening::catalog::SHIPPED_SCRIPTS;
+use voxbridge_screening::{Screenings, ScriptLibrary};
 
 pub use crate::common::{AUTH_TOKEN, PUBLIC_URL, Ws};
+
+/// The screening a relay session gathered (its outcome's payload).
+pub trait ScreeningOf {
+    fn screening(&self) -> Option<voxbridge_screening::ScreeningResult>;
+}
+
+impl ScreeningOf for RelayRecord {
+    fn screening(&self) -> Option<voxbridge_screening::ScreeningResult> {
+        self.outcome.as_ref()?.payload().cloned()
+    }
+}
 
 pub fn config() -> MediaConfig {
     MediaConfig {

@@ -1,0 +1,819 @@
+//! Per-turn latency: what one reply of the voice pipeline cost, stage by stage, and the
+//! process-wide metrics built from it.
+//!
+//! A turn starts when the caller's utterance reaches the brain (the session's VAD has already
+//! waited `hangover` of silence; [`TurnLatency::utterance_ended_at`] is the end of speech in
+//! stream audio time) and ends when the first `media` frame of the reply is handed to the
+//! socket ([`crate::BrainEvent::TurnStarted`]). In between:
+//!
+//! ```text
+//! utterance ──asr──▶ transcript ──dialog──▶ first text ──chunker──▶ first sentence
+//!   ──tts──▶ first audio byte ──session/driver──▶ first frame sent
+//! ```
+//!
+//! Where the numbers go:
+//! - logs: one `info` per turn, "turn latency", in the call's span, every stage in ms;
+//! - metrics: [`PipelineMetrics`] (lock-free histograms and counters, shared by all calls,
+//!   rendered in the Prometheus text format by [`PipelineMetrics::render_prometheus`], or for
+//!   several agents at once, labelled `agent`, by [`render_agents`]; the bridge serves them on
+//!   `/metrics`);
+//! - the call record: each brain hands a [`VoiceCallReport`] (its turns and what the dialog
+//!   gathered) to the factory's [`TurnSink`] when the call ends, before the media driver
+//!   builds the `CallRecord` (the driver awaits the brain first). [`LatencyLog`] is a sink
+//!   keyed by call SID that a `CallSink` can `take` from.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::outcome::CallOutcome;
+
+/// A pipeline stage, for errors, timeouts and the per-turn latency breakdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Speech recognition.
+    Asr,
+    /// The language model.
+    Llm,
+    /// Speech synthesis.
+    Tts,
+    /// A speech-to-speech session.
+    SpeechToSpeech,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Asr => "asr",
+            Self::Llm => "llm",
+            Self::Tts => "tts",
+            Self::SpeechToSpeech => "speech_to_speech",
+        })
+    }
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnOutcome {
+    /// The reply was spoken (its first frame went out).
+    Spoken,
+    /// A provider failed: the spoken fallback (or the apology) was played instead.
+    Fallback {
+        /// The stage that failed.
+        stage: Stage,
+    },
+    /// The caller spoke over the reply before it started or while it was being prepared.
+    Interrupted,
+    /// Nothing to say: an empty transcript, or the dialog stayed silent.
+    NoReply,
+    /// The call ended first.
+    CallEnded,
+}
+
+impl TurnOutcome {
+    /// Every outcome's label, in [`TurnOutcome::index`] order.
+    pub const LABELS: [&'static str; 5] = [
+        "spoken",
+        "fallback",
+        "interrupted",
+        "no_reply",
+        "call_ended",
+    ];
+
+    /// The outcome's name: `spoken`, `fallback`, `interrupted`, `no_reply`, `call_ended`
+    /// (metrics label and stored value; the failed stage of a fallback is kept apart).
+    pub fn label(self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+
+    /// The stage that failed, for [`TurnOutcome::Fallback`].
+    pub fn failed_stage(self) -> Option<Stage> {
+        match self {
+            Self::Fallback { stage } => Some(stage),
+            _ => None,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Spoken => 0,
+            Self::Fallback { .. } => 1,
+            Self::Interrupted => 2,
+            Self::NoReply => 3,
+            Self::CallEnded => 4,
+        }
+    }
+}
+
+/// The latency breakdown of one turn. Stage durations are `None` when the turn never got
+/// there. Serialized with durations in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TurnLatency {
+    /// The first bot turn of the reply, if one was started.
+    pub turn: Option<u64>,
+    /// End of the caller's speech, stream audio time (ms since the first media frame).
+    #[serde(serialize_with = "ms")]
+    pub utterance_ended_at: Duration,
+    /// The VAD silence that had to pass before the utterance was delivered (configured).
+    #[serde(serialize_with = "ms")]
+    pub hangover: Duration,
+    /// Utterance -> final transcript (ASR, retries included).
+    #[serde(serialize_with = "opt_ms")]
+    pub asr: Option<Duration>,
+    /// Transcript -> first text from the dialog (LLM time to first token).
+    #[serde(serialize_with = "opt_ms")]
+    pub dialog_first_text: Option<Duration>,
+    /// Transcript -> first complete sentence (what TTS waits for).
+    #[serde(serialize_with = "opt_ms")]
+    pub first_sentence: Option<Duration>,
+    /// First sentence sent to TTS -> its first audio.
+    #[serde(serialize_with = "opt_ms")]
+    pub tts_first_byte: Option<Duration>,
+    /// First audio from TTS -> first frame sent to Twilio (queueing, resampling, pacing).
+    #[serde(serialize_with = "opt_ms")]
+    pub first_frame: Option<Duration>,
+    /// Utterance -> first frame sent: the whole turn.
+    #[serde(serialize_with = "opt_ms")]
+    pub total: Option<Duration>,
+    /// Provider attempts retried during the turn.
+    pub retries: u32,
+    /// How it ended.
+    pub outcome: TurnOutcome,
+}
+
+#[allow(clippy::ref_option, clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&(d.as_secs_f64() * 1000.0)),
+        None => s.serialize_none(),
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+impl TurnLatency {
+    /// Time spent waiting on providers on the critical path: ASR, the dialog up to the first
+    /// sentence, and TTS up to its first byte. `total - provider_wait` is the pipeline's own
+    /// overhead (and scheduling delays).
+    pub fn provider_wait(&self) -> Duration {
+        self.asr.unwrap_or_default()
+            + self.first_sentence.unwrap_or_default()
+            + self.tts_first_byte.unwrap_or_default()
+    }
+}
+
+/// Everything a voice brain leaves behind when its call ends.
+#[derive(Debug, Clone)]
+pub struct VoiceCallReport {
+    /// The call.
+    pub call_sid: String,
+    /// The agent that ran it (`voice`, `assistant`, ...).
+    pub agent: &'static str,
+    /// Wall-clock time of the brain's start: the dialog's times (transcript and answer
+    /// `at_ms`) count milliseconds from here.
+    pub started_at: SystemTime,
+    /// The turns, oldest first.
+    pub turns: Vec<TurnLatency>,
+    /// What the dialog gathered: transcript (bot lines cut by a barge-in are marked
+    /// `interrupted` and hold what the caller heard), end, and the domain payload (e.g. a
+    /// screening's answers and outcome).
+    pub outcome: CallOutcome,
+}
+
+impl TurnLatency {
+    /// Logs the turn (one `info` "turn latency" line in the call's span, every stage in ms,
+    /// -1 for stages not reached) and records it in `metrics`.
+    pub fn report(&self, metrics: &PipelineMetrics) {
+        let ms = |d: Option<Duration>| d.map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
+        tracing::info!(
+            turn = self.turn,
+            outcome = ?self.outcome,
+            total_ms = ms(self.total),
+            asr_ms = ms(self.asr),
+            dialog_first_text_ms = ms(self.dialog_first_text),
+            first_sentence_ms = ms(self.first_sentence),
+            tts_first_byte_ms = ms(self.tts_first_byte),
+            first_frame_ms = ms(self.first_frame),
+            speech_ended_at_ms = self.utterance_ended_at.as_millis() as u64,
+            hangover_ms = self.hangover.as_millis() as u64,
+            retries = self.retries,
+            "turn latency"
+        );
+        metrics.record_turn(self);
+    }
+}
+
+/// The time from `from` to `to`, when both happened.
+pub fn since(
+    from: Option<tokio::time::Instant>,
+    to: Option<tokio::time::Instant>,
+) -> Option<Duration> {
+    match (from, to) {
+        (Some(a), Some(b)) => Some(b.saturating_duration_since(a)),
+        _ => None,
+    }
+}
+
+/// Receives each call's turn latencies (and the rest of its [`VoiceCallReport`]) when the
+/// call ends.
+pub trait TurnSink: Send + Sync + 'static {
+    /// The call `call_sid` ended with these turns (oldest first).
+    fn call_turns(&self, call_sid: &str, turns: Vec<TurnLatency>);
+
+    /// The call ended: its whole report. The brain calls only this; the default keeps just
+    /// the turns ([`TurnSink::call_turns`]). A sink that stores call records overrides it.
+    fn call_report(&self, report: VoiceCallReport) {
+        self.call_turns(&report.call_sid, report.turns);
+    }
+}
+
+/// Values by call, and the calls in arrival order.
+type Calls<T> = (HashMap<String, T>, std::collections::VecDeque<String>);
+
+/// Keeps one value per call (its turn latencies, its transcript ...) until [`CallLog::take`]
+/// (e.g. from the media bridge's `CallSink`, which runs after the brain has finished).
+/// Entries not taken are kept up to `capacity` calls, oldest dropped first.
+#[derive(Debug)]
+pub struct CallLog<T> {
+    calls: Mutex<Calls<T>>,
+    capacity: usize,
+}
+
+impl<T: Default> CallLog<T> {
+    /// A log that holds at most `capacity` calls not yet taken.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            calls: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Calls<T>> {
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Removes and returns the value of `call_sid` (the default if none was recorded).
+    pub fn take(&self, call_sid: &str) -> T {
+        let mut guard = self.lock();
+        let (map, order) = &mut *guard;
+        order.retain(|c| c != call_sid);
+        map.remove(call_sid).unwrap_or_default()
+    }
+
+    /// Stores `value` for `call_sid`, dropping the oldest calls beyond the capacity.
+    pub fn put(&self, call_sid: &str, value: T) {
+        let mut guard = self.lock();
+        let (map, order) = &mut *guard;
+        if map.insert(call_sid.to_owned(), value).is_none() {
+            order.push_back(call_sid.to_owned());
+        }
+        while order.len() > self.capacity {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+}
+
+/// What a [`LatencyLog`] keeps of one call.
+#[derive(Debug)]
+enum Kept {
+    /// Only the turns ([`TurnSink::call_turns`]).
+    Turns(Vec<TurnLatency>),
+    /// The whole report ([`TurnSink::call_report`]).
+    Report(Box<VoiceCallReport>),
+}
+
+impl Default for Kept {
+    fn default() -> Self {
+        Self::Turns(Vec::new())
+    }
+}
+
+/// A [`TurnSink`] that keeps each call's report (or just its turns) until
+/// [`LatencyLog::take`] / [`LatencyLog::take_report`] (e.g. from the media bridge's
+/// `CallSink`, which runs after the brain has finished). Entries not taken are kept up to
+/// `capacity` calls, oldest dropped first.
+#[derive(Debug)]
+pub struct LatencyLog(CallLog<Kept>);
+
+impl LatencyLog {
+    /// A log that holds at most `capacity` calls not yet taken.
+    pub fn new(capacity: usize) -> Self {
+        Self(CallLog::new(capacity))
+    }
+
+    /// Removes and returns the turns of `call_sid` (empty if none were recorded).
+    pub fn take(&self, call_sid: &str) -> Vec<TurnLatency> {
+        match self.0.take(call_sid) {
+            Kept::Turns(turns) => turns,
+            Kept::Report(report) => report.turns,
+        }
+    }
+
+    /// Removes and returns the report of `call_sid`: `None` if none came (not a voice call,
+    /// or its brain was aborted), or only its turns did (then they are dropped too).
+    pub fn take_report(&self, call_sid: &str) -> Option<VoiceCallReport> {
+        match self.0.take(call_sid) {
+            Kept::Report(report) => Some(*report),
+            Kept::Turns(_) => None,
+        }
+    }
+}
+
+impl TurnSink for LatencyLog {
+    fn call_turns(&self, call_sid: &str, turns: Vec<TurnLatency>) {
+        self.0.put(call_sid, Kept::Turns(turns));
+    }
+
+    fn call_report(&self, report: VoiceCallReport) {
+        let call_sid = report.call_sid.clone();
+        self.0.put(&call_sid, Kept::Report(Box::new(report)));
+    }
+}
+
+/// Upper bounds (µs) of the histogram buckets: 1-2-5 steps from 100 µs to 20 s.
+const BOUNDS_US: [u64; 16] = [
+    100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
+    1_000_000, 2_000_000, 5_000_000, 20_000_000,
+];
+
+/// A lock-free latency histogram (fixed buckets, atomic counters): cheap to record from any
+/// number of calls at once.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// One counter per bound, plus one for larger values.
+    buckets: [AtomicU64; BOUNDS_US.len() + 1],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Records one value.
+    pub fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = BOUNDS_US.partition_point(|&b| b < us);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Sum of the values.
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_us.load(Ordering::Relaxed))
+    }
+
+    /// The bucket bound at or above quantile `q` (`0.0..=1.0`): an upper estimate. `None`
+    /// when empty; [`Duration::MAX`] when it falls in the overflow bucket.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * q.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            seen += b.load(Ordering::Relaxed);
+            if seen >= rank {
+                return Some(
+                    BOUNDS_US
+                        .get(i)
+                        .map_or(Duration::MAX, |&us| Duration::from_micros(us)),
+                );
+            }
+        }
+        Some(Duration::MAX)
+    }
+
+    /// This histogram's samples of family `name`; `labels` (`agent="voice"`, or empty) go
+    /// before `le`. `_count` is the `+Inf` bucket, so the two agree even while calls record.
+    fn render_samples(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cumulative += b.load(Ordering::Relaxed);
+            match BOUNDS_US.get(i) {
+                Some(&us) => {
+                    let le = us as f64 / 1e6;
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+                    );
+                }
+            }
+        }
+        let braced = braced(labels);
+        let _ = writeln!(out, "{name}_sum{braced} {}", self.sum().as_secs_f64());
+        let _ = writeln!(out, "{name}_count{braced} {cumulative}");
+    }
+}
+
+/// `{labels}`, or nothing when there are none.
+fn braced(labels: &str) -> String {
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    }
+}
+
+/// A label value escaped for the text exposition format (backslash, quote, newline).
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Process-wide voice pipeline metrics: share one (`Arc`) among all calls' brains.
+#[derive(Debug, Default)]
+pub struct PipelineMetrics {
+    /// Utterance -> first frame sent.
+    pub turn_total: LatencyHistogram,
+    /// Utterance -> transcript.
+    pub asr: LatencyHistogram,
+    /// Transcript -> first dialog text.
+    pub dialog_first_text: LatencyHistogram,
+    /// First sentence -> first TTS audio.
+    pub tts_first_byte: LatencyHistogram,
+    /// First TTS audio -> first frame sent.
+    pub first_frame: LatencyHistogram,
+    /// Turns measured.
+    pub turns: AtomicU64,
+    /// Turns where a provider failed (fallback spoken).
+    pub failed_turns: AtomicU64,
+    /// Provider attempts retried.
+    pub retries: AtomicU64,
+    /// Sentences spoken by the fallback TTS because the main one failed.
+    pub tts_fallbacks: AtomicU64,
+    /// Times the pre-rendered fallback audio (or the tone) had to be played.
+    pub canned_fallbacks: AtomicU64,
+    /// Calls hung up after repeated provider failures.
+    pub provider_hangups: AtomicU64,
+    /// Replies cancelled by a barge-in.
+    pub barge_in_cancels: AtomicU64,
+    /// Turns by [`TurnOutcome`], in [`TurnOutcome::LABELS`] order.
+    pub turn_outcomes: [AtomicU64; TurnOutcome::LABELS.len()],
+}
+
+impl PipelineMetrics {
+    /// Records one finished turn.
+    pub fn record_turn(&self, t: &TurnLatency) {
+        self.turns.fetch_add(1, Ordering::Relaxed);
+        self.retries
+            .fetch_add(u64::from(t.retries), Ordering::Relaxed);
+        if matches!(t.outcome, TurnOutcome::Fallback { .. }) {
+            self.failed_turns.fetch_add(1, Ordering::Relaxed);
+        }
+        self.turn_outcomes[t.outcome.index()].fetch_add(1, Ordering::Relaxed);
+        let pairs = [
+            (&self.turn_total, t.total),
+            (&self.asr, t.asr),
+            (&self.dialog_first_text, t.dialog_first_text),
+            (&self.tts_first_byte, t.tts_first_byte),
+            (&self.first_frame, t.first_frame),
+        ];
+        for (h, d) in pairs {
+            if let Some(d) = d {
+                h.record(d);
+            }
+        }
+    }
+
+    /// The metrics in the Prometheus text exposition format, names prefixed `voxbridge_voice_`,
+    /// without labels. For several agents in one exposition use [`render_agents`].
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        render_families(&mut out, &[("", self)]);
+        out
+    }
+}
+
+/// The histograms: accessor, name (after `voxbridge_voice_`), help.
+type HistogramFamily = (
+    fn(&PipelineMetrics) -> &LatencyHistogram,
+    &'static str,
+    &'static str,
+);
+
+const HISTOGRAMS: [HistogramFamily; 5] = [
+    (
+        |m| &m.turn_total,
+        "turn_seconds",
+        "End of caller speech (utterance at the brain) to first bot frame sent.",
+    ),
+    (|m| &m.asr, "asr_seconds", "Utterance to final transcript."),
+    (
+        |m| &m.dialog_first_text,
+        "dialog_first_text_seconds",
+        "Transcript to first dialog text (LLM first token).",
+    ),
+    (
+        |m| &m.tts_first_byte,
+        "tts_first_byte_seconds",
+        "First sentence to first TTS audio.",
+    ),
+    (
+        |m| &m.first_frame,
+        "first_frame_seconds",
+        "First TTS audio to first frame sent.",
+    ),
+];
+
+/// The plain counters: accessor, name (after `voxbridge_voice_`), help.
+type CounterFamily = (
+    fn(&PipelineMetrics) -> &AtomicU64,
+    &'static str,
+    &'static str,
+);
+
+const COUNTERS: [CounterFamily; 7] = [
+    (|m| &m.turns, "turns_total", "Turns measured."),
+    (
+        |m| &m.failed_turns,
+        "failed_turns_total",
+        "Turns with a provider failure (spoken fallback).",
+    ),
+    (
+        |m| &m.retries,
+        "retries_total",
+        "Provider attempts retried.",
+    ),
+    (
+        |m| &m.tts_fallbacks,
+        "tts_fallbacks_total",
+        "Sentences spoken by the fallback TTS.",
+    ),
+    (
+        |m| &m.canned_fallbacks,
+        "canned_fallbacks_total",
+        "Pre-rendered fallback audio played.",
+    ),
+    (
+        |m| &m.provider_hangups,
+        "provider_hangups_total",
+        "Calls ended after repeated provider failures (the three-strike hang-up).",
+    ),
+    (
+        |m| &m.barge_in_cancels,
+        "barge_in_cancels_total",
+        "Replies cancelled by barge-in.",
+    ),
+];
+
+/// The voice pipeline metrics of several agents in one exposition (Prometheus text format
+/// 0.0.4): each family once with its `HELP` and `TYPE`, one series per agent labelled
+/// `agent="<name>"`. Appends to `out`.
+pub fn render_agents(out: &mut String, agents: &[(&str, &PipelineMetrics)]) {
+    let labelled: Vec<(String, &PipelineMetrics)> = agents
+        .iter()
+        .map(|(name, m)| (format!("agent=\"{}\"", escape_label(name)), *m))
+        .collect();
+    let borrowed: Vec<(&str, &PipelineMetrics)> =
+        labelled.iter().map(|(l, m)| (l.as_str(), *m)).collect();
+    render_families(out, &borrowed);
+}
+
+/// Every family for `series` (`(labels, metrics)`; labels rendered as given, may be empty).
+fn render_families(out: &mut String, series: &[(&str, &PipelineMetrics)]) {
+    if series.is_empty() {
+        return;
+    }
+    for (histogram, name, help) in HISTOGRAMS {
+        let name = format!("voxbridge_voice_{name}");
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (labels, m) in series {
+            histogram(m).render_samples(out, &name, labels);
+        }
+    }
+    for (counter, name, help) in COUNTERS {
+        let _ = writeln!(out, "# HELP voxbridge_voice_{name} {help}");
+        let _ = writeln!(out, "# TYPE voxbridge_voice_{name} counter");
+        for (labels, m) in series {
+            let value = counter(m).load(Ordering::Relaxed);
+            let _ = writeln!(out, "voxbridge_voice_{name}{} {value}", braced(labels));
+        }
+    }
+    let name = "voxbridge_voice_turn_outcomes_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Turns by outcome (spoken, fallback, interrupted, no_reply, call_ended)."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (labels, m) in series {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (outcome, count) in TurnOutcome::LABELS.iter().zip(&m.turn_outcomes) {
+            let value = count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{{labels}{sep}outcome=\"{outcome}\"}} {value}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(total_ms: u64) -> TurnLatency {
+        TurnLatency {
+            turn: Some(1),
+            utterance_ended_at: Duration::from_secs(3),
+            hangover: Duration::from_millis(600),
+            asr: Some(Duration::from_millis(100)),
+            dialog_first_text: Some(Duration::from_millis(200)),
+            first_sentence: Some(Duration::from_millis(250)),
+            tts_first_byte: Some(Duration::from_millis(80)),
+            first_frame: Some(Duration::from_millis(2)),
+            total: Some(Duration::from_millis(total_ms)),
+            retries: 1,
+            outcome: TurnOutcome::Spoken,
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_and_quantiles() {
+        let h = LatencyHistogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        for ms in [1, 1, 1, 1, 1, 1, 1, 1, 1, 30] {
+            h.record(Duration::from_millis(ms));
+        }
+        assert_eq!(h.count(), 10);
+        assert_eq!(h.sum(), Duration::from_millis(39));
+        assert_eq!(h.quantile(0.5), Some(Duration::from_millis(1)));
+        assert_eq!(h.quantile(0.99), Some(Duration::from_millis(50)));
+        h.record(Duration::from_secs(60));
+        assert_eq!(h.quantile(1.0), Some(Duration::MAX));
+    }
+
+    #[test]
+    fn metrics_render_as_prometheus_text() {
+        let m = PipelineMetrics::default();
+        m.record_turn(&turn(432));
+        let text = m.render_prometheus();
+        assert!(
+            text.contains("voxbridge_voice_turn_seconds_bucket{le=\"0.5\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("voxbridge_voice_turn_seconds_bucket{le=\"0.2\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("voxbridge_voice_turn_seconds_count 1"));
+        assert!(text.contains("voxbridge_voice_retries_total 1"));
+        assert!(text.contains("voxbridge_voice_turns_total 1"));
+    }
+
+    #[test]
+    fn agents_render_as_one_exposition_with_agent_labels() {
+        let voice = PipelineMetrics::default();
+        voice.record_turn(&turn(432));
+        voice.record_turn(&TurnLatency {
+            outcome: TurnOutcome::Fallback { stage: Stage::Asr },
+            total: Some(Duration::from_secs(30)),
+            ..turn(0)
+        });
+        let assistant = PipelineMetrics::default();
+        let mut text = String::new();
+        render_agents(&mut text, &[("voice", &voice), ("assistant", &assistant)]);
+        // Each family is introduced once, before its samples.
+        for family in ["turn_seconds", "turns_total", "turn_outcomes_total"] {
+            let name = format!("voxbridge_voice_{family}");
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{text}"
+            );
+            let help = text.find(&format!("# HELP {name} ")).expect("help line");
+            let first = text.find(&format!("\n{name}")).expect("a sample");
+            assert!(help < first, "{text}");
+        }
+        for line in [
+            "voxbridge_voice_turn_seconds_bucket{agent=\"voice\",le=\"0.5\"} 1",
+            "voxbridge_voice_turn_seconds_bucket{agent=\"voice\",le=\"+Inf\"} 2",
+            "voxbridge_voice_turn_seconds_count{agent=\"voice\"} 2",
+            "voxbridge_voice_turn_seconds_count{agent=\"assistant\"} 0",
+            "voxbridge_voice_failed_turns_total{agent=\"voice\"} 1",
+            "voxbridge_voice_turn_outcomes_total{agent=\"voice\",outcome=\"spoken\"} 1",
+            "voxbridge_voice_turn_outcomes_total{agent=\"voice\",outcome=\"fallback\"} 1",
+            "voxbridge_voice_turn_outcomes_total{agent=\"assistant\",outcome=\"call_ended\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // Buckets are cumulative and end at the count.
+        let buckets: Vec<u64> = text
+            .lines()
+            .filter(|l| l.starts_with("voxbridge_voice_turn_seconds_bucket{agent=\"voice\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(buckets.len(), BOUNDS_US.len() + 1);
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+        assert_eq!(buckets.last(), Some(&2));
+    }
+
+    #[test]
+    fn outcome_labels_match_their_serialized_names() {
+        for outcome in [
+            TurnOutcome::Spoken,
+            TurnOutcome::Fallback { stage: Stage::Tts },
+            TurnOutcome::Interrupted,
+            TurnOutcome::NoReply,
+            TurnOutcome::CallEnded,
+        ] {
+            let json = serde_json::to_value(outcome).expect("serializes");
+            let name = json
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| json.as_object().and_then(|o| o.keys().next().cloned()))
+                .expect("a name");
+            assert_eq!(outcome.label(), name);
+        }
+        assert_eq!(
+            TurnOutcome::Fallback { stage: Stage::Tts }.failed_stage(),
+            Some(Stage::Tts)
+        );
+        assert_eq!(TurnOutcome::Spoken.failed_stage(), None);
+    }
+
+    #[test]
+    fn latency_serializes_in_milliseconds_and_sums_provider_wait() {
+        let t = turn(432);
+        assert_eq!(t.provider_wait(), Duration::from_millis(430));
+        let json = serde_json::to_value(&t).expect("serializes");
+        assert_eq!(json["total"], 432.0);
+        assert_eq!(json["hangover"], 600.0);
+        assert_eq!(json["outcome"], "spoken");
+        let failed = TurnLatency {
+            outcome: TurnOutcome::Fallback { stage: Stage::Asr },
+            total: None,
+            ..t
+        };
+        let json = serde_json::to_value(&failed).expect("serializes");
+        assert_eq!(json["outcome"]["fallback"]["stage"], "asr");
+        assert!(json["total"].is_null());
+    }
+
+    #[test]
+    fn latency_log_keeps_calls_until_taken_and_caps_them() {
+        let log = LatencyLog::new(2);
+        log.call_turns("CA1", vec![turn(1)]);
+        log.call_turns("CA2", vec![turn(2)]);
+        log.call_turns("CA3", vec![turn(3)]);
+        assert!(log.take("CA1").is_empty(), "oldest dropped at capacity");
+        assert_eq!(log.take("CA3").len(), 1);
+        assert!(log.take("CA3").is_empty(), "taken once");
+        assert_eq!(log.take("CA2")[0].total, Some(Duration::from_millis(2)));
+    }
+
+    #[test]
+    fn latency_log_keeps_whole_reports_for_the_call_record() {
+        let log = LatencyLog::new(4);
+        let result = CallOutcome {
+            started_at_ms: Some(0),
+            ended_at_ms: Some(10),
+            ..CallOutcome::default()
+        };
+        let report = |sid: &str| VoiceCallReport {
+            call_sid: sid.into(),
+            agent: "voice",
+            started_at: SystemTime::UNIX_EPOCH,
+            turns: vec![turn(7)],
+            outcome: result.clone(),
+        };
+        log.call_report(report("CA1"));
+        log.call_report(report("CA2"));
+        log.call_turns("CA3", vec![turn(3)]);
+        let taken = log.take_report("CA1").expect("the report is kept");
+        assert_eq!(taken.outcome, result);
+        assert_eq!(taken.turns[0].total, Some(Duration::from_millis(7)));
+        assert!(log.take_report("CA1").is_none(), "taken once");
+        assert_eq!(log.take("CA2").len(), 1, "turns of a report");
+        assert!(
+            log.take_report("CA3").is_none(),
+            "only turns were handed over"
+        );
+        assert!(log.take("CA3").is_empty(), "and they went with it");
+    }
+}

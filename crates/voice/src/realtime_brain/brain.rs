@@ -1,0 +1,674 @@
+//! The `realtime` brain's task: one speech-to-speech session per call, bot audio as mu-law
+//! turns, barge-in with truncation at the heard position, reconnection and the spoken
+//! apology. See the [module docs](super).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument, Span, debug, info, warn};
+
+use super::latency::Latencies;
+use super::{END_CALL, Shared, Speaker, TranscriptLine, tools};
+use crate::pipeline::tone;
+use voxbridge_brain::{BoxFuture, Brain, BrainError, BrainEvent, BrainIo, Command, TurnId};
+use voxbridge_speech::{
+    ProviderError, SpeechInput, SpeechOutput, SpeechSession, SpeechSessionSetup, Stage, ToolCall,
+};
+
+/// Longest wait for the provider to take one input before it counts as gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause between connection attempts (a 429's `Retry-After` is honoured up to 2 s).
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// Bot audio held here until the session takes it (providers send faster than real time):
+/// two minutes of mu-law at most.
+const MAX_PENDING_BYTES: usize = 8000 * 120;
+/// The first response after a reconnection.
+const RESUME_INSTRUCTIONS: &str = "The phone line dropped for a moment and is back. Apologise \
+                                   in a few words and continue the conversation where it \
+                                   stopped.";
+/// How much of the conversation so far a reconnected session is told (characters).
+const CONTEXT_CHARS: usize = 4000;
+
+/// One call's realtime brain.
+pub(super) struct RealtimeBrain {
+    pub(super) shared: Arc<Shared>,
+    pub(super) instructions: String,
+    pub(super) call_sid: String,
+    pub(super) span: Span,
+}
+
+impl Brain for RealtimeBrain {
+    fn run(self: Box<Self>, io: BrainIo) -> BoxFuture<Result<(), BrainError>> {
+        let span = self.span.clone();
+        Box::pin(run(*self, io).instrument(span))
+    }
+}
+
+/// The assistant item whose audio is arriving.
+#[derive(Debug)]
+struct Item {
+    id: String,
+    turn: TurnId,
+    /// Bytes queued since the last chunk end.
+    unmarked: usize,
+    transcript: Option<String>,
+}
+
+type Connecting = BoxFuture<Result<Box<dyn SpeechSession>, (ProviderError, u32)>>;
+
+/// Whether the call is being ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    No,
+    /// `end_call` came: hang up once the response is done.
+    AfterResponse(String),
+    /// The hangup was sent: nothing more is said.
+    HungUp,
+}
+
+/// The brain's state; the channels live in [`run`].
+struct Live {
+    shared: Arc<Shared>,
+    instructions: String,
+    call_sid: String,
+    interrupts: mpsc::Sender<TurnId>,
+    session: Option<Box<dyn SpeechSession>>,
+    /// The session refused an input (its socket is gone): nothing more is sent, and what it
+    /// still has buffered is read until it ends.
+    closing: bool,
+    connecting: Option<Connecting>,
+    /// The connection being made replaces a lost one.
+    resuming: bool,
+    reconnects: u32,
+    last_error: Option<ProviderError>,
+    /// Commands waiting for room in the session's channel.
+    pending: VecDeque<Command>,
+    pending_bytes: usize,
+    next_turn: u64,
+    current: Option<Item>,
+    /// Turns the session has not finished (played or interrupted), with their item, oldest
+    /// first.
+    unfinished: Vec<(TurnId, String)>,
+    /// Items cut by barge-in: their late audio is dropped.
+    cut: HashSet<String>,
+    /// A response is producing audio (seen audio, no `response.done` yet).
+    responding: bool,
+    ending: Ending,
+    latency: Latencies,
+    lines: Vec<TranscriptLine>,
+    /// Bot line index by item.
+    bot_lines: HashMap<String, usize>,
+    /// Heard ms of cut items (their transcript may come later).
+    heard: HashMap<String, u64>,
+    caller_bytes: u64,
+    unsent_caller_frames: u64,
+}
+
+async fn run(brain: RealtimeBrain, io: BrainIo) -> Result<(), BrainError> {
+    let BrainIo {
+        mut events,
+        commands,
+        interrupts,
+        cancel,
+    } = io;
+    let mut live = Live::new(brain, interrupts);
+    live.connecting = Some(live.connect(live.setup(None)));
+    let mut prerender: Option<BoxFuture<()>> = (live.shared.options.fallback_tts.is_some()
+        && !live.shared.apology.initialized())
+    .then(|| {
+        let shared = Arc::clone(&live.shared);
+        Box::pin(async move {
+            if let Err(e) = shared.prerender().await {
+                warn!(error = %e, "could not pre-render the apology");
+            }
+        }) as BoxFuture<()>
+    });
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                if !live.on_event(event).await {
+                    break;
+                }
+            }
+            output = next_output(live.session.as_mut()), if live.session.is_some() => {
+                live.on_output(output).await;
+            }
+            connected = async { live.connecting.as_mut().expect("guarded by is_some").await },
+                if live.connecting.is_some() => {
+                live.connecting = None;
+                live.on_connected(connected).await;
+            }
+            permit = commands.reserve(), if !live.pending.is_empty() => {
+                let Ok(permit) = permit else { break };
+                if let Some(command) = live.pending.pop_front() {
+                    live.pending_bytes -= audio_len(&command);
+                    permit.send(command);
+                }
+            }
+            () = async { prerender.as_mut().expect("guarded by is_some").await },
+                if prerender.is_some() => prerender = None,
+        }
+    }
+    live.finish();
+    Ok(())
+}
+
+fn next_output(
+    session: Option<&mut Box<dyn SpeechSession>>,
+) -> BoxFuture<Option<Result<SpeechOutput, ProviderError>>> {
+    match session {
+        Some(session) => session.next(),
+        None => Box::pin(std::future::pending()),
+    }
+}
+
+fn audio_len(command: &Command) -> usize {
+    match command {
+        Command::AudioMulaw { mulaw, .. } => mulaw.len(),
+        _ => 0,
+    }
+}
+
+fn turn_of(command: &Command) -> Option<TurnId> {
+    match command {
+        Command::Audio { turn, .. }
+        | Command::AudioMulaw { turn, .. }
+        | Command::ChunkEnd { turn, .. }
+        | Command::TurnEnd { turn } => Some(*turn),
+        Command::Hangup { .. } | Command::Interrupt { .. } => None,
+    }
+}
+
+impl Live {
+    fn new(brain: RealtimeBrain, interrupts: mpsc::Sender<TurnId>) -> Self {
+        let metrics = Arc::clone(&brain.shared.options.metrics);
+        Self {
+            shared: brain.shared,
+            instructions: brain.instructions,
+            call_sid: brain.call_sid,
+            interrupts,
+            session: None,
+            closing: false,
+            connecting: None,
+            resuming: false,
+            reconnects: 0,
+            last_error: None,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            next_turn: 1,
+            current: None,
+            unfinished: Vec::new(),
+            cut: HashSet::new(),
+            responding: false,
+            ending: Ending::No,
+            latency: Latencies::new(metrics),
+            lines: Vec::new(),
+            bot_lines: HashMap::new(),
+            heard: HashMap::new(),
+            caller_bytes: 0,
+            unsent_caller_frames: 0,
+        }
+    }
+
+    fn hung_up(&self) -> bool {
+        self.ending == Ending::HungUp
+    }
+
+    /// The session setup; after a reconnection the instructions carry the conversation.
+    fn setup(&self, context: Option<String>) -> SpeechSessionSetup {
+        let mut instructions = self.instructions.clone();
+        if let Some(context) = context {
+            instructions.push_str(
+                "\n\nThe call was cut off by a technical problem and has been reconnected. \
+                 The conversation so far:\n",
+            );
+            instructions.push_str(&context);
+        }
+        SpeechSessionSetup {
+            instructions,
+            voice: None,
+            tools: tools(),
+        }
+    }
+
+    /// The transcript so far as `Caller:` / `You:` lines, the most recent `CONTEXT_CHARS`.
+    fn context(&self) -> String {
+        let mut text = String::new();
+        for line in &self.lines {
+            let who = match line.speaker {
+                Speaker::Caller => "Caller",
+                Speaker::Bot => "You",
+            };
+            let _ = writeln!(text, "{who}: {}", line.text);
+        }
+        if text.len() > CONTEXT_CHARS {
+            let mut cut = text.len() - CONTEXT_CHARS;
+            while !text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            text.drain(..cut);
+        }
+        text
+    }
+
+    /// Connects with up to `connect_attempts` tries (retryable errors only).
+    fn connect(&self, setup: SpeechSessionSetup) -> Connecting {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let attempts = shared.config.connect_attempts.max(1);
+            let mut tried = 0;
+            loop {
+                tried += 1;
+                match shared.provider.connect(setup.clone()).await {
+                    Ok(session) => return Ok(session),
+                    Err(e) if tried < attempts && e.is_retryable() => {
+                        let pause = match &e {
+                            ProviderError::RateLimited {
+                                retry_after: Some(after),
+                                ..
+                            } => (*after).min(Duration::from_secs(2)),
+                            _ => RETRY_PAUSE,
+                        };
+                        warn!(error = %e, attempt = tried, "realtime connect failed; retrying");
+                        tokio::time::sleep(pause).await;
+                    }
+                    Err(e) => return Err((e, tried)),
+                }
+            }
+        })
+    }
+
+    async fn on_connected(&mut self, result: Result<Box<dyn SpeechSession>, (ProviderError, u32)>) {
+        match result {
+            Ok(session) => {
+                info!(
+                    provider = self.shared.provider.name(),
+                    resumed = self.resuming,
+                    "realtime session open"
+                );
+                self.session = Some(session);
+                let instructions = if self.resuming {
+                    Some(RESUME_INSTRUCTIONS.to_owned())
+                } else {
+                    Some(self.shared.config.greeting.clone()).filter(|g| !g.trim().is_empty())
+                };
+                if let Some(instructions) = instructions {
+                    self.send(SpeechInput::Respond {
+                        instructions: Some(instructions),
+                    })
+                    .await;
+                }
+            }
+            Err((error, attempts)) => self.fail(&error, attempts),
+        }
+    }
+
+    /// Returns `false` when the call is over.
+    async fn on_event(&mut self, event: BrainEvent) -> bool {
+        match event {
+            BrainEvent::CallerAudio { mulaw } => {
+                self.caller_bytes += mulaw.len() as u64;
+                if self.session.is_some() && !self.closing {
+                    self.send(SpeechInput::CallerAudio(mulaw)).await;
+                } else {
+                    self.unsent_caller_frames += 1;
+                }
+            }
+            BrainEvent::BargeIn { turn, heard_ms, .. } => self.on_barge_in(turn, heard_ms).await,
+            BrainEvent::TurnStarted { turn, at } => {
+                self.latency.turn_started(turn, Instant::from_std(at));
+            }
+            BrainEvent::TurnPlayed { turn } => self.unfinished.retain(|(t, _)| *t != turn),
+            BrainEvent::Dtmf(digit) => debug!(%digit, "DTMF is not passed to the realtime model"),
+            BrainEvent::CallEnded { .. } => return false,
+            BrainEvent::CallStarted(_)
+            | BrainEvent::SpeechStarted
+            | BrainEvent::Utterance { .. } => {}
+        }
+        true
+    }
+
+    async fn on_output(&mut self, output: Option<Result<SpeechOutput, ProviderError>>) {
+        let output = match output {
+            None => {
+                let error = self.last_error.take().unwrap_or(ProviderError::Transport {
+                    stage: Stage::SpeechToSpeech,
+                    message: "the provider closed the session".to_owned(),
+                });
+                self.lost(&error);
+                return;
+            }
+            Some(Err(e)) => {
+                // The session stays open after an `error` event; a closed one ends with `None`.
+                warn!(error = %e, "realtime provider reported an error");
+                self.last_error = Some(e);
+                return;
+            }
+            Some(Ok(output)) => output,
+        };
+        match output {
+            SpeechOutput::SpeechStarted => self.on_speech_started(),
+            SpeechOutput::SpeechStopped => {
+                self.latency
+                    .speech_stopped(Duration::from_millis(self.caller_bytes / 8));
+            }
+            SpeechOutput::BotAudio { item_id, mulaw } => self.on_bot_audio(item_id, &mulaw),
+            SpeechOutput::CallerTranscript(text) => {
+                if !text.is_empty() {
+                    debug!(%text, "caller said");
+                    self.lines.push(TranscriptLine {
+                        speaker: Speaker::Caller,
+                        text,
+                        heard_ms: None,
+                    });
+                }
+            }
+            SpeechOutput::BotTranscript { item_id, text } => {
+                debug!(%text, item = %item_id, "bot said");
+                if let Some(item) = self.current.as_mut().filter(|c| c.id == item_id) {
+                    item.transcript = Some(text.clone());
+                }
+                self.bot_lines.insert(item_id.clone(), self.lines.len());
+                self.lines.push(TranscriptLine {
+                    speaker: Speaker::Bot,
+                    text,
+                    heard_ms: self.heard.get(&item_id).copied(),
+                });
+            }
+            SpeechOutput::ToolCall(call) => self.on_tool_call(call).await,
+            SpeechOutput::ResponseDone => {
+                self.responding = false;
+                self.end_item();
+                if let Ending::AfterResponse(reason) = &self.ending {
+                    let reason = reason.clone();
+                    self.hang_up(reason);
+                }
+            }
+        }
+    }
+
+    /// The provider heard the caller: stop the bot now if it is speaking.
+    fn on_speech_started(&mut self) {
+        self.latency.speech_started();
+        let newest = self
+            .current
+            .as_ref()
+            .map(|c| c.turn)
+            .or_else(|| self.unfinished.last().map(|(t, _)| *t));
+        let Some(turn) = newest else { return };
+        if self.hung_up() {
+            // The goodbye plays out (the session ignores interruptions while hanging up).
+            return;
+        }
+        if let Some(item) = self.current.take() {
+            self.cut.insert(item.id);
+        }
+        for (_, item) in &self.unfinished {
+            self.cut.insert(item.clone());
+        }
+        self.pending.retain(|c| turn_of(c).is_none_or(|t| t > turn));
+        self.pending_bytes = self.pending.iter().map(audio_len).sum();
+        debug!(turn = turn.0, "caller speech: interrupting the bot");
+        if self.interrupts.try_send(turn).is_err() {
+            // Four interruptions queued already: this one waits behind the queued commands.
+            self.pending.push_front(Command::Interrupt { turn });
+        }
+    }
+
+    /// The session cleared `turn`; the caller heard its first `heard_ms`.
+    async fn on_barge_in(&mut self, turn: TurnId, heard_ms: u64) {
+        self.latency.interrupted(turn);
+        if self.current.as_ref().is_some_and(|c| c.turn == turn)
+            && let Some(item) = self.current.take()
+        {
+            self.cut.insert(item.id);
+        }
+        let Some(i) = self.unfinished.iter().position(|(t, _)| *t == turn) else {
+            return;
+        };
+        let (_, item_id) = self.unfinished.remove(i);
+        if item_id.is_empty() {
+            // An item of a session that was lost.
+            return;
+        }
+        self.cut.insert(item_id.clone());
+        self.heard.insert(item_id.clone(), heard_ms);
+        if let Some(&line) = self.bot_lines.get(&item_id) {
+            self.lines[line].heard_ms = Some(heard_ms);
+        }
+        info!(
+            turn = turn.0,
+            heard_ms, "barge-in: truncating the bot's item"
+        );
+        self.shared
+            .options
+            .metrics
+            .barge_in_cancels
+            .fetch_add(1, Ordering::Relaxed);
+        self.send(SpeechInput::Truncate {
+            item_id,
+            audio_end_ms: heard_ms,
+        })
+        .await;
+        if self.responding {
+            // With server VAD's `interrupt_response` the provider has usually ended it.
+            self.responding = false;
+            self.send(SpeechInput::Cancel).await;
+        }
+    }
+
+    fn on_bot_audio(&mut self, item_id: String, mulaw: &[u8]) {
+        if self.hung_up() || self.cut.contains(&item_id) {
+            return;
+        }
+        self.responding = true;
+        if self.current.as_ref().is_none_or(|c| c.id != item_id) {
+            self.end_item();
+            let turn = TurnId(self.next_turn);
+            self.next_turn += 1;
+            self.unfinished.push((turn, item_id.clone()));
+            self.latency.first_audio(turn);
+            self.current = Some(Item {
+                id: item_id,
+                turn,
+                unmarked: 0,
+                transcript: None,
+            });
+        }
+        if self.pending_bytes + mulaw.len() > MAX_PENDING_BYTES {
+            warn!(
+                bytes = mulaw.len(),
+                "bot audio arrives far faster than it plays; dropping"
+            );
+            return;
+        }
+        let chunk = usize::try_from(self.shared.config.chunk_ms * 8).unwrap_or(800);
+        let Some(item) = self.current.as_mut() else {
+            return;
+        };
+        let mut rest = mulaw;
+        while !rest.is_empty() {
+            let take = (chunk - item.unmarked).min(rest.len());
+            self.pending.push_back(Command::AudioMulaw {
+                turn: item.turn,
+                mulaw: rest[..take].to_vec(),
+            });
+            self.pending_bytes += take;
+            item.unmarked += take;
+            rest = &rest[take..];
+            if item.unmarked == chunk {
+                item.unmarked = 0;
+                self.pending.push_back(Command::ChunkEnd {
+                    turn: item.turn,
+                    text: String::new(),
+                });
+            }
+        }
+    }
+
+    /// Ends the item being spoken: its last chunk carries the transcript.
+    fn end_item(&mut self) {
+        let Some(item) = self.current.take() else {
+            return;
+        };
+        let text = item.transcript.unwrap_or_default();
+        if item.unmarked > 0 || !text.is_empty() {
+            self.pending.push_back(Command::ChunkEnd {
+                turn: item.turn,
+                text: if text.is_empty() { text } else { text + " " },
+            });
+        }
+        self.pending.push_back(Command::TurnEnd { turn: item.turn });
+    }
+
+    async fn on_tool_call(&mut self, call: ToolCall) {
+        let output = if call.name == END_CALL {
+            let reason = serde_json::from_str::<serde_json::Value>(&call.arguments)
+                .ok()
+                .and_then(|v| v["reason"].as_str().map(str::to_owned))
+                .filter(|r| !r.trim().is_empty())
+                .unwrap_or_else(|| "conversation over".to_owned());
+            info!(%reason, "the model ends the call");
+            if self.ending == Ending::No {
+                self.ending = Ending::AfterResponse(format!("end_call: {reason}"));
+            }
+            serde_json::json!({"ok": true})
+        } else {
+            warn!(tool = %call.name, "the model called an unknown tool");
+            serde_json::json!({"error": format!("unknown function {}", call.name)})
+        };
+        let unknown = call.name != END_CALL;
+        self.send(SpeechInput::ToolResult {
+            call_id: call.id,
+            output: output.to_string(),
+        })
+        .await;
+        if unknown {
+            self.send(SpeechInput::Respond { instructions: None }).await;
+        }
+    }
+
+    fn hang_up(&mut self, reason: String) {
+        if self.hung_up() {
+            return;
+        }
+        self.end_item();
+        self.ending = Ending::HungUp;
+        self.pending.push_back(Command::Hangup { reason });
+    }
+
+    /// Sends one input; a provider that does not take it is gone.
+    async fn send(&mut self, input: SpeechInput) {
+        let Some(session) = self.session.as_mut().filter(|_| !self.closing) else {
+            return;
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, session.send(input)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                // The socket is gone, but audio it delivered may still be queued: play that,
+                // and handle the loss when the outputs end.
+                debug!(error = %e, "realtime session refused an input; draining it");
+                self.closing = true;
+                self.last_error = Some(e);
+            }
+            Err(_) => self.lost(&ProviderError::Timeout {
+                stage: Stage::SpeechToSpeech,
+                after: SEND_TIMEOUT,
+            }),
+        }
+    }
+
+    /// The session is gone: reconnect if allowed, else apologise and hang up.
+    fn lost(&mut self, error: &ProviderError) {
+        self.session = None;
+        self.closing = false;
+        self.responding = false;
+        self.end_item();
+        // The old session's items are gone: nothing of theirs can be truncated, and a new
+        // session may reuse their ids.
+        self.cut.clear();
+        for (_, item) in &mut self.unfinished {
+            item.clear();
+        }
+        if self.hung_up() {
+            return;
+        }
+        if self.reconnects < self.shared.config.max_reconnects {
+            self.reconnects += 1;
+            warn!(error = %error, reconnect = self.reconnects, "realtime session lost; reconnecting");
+            self.resuming = true;
+            self.connecting = Some(self.connect(self.setup(Some(self.context()))));
+        } else {
+            self.fail(error, 1);
+        }
+    }
+
+    /// No provider: the apology (pre-rendered, else a tone), then hang up with the reason.
+    fn fail(&mut self, error: &ProviderError, attempts: u32) {
+        if self.hung_up() {
+            return;
+        }
+        let reason = format!(
+            "provider_failures: {} {} x{attempts}",
+            Stage::SpeechToSpeech,
+            error.kind()
+        );
+        warn!(error = %error, %reason, "realtime provider unavailable; apologising and hanging up");
+        let metrics = &self.shared.options.metrics;
+        metrics.provider_hangups.fetch_add(1, Ordering::Relaxed);
+        let chunks = self
+            .shared
+            .apology
+            .get()
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .unwrap_or_else(|| {
+                metrics.canned_fallbacks.fetch_add(1, Ordering::Relaxed);
+                vec![tone()]
+            });
+        self.end_item();
+        let turn = TurnId(self.next_turn);
+        self.next_turn += 1;
+        for chunk in chunks {
+            self.pending.push_back(Command::Audio {
+                turn,
+                pcm: chunk.pcm,
+                sample_rate: chunk.sample_rate,
+            });
+        }
+        self.pending.push_back(Command::ChunkEnd {
+            turn,
+            text: format!("{} ", self.shared.config.apology_text),
+        });
+        self.pending.push_back(Command::TurnEnd { turn });
+        self.hang_up(reason);
+    }
+
+    /// The call is over: the measurements and the transcript go to their sinks.
+    fn finish(mut self) {
+        let turns = self.latency.finish();
+        if self.unsent_caller_frames > 0 {
+            debug!(
+                frames = self.unsent_caller_frames,
+                "caller audio not sent while no provider session was open"
+            );
+        }
+        // Dropping the session closes the provider socket.
+        self.session = None;
+        let options = &self.shared.options;
+        if let Some(sink) = &options.turn_sink {
+            sink.call_turns(&self.call_sid, turns);
+        }
+        if let Some(sink) = &options.transcript_sink {
+            sink.call_transcript(&self.call_sid, std::mem::take(&mut self.lines));
+        }
+    }
+}
