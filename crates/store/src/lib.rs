@@ -15,12 +15,32 @@
 //!
 //! SQLite writes go through a single-connection pool, so writers queue in the pool instead of
 //! spinning on `SQLITE_BUSY`; reads use their own pool.
+//!
+//! One module per aggregate: [`CallRecord`] and its read side (`calls`), the webhook event
+//! log and timeline (`events`), call progress and AMD (`call_status`), recordings, relay
+//! sessions, screenings, transcripts, finished screening conversations (`sessions`) and Media
+//! Streams calls (`media_calls`), rate-limit decisions and SMS consent.
+//!
+//! Rows are read with `sqlx::query_as` into a private `#[derive(sqlx::FromRow)]` struct per
+//! query shape (one field per selected column, named and typed as the column is on both
+//! backends), then converted into the public record with `From`, or `TryFrom` where a column
+//! holds JSON text. Flags are `BIGINT` 0/1 in the schema and read as `i64`: PostgreSQL does not
+//! decode `BIGINT` as `bool` (SQLite would, which is why the tests run on both). A single
+//! value (`COUNT(*)`, `RETURNING id`) is read with `sqlx::query_scalar`.
 
+mod call_status;
+mod calls;
+mod events;
 mod media_calls;
 mod order;
-mod records;
+mod rate_limits;
+mod recordings;
+mod relay;
 mod schema;
+mod screenings;
 mod sessions;
+mod sms_consent;
+mod transcripts;
 
 use std::fmt;
 use std::path::Path;
@@ -28,16 +48,22 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use sqlx::Row as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use call_status::{AmdEvent, CallStatusEvent};
+pub use calls::{CallDetail, CallFilter, CallRecord};
+pub use events::{CallEvent, EventOutcome};
 pub use media_calls::{MediaCallEnd, TurnLatencyRecord};
 pub use order::{StatusPoint, is_terminal, status_rank, supersedes};
-pub use records::*;
+pub use rate_limits::RateLimitDecision;
+pub use recordings::RecordingEvent;
+pub use relay::RelaySessionEvent;
+pub use screenings::{NewScreening, ScreeningRecord};
 pub use sessions::ScreeningSession;
+pub use transcripts::TranscriptLine;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +94,15 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// Parses a column that holds JSON as text; an invalid value is a [`StoreError::Json`] naming
+/// the column.
+pub(crate) fn json_column(
+    text: &str,
+    column: &'static str,
+) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Json { column, source })
 }
 
 /// `[store]` configuration.
@@ -143,8 +178,8 @@ enum Pools {
 macro_rules! on_writer {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pools {
-            Pools::Sqlite { write: $pool, .. } => $body,
-            Pools::Postgres($pool) => $body,
+            $crate::Pools::Sqlite { write: $pool, .. } => $body,
+            $crate::Pools::Postgres($pool) => $body,
         }
     };
 }
@@ -153,8 +188,8 @@ macro_rules! on_writer {
 macro_rules! on_reader {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pools {
-            Pools::Sqlite { read: $pool, .. } => $body,
-            Pools::Postgres($pool) => $body,
+            $crate::Pools::Sqlite { read: $pool, .. } => $body,
+            $crate::Pools::Postgres($pool) => $body,
         }
     };
 }
@@ -284,12 +319,9 @@ impl Store {
     /// The applied migration versions, ascending.
     pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
         on_reader!(self, pool => {
-            let rows = sqlx::query("SELECT version FROM voxbridge_migrations ORDER BY version")
+            Ok(sqlx::query_scalar("SELECT version FROM voxbridge_migrations ORDER BY version")
                 .fetch_all(pool)
-                .await?;
-            rows.iter()
-                .map(|row| row.try_get::<i64, _>("version").map_err(StoreError::from))
-                .collect()
+                .await?)
         })
     }
 }

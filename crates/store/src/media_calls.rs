@@ -4,11 +4,10 @@
 //! (`turn_latencies`, migration 3).
 
 use serde::Serialize;
-use sqlx::Row as _;
 
-use crate::records::insert_transcript_line;
 use crate::sessions::write_screening_session;
-use crate::{Pools, ScreeningSession, Store, StoreError, TranscriptLine, on_reader, on_writer};
+use crate::transcripts::insert_transcript_line;
+use crate::{ScreeningSession, Store, StoreError, TranscriptLine, on_reader, on_writer};
 
 /// One voice pipeline turn's latency breakdown, as stored. Durations in microseconds; `None`
 /// where the turn never got that far (a fallback, a barge-in, the call ending).
@@ -43,6 +42,46 @@ pub struct TurnLatencyRecord {
     pub failed_stage: Option<String>,
     /// When it was stored (Unix ms).
     pub recorded_at_ms: i64,
+}
+
+/// A `turn_latencies` row as read.
+#[derive(sqlx::FromRow)]
+struct TurnLatencyRow {
+    turn_index: i64,
+    bot_turn: Option<i64>,
+    speech_ended_at_ms: i64,
+    hangover_ms: i64,
+    asr_us: Option<i64>,
+    dialog_first_text_us: Option<i64>,
+    first_sentence_us: Option<i64>,
+    tts_first_byte_us: Option<i64>,
+    first_frame_us: Option<i64>,
+    total_us: Option<i64>,
+    retries: i64,
+    outcome: String,
+    failed_stage: Option<String>,
+    recorded_at: i64,
+}
+
+impl From<TurnLatencyRow> for TurnLatencyRecord {
+    fn from(row: TurnLatencyRow) -> Self {
+        Self {
+            turn_index: row.turn_index,
+            bot_turn: row.bot_turn,
+            speech_ended_at_ms: row.speech_ended_at_ms,
+            hangover_ms: row.hangover_ms,
+            asr_us: row.asr_us,
+            dialog_first_text_us: row.dialog_first_text_us,
+            first_sentence_us: row.first_sentence_us,
+            tts_first_byte_us: row.tts_first_byte_us,
+            first_frame_us: row.first_frame_us,
+            total_us: row.total_us,
+            retries: row.retries,
+            outcome: row.outcome,
+            failed_stage: row.failed_stage,
+            recorded_at_ms: row.recorded_at,
+        }
+    }
 }
 
 /// A finished Media Streams call, for [`Store::record_media_call`].
@@ -127,8 +166,8 @@ impl Store {
         &self,
         call_sid: &str,
     ) -> Result<Vec<TurnLatencyRecord>, StoreError> {
-        on_reader!(self, pool => {
-            let rows = sqlx::query(
+        let rows: Vec<TurnLatencyRow> = on_reader!(self, pool => {
+            sqlx::query_as(
                 "SELECT turn_index, bot_turn, speech_ended_at_ms, hangover_ms, asr_us, \
                  dialog_first_text_us, first_sentence_us, tts_first_byte_us, first_frame_us, \
                  total_us, retries, outcome, failed_stage, recorded_at FROM turn_latencies \
@@ -136,27 +175,8 @@ impl Store {
             )
             .bind(call_sid)
             .fetch_all(pool)
-            .await?;
-            let mut turns = Vec::with_capacity(rows.len());
-            for row in &rows {
-                turns.push(TurnLatencyRecord {
-                    turn_index: row.try_get("turn_index")?,
-                    bot_turn: row.try_get("bot_turn")?,
-                    speech_ended_at_ms: row.try_get("speech_ended_at_ms")?,
-                    hangover_ms: row.try_get("hangover_ms")?,
-                    asr_us: row.try_get("asr_us")?,
-                    dialog_first_text_us: row.try_get("dialog_first_text_us")?,
-                    first_sentence_us: row.try_get("first_sentence_us")?,
-                    tts_first_byte_us: row.try_get("tts_first_byte_us")?,
-                    first_frame_us: row.try_get("first_frame_us")?,
-                    total_us: row.try_get("total_us")?,
-                    retries: row.try_get("retries")?,
-                    outcome: row.try_get("outcome")?,
-                    failed_stage: row.try_get("failed_stage")?,
-                    recorded_at_ms: row.try_get("recorded_at")?,
-                });
-            }
-            Ok(turns)
-        })
+            .await?
+        });
+        Ok(rows.into_iter().map(TurnLatencyRecord::from).collect())
     }
 }

@@ -1,10 +1,7 @@
 //! What a finished screening conversation leaves behind (written by the ConversationRelay
 //! server, and by the Media Streams pipeline once it runs the screening agent).
 
-use sqlx::Row as _;
-
-use crate::records::insert_transcript_line;
-use crate::{Pools, Store, StoreError, TranscriptLine, on_writer};
+use crate::{Store, StoreError, TranscriptLine, on_writer};
 
 /// One finished screening conversation.
 #[derive(Debug, Clone, Default)]
@@ -86,7 +83,7 @@ macro_rules! write_screening_session {
             } else {
                 &$session.to
             };
-            let row = sqlx::query(
+            let _id: i64 = sqlx::query_scalar(
                 "INSERT INTO screenings (call_sid, candidate_id, first_name, phone, job_title, \
                  screening, state, answers, outcome, summary, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, 'unrequested', $7, $8, $9, $10, $10) \
@@ -104,10 +101,9 @@ macro_rules! write_screening_session {
             .bind(now)
             .fetch_one(&mut *$tx)
             .await?;
-            let _: i64 = row.try_get("id")?;
         }
         for line in &$session.transcript {
-            insert_transcript_line!(&mut *$tx, &$session.call_sid, line)?;
+            $crate::transcripts::insert_transcript_line!(&mut *$tx, &$session.call_sid, line)?;
         }
     }};
 }

@@ -1,0 +1,220 @@
+//! The `calls` row (a call's current state) and the read side built on it: one call, the
+//! filtered list, and everything known about a call ([`CallDetail`]).
+
+use serde::Serialize;
+
+use crate::{CallEvent, ScreeningRecord, Store, StoreError, TranscriptLine, on_reader, on_writer};
+
+/// A call's current state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecord {
+    /// `CallSid`.
+    pub call_sid: String,
+    /// `inbound`, `outbound-api`, ...
+    pub direction: Option<String>,
+    /// Caller.
+    pub from: Option<String>,
+    /// Callee.
+    pub to: Option<String>,
+    /// Candidate id for screening calls.
+    pub candidate_id: Option<String>,
+    /// Screening id for screening calls.
+    pub screening: Option<String>,
+    /// Latest status.
+    pub status: Option<String>,
+    /// `SequenceNumber` of the latest status.
+    pub status_sequence: Option<i64>,
+    /// Call duration in seconds.
+    pub duration_seconds: Option<i64>,
+    /// AMD result.
+    pub answered_by: Option<String>,
+    /// AMD detection time in ms.
+    pub amd_duration_ms: Option<i64>,
+    /// Recording SID.
+    pub recording_sid: Option<String>,
+    /// Recording URL.
+    pub recording_url: Option<String>,
+    /// Recording status.
+    pub recording_status: Option<String>,
+    /// ConversationRelay session status.
+    pub relay_session_status: Option<String>,
+    /// ConversationRelay handoff data.
+    pub handoff_data: Option<String>,
+    /// Summary written by the agent (JSON or text).
+    pub summary: Option<String>,
+    /// First seen (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// Everything known about one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallDetail {
+    /// Current state.
+    pub call: CallRecord,
+    /// Every webhook event, in timeline order (sequence number, then arrival).
+    pub timeline: Vec<CallEvent>,
+    /// Transcript lines in order.
+    pub transcript: Vec<TranscriptLine>,
+    /// The screening, for screening calls.
+    pub screening: Option<ScreeningRecord>,
+}
+
+/// Filter and page for [`Store::list_calls`].
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this candidate.
+    pub candidate_id: Option<String>,
+    /// Created at or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Created before (Unix ms).
+    pub until_ms: Option<i64>,
+    /// Page size.
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
+}
+
+/// The columns of [`CallRow`], in its order.
+const CALL_COLUMNS: &str = "call_sid, direction, from_number, to_number, candidate_id, screening, \
+    status, status_seq, duration_seconds, answered_by, amd_duration_ms, recording_sid, \
+    recording_url, recording_status, relay_session_status, handoff_data, summary, created_at, \
+    updated_at";
+
+/// A `calls` row as read ([`CALL_COLUMNS`]).
+#[derive(sqlx::FromRow)]
+struct CallRow {
+    call_sid: String,
+    direction: Option<String>,
+    from_number: Option<String>,
+    to_number: Option<String>,
+    candidate_id: Option<String>,
+    screening: Option<String>,
+    status: Option<String>,
+    status_seq: Option<i64>,
+    duration_seconds: Option<i64>,
+    answered_by: Option<String>,
+    amd_duration_ms: Option<i64>,
+    recording_sid: Option<String>,
+    recording_url: Option<String>,
+    recording_status: Option<String>,
+    relay_session_status: Option<String>,
+    handoff_data: Option<String>,
+    summary: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<CallRow> for CallRecord {
+    fn from(row: CallRow) -> Self {
+        Self {
+            call_sid: row.call_sid,
+            direction: row.direction,
+            from: row.from_number,
+            to: row.to_number,
+            candidate_id: row.candidate_id,
+            screening: row.screening,
+            status: row.status,
+            status_sequence: row.status_seq,
+            duration_seconds: row.duration_seconds,
+            answered_by: row.answered_by,
+            amd_duration_ms: row.amd_duration_ms,
+            recording_sid: row.recording_sid,
+            recording_url: row.recording_url,
+            recording_status: row.recording_status,
+            relay_session_status: row.relay_session_status,
+            handoff_data: row.handoff_data,
+            summary: row.summary,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+impl Store {
+    /// Saves a call's summary (written by the media server when a call ends); creates the call
+    /// if unknown.
+    pub async fn record_call_summary(
+        &self,
+        call_sid: &str,
+        summary: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_writer!(self, pool => {
+            sqlx::query(
+                "INSERT INTO calls (call_sid, summary, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+                 ON CONFLICT (call_sid) DO UPDATE SET summary = excluded.summary, updated_at = excluded.updated_at",
+            )
+            .bind(call_sid)
+            .bind(summary)
+            .bind(now_ms)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// One call's current state.
+    pub async fn call(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
+        let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE call_sid = $1");
+        let row: Option<CallRow> = on_reader!(self, pool => {
+            sqlx::query_as(&sql).bind(call_sid).fetch_optional(pool).await?
+        });
+        Ok(row.map(CallRecord::from))
+    }
+
+    /// Calls, newest first, filtered and paged. Returns the page and the total matching.
+    pub async fn list_calls(
+        &self,
+        filter: &CallFilter,
+    ) -> Result<(Vec<CallRecord>, i64), StoreError> {
+        let condition = "($1 IS NULL OR status = $1) AND ($2 IS NULL OR candidate_id = $2) \
+            AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4)";
+        let page_sql = format!(
+            "SELECT {CALL_COLUMNS} FROM calls WHERE {condition} \
+             ORDER BY created_at DESC, call_sid LIMIT $5 OFFSET $6"
+        );
+        let count_sql = format!("SELECT COUNT(*) AS n FROM calls WHERE {condition}");
+        let (rows, total): (Vec<CallRow>, i64) = on_reader!(self, pool => {
+            let rows = sqlx::query_as(&page_sql)
+                .bind(&filter.status)
+                .bind(&filter.candidate_id)
+                .bind(filter.since_ms)
+                .bind(filter.until_ms)
+                .bind(filter.limit)
+                .bind(filter.offset)
+                .fetch_all(pool)
+                .await?;
+            let total = sqlx::query_scalar(&count_sql)
+                .bind(&filter.status)
+                .bind(&filter.candidate_id)
+                .bind(filter.since_ms)
+                .bind(filter.until_ms)
+                .fetch_one(pool)
+                .await?;
+            (rows, total)
+        });
+        Ok((rows.into_iter().map(CallRecord::from).collect(), total))
+    }
+
+    /// Everything about one call: state, timeline, transcript, screening.
+    pub async fn call_detail(&self, call_sid: &str) -> Result<Option<CallDetail>, StoreError> {
+        let Some(call) = self.call(call_sid).await? else {
+            return Ok(None);
+        };
+        let timeline = self.timeline(call_sid).await?;
+        let transcript = self.transcript(call_sid).await?;
+        let screening = self.screening_for_call(call_sid).await?;
+        Ok(Some(CallDetail {
+            call,
+            timeline,
+            transcript,
+            screening,
+        }))
+    }
+}

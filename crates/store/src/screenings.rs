@@ -1,0 +1,280 @@
+//! Screenings requested through the API: the request, the outcome of creating its call, the
+//! per-candidate daily count, and what the screening agent collected.
+
+use serde::Serialize;
+
+use crate::order::status_rank;
+use crate::{Store, StoreError, json_column, on_reader, on_writer};
+
+/// A screening request before Twilio was asked to call.
+#[derive(Debug, Clone, Default)]
+pub struct NewScreening {
+    /// The recruiter system's candidate id.
+    pub candidate_id: String,
+    /// Candidate's first name.
+    pub first_name: String,
+    /// E.164 phone number.
+    pub phone: String,
+    /// Job title.
+    pub job_title: String,
+    /// Screening script id.
+    pub screening: String,
+    /// When it was requested (Unix ms).
+    pub created_at_ms: i64,
+}
+
+/// A stored screening.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScreeningRecord {
+    /// Row id.
+    pub id: i64,
+    /// The call, once Twilio created it.
+    pub call_sid: Option<String>,
+    /// Candidate id.
+    pub candidate_id: String,
+    /// First name.
+    pub first_name: String,
+    /// Phone number (E.164).
+    pub phone: String,
+    /// Job title.
+    pub job_title: String,
+    /// Screening id.
+    pub screening: String,
+    /// `requested`, `initiated` or `create_failed`.
+    pub state: String,
+    /// Why creating the call failed.
+    pub error: Option<String>,
+    /// Answers as JSON (set by the agent).
+    pub answers: Option<serde_json::Value>,
+    /// Outcome (set by the agent).
+    pub outcome: Option<String>,
+    /// Summary (set by the agent).
+    pub summary: Option<String>,
+    /// Requested at (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// The columns of [`ScreeningRow`].
+const SCREENING_COLUMNS: &str = "id, call_sid, candidate_id, first_name, phone, job_title, \
+    screening, state, error, answers, outcome, summary, created_at, updated_at";
+
+/// A `screenings` row as read ([`SCREENING_COLUMNS`]); `answers` is JSON stored as text.
+#[derive(sqlx::FromRow)]
+struct ScreeningRow {
+    id: i64,
+    call_sid: Option<String>,
+    candidate_id: String,
+    first_name: String,
+    phone: String,
+    job_title: String,
+    screening: String,
+    state: String,
+    error: Option<String>,
+    answers: Option<String>,
+    outcome: Option<String>,
+    summary: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<ScreeningRow> for ScreeningRecord {
+    type Error = StoreError;
+
+    fn try_from(row: ScreeningRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            call_sid: row.call_sid,
+            candidate_id: row.candidate_id,
+            first_name: row.first_name,
+            phone: row.phone,
+            job_title: row.job_title,
+            screening: row.screening,
+            state: row.state,
+            error: row.error,
+            answers: row
+                .answers
+                .map(|text| json_column(&text, "screenings.answers"))
+                .transpose()?,
+            outcome: row.outcome,
+            summary: row.summary,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// What [`Store::mark_screening_initiated`] copies from the screening onto the call row.
+#[derive(sqlx::FromRow)]
+struct InitiatedScreening {
+    candidate_id: String,
+    phone: String,
+    screening: String,
+}
+
+impl Store {
+    /// Records a requested screening (state `requested`) and returns its id.
+    pub async fn insert_screening(&self, new: &NewScreening) -> Result<i64, StoreError> {
+        on_writer!(self, pool => {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO screenings (candidate_id, first_name, phone, job_title, screening, \
+                 state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'requested', $6, $6) \
+                 RETURNING id",
+            )
+            .bind(&new.candidate_id)
+            .bind(&new.first_name)
+            .bind(&new.phone)
+            .bind(&new.job_title)
+            .bind(&new.screening)
+            .bind(new.created_at_ms)
+            .fetch_one(pool)
+            .await?)
+        })
+    }
+
+    /// Twilio created the call: links the screening to `call_sid` and creates the call row
+    /// (status `queued`, direction `outbound-api`) in one transaction.
+    pub async fn mark_screening_initiated(
+        &self,
+        id: i64,
+        call_sid: &str,
+        from: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let screening: InitiatedScreening = sqlx::query_as(
+                "UPDATE screenings SET call_sid = $1, state = 'initiated', updated_at = $2 \
+                 WHERE id = $3 RETURNING candidate_id, phone, screening",
+            )
+            .bind(call_sid)
+            .bind(now_ms)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO calls (call_sid, direction, from_number, to_number, candidate_id, \
+                 screening, status, status_rank, created_at, updated_at) \
+                 VALUES ($1, 'outbound-api', $2, $3, $4, $5, 'queued', $6, $7, $7) \
+                 ON CONFLICT (call_sid) DO UPDATE SET candidate_id = excluded.candidate_id, \
+                 screening = excluded.screening, \
+                 direction = COALESCE(calls.direction, excluded.direction), \
+                 from_number = COALESCE(calls.from_number, excluded.from_number), \
+                 to_number = COALESCE(calls.to_number, excluded.to_number)",
+            )
+            .bind(call_sid)
+            .bind(from)
+            .bind(&screening.phone)
+            .bind(&screening.candidate_id)
+            .bind(&screening.screening)
+            .bind(status_rank("queued"))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Twilio refused the call: keeps the reason; failed attempts do not count toward the
+    /// per-candidate daily limit.
+    pub async fn mark_screening_failed(
+        &self,
+        id: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_writer!(self, pool => {
+            sqlx::query(
+                "UPDATE screenings SET state = 'create_failed', error = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(error)
+            .bind(now_ms)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The call create ended without a definite answer (timeout, unreadable 2xx, 5xx after
+    /// retries): Twilio may have placed the call, so the attempt keeps counting toward the
+    /// per-candidate daily limit (state `create_unknown`).
+    pub async fn mark_screening_uncertain(
+        &self,
+        id: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_writer!(self, pool => {
+            sqlx::query(
+                "UPDATE screenings SET state = 'create_unknown', error = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(error)
+            .bind(now_ms)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Screenings of `candidate_id` requested at or after `since_ms`, failed creates excluded.
+    pub async fn count_screenings_since(
+        &self,
+        candidate_id: &str,
+        since_ms: i64,
+    ) -> Result<i64, StoreError> {
+        on_writer!(self, pool => {
+            Ok(sqlx::query_scalar(
+                "SELECT COUNT(*) AS n FROM screenings WHERE candidate_id = $1 AND created_at >= $2 \
+                 AND state <> 'create_failed'",
+            )
+            .bind(candidate_id)
+            .bind(since_ms)
+            .fetch_one(pool)
+            .await?)
+        })
+    }
+
+    /// The screening placed as `call_sid`.
+    pub async fn screening_for_call(
+        &self,
+        call_sid: &str,
+    ) -> Result<Option<ScreeningRecord>, StoreError> {
+        let sql = format!("SELECT {SCREENING_COLUMNS} FROM screenings WHERE call_sid = $1");
+        let row: Option<ScreeningRow> = on_reader!(self, pool => {
+            sqlx::query_as(&sql).bind(call_sid).fetch_optional(pool).await?
+        });
+        row.map(ScreeningRecord::try_from).transpose()
+    }
+
+    /// Saves what the screening agent collected. Returns false if no screening has that call.
+    pub async fn save_screening_result(
+        &self,
+        call_sid: &str,
+        answers: &serde_json::Value,
+        outcome: &str,
+        summary: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let answers = answers.to_string();
+        on_writer!(self, pool => {
+            let n = sqlx::query(
+                "UPDATE screenings SET answers = $1, outcome = $2, summary = $3, updated_at = $4 \
+                 WHERE call_sid = $5",
+            )
+            .bind(&answers)
+            .bind(outcome)
+            .bind(summary)
+            .bind(now_ms)
+            .bind(call_sid)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            Ok(n > 0)
+        })
+    }
+}
