@@ -122,7 +122,11 @@ async fn demo(
     } else {
         voxbridge_speech::providers::SpeechProviders::from_parts(None, None, None, None, None)
     };
-    let screenings = super::serve::screenings(&config.agent, config.source.as_deref(), &providers)?;
+    let screenings = voxbridge_voice::agents::load_screenings(
+        &config.agent,
+        config.source.as_deref(),
+        &providers,
+    )?;
     let relay = RelayService::new(Arc::new(screenings), Arc::new(results.clone()));
     let media_state = MediaState::with_services(
         config.media.clone(),

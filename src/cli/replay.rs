@@ -1,9 +1,11 @@
 //! `voxbridge replay`: the inbound half of a Media Streams call, offline.
 //!
 //! The WAV is resampled to 8 kHz, mu-law encoded and cut into 20 ms frames, each wrapped in a
-//! `media` message exactly as Twilio sends it. Every frame then takes the production path:
-//! parse + base64 (voxbridge-twilio) -> mu-law decode -> resample to the pipeline rate -> VAD
-//! (voxbridge-audio). The report lists the utterances the VAD found and what each frame cost.
+//! `media` message exactly as Twilio sends it. The frames then go, after Twilio's `connected`
+//! and `start`, into the call's real sans-IO [`Session`] with `[media]`'s settings (parse +
+//! base64 -> mu-law decode -> resample to the pipeline rate -> VAD -> utterances), as the
+//! `/media` driver feeds it. The report lists the utterances the brain would get and what each
+//! frame cost.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
-use voxbridge_audio::{mulaw, resample::StreamResampler, vad, wav};
-use voxbridge_twilio::media::{InboundDecoder, InboundEvent};
+use voxbridge_audio::{mulaw, resample::StreamResampler, wav};
+use voxbridge_session::{BrainEvent, Input, Output, Session};
 
 use crate::config::Config;
 
@@ -24,7 +26,8 @@ const TWILIO_RATE: u32 = 8000;
 pub(crate) struct Args {
     /// WAV file with the caller's audio (any sample rate, mono or stereo).
     wav: PathBuf,
-    /// Also write the audio as the pipeline hears it (after mu-law and resampling) to this WAV.
+    /// Also write the utterances as the brain gets them (after mu-law, resampling and VAD, at
+    /// the pipeline rate, one after another) to this WAV.
     #[arg(long)]
     write_heard: Option<PathBuf>,
     /// Print each frame's `media` JSON as Twilio would send it (JSON lines) to this file.
@@ -55,51 +58,100 @@ pub(crate) fn run(config: &Config, args: &Args) -> Result<()> {
         file.flush()?;
     }
 
-    // The production inbound path, one frame at a time.
-    let media = &config.media;
-    let pipeline_rate = media.pipeline_rate;
-    let mut decoder = InboundDecoder::new();
-    let mut to_pipeline = StreamResampler::new(TWILIO_RATE, pipeline_rate)?;
-    let mut detector = vad::Vad::new(vad::VadConfig {
-        sample_rate: pipeline_rate,
-        min_speech_ms: u32::try_from(media.min_speech_ms)
-            .context("media.min_speech_ms is too large")?,
-        hangover_ms: u32::try_from(media.hangover_ms).context("media.hangover_ms is too large")?,
-        ..vad::VadConfig::new(pipeline_rate)
-    })?;
-    let mut pcm = Vec::with_capacity(FRAME_BYTES);
-    let mut resampled = Vec::with_capacity(FRAME_BYTES * 3);
+    // The production inbound path: the call's real sans-IO `Session`, fed `connected`, `start`
+    // and one `media` message per 20 ms of stream time, as the `/media` driver feeds it.
+    let session_config = config.media.session_config();
+    let pipeline_rate = session_config.pipeline_rate;
+    let origin = Instant::now();
+    let mut session = Session::try_new(session_config, origin)
+        .context("invalid [media] configuration for the session")?;
+    let mut utterances = Vec::new();
+    for text in [CONNECTED, START] {
+        session.handle_input(origin, Input::Text(text));
+        drain(&mut session, Duration::ZERO, &mut utterances);
+    }
     let mut heard: Vec<i16> = Vec::new();
-    let mut events = Vec::new();
     let mut costs = Vec::with_capacity(messages.len());
-    for text in &messages {
+    for (i, text) in messages.iter().enumerate() {
+        let at = Duration::from_millis(20 * i as u64);
         let started = Instant::now();
-        let InboundEvent::Media(frame) = decoder.decode(text)? else {
-            bail!("replay produced a non-media message");
-        };
-        pcm.clear();
-        mulaw::decode(frame.payload, &mut pcm);
-        resampled.clear();
-        to_pipeline.process(&pcm, &mut resampled);
-        detector.process(&resampled, &mut events);
+        session.handle_input(origin + at, Input::Text(text));
+        drain(&mut session, at, &mut utterances);
         costs.push(started.elapsed());
-        if args.write_heard.is_some() {
-            heard.extend_from_slice(&resampled);
-        }
+    }
+    if let Some(error) = session.last_error() {
+        bail!("the session refused a replayed frame: {error}");
     }
     if let Some(path) = &args.write_heard {
+        for utterance in &utterances {
+            if let Some(pcm) = &utterance.pcm {
+                heard.extend_from_slice(pcm);
+            }
+        }
         wav::write_wav(path, &heard, pipeline_rate)?;
     }
 
     let audio = Duration::from_secs_f64(wire.len() as f64 / f64::from(TWILIO_RATE));
+    let resampler_delay = StreamResampler::new(TWILIO_RATE, pipeline_rate)?.delay();
     report(
         &args.wav,
         audio,
         pipeline_rate,
-        &events,
+        &utterances,
         &mut costs,
-        to_pipeline.delay(),
+        resampler_delay,
     )
+}
+
+/// Twilio's `connected` message, as the Media Streams docs show it.
+const CONNECTED: &str = r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#;
+
+/// Twilio's `start` message for the replayed stream (inbound track, 8 kHz mu-law).
+const START: &str = r#"{"event":"start","sequenceNumber":"1","start":{"accountSid":"AC00000000000000000000000000000001","streamSid":"MZ00000000000000000000000000000001","callSid":"CA00000000000000000000000000000001","tracks":["inbound"],"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1},"customParameters":{}},"streamSid":"MZ00000000000000000000000000000001"}"#;
+
+/// One utterance as the brain would get it.
+#[derive(Debug)]
+struct Heard {
+    /// When the session reported speech (stream time of the frame that triggered it).
+    onset: Duration,
+    /// The utterance's audio boundaries; `None` while still speaking at the end.
+    span: Option<(Duration, Duration)>,
+    /// Its audio at the pipeline rate.
+    pcm: Option<Vec<i16>>,
+}
+
+/// Takes the session's output after one input: brain events become [`Heard`] entries;
+/// frames for Twilio (none on an inbound-only replay) and timeouts are ignored.
+fn drain(session: &mut Session, at: Duration, utterances: &mut Vec<Heard>) {
+    loop {
+        match session.poll_output() {
+            Output::Brain(BrainEvent::SpeechStarted) => utterances.push(Heard {
+                onset: at,
+                span: None,
+                pcm: None,
+            }),
+            Output::Brain(BrainEvent::Utterance {
+                pcm,
+                started_at,
+                ended_at,
+                ..
+            }) => {
+                if utterances.last().is_none_or(|u| u.span.is_some()) {
+                    // An utterance whose onset came before the replay's first frame.
+                    utterances.push(Heard {
+                        onset: at,
+                        span: None,
+                        pcm: None,
+                    });
+                }
+                let entry = utterances.last_mut().expect("one is open");
+                entry.span = Some((started_at, ended_at));
+                entry.pcm = Some(pcm);
+            }
+            Output::Timeout(_) | Output::Close { .. } => return,
+            Output::Send(_) | Output::Brain(_) => {}
+        }
+    }
 }
 
 /// Builds Twilio's inbound `media` messages (the shape from the Media Streams docs, with the
@@ -129,11 +181,10 @@ fn report(
     path: &std::path::Path,
     audio: Duration,
     pipeline_rate: u32,
-    events: &[vad::VadEvent],
+    utterances: &[Heard],
     costs: &mut [Duration],
     resampler_delay: Duration,
 ) -> Result<()> {
-    let ms = |sample: u64| sample * 1000 / u64::from(pipeline_rate);
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -142,39 +193,36 @@ fn report(
         audio.as_secs_f64(),
         costs.len()
     )?;
-    writeln!(out, "utterances detected by the VAD:")?;
-    let mut open: Option<u64> = None;
-    let mut count = 0;
-    for event in events {
-        match *event {
-            vad::VadEvent::SpeechStart { at_sample } => open = Some(ms(at_sample)),
-            vad::VadEvent::SpeechEnd { at_sample } => {
-                count += 1;
-                let start = open.take().unwrap_or(0);
-                let end = ms(at_sample);
-                writeln!(
-                    out,
-                    "  #{count:<3} {start:>7} ms .. {end:>7} ms  ({} ms)",
-                    end.saturating_sub(start)
-                )?;
-            }
+    writeln!(
+        out,
+        "utterances the session hands the brain (VAD boundaries):"
+    )?;
+    for (i, utterance) in utterances.iter().enumerate() {
+        let count = i + 1;
+        match utterance.span {
+            Some((start, end)) => writeln!(
+                out,
+                "  #{count:<3} {:>7} ms .. {:>7} ms  ({} ms, reported at {} ms)",
+                start.as_millis(),
+                end.as_millis(),
+                end.saturating_sub(start).as_millis(),
+                utterance.onset.as_millis()
+            )?,
+            None => writeln!(
+                out,
+                "  #{count:<3} onset reported at {:>7} ms .. (still speaking at end of file)",
+                utterance.onset.as_millis()
+            )?,
         }
     }
-    if let Some(start) = open {
-        count += 1;
-        writeln!(
-            out,
-            "  #{count:<3} {start:>7} ms .. (still speaking at end of file)"
-        )?;
-    }
-    if count == 0 {
+    if utterances.is_empty() {
         writeln!(out, "  none")?;
     }
     costs.sort_unstable();
     let pct = |p: usize| costs[(costs.len() - 1) * p / 100];
     writeln!(
         out,
-        "inbound cost per frame (parse, base64, mu-law, resample to {} Hz, VAD): p50 {:?}, p99 {:?}, max {:?}",
+        "inbound cost per frame (session: parse, base64, mu-law, resample to {} Hz, VAD): p50 {:?}, p99 {:?}, max {:?}",
         pipeline_rate,
         pct(50),
         pct(99),

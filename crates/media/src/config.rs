@@ -28,11 +28,11 @@ pub struct MediaConfig {
     /// every start. Default `false`.
     pub insecure_skip_signature: bool,
     /// How long the socket may go without taking any of our frames while some wait: a peer
-    /// that does not read for this long ends its call with `SlowPeer` (Media Streams; a relay
-    /// session's single write has the same limit). Default 5000 ms.
+    /// that does not read for this long ends its call with `SlowPeer` (`/media` and `/relay`
+    /// alike). Default 5000 ms.
     pub send_timeout_ms: u64,
-    /// Frames that may wait per call for a socket that is not taking them (Media Streams), or
-    /// queued for the relay's writer task. While full, the driver takes no more output and
+    /// Frames that may wait per call (or relay session) for a socket that is not taking them.
+    /// While full, the driver takes no more output and
     /// waits, within `send_timeout_ms`, for room. Default 64 (about 1.3 s of 20 ms frames;
     /// the session keeps only ~100 ms ahead).
     pub send_queue_frames: usize,

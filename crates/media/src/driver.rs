@@ -21,12 +21,13 @@ use tracing::{Instrument, Span, debug, error, field, info, info_span, warn};
 use voxbridge_brain::{
     AGENT_PARAMETER, BrainCommand, BrainError, BrainHandle, FromBrain, spawn_brain,
 };
-use voxbridge_session::{BrainEvent, CallInfo, CallSummary, EndReason, Input, Output, Session};
+use voxbridge_session::{
+    BrainEvent, CallInfo, CallSummary, EndReason, Input, Output, Session, close,
+};
 
 use crate::metrics::{ActiveCall, Transport};
-use crate::outbox::Outbox;
+use crate::outbox::{CLOSE_HANDSHAKE_GRACE, CONTROL_QUEUE, Outbox, WriteError};
 use crate::registry::{CallEntry, Control, Registration};
-use crate::writer::WriteError;
 use crate::{CallRecord, MediaState};
 
 /// Bot audio queued in the session (not yet sent to Twilio) above which the driver stops
@@ -34,14 +35,6 @@ use crate::{CallRecord, MediaState};
 const BRAIN_HIGH_WATER: Duration = Duration::from_secs(1);
 /// How long a stopped brain gets to return before its task is aborted.
 const BRAIN_GRACE: Duration = Duration::from_secs(1);
-/// After our close frame, how long to wait for the peer's close reply.
-const CLOSE_HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
-/// Control messages queued per call (hangup / shutdown requests).
-const CONTROL_QUEUE: usize = 4;
-/// Close code when the requested agent does not exist (policy violation).
-const CLOSE_UNKNOWN_AGENT: u16 = 1008;
-/// Close code when the agent exists but could not start (internal error).
-const CLOSE_AGENT_FAILED: u16 = 1011;
 
 /// What the shell itself decided about the call end, overriding the session's reason.
 #[derive(Debug)]
@@ -425,9 +418,9 @@ where
 
     fn refuse(&mut self, refusal: &BrainError) {
         let close = match refusal {
-            BrainError::UnknownAgent { .. } => (CLOSE_UNKNOWN_AGENT, "unknown agent"),
+            BrainError::UnknownAgent { .. } => (close::POLICY, "unknown agent"),
             BrainError::Start { .. } | BrainError::Failed { .. } => {
-                (CLOSE_AGENT_FAILED, "agent failed to start")
+                (close::INTERNAL_ERROR, "agent failed to start")
             }
         };
         error!(error = %refusal, code = close.0, "refusing call");

@@ -32,7 +32,6 @@ mod registry;
 pub mod relay;
 mod relay_driver;
 mod server;
-mod writer;
 
 use std::fmt;
 use std::sync::Arc;

@@ -21,7 +21,21 @@ use axum::extract::ws::Message;
 use futures::{Sink, SinkExt};
 use tokio::time::Instant;
 
-use crate::writer::WriteError;
+/// Control messages (operator hang-up, drain) queued per call, for both drivers.
+pub(crate) const CONTROL_QUEUE: usize = 4;
+/// After our close frame, how long both drivers wait for the peer's close reply.
+pub(crate) const CLOSE_HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
+
+/// Why writing to the socket stopped (the media and relay drivers' outbox).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum WriteError {
+    /// A write did not complete within `send_timeout`: the peer is not reading.
+    #[error("write to Twilio timed out after {0:?}")]
+    Timeout(Duration),
+    /// The socket failed.
+    #[error("socket write failed: {0}")]
+    Socket(String),
+}
 
 pub(crate) struct Outbox<W> {
     sink: W,

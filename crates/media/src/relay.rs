@@ -5,10 +5,15 @@
 //! ```text
 //! Twilio ──ws──▶ /relay (signature, drain) ──▶ drive_relay(): one task per session
 //!                                                │ select! { frame, dialog event, control,
-//!                                                │   silence / end / setup deadlines, shutdown }
+//!                                                │   session timeout, shutdown,
+//!                                                │   held-up writes } + Outbox
 //!                                                ▼
-//!                     DialogFactory::dialog(customParameters) ──▶ Box<dyn Dialog>
+//!      RelaySession (sans-IO) ◀──▶ DialogFactory::dialog(customParameters) ──▶ Box<dyn Dialog>
 //! ```
+//!
+//! The protocol state, turns, interrupts, timers and the bad-message policy live in the
+//! sans-IO [`voxbridge_session::relay::RelaySession`]; the driver reads frames, runs the
+//! dialog's (async) answer streams the session asks for, and writes the session's output.
 //!
 //! - `setup` creates the session: the [`DialogFactory`] builds the call's [`Dialog`] from
 //!   `customParameters` (`screening`, `candidateId`, `firstName`, `jobTitle`), and the session
@@ -43,7 +48,8 @@ use voxbridge_brain::conversation::EndReason;
 use voxbridge_brain::outcome::CallOutcome;
 pub use voxbridge_brain::relay::DialogFactory;
 
-pub use crate::relay_driver::{MAX_PENDING_INPUTS, drive_relay};
+pub use crate::relay_driver::drive_relay;
+pub use voxbridge_session::relay::MAX_PENDING_INPUTS;
 
 /// Why a relay session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

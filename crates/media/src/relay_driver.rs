@@ -1,140 +1,112 @@
-//! One ConversationRelay session's driver: parses Twilio's frames into dialog inputs, streams
-//! the dialog's answers back as `text` tokens, and keeps the silence, `end` and setup
-//! deadlines. Generic over `Sink`/`Stream` of [`Message`]s so tests and benches can drive it
-//! without a socket. See [`crate::relay`] for the protocol decisions.
+//! One ConversationRelay session's shell: owns the sans-IO [`RelaySession`] and the session's
+//! [`Dialog`], and `select!`s over socket frames, the running turn's dialog stream, registry
+//! control, the session's next timeout and the shutdown token. Generic over `Sink`/`Stream`
+//! of [`Message`]s so tests and benches can drive it without a socket. See [`crate::relay`]
+//! for the protocol decisions and [`voxbridge_session::relay`] for the session.
 //!
 //! The dialog's answer stream borrows the dialog, so a turn runs in its own loop
-//! ([`Relay::run_turn`]) that also reads frames: an `interrupt` drops the stream at once.
+//! ([`Shell::run_turn`]) that waits on the same events plus the stream; when the session
+//! cancels the turn (an `interrupt`, the end) the stream is dropped at once.
+//!
+//! Outbound frames are written from the shell's own task through the same bounded [`Outbox`]
+//! as `/media`'s driver: once the socket has taken none of our frames for `send_timeout`, the
+//! session ends as a slow peer (close 1008).
 
-use std::collections::VecDeque;
 use std::fmt;
+use std::future::poll_fn;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::ws::Message;
+use axum::extract::ws::{CloseFrame, Message};
 use futures::stream::BoxStream;
 use futures::{FutureExt, Sink, Stream, StreamExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, debug, error, field, info, info_span, warn};
 use voxbridge_brain::conversation::{ConversationInput, EndReason};
-use voxbridge_brain::dialog::{Dialog, DialogEvent};
-use voxbridge_twilio::relay::{
-    DigitSequence, End, HandoffData, InboundMessage, Language, OutboundMessage, RelayError, Setup,
-    Text,
+use voxbridge_brain::dialog::{Dialog, DialogEvent as AgentEvent};
+use voxbridge_brain::outcome::Payload;
+use voxbridge_session::relay::{
+    DialogEvent, DialogRequest, Handoff, RelayConfig, RelayEndReason, RelayInput, RelayOutput,
+    RelaySession, RelaySummary,
 };
 
-use crate::MediaState;
 use crate::metrics::{ActiveCall, Transport};
+use crate::outbox::{CLOSE_HANDSHAKE_GRACE, CONTROL_QUEUE, Outbox, WriteError};
 use crate::registry::{CallEntry, Control, Registration};
 use crate::relay::{RelayEnd, RelayRecord, RelayService};
-use crate::writer::{WriteError, close_writer, write_frames};
+use crate::{MediaConfig, MediaState};
 
-/// Caller inputs (final prompts, key presses) queued while a turn is being generated; beyond
-/// this the oldest is dropped (a caller cannot usefully get further ahead of the agent).
-pub const MAX_PENDING_INPUTS: usize = 16;
-/// Control messages queued per session.
-const CONTROL_QUEUE: usize = 4;
-/// After `end`, how long Twilio gets to close the socket before we do.
-const END_LINGER: Duration = Duration::from_secs(5);
-/// After our close frame, how long to wait for the peer's close reply.
-const CLOSE_HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
-/// Twilio closes with this after ten malformed messages in a row; we mirror it.
-const CLOSE_MALFORMED: (u16, &str) = (1007, "Too many consecutive malformed messages");
-const CLOSE_NORMAL: (u16, &str) = (1000, "session ended");
-const CLOSE_SHUTDOWN: (u16, &str) = (1001, "server shutting down");
-const CLOSE_POLICY: (u16, &str) = (1008, "policy violation");
-/// `handoffData.reasonCode` when the dialog could not be built.
-pub(crate) const REASON_AGENT_UNAVAILABLE: &str = "agent-unavailable";
-/// `handoffData.reasonCode` when an operator ended the session.
-pub(crate) const REASON_HANGUP: &str = "hangup";
-/// `handoffData.reasonCode` at `max_call_duration_ms`.
-pub(crate) const REASON_MAX_DURATION: &str = "max-duration";
-
-/// A message from Twilio that could not be used.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum FrameError {
-    /// Not a ConversationRelay message (bad JSON, unknown type, wrong direction...).
-    #[error(transparent)]
-    Protocol(#[from] RelayError),
-    /// A binary frame: ConversationRelay only sends text.
-    #[error("binary frame of {0} bytes")]
-    Binary(usize),
-    /// Larger than `max_message_bytes`.
-    #[error("message of {0} bytes is over the limit")]
-    Oversize(usize),
-    /// `setup` twice, or another message before `setup`.
-    #[error("{0} is not valid in this state")]
-    OutOfOrder(&'static str),
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
-/// What a frame means for the session.
-enum Frame {
-    /// Nothing to do (info, error report, partial prompt, ping).
-    Nothing,
-    /// The session starts.
-    Setup(Box<Setup>),
-    /// A caller input for the dialog.
-    Input(ConversationInput),
-    /// The caller cut the bot off.
-    Interrupt(String),
-    /// Twilio has finished speaking the bot's text.
-    AgentSilent,
-    /// The socket is closed or failed.
-    Closed,
-    /// Too many malformed messages: close.
-    TooManyErrors,
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// How a turn finished.
-enum TurnEnd {
-    /// The stream ended.
-    Done,
-    /// An `interrupt` cancelled it.
-    Interrupted(String),
-    /// The session must end now.
-    Stop,
+/// The session's settings from the `[media]` config.
+fn relay_config(config: &MediaConfig) -> RelayConfig {
+    RelayConfig {
+        start_timeout: Duration::from_millis(config.start_timeout_ms),
+        max_call_duration: Duration::from_millis(config.max_call_duration_ms),
+        max_consecutive_errors: config.max_consecutive_errors,
+        max_message_bytes: config.max_message_bytes,
+        speech_per_word: Duration::from_millis(config.relay_speech_ms_per_word),
+        ..RelayConfig::default()
+    }
 }
 
-struct Relay {
+/// What the session asks of the shell next.
+enum Step {
+    /// Nothing until this instant (or the next event).
+    Wait(Instant),
+    /// Build the dialog from `setup`.
+    Setup,
+    /// Run a dialog turn.
+    Turn(u64, ConversationInput),
+    /// Tell the dialog the session is over.
+    Hangup(u64),
+    /// Drop the running turn's stream.
+    CancelTurn,
+    /// Close the socket; the session is over.
+    Close(u16, &'static str),
+}
+
+/// One thing that happened while the shell waited.
+enum Event<E> {
+    ForceClose,
+    Control(Control),
+    Written(Result<(), WriteError>),
+    Frame(Option<Result<Message, E>>),
+    Dialog(Option<AgentEvent>),
+    Wake,
+}
+
+/// The reading side of the connection and the other things the shell waits on.
+struct Io<R> {
+    stream: R,
+    stream_done: bool,
+    control_rx: mpsc::Receiver<Control>,
+    force_close: CancellationToken,
+    shutdown_fed: bool,
+}
+
+struct Shell<W> {
     state: MediaState,
     service: RelayService,
-    opened: Instant,
-    opened_at: SystemTime,
-    out: mpsc::Sender<Message>,
-    writer: Option<JoinHandle<Result<(), WriteError>>>,
+    session: RelaySession,
+    outbox: Outbox<W>,
     control_tx: mpsc::Sender<Control>,
-    control_rx: mpsc::Receiver<Control>,
     registration: Option<Registration>,
     /// Counts the session in `voxbridge_calls_active` from `setup` to teardown.
     active: Option<ActiveCall>,
-    setup: Option<Box<Setup>>,
     agent: Option<&'static str>,
     started_at: Option<SystemTime>,
-    pending: VecDeque<ConversationInput>,
-    /// The newest partial prompt (Twilio's partials carry the text so far, not a delta).
-    partial: String,
-    bad_in_a_row: u32,
-    bad_total: u32,
-    caller_turns: u32,
-    bot_turns: u32,
-    /// Words of the current bot turn (the speaking-time estimate).
-    turn_words: usize,
-    /// Whether the last `text` sent had `last: true`.
-    turn_closed: bool,
-    /// When the last bot turn is expected to have been spoken.
-    spoken_at: Option<Instant>,
-    silence_timeout: Duration,
-    /// `end` waiting for the closing line to be spoken.
-    pending_end: Option<EndReason>,
-    /// When `end` went out; Twilio closes the socket next.
-    end_sent_at: Option<Instant>,
-    /// Why the session ends once Twilio has closed after our `end`.
-    after_end: Option<RelayEnd>,
-    /// Why the session is over, once it is.
-    ended: Option<RelayEnd>,
-    close: (u16, &'static str),
-    stream_done: bool,
+    /// The session's record, once it ended.
+    summary: Option<RelaySummary>,
+    /// The peer stopped reading: do not wait for it to take the close frame.
     slow_peer: bool,
 }
 
@@ -163,296 +135,284 @@ where
     run(state, service, sink, stream).instrument(span).await
 }
 
-async fn run<W, R, E>(
-    state: MediaState,
-    service: RelayService,
-    sink: W,
-    mut stream: R,
-) -> RelayRecord
+async fn run<W, R, E>(state: MediaState, service: RelayService, sink: W, stream: R) -> RelayRecord
 where
-    W: Sink<Message> + Unpin + Send + 'static,
+    W: Sink<Message> + Unpin + Send,
     W::Error: fmt::Display,
     R: Stream<Item = Result<Message, E>> + Unpin + Send,
     E: fmt::Display,
 {
-    let config = state.config();
-    let (out, queue) = mpsc::channel(config.send_queue_frames);
-    let writer = tokio::spawn(write_frames(sink, queue, config.send_timeout()));
-    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let opened = Instant::now();
-    let setup_deadline = opened + Duration::from_millis(config.start_timeout_ms);
-    let max_deadline = opened + Duration::from_millis(config.max_call_duration_ms);
-    let force_close = state.force_close_token();
-    let mut relay = Relay {
+    let opened_at = SystemTime::now();
+    let config = state.config();
+    let outbox = Outbox::new(sink, config.send_queue_frames, config.send_timeout());
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let mut io = Io {
+        stream,
+        stream_done: false,
+        control_rx,
+        force_close: state.force_close_token(),
+        shutdown_fed: false,
+    };
+    let mut shell = Shell {
+        session: RelaySession::new(relay_config(config), now()),
         state,
         service,
-        opened,
-        opened_at: SystemTime::now(),
-        out,
-        writer: Some(writer),
+        outbox,
         control_tx,
-        control_rx,
         registration: None,
         active: None,
-        setup: None,
         agent: None,
         started_at: None,
-        pending: VecDeque::new(),
-        partial: String::new(),
-        bad_in_a_row: 0,
-        bad_total: 0,
-        caller_turns: 0,
-        bot_turns: 0,
-        turn_words: 0,
-        turn_closed: true,
-        spoken_at: None,
-        silence_timeout: Duration::ZERO,
-        pending_end: None,
-        end_sent_at: None,
-        after_end: None,
-        ended: None,
-        close: CLOSE_NORMAL,
-        stream_done: false,
+        summary: None,
         slow_peer: false,
     };
     let mut dialog: Option<Box<dyn Dialog>> = None;
     debug!("relay connected");
 
-    while relay.ended.is_none() {
-        if let Some(d) = dialog.as_mut()
-            && relay.pending_end.is_none()
-            && relay.end_sent_at.is_none()
-            && let Some(input) = relay.pending.pop_front()
-        {
-            if d.is_ended() {
-                relay.pending.clear();
-                continue;
-            }
-            relay.run_turn(d.as_mut(), input, &mut stream).await;
-            continue;
-        }
-        let now = Instant::now();
-        let silence_at = relay.silence_deadline();
-        let end_at = relay.pending_end.as_ref().and(relay.spoken_at);
-        let linger_at = relay.end_sent_at.map(|at| at + END_LINGER);
-        tokio::select! {
-            biased;
-            () = force_close.cancelled() => relay.stop(RelayEnd::Shutdown, CLOSE_SHUTDOWN),
-            Some(control) = relay.control_rx.recv() => relay.on_control(control).await,
-            result = join_writer(&mut relay.writer) => relay.on_writer_end(result),
-            frame = stream.next(), if !relay.stream_done => {
-                match relay.on_frame(frame) {
-                    Frame::Setup(setup) => dialog = relay.start(setup).await,
-                    Frame::Input(input) => relay.queue(input),
-                    Frame::Interrupt(heard) => relay.queue_front(ConversationInput::Interrupted { heard }),
-                    Frame::AgentSilent => relay.on_agent_silent(now),
-                    Frame::Closed => relay.peer_closed(),
-                    Frame::TooManyErrors => relay.stop(RelayEnd::Malformed, CLOSE_MALFORMED),
-                    Frame::Nothing => {}
+    let mut next = None;
+    let (code, reason) = loop {
+        let step = match next.take() {
+            Some(step) => step,
+            None => shell.drain().await,
+        };
+        match step {
+            Step::Close(code, reason) => break (code, reason),
+            Step::Setup => dialog = shell.start(),
+            Step::Turn(at_ms, input) => match dialog.as_mut() {
+                Some(d) if !d.is_ended() => {
+                    next = shell.run_turn(&mut io, d.handle(at_ms, input)).await;
+                }
+                _ => shell.session.handle_input(now(), RelayInput::DialogEnded),
+            },
+            Step::Hangup(at_ms) => {
+                if let Some(d) = dialog.as_mut()
+                    && !d.is_ended()
+                {
+                    // Nothing more can be said; only the result matters.
+                    drop(d.handle(at_ms, ConversationInput::Hangup));
                 }
             }
-            () = sleep_until(end_at) => relay.send_end().await,
-            () = sleep_until(linger_at) => {
-                debug!("Twilio did not close after end; closing");
-                let why = relay.after_end.take().unwrap_or(RelayEnd::CallerHungUp);
-                relay.stop(why, CLOSE_NORMAL);
-            }
-            () = sleep_until(silence_at) => {
-                let ms = relay.spoken_at.map_or(0, |at| millis(now.saturating_duration_since(at)));
-                relay.spoken_at = None;
-                relay.queue(ConversationInput::Silence { ms });
-            }
-            () = tokio::time::sleep_until(setup_deadline), if relay.setup.is_none() => {
-                warn!("no setup message in time");
-                relay.stop(RelayEnd::SetupTimeout, CLOSE_POLICY);
-            }
-            () = tokio::time::sleep_until(max_deadline), if relay.end_sent_at.is_none() => {
-                warn!("maximum call duration reached");
-                relay.end_now(RelayEnd::MaxDuration, EndReason::new(REASON_MAX_DURATION, "Maximum call duration reached")).await;
+            Step::CancelTurn => {}
+            Step::Wait(at) => {
+                shell.write_now().await;
+                let event = shell.next_event(&mut io, at, None).await;
+                shell.on_event(&mut io, event, None);
             }
         }
-    }
-    relay.finish(dialog, stream).await
+    };
+    shell
+        .finish(code, reason, dialog, io, opened, opened_at)
+        .await
 }
 
-async fn join_writer(
-    writer: &mut Option<JoinHandle<Result<(), WriteError>>>,
-) -> Result<(), WriteError> {
-    match writer {
-        Some(handle) => {
-            let result = handle
-                .await
-                .unwrap_or_else(|e| Err(WriteError::Socket(e.to_string())));
-            *writer = None;
-            result
-        }
+async fn next_dialog_event(events: Option<&mut BoxStream<'_, AgentEvent>>) -> Option<AgentEvent> {
+    match events {
+        Some(events) => events.next().await,
         None => std::future::pending().await,
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn word_count(text: &str) -> usize {
-    text.split_whitespace().count()
-}
-
-/// What the dialog has ready right after a piece of text.
-enum Ahead {
-    /// Nothing yet (an LLM still generating).
-    Pending,
-    /// The stream ended.
-    Ended,
-    /// This event.
-    Next(DialogEvent),
-}
-
-fn look_ahead(events: &mut BoxStream<'_, DialogEvent>) -> Ahead {
-    match events.next().now_or_never() {
-        None => Ahead::Pending,
-        Some(None) => Ahead::Ended,
-        Some(Some(event)) => Ahead::Next(event),
-    }
-}
-
-impl Relay {
-    fn now_ms(&self) -> u64 {
-        millis(self.opened.elapsed())
-    }
-
-    fn silence_deadline(&self) -> Option<Instant> {
-        if self.pending_end.is_some() || self.end_sent_at.is_some() || !self.pending.is_empty() {
-            return None;
-        }
-        self.spoken_at.map(|at| at + self.silence_timeout)
-    }
-
-    fn speaking_time(&self, words: usize) -> Duration {
-        let per_word = self.state.config().relay_speech_ms_per_word;
-        Duration::from_millis(per_word.saturating_mul(words as u64))
-    }
-
-    fn queue(&mut self, input: ConversationInput) {
-        if self.pending.len() >= MAX_PENDING_INPUTS {
-            warn!("caller inputs are piling up; dropping the oldest");
-            self.pending.pop_front();
-        }
-        self.pending.push_back(input);
-    }
-
-    fn queue_front(&mut self, input: ConversationInput) {
-        self.pending.push_front(input);
-        self.pending.truncate(MAX_PENDING_INPUTS);
-    }
-
-    fn stop(&mut self, end: RelayEnd, close: (u16, &'static str)) {
-        if self.ended.is_none() {
-            self.ended = Some(end);
-            self.close = close;
+impl<W> Shell<W>
+where
+    W: Sink<Message> + Unpin,
+    W::Error: fmt::Display,
+{
+    /// Drains the session until it asks for something only the caller can do.
+    async fn drain(&mut self) -> Step {
+        loop {
+            match self.session.poll_output() {
+                RelayOutput::Send(text) => self.send(text).await,
+                RelayOutput::Ended(summary) => self.summary = Some(summary),
+                RelayOutput::SetupReceived => return Step::Setup,
+                RelayOutput::Dialog {
+                    at_ms,
+                    request: DialogRequest::Hangup,
+                } => return Step::Hangup(at_ms),
+                RelayOutput::Dialog { at_ms, request } => {
+                    return Step::Turn(at_ms, conversation_input(request));
+                }
+                RelayOutput::CancelTurn => return Step::CancelTurn,
+                RelayOutput::Close { code, reason } => return Step::Close(code, reason),
+                RelayOutput::Timeout(at) => return Step::Wait(Instant::from_std(at)),
+            }
         }
     }
 
-    /// Parses one frame and counts malformed ones.
-    fn on_frame<E: fmt::Display>(&mut self, frame: Option<Result<Message, E>>) -> Frame {
-        let text = match frame {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Binary(data))) => return self.bad(&FrameError::Binary(data.len())),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Frame::Nothing,
+    /// Runs one dialog turn: feeds its events to the session while handling everything else;
+    /// returns when the session cancels it (`None`) or when its stream has ended, with the
+    /// step the session asked for next.
+    async fn run_turn<R, E>(
+        &mut self,
+        io: &mut Io<R>,
+        mut events: BoxStream<'_, AgentEvent>,
+    ) -> Option<Step>
+    where
+        R: Stream<Item = Result<Message, E>> + Unpin + Send,
+        E: fmt::Display,
+    {
+        let mut finished = false;
+        loop {
+            match self.drain().await {
+                // Dropping the stream cancels whatever the dialog was still producing.
+                Step::CancelTurn => return None,
+                Step::Wait(at) if !finished => {
+                    self.write_now().await;
+                    let event = self.next_event(io, at, Some(&mut events)).await;
+                    finished = self.on_event(io, event, Some(&mut events));
+                }
+                step => return Some(step),
+            }
+        }
+    }
+
+    /// Waits for the next thing to happen: shutdown, control, held-up writes, a frame, the
+    /// running turn's next event, the session's timeout.
+    async fn next_event<R, E>(
+        &mut self,
+        io: &mut Io<R>,
+        wake_at: Instant,
+        events: Option<&mut BoxStream<'_, AgentEvent>>,
+    ) -> Event<E>
+    where
+        R: Stream<Item = Result<Message, E>> + Unpin + Send,
+    {
+        // Frames held up by the socket: wake up in time to give up on a peer that stopped
+        // reading.
+        let stall_deadline = self.outbox.stall_deadline().filter(|_| !self.slow_peer);
+        let wake_at = stall_deadline.map_or(wake_at, |at| at.min(wake_at));
+        tokio::select! {
+            biased;
+            () = io.force_close.cancelled(), if !io.shutdown_fed => Event::ForceClose,
+            Some(control) = io.control_rx.recv() => Event::Control(control),
+            written = poll_fn(|cx| self.outbox.poll_write(cx)), if stall_deadline.is_some() => {
+                Event::Written(written)
+            }
+            frame = io.stream.next(), if !io.stream_done => Event::Frame(frame),
+            event = next_dialog_event(events) => Event::Dialog(event),
+            () = tokio::time::sleep_until(wake_at) => Event::Wake,
+        }
+    }
+
+    /// Feeds what happened to the session; whether the turn's stream has ended.
+    fn on_event<R, E: fmt::Display>(
+        &mut self,
+        io: &mut Io<R>,
+        event: Event<E>,
+        events: Option<&mut BoxStream<'_, AgentEvent>>,
+    ) -> bool {
+        match event {
+            Event::ForceClose => {
+                io.shutdown_fed = true;
+                info!("drain deadline passed: ending session");
+                self.session.handle_input(now(), RelayInput::Shutdown);
+            }
+            Event::Control(Control::Shutdown) => {
+                self.session.handle_input(now(), RelayInput::Shutdown);
+            }
+            Event::Control(Control::Hangup { reason }) => {
+                info!(%reason, "hangup requested");
+                self.session
+                    .handle_input(now(), RelayInput::Hangup { reason: &reason });
+            }
+            Event::Written(written) => {
+                if let Err(e) = written {
+                    self.on_write_error(&e);
+                }
+            }
+            Event::Frame(frame) => self.on_frame(io, frame),
+            Event::Dialog(Some(event)) => {
+                if let Some(events) = events {
+                    return self.on_dialog_event(event, events);
+                }
+            }
+            Event::Dialog(None) => {
+                self.session.handle_input(now(), RelayInput::TurnFinished);
+                return true;
+            }
+            Event::Wake => {
+                // Read the deadline again: frames the socket took since it was set move it.
+                let stalled_out = self
+                    .outbox
+                    .stall_deadline()
+                    .is_some_and(|at| at <= Instant::now());
+                if stalled_out && !self.slow_peer {
+                    self.on_write_timeout();
+                } else {
+                    self.session.handle_timeout(now());
+                }
+            }
+        }
+        false
+    }
+
+    fn on_frame<R, E: fmt::Display>(&mut self, io: &mut Io<R>, frame: Option<Result<Message, E>>) {
+        let input_now = now();
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                self.session
+                    .handle_input(input_now, RelayInput::Text(text.as_str()));
+            }
+            Some(Ok(Message::Binary(data))) => {
+                self.session
+                    .handle_input(input_now, RelayInput::Binary { len: data.len() });
+            }
+            // The WebSocket layer answers pings itself; neither is a Twilio message.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             Some(Ok(Message::Close(frame))) => {
                 debug!(?frame, "peer closed the socket");
-                return Frame::Closed;
+                io.stream_done = true;
+                self.session
+                    .handle_input(input_now, RelayInput::SocketClosed);
             }
             Some(Err(e)) => {
                 warn!(error = %e, "socket read failed");
-                return Frame::Closed;
+                io.stream_done = true;
+                self.session
+                    .handle_input(input_now, RelayInput::SocketClosed);
             }
-            None => return Frame::Closed,
-        };
-        if text.len() > self.state.config().max_message_bytes {
-            return self.bad(&FrameError::Oversize(text.len()));
-        }
-        let message = match InboundMessage::parse(text.as_str()) {
-            Ok(message) => message,
-            Err(e) => return self.bad(&FrameError::Protocol(e)),
-        };
-        let started = self.setup.is_some();
-        let frame = match message {
-            InboundMessage::Setup(_) if started => {
-                return self.bad(&FrameError::OutOfOrder("a second setup"));
+            None => {
+                debug!("socket ended");
+                io.stream_done = true;
+                self.session
+                    .handle_input(input_now, RelayInput::SocketClosed);
             }
-            InboundMessage::Setup(setup) => Frame::Setup(setup),
-            _ if !started => return self.bad(&FrameError::OutOfOrder("a message before setup")),
-            InboundMessage::Prompt(prompt) => {
-                // The caller is speaking: no silence now.
-                self.spoken_at = None;
-                if prompt.last {
-                    let partial = std::mem::take(&mut self.partial);
-                    let text = if prompt.voice_prompt.trim().is_empty() {
-                        partial
-                    } else {
-                        prompt.voice_prompt
-                    };
-                    self.caller_turns += 1;
-                    Frame::Input(ConversationInput::UserSaid {
-                        text,
-                        confidence: None,
-                    })
-                } else {
-                    self.partial = prompt.voice_prompt;
-                    Frame::Nothing
-                }
-            }
-            InboundMessage::Dtmf(dtmf) => {
-                self.spoken_at = None;
-                self.caller_turns += 1;
-                Frame::Input(ConversationInput::Dtmf(dtmf.digit.as_char()))
-            }
-            InboundMessage::Interrupt(interrupt) => {
-                self.spoken_at = None;
-                Frame::Interrupt(interrupt.utterance_until_interrupt)
-            }
-            InboundMessage::Error(report) => {
-                warn!(description = %report.description, "Twilio reported an error");
-                Frame::Nothing
-            }
-            InboundMessage::Info(info) => {
-                debug!(name = %info.name, value = ?info.value, "info");
-                let off = info.value.as_ref().and_then(|v| v.as_str()) == Some("off");
-                match info.name.as_str() {
-                    "agentSpeaking" if off => Frame::AgentSilent,
-                    "clientSpeaking" if !off => {
-                        self.spoken_at = None;
-                        Frame::Nothing
-                    }
-                    _ => Frame::Nothing,
-                }
-            }
-        };
-        self.bad_in_a_row = 0;
-        frame
-    }
-
-    fn bad(&mut self, error: &FrameError) -> Frame {
-        self.bad_in_a_row += 1;
-        self.bad_total += 1;
-        warn!(error = %error, in_a_row = self.bad_in_a_row, "malformed relay message");
-        if self.bad_in_a_row >= self.state.config().max_consecutive_errors {
-            Frame::TooManyErrors
-        } else {
-            Frame::Nothing
         }
     }
 
-    /// `setup`: build the dialog, register the session, greet.
-    async fn start(&mut self, setup: Box<Setup>) -> Option<Box<dyn Dialog>> {
+    /// Feeds one dialog event; after a piece of text, also what the dialog has ready right
+    /// behind it (so a piece directly followed by its turn end goes out as one `last` token).
+    /// Whether the stream has ended.
+    fn on_dialog_event(
+        &mut self,
+        event: AgentEvent,
+        events: &mut BoxStream<'_, AgentEvent>,
+    ) -> bool {
+        let mut event = event;
+        loop {
+            let text = matches!(event, AgentEvent::Text { .. });
+            self.session
+                .handle_input(now(), RelayInput::Dialog(session_event(event)));
+            if !text {
+                return false;
+            }
+            match events.next().now_or_never() {
+                None => {
+                    self.session.handle_input(now(), RelayInput::DialogWaiting);
+                    return false;
+                }
+                Some(None) => {
+                    self.session.handle_input(now(), RelayInput::TurnFinished);
+                    return true;
+                }
+                Some(Some(next)) => event = next,
+            }
+        }
+    }
+
+    /// `setup`: build the dialog, register the session; the session greets.
+    fn start(&mut self) -> Option<Box<dyn Dialog>> {
+        let setup = self.session.setup()?;
         let span = Span::current();
         span.record("call_sid", setup.call_sid.as_str());
         span.record("session_id", setup.session_id.as_str());
@@ -461,26 +421,21 @@ impl Relay {
         let parameters = setup.custom_parameters.clone();
         let call_sid = setup.call_sid.as_str().to_owned();
         let session_id = setup.session_id.as_str().to_owned();
-        self.setup = Some(setup);
         let started_at = SystemTime::now();
         self.started_at = Some(started_at);
         let dialog = match self.service.dialogs.dialog(&parameters) {
             Ok(dialog) => dialog,
             Err(reason) => {
                 error!(%reason, "cannot serve this session");
-                self.end_now(
-                    RelayEnd::Refused(reason.clone()),
-                    EndReason::new(REASON_AGENT_UNAVAILABLE, reason),
-                )
-                .await;
+                self.session
+                    .handle_input(now(), RelayInput::DialogRefused { reason: &reason });
                 return None;
             }
         };
         self.agent = Some(self.service.agent());
-        self.silence_timeout = Duration::from_millis(dialog.silence_timeout_ms());
         self.registration = Some(self.state.registry().register(
             CallEntry {
-                call_sid: call_sid.clone(),
+                call_sid,
                 stream_sid: session_id,
                 agent: self.service.agent().to_owned(),
                 started_at,
@@ -492,303 +447,129 @@ impl Relay {
             custom_parameters = parameters.len(),
             "relay session started"
         );
-        self.queue_front(ConversationInput::Started {
-            call_sid,
-            parameters,
-        });
+        self.session.handle_input(
+            now(),
+            RelayInput::DialogReady {
+                silence_timeout: Duration::from_millis(dialog.silence_timeout_ms()),
+            },
+        );
         Some(dialog)
     }
 
-    /// Runs one dialog turn: streams its events to Twilio while reading frames; an
-    /// `interrupt` cancels it.
-    async fn run_turn<R, E>(
-        &mut self,
-        dialog: &mut dyn Dialog,
-        input: ConversationInput,
-        stream: &mut R,
-    ) where
-        R: Stream<Item = Result<Message, E>> + Unpin + Send,
-        E: fmt::Display,
-    {
-        let now_ms = self.now_ms();
+    async fn send(&mut self, text: String) {
+        if self.outbox.has_failed() || self.slow_peer {
+            return;
+        }
+        self.outbox.push(Message::Text(text.into()));
+        if !self.outbox.is_full() {
+            return;
+        }
+        // `send_queue_frames` are waiting: write what the socket takes, and wait (no more
+        // output taken from the session) until there is room or the peer has not read for
+        // `send_timeout`, but not past the forced close at the end of a drain.
         let force_close = self.state.force_close_token();
-        let mut events = dialog.handle(now_ms, input);
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                () = force_close.cancelled() => {
-                    self.stop(RelayEnd::Shutdown, CLOSE_SHUTDOWN);
-                    break TurnEnd::Stop;
-                }
-                Some(control) = self.control_rx.recv() => {
-                    self.on_control(control).await;
-                    if self.ended.is_some() || self.end_sent_at.is_some() {
-                        break TurnEnd::Stop;
-                    }
-                }
-                result = join_writer(&mut self.writer) => {
-                    self.on_writer_end(result);
-                    break TurnEnd::Stop;
-                }
-                frame = stream.next(), if !self.stream_done => match self.on_frame(frame) {
-                    Frame::Interrupt(heard) => break TurnEnd::Interrupted(heard),
-                    Frame::Input(input) => self.queue(input),
-                    Frame::Closed => {
-                        self.peer_closed();
-                        break TurnEnd::Stop;
-                    }
-                    Frame::TooManyErrors => {
-                        self.stop(RelayEnd::Malformed, CLOSE_MALFORMED);
-                        break TurnEnd::Stop;
-                    }
-                    Frame::AgentSilent => self.on_agent_silent(Instant::now()),
-                    Frame::Setup(_) | Frame::Nothing => {}
-                },
-                event = events.next() => match event {
-                    Some(event) => {
-                        let mut next = Some(event);
-                        while let Some(event) = next.take() {
-                            next = self.on_event(event, &mut events).await;
-                        }
-                        if self.ended.is_some() {
-                            break TurnEnd::Stop;
-                        }
-                    }
-                    None => break TurnEnd::Done,
-                },
-            }
+        let waited = tokio::select! {
+            biased;
+            () = force_close.cancelled() => return,
+            waited = self.outbox.room_by_deadline() => waited,
         };
-        // Dropping the stream cancels whatever the dialog was still producing.
-        drop(events);
-        match outcome {
-            TurnEnd::Interrupted(heard) => {
-                debug!(heard = %heard, "bot turn interrupted");
-                self.turn_closed = true;
-                self.queue_front(ConversationInput::Interrupted { heard });
-            }
-            TurnEnd::Done => {
-                if !self.turn_closed {
-                    // The dialog stopped without a TurnEnd: close the talk cycle anyway.
-                    self.send_text(String::new(), true, true).await;
-                    self.turn_spoken();
-                }
-            }
-            TurnEnd::Stop => {}
+        match waited {
+            Ok(()) => {}
+            Err(WriteError::Timeout(_)) => self.on_write_timeout(),
+            Err(e) => self.on_write_error(&e),
         }
     }
 
-    /// Handles one dialog event; returns an event it read ahead and did not use.
-    async fn on_event(
-        &mut self,
-        event: DialogEvent,
-        events: &mut BoxStream<'_, DialogEvent>,
-    ) -> Option<DialogEvent> {
-        match event {
-            DialogEvent::Text {
-                text,
-                interruptible,
-            } => {
-                if self.turn_closed {
-                    self.turn_closed = false;
-                    self.turn_words = 0;
-                    self.spoken_at = None;
-                }
-                self.turn_words += word_count(&text);
-                // A piece directly followed by its TurnEnd goes out as one `last` token.
-                match look_ahead(events) {
-                    Ahead::Next(DialogEvent::TurnEnd { .. }) => {
-                        self.send_text(text, true, interruptible).await;
-                        self.turn_spoken();
-                        None
-                    }
-                    Ahead::Next(next) => {
-                        self.send_text(text, false, interruptible).await;
-                        Some(next)
-                    }
-                    Ahead::Pending | Ahead::Ended => {
-                        self.send_text(text, false, interruptible).await;
-                        None
-                    }
-                }
-            }
-            DialogEvent::TurnEnd { .. } => {
-                if !self.turn_closed {
-                    self.send_text(String::new(), true, true).await;
-                    self.turn_spoken();
-                }
-                None
-            }
-            DialogEvent::End(reason) => {
-                self.pending_end = Some(reason);
-                if self.spoken_at.is_none() {
-                    self.spoken_at = Some(Instant::now());
-                }
-                None
-            }
-            DialogEvent::SendDigits(digits) => {
-                match DigitSequence::new(digits) {
-                    Ok(digits) => self.send(&OutboundMessage::SendDigits(digits)).await,
-                    Err(e) => warn!(error = %e, "dialog asked for invalid digits; not sent"),
-                }
-                None
-            }
-            DialogEvent::Language { tts, transcription } => {
-                match Language::new(tts, transcription) {
-                    Ok(language) => self.send(&OutboundMessage::Language(language)).await,
-                    Err(e) => warn!(error = %e, "dialog asked for an invalid language; not sent"),
-                }
-                None
-            }
+    /// Writes what the session queued, without waiting: a socket that does not take it all
+    /// leaves the rest for the select loop (see `stall_deadline`).
+    async fn write_now(&mut self) {
+        let written = poll_fn(|cx| Poll::Ready(self.outbox.poll_write(cx))).await;
+        if let Poll::Ready(Err(e)) = written {
+            self.on_write_error(&e);
         }
     }
 
-    /// The turn's last token is out: from now on Twilio speaks it.
-    fn turn_spoken(&mut self) {
-        self.turn_closed = true;
-        self.bot_turns += 1;
-        self.spoken_at = Some(Instant::now() + self.speaking_time(self.turn_words));
-    }
-
-    /// Twilio says it stopped speaking (`info agentSpeaking off`): the turn has played.
-    fn on_agent_silent(&mut self, now: Instant) {
-        if self.turn_closed && self.spoken_at.is_some_and(|at| at > now) {
-            self.spoken_at = Some(now);
-        }
-    }
-
-    async fn send_text(&mut self, token: String, last: bool, interruptible: bool) {
-        let text = Text {
-            interruptible: Some(interruptible),
-            // Closing lines (not interruptible) must not be cut by a following talk cycle.
-            preemptible: Some(interruptible),
-            ..if last {
-                Text::last(token)
-            } else {
-                Text::partial(token)
-            }
-        };
-        self.send(&OutboundMessage::Text(text)).await;
-    }
-
-    /// Sends the dialog's `end` once its closing line has been spoken.
-    async fn send_end(&mut self) {
-        if let Some(reason) = self.pending_end.take() {
-            self.end_now(RelayEnd::Agent(reason.clone()), reason).await;
-        }
-    }
-
-    /// Sends `end` with `reason` now; `why` is recorded once Twilio closes.
-    async fn end_now(&mut self, why: RelayEnd, reason: EndReason) {
-        if self.end_sent_at.is_some() {
-            return;
-        }
-        let end = End::with_handoff(&HandoffData::new(reason.reason_code, reason.reason));
-        self.pending_end = None;
-        self.spoken_at = None;
-        self.send(&OutboundMessage::End(end)).await;
-        self.end_sent_at = Some(Instant::now());
-        self.after_end = Some(why);
-    }
-
-    async fn on_control(&mut self, control: Control) {
-        match control {
-            Control::Shutdown => self.stop(RelayEnd::Shutdown, CLOSE_SHUTDOWN),
-            Control::Hangup { reason } => {
-                info!(%reason, "hangup requested");
-                self.end_now(
-                    RelayEnd::Hangup(reason.clone()),
-                    EndReason::new(REASON_HANGUP, reason),
-                )
-                .await;
-            }
-        }
-    }
-
-    fn on_writer_end(&mut self, result: Result<(), WriteError>) {
-        match result {
-            Err(WriteError::Timeout(timeout)) => {
-                warn!(?timeout, "write to Twilio timed out: peer is not reading");
-                self.slow_peer = true;
-                self.stop(RelayEnd::SlowPeer, CLOSE_POLICY);
-            }
-            Err(WriteError::Socket(e)) => {
-                warn!(error = %e, "socket write failed");
-                self.peer_closed();
-            }
-            Ok(()) => self.peer_closed(),
-        }
-    }
-
-    fn peer_closed(&mut self) {
-        self.stream_done = true;
-        // After our `end`, Twilio closing is the normal finish.
-        let why = self.after_end.take().unwrap_or(RelayEnd::CallerHungUp);
-        self.stop(why, CLOSE_NORMAL);
-    }
-
-    async fn send(&mut self, message: &OutboundMessage) {
-        if self.writer.is_none() || self.slow_peer {
-            return;
-        }
-        let text = match message.to_json() {
-            Ok(text) => text,
-            Err(e) => {
-                error!(error = %e, "refusing to send an invalid relay message");
-                return;
-            }
-        };
-        let message = match self.out.try_send(Message::Text(text.into())) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
-            Err(mpsc::error::TrySendError::Full(message)) => message,
-        };
+    fn on_write_timeout(&mut self) {
         let timeout = self.state.config().send_timeout();
-        if tokio::time::timeout(timeout, self.out.send(message))
-            .await
-            .is_err()
-        {
-            warn!(?timeout, "send queue stayed full: peer is not reading");
-            self.slow_peer = true;
-            self.stop(RelayEnd::SlowPeer, CLOSE_POLICY);
+        warn!(?timeout, "write to Twilio timed out: peer is not reading");
+        self.slow_peer = true;
+        self.session.handle_input(now(), RelayInput::SlowPeer);
+    }
+
+    fn on_write_error(&mut self, error: &WriteError) {
+        warn!(%error, "socket write failed");
+        self.session.handle_input(now(), RelayInput::SocketClosed);
+    }
+
+    /// Queues the close frame, waits for it to go out and closes the sink, all within one
+    /// `send_timeout`. Whether the close frame went out.
+    async fn send_close(&mut self, code: u16, reason: &'static str) -> bool {
+        if self.outbox.has_failed() {
+            return false;
+        }
+        self.outbox.push(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })));
+        let timeout = self.state.config().send_timeout();
+        let closed = tokio::time::timeout(timeout, async {
+            self.outbox.write_by_deadline().await?;
+            self.outbox.close().await;
+            Ok(())
+        });
+        match closed.await.unwrap_or(Err(WriteError::Timeout(timeout))) {
+            Ok(()) => true,
+            Err(WriteError::Timeout(_)) => {
+                warn!("close did not flush within the send timeout");
+                false
+            }
+            Err(e) => {
+                debug!(error = %e, "write failed while closing");
+                false
+            }
         }
     }
-}
 
-impl Relay {
-    /// Finishes the dialog (a hang-up if it had not ended), closes the socket, unregisters and
-    /// hands the record to the sink.
-    async fn finish<R, E>(mut self, dialog: Option<Box<dyn Dialog>>, mut stream: R) -> RelayRecord
+    /// Closes the socket, unregisters and hands the record to the sink.
+    async fn finish<R, E>(
+        mut self,
+        code: u16,
+        reason: &'static str,
+        dialog: Option<Box<dyn Dialog>>,
+        mut io: Io<R>,
+        opened: Instant,
+        opened_at: SystemTime,
+    ) -> RelayRecord
     where
         R: Stream<Item = Result<Message, E>> + Unpin + Send,
-        E: fmt::Display,
     {
-        let end = self.ended.take().unwrap_or(RelayEnd::CallerHungUp);
-        let outcome = dialog.map(|mut dialog| {
-            if !dialog.is_ended() {
-                let now_ms = self.now_ms();
-                // Nothing more can be said; only the outcome matters.
-                drop(dialog.handle(now_ms, ConversationInput::Hangup));
-            }
-            dialog.outcome()
-        });
-        let close_sent = self.close_socket().await;
-        if close_sent && !self.stream_done {
+        let summary = self
+            .summary
+            .take()
+            .unwrap_or_else(|| self.session.summary().clone());
+        let end = relay_end(summary.end.unwrap_or(RelayEndReason::CallerHungUp));
+        // The session has already told the dialog (`Hangup`); only the outcome matters.
+        let outcome = dialog.map(|dialog| dialog.outcome());
+        // A peer that does not read would only hold the close frame up: do not wait for it.
+        let close_sent = !self.slow_peer && self.send_close(code, reason).await;
+        if close_sent && !io.stream_done {
             // RFC 6455 7.1.1: read until the peer's close reply so the TCP close is clean.
             let _ = tokio::time::timeout(CLOSE_HANDSHAKE_GRACE, async {
-                while let Some(Ok(_)) = stream.next().await {}
+                while let Some(Ok(_)) = io.stream.next().await {}
             })
             .await;
         }
-        let duration = self.opened.elapsed();
+        let duration = opened.elapsed();
         info!(
             end = ?end,
             payload = outcome
                 .as_ref()
                 .and_then(|o| o.payload.as_ref())
-                .map(voxbridge_brain::outcome::Payload::kind),
+                .map(Payload::kind),
             transcript_lines = outcome.as_ref().map_or(0, |o| o.transcript.len()),
-            caller_turns = self.caller_turns,
-            bot_turns = self.bot_turns,
-            bad_messages = self.bad_total,
+            caller_turns = summary.caller_turns,
+            bot_turns = summary.bot_turns,
+            bad_messages = summary.bad_messages,
             duration_ms = millis(duration),
             "relay session ended"
         );
@@ -796,50 +577,82 @@ impl Relay {
         drop(self.registration.take());
         drop(self.active.take());
         self.state.bridge_metrics().relay_ended(&end);
-        let setup = self.setup.take();
         let record = RelayRecord {
-            call_sid: setup
-                .as_ref()
-                .map(|s| s.call_sid.as_str().to_owned())
-                .unwrap_or_default(),
-            session_id: setup
-                .as_ref()
-                .map(|s| s.session_id.as_str().to_owned())
-                .unwrap_or_default(),
-            from: setup
-                .as_ref()
-                .map(|s| s.from.to_string())
-                .unwrap_or_default(),
-            to: setup.as_ref().map(|s| s.to.to_string()).unwrap_or_default(),
-            direction: setup
-                .as_ref()
-                .and_then(|s| s.direction.as_ref())
-                .map(|d| d.as_str().to_owned()),
+            call_sid: summary.call_sid,
+            session_id: summary.session_id,
+            from: summary.from,
+            to: summary.to,
+            direction: summary.direction,
             agent: self.agent.map(str::to_owned),
             outcome,
             end,
             started_at: self.started_at,
-            opened_at: self.opened_at,
+            opened_at,
             duration,
-            bad_messages: self.bad_total,
-            caller_turns: self.caller_turns,
-            bot_turns: self.bot_turns,
+            bad_messages: summary.bad_messages,
+            caller_turns: summary.caller_turns,
+            bot_turns: summary.bot_turns,
         };
         self.service.sink.relay_ended(&record);
         record
     }
+}
 
-    /// Sends the close frame and waits for the writer; whether the close went out.
-    async fn close_socket(&mut self) -> bool {
-        let Some(writer) = self.writer.take() else {
-            return false;
-        };
-        if self.slow_peer {
-            // The writer is stuck on a peer that does not read: do not wait for it.
-            writer.abort();
-            return false;
+/// What the dialog gets for a session request.
+fn conversation_input(request: DialogRequest) -> ConversationInput {
+    match request {
+        DialogRequest::Start {
+            call_sid,
+            parameters,
+        } => ConversationInput::Started {
+            call_sid,
+            parameters,
+        },
+        DialogRequest::UserSaid { text } => ConversationInput::UserSaid {
+            text,
+            confidence: None,
+        },
+        DialogRequest::Dtmf(digit) => ConversationInput::Dtmf(digit),
+        DialogRequest::Interrupted { heard } => ConversationInput::Interrupted { heard },
+        DialogRequest::Silence { ms } => ConversationInput::Silence { ms },
+        DialogRequest::Hangup => ConversationInput::Hangup,
+    }
+}
+
+/// A dialog event for the session.
+fn session_event(event: AgentEvent) -> DialogEvent {
+    match event {
+        AgentEvent::Text {
+            text,
+            interruptible,
+        } => DialogEvent::Text {
+            text,
+            interruptible,
+        },
+        AgentEvent::TurnEnd { last } => DialogEvent::TurnEnd { last },
+        AgentEvent::End(reason) => {
+            DialogEvent::End(Handoff::new(reason.reason_code, reason.reason))
         }
-        let out = std::mem::replace(&mut self.out, mpsc::channel(1).0);
-        close_writer(out, writer, self.close, self.state.config().send_timeout()).await
+        AgentEvent::SendDigits(digits) => DialogEvent::SendDigits(digits),
+        AgentEvent::Language { tts, transcription } => DialogEvent::Language { tts, transcription },
+    }
+}
+
+fn end_reason(handoff: Handoff) -> EndReason {
+    EndReason::new(handoff.reason_code, handoff.reason)
+}
+
+/// The session's end reason as the record's.
+fn relay_end(end: RelayEndReason) -> RelayEnd {
+    match end {
+        RelayEndReason::Agent(handoff) => RelayEnd::Agent(end_reason(handoff)),
+        RelayEndReason::CallerHungUp => RelayEnd::CallerHungUp,
+        RelayEndReason::Malformed => RelayEnd::Malformed,
+        RelayEndReason::SetupTimeout => RelayEnd::SetupTimeout,
+        RelayEndReason::Refused(reason) => RelayEnd::Refused(reason),
+        RelayEndReason::Hangup(reason) => RelayEnd::Hangup(reason),
+        RelayEndReason::MaxDuration => RelayEnd::MaxDuration,
+        RelayEndReason::Shutdown => RelayEnd::Shutdown,
+        RelayEndReason::SlowPeer => RelayEnd::SlowPeer,
     }
 }

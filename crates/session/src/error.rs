@@ -16,9 +16,9 @@ use voxbridge_audio::resample::ResampleError;
 use voxbridge_twilio::media::MediaStreamError;
 
 /// WebSocket close code 1007: invalid frame payload data.
-pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+pub const CLOSE_INVALID_PAYLOAD: u16 = crate::close::INVALID_PAYLOAD;
 /// WebSocket close code 1008: policy violation.
-pub const CLOSE_POLICY: u16 = 1008;
+pub const CLOSE_POLICY: u16 = crate::close::POLICY;
 
 /// Why an input was rejected. Every variant is recoverable: the input is skipped and the session
 /// carries on, unless it completes a run of `max_consecutive_errors` bad Twilio messages.

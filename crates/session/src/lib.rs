@@ -1,7 +1,10 @@
-//! Sans-IO per-call state machine for a bidirectional Twilio Media Stream
+//! Sans-IO per-call state machines for Twilio's two real-time voice transports. The crate root
+//! is the one for a bidirectional Twilio Media Stream
 //! (<https://www.twilio.com/docs/voice/media-streams/websocket-messages>): caller audio in,
 //! voice activity and utterances out to the brain, bot audio paced out to Twilio with marks, and
-//! barge-in. No tokio, no sockets, no clock reads: the driver passes `now` in and sleeps until
+//! barge-in; [`relay`] is the one for ConversationRelay (text in, streamed text out, driven
+//! the same way). [`close`] has the WebSocket close codes both end with. No tokio, no
+//! sockets, no clock reads: the driver passes `now` in and sleeps until
 //! the [`Output::Timeout`] it gets.
 //!
 //! Changes from the draft:
@@ -95,9 +98,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+pub mod close;
 pub mod error;
 mod inbound;
 mod outbound;
+pub mod relay;
 mod session;
 mod turns;
 

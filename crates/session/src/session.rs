@@ -8,6 +8,7 @@ use voxbridge_twilio::media::{
     InboundDecoder, InboundEvent, InboundMessage, OutboundEncoder, Track,
 };
 
+use crate::close::{GOING_AWAY as CLOSE_GOING_AWAY, NORMAL as CLOSE_NORMAL};
 use crate::error::{ConfigError, SessionError, excerpt};
 use crate::inbound::{InboundAudio, Speech};
 use crate::outbound::{Next, Playout};
@@ -19,10 +20,6 @@ use crate::{
 
 /// After a hangup's audio has played, how long to wait for its last marks to come back.
 const MARK_ECHO_GRACE: Duration = Duration::from_secs(1);
-
-/// Close codes (RFC 6455 section 7.4.1).
-const CLOSE_NORMAL: u16 = 1000;
-const CLOSE_GOING_AWAY: u16 = 1001;
 
 impl SessionConfig {
     /// Checks every setting; the error names the field and the accepted range.
@@ -326,7 +323,7 @@ impl Session {
             Input::Shutdown => self.end(EndReason::Shutdown, CLOSE_GOING_AWAY, "going away"),
             Input::SlowPeer => self.end(
                 EndReason::SlowPeer,
-                crate::error::CLOSE_POLICY,
+                crate::close::POLICY,
                 "peer is not reading",
             ),
             Input::Brain(command) => self.handle_brain(command),
