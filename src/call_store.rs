@@ -2,55 +2,42 @@
 //! [`CallSink`], the voice brains' [`VoiceCallReport`]s and `voxbridge-store`'s
 //! [`Store::record_media_call`].
 //!
-//! The voice brains hand their report (turn latencies, the dialog's result) to the
-//! [`LatencyLog`] given to their factories as `turn_sink`; the media driver awaits the brain
-//! before it calls [`CallSink::call_ended`], which takes the report by call SID and writes the
-//! call on a background task:
+//! A voice brain returns its report (turn latencies, the dialog's outcome) when its task
+//! ends; the media driver awaits the brain and hands the report inside the [`CallRecord`] to
+//! [`CallSink::call_ended`], which writes the call on a background task:
 //! - every call: the call row, `summary` = JSON with `transport: "media"`, `streamSid`,
 //!   `agent`, `end` (+ `endReason` for a brain hang-up, e.g. the three-strike
 //!   `provider_failures: ...`), frame, utterance, barge-in and turn counts, `durationMs`;
-//! - `voice` calls: the screening (answers, outcome, transcript with interrupted bot lines)
-//!   exactly as ConversationRelay stores it ([`crate::screening_store::screening_session`]);
-//!   other voice agents (`assistant`): the transcript;
+//! - calls whose dialog's outcome carries a screening (`voice`): the screening (answers,
+//!   outcome, transcript with interrupted bot lines) exactly as ConversationRelay stores it
+//!   ([`crate::screening_store::screening_session`]); other voice agents (`assistant`,
+//!   `realtime`): the transcript;
 //! - voice agents: one `turn_latencies` row per turn.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio_util::task::TaskTracker;
 use voxbridge_brain::EndReason;
-use voxbridge_brain::turn::{LatencyLog, TurnLatency, VoiceCallReport};
+use voxbridge_brain::turn::{TurnLatency, VoiceCallReport};
 use voxbridge_media::{CallRecord, CallSink};
 use voxbridge_screening::ScreeningResult;
 use voxbridge_store::{MediaCallEnd, Store, TurnLatencyRecord};
 
 use crate::screening_store::{screening_session, transcript_lines, unix_ms};
 
-/// Calls whose report has not been taken yet (the driver takes it right after the brain
-/// ends; this only bounds what an aborted call could leave behind).
-const PENDING_REPORTS: usize = 4096;
-
 /// Stores each finished Media Streams call; [`StoreCalls::flush`] waits for the writes in
 /// flight at shutdown.
 #[derive(Debug, Clone)]
 pub(crate) struct StoreCalls {
     store: Store,
-    reports: Arc<LatencyLog>,
     writes: TaskTracker,
 }
 
-/// Where voice factories hand their reports (`VoiceOptions::turn_sink`); give the same log
-/// to [`StoreCalls::new`].
-pub(crate) fn report_log() -> Arc<LatencyLog> {
-    Arc::new(LatencyLog::new(PENDING_REPORTS))
-}
-
 impl StoreCalls {
-    /// Stores calls in `store`, with the voice reports the brains leave in `reports`.
-    pub(crate) fn new(store: Store, reports: Arc<LatencyLog>) -> Self {
+    /// Stores calls in `store`.
+    pub(crate) fn new(store: Store) -> Self {
         Self {
             store,
-            reports,
             writes: TaskTracker::new(),
         }
     }
@@ -68,8 +55,7 @@ impl CallSink for StoreCalls {
             // `start` never came: there is no call to attach anything to.
             return;
         };
-        let report = self.reports.take_report(&call_sid);
-        let call = media_call_of(record, &call_sid, report.as_ref(), SystemTime::now());
+        let call = media_call_of(record, &call_sid, record.report.as_ref(), SystemTime::now());
         let store = self.store.clone();
         self.writes.spawn(async move {
             if let Err(e) = store.record_media_call(&call).await {
@@ -185,7 +171,8 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use voxbridge_brain::Stage;
-    use voxbridge_brain::turn::{TurnOutcome, TurnSink};
+    use voxbridge_brain::turn::TurnOutcome;
+    use voxbridge_session::CallSummary;
     use voxbridge_store::StoreConfig;
 
     use super::*;
@@ -225,14 +212,13 @@ mod tests {
         }
     }
 
-    // `CallSummary` lives in voxbridge-session, which the binary does not depend on.
-    #[allow(clippy::default_trait_access)]
     fn record(end: EndReason) -> CallRecord {
         let mut record = CallRecord {
-            summary: Default::default(),
+            summary: CallSummary::default(),
             agent: Some("voice".into()),
             started_at: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
             duration: Duration::from_secs(5),
+            report: None,
         };
         record.summary.call_sid = Some(CALL.into());
         record.summary.stream_sid = Some("MZ91000000000000000000000000000001".into());
@@ -300,8 +286,10 @@ mod tests {
         let summary: serde_json::Value = serde_json::from_str(&echo.summary).unwrap();
         assert_eq!(summary["end"], "stopped");
         assert!(summary["endReason"].is_null());
+        // An assistant's dialog reports a transcript and no domain payload.
         let mut assistant = report();
         assistant.agent = "assistant";
+        assistant.outcome.payload = None;
         let call = media_call_of(
             &record(EndReason::Stopped),
             CALL,
@@ -321,11 +309,11 @@ mod tests {
             ..StoreConfig::default()
         };
         let store = Store::connect(&config).await.unwrap();
-        let reports = report_log();
-        let sink = StoreCalls::new(store.clone(), Arc::clone(&reports));
-        // What the brain does at its end, then the driver at teardown.
-        reports.call_report(report());
-        sink.call_ended(&record(EndReason::Stopped));
+        let sink = StoreCalls::new(store.clone());
+        // The driver at teardown, with the report the brain returned.
+        let mut voice = record(EndReason::Stopped);
+        voice.report = Some(report());
+        sink.call_ended(&voice);
         // A connection whose `start` never came stores nothing.
         let mut nameless = record(EndReason::StartTimeout);
         nameless.summary.call_sid = None;
@@ -343,6 +331,5 @@ mod tests {
         assert!(detail.transcript.iter().any(|l| l.interrupted));
         assert_eq!(turns.len(), 2);
         assert_eq!(turns[0].total_us, Some(364_000));
-        assert!(reports.take_report(CALL).is_none(), "taken by the sink");
     }
 }

@@ -22,7 +22,7 @@ use voxbridge_sim::twilio_api::{SimConfig, TwilioSim};
 use voxbridge_sim::{Recorder, Scenario, TranscriptTap};
 use voxbridge_store::Store;
 
-use crate::call_store::{StoreCalls, report_log};
+use crate::call_store::StoreCalls;
 use crate::config::Config;
 use crate::screening_store::StoreScreenings;
 
@@ -111,7 +111,7 @@ async fn demo(
         .context("cannot open the demo database")?;
     let results = StoreScreenings::new(store.clone());
     // Media Streams calls (`--mode echo`) are stored as `serve` stores them.
-    let calls = StoreCalls::new(store.clone(), report_log());
+    let calls = StoreCalls::new(store.clone());
     // The demo needs no providers (the scripted agent on ConversationRelay); only the LLM
     // screening agent, when a config file enables it, needs [speech].
     let providers = if config.agent.llm.enabled {

@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use voxbridge_brain::turn::TurnSink;
 use voxbridge_media::{MediaState, RelayService};
 use voxbridge_voice::agents::{MediaAgentOptions, load_screenings, media_agents};
 
-use crate::call_store::{StoreCalls, report_log};
+use crate::call_store::StoreCalls;
 use crate::config::Config;
 use crate::screening_store::StoreScreenings;
 
@@ -30,7 +29,6 @@ pub(crate) fn run(config: Config) -> Result<()> {
         .build()
         .context("invalid [speech] configuration")?;
     let screenings = load_screenings(&config.agent, config.source.as_deref(), &providers)?;
-    let reports = report_log();
     let set = media_agents(
         &config.speech,
         &providers,
@@ -38,7 +36,6 @@ pub(crate) fn run(config: Config) -> Result<()> {
         &MediaAgentOptions {
             default_agent: media.default_agent.clone(),
             hangover: Duration::from_millis(media.hangover_ms),
-            reports: Some(Arc::clone(&reports) as Arc<dyn TurnSink>),
         },
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -56,7 +53,7 @@ pub(crate) fn run(config: Config) -> Result<()> {
                 )
             })?;
         let results = StoreScreenings::new(store.clone());
-        let calls = StoreCalls::new(store.clone(), reports);
+        let calls = StoreCalls::new(store.clone());
         let relay = RelayService::new(Arc::new(screenings), Arc::new(results.clone()));
         let state =
             MediaState::with_services(media, set.agents, Arc::new(calls.clone()), Some(relay))

@@ -17,7 +17,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::{
-    BoxFuture, Brain, BrainError, BrainEvent, BrainFactory, BrainIo, CallInfo, Command, TurnId,
+    BoxFuture, Brain, BrainError, BrainEvent, BrainFactory, BrainIo, BrainResult, CallInfo,
+    Command, TurnId,
 };
 
 /// Builds [`Echo`] brains.
@@ -169,21 +170,22 @@ impl Echo {
         }
     }
 
-    async fn run_loop(mut self, mut io: BrainIo) -> Result<(), BrainError> {
+    /// Echo keeps nothing of a call: its result is always `Ok(None)`.
+    async fn run_loop(mut self, mut io: BrainIo) -> BrainResult {
         loop {
             tokio::select! {
                 biased;
-                () = io.cancel.cancelled() => return Ok(()),
+                () = io.cancel.cancelled() => return Ok(None),
                 event = io.events.recv() => match event {
                     Some(event) => {
                         if !self.handle_event(event) {
-                            return Ok(());
+                            return Ok(None);
                         }
                     }
-                    None => return Ok(()),
+                    None => return Ok(None),
                 },
                 permit = reserve(&io.commands), if !self.pending.is_empty() => {
-                    let Ok(permit) = permit else { return Ok(()) };
+                    let Ok(permit) = permit else { return Ok(None) };
                     if let Some(command) = self.next_command() {
                         permit.send(command);
                     }
@@ -200,7 +202,7 @@ async fn reserve(
 }
 
 impl Brain for Echo {
-    fn run(self: Box<Self>, io: BrainIo) -> BoxFuture<Result<(), BrainError>> {
+    fn run(self: Box<Self>, io: BrainIo) -> BoxFuture<BrainResult> {
         Box::pin(self.run_loop(io))
     }
 }
@@ -287,10 +289,11 @@ mod tests {
             })
             .expect("queue has room");
         assert_eq!(handle.next_command().await, None, "brain ends on CallEnded");
-        handle
+        let report = handle
             .finish(Duration::from_secs(1))
             .await
             .expect("clean exit");
+        assert!(report.is_none(), "echo keeps no report");
     }
 
     #[tokio::test]

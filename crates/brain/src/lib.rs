@@ -46,7 +46,7 @@ pub use outcome::{CallOutcome, Payload, Speaker, TranscriptEntry};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-pub use turn::Stage;
+pub use turn::{Stage, VoiceCallReport};
 pub use voxbridge_session::{BrainCommand, BrainEvent, CallInfo, CallerAudio, EndReason, TurnId};
 
 /// The custom parameter (`<Parameter name="agent" value="echo"/>`) that selects the agent.
@@ -54,6 +54,9 @@ pub const AGENT_PARAMETER: &str = "agent";
 
 /// A boxed, sendable future: what [`Brain::run`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What a brain's task ends with: its call report, or why it failed.
+pub type BrainResult = Result<Option<VoiceCallReport>, BrainError>;
 
 /// What can go wrong when choosing, starting or running a brain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,9 +172,10 @@ pub struct BrainIo {
 
 /// One call's conversation logic, run as its own task by [`spawn_brain`].
 pub trait Brain: Send + 'static {
-    /// Runs until the call ends (events closed, `CallEnded`, or `cancel`). An `Err` is logged
-    /// by the shell and hangs the call up.
-    fn run(self: Box<Self>, io: BrainIo) -> BoxFuture<Result<(), BrainError>>;
+    /// Runs until the call ends (events closed, `CallEnded`, or `cancel`) and returns the
+    /// call's report (voice brains: turn latencies and the dialog's outcome; `None` for brains
+    /// that keep nothing). An `Err` is logged by the shell and hangs the call up.
+    fn run(self: Box<Self>, io: BrainIo) -> BoxFuture<BrainResult>;
 }
 
 /// Builds a brain for each call; registered by name in [`Agents`].
@@ -317,7 +321,7 @@ pub struct BrainHandle {
     commands: mpsc::Receiver<Command>,
     interrupts: mpsc::Receiver<TurnId>,
     cancel: CancellationToken,
-    task: JoinHandle<Result<(), BrainError>>,
+    task: JoinHandle<BrainResult>,
 }
 
 /// Runs `brain` as its own task. Must be called inside a tokio runtime.
@@ -394,9 +398,9 @@ impl BrainHandle {
     }
 
     /// Ends the brain: closes its events, fires `cancel`, and waits up to `grace` for the task
-    /// (aborting it after). Returns the brain's own result, or a `Failed` error if it panicked
-    /// or overran the grace period.
-    pub async fn finish(mut self, grace: std::time::Duration) -> Result<(), BrainError> {
+    /// (aborting it after). Returns the brain's own result (its report), or a `Failed` error if
+    /// it panicked or overran the grace period.
+    pub async fn finish(mut self, grace: std::time::Duration) -> BrainResult {
         self.events = None;
         self.cancel.cancel();
         let agent = self.agent;

@@ -17,15 +17,12 @@
 //!   rendered in the Prometheus text format by [`PipelineMetrics::render_prometheus`], or for
 //!   several agents at once, labelled `agent`, by [`render_agents`]; the bridge serves them on
 //!   `/metrics`);
-//! - the call record: each brain hands a [`VoiceCallReport`] (its turns and what the dialog
-//!   gathered) to the factory's [`TurnSink`] when the call ends, before the media driver
-//!   builds the `CallRecord` (the driver awaits the brain first). [`LatencyLog`] is a sink
-//!   keyed by call SID that a `CallSink` can `take` from.
+//! - the call record: a voice brain returns its [`VoiceCallReport`] (its turns and what the
+//!   dialog gathered) from [`crate::Brain::run`]; the media driver awaits the brain and puts
+//!   the report in the `CallRecord` it hands its `CallSink`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -221,126 +218,6 @@ pub fn since(
     match (from, to) {
         (Some(a), Some(b)) => Some(b.saturating_duration_since(a)),
         _ => None,
-    }
-}
-
-/// Receives each call's turn latencies (and the rest of its [`VoiceCallReport`]) when the
-/// call ends.
-pub trait TurnSink: Send + Sync + 'static {
-    /// The call `call_sid` ended with these turns (oldest first).
-    fn call_turns(&self, call_sid: &str, turns: Vec<TurnLatency>);
-
-    /// The call ended: its whole report. The brain calls only this; the default keeps just
-    /// the turns ([`TurnSink::call_turns`]). A sink that stores call records overrides it.
-    fn call_report(&self, report: VoiceCallReport) {
-        self.call_turns(&report.call_sid, report.turns);
-    }
-}
-
-/// Values by call, and the calls in arrival order.
-type Calls<T> = (HashMap<String, T>, std::collections::VecDeque<String>);
-
-/// Keeps one value per call (its turn latencies, its transcript ...) until [`CallLog::take`]
-/// (e.g. from the media bridge's `CallSink`, which runs after the brain has finished).
-/// Entries not taken are kept up to `capacity` calls, oldest dropped first.
-#[derive(Debug)]
-pub struct CallLog<T> {
-    calls: Mutex<Calls<T>>,
-    capacity: usize,
-}
-
-impl<T: Default> CallLog<T> {
-    /// A log that holds at most `capacity` calls not yet taken.
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            calls: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
-            capacity: capacity.max(1),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Calls<T>> {
-        self.calls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Removes and returns the value of `call_sid` (the default if none was recorded).
-    pub fn take(&self, call_sid: &str) -> T {
-        let mut guard = self.lock();
-        let (map, order) = &mut *guard;
-        order.retain(|c| c != call_sid);
-        map.remove(call_sid).unwrap_or_default()
-    }
-
-    /// Stores `value` for `call_sid`, dropping the oldest calls beyond the capacity.
-    pub fn put(&self, call_sid: &str, value: T) {
-        let mut guard = self.lock();
-        let (map, order) = &mut *guard;
-        if map.insert(call_sid.to_owned(), value).is_none() {
-            order.push_back(call_sid.to_owned());
-        }
-        while order.len() > self.capacity {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
-            }
-        }
-    }
-}
-
-/// What a [`LatencyLog`] keeps of one call.
-#[derive(Debug)]
-enum Kept {
-    /// Only the turns ([`TurnSink::call_turns`]).
-    Turns(Vec<TurnLatency>),
-    /// The whole report ([`TurnSink::call_report`]).
-    Report(Box<VoiceCallReport>),
-}
-
-impl Default for Kept {
-    fn default() -> Self {
-        Self::Turns(Vec::new())
-    }
-}
-
-/// A [`TurnSink`] that keeps each call's report (or just its turns) until
-/// [`LatencyLog::take`] / [`LatencyLog::take_report`] (e.g. from the media bridge's
-/// `CallSink`, which runs after the brain has finished). Entries not taken are kept up to
-/// `capacity` calls, oldest dropped first.
-#[derive(Debug)]
-pub struct LatencyLog(CallLog<Kept>);
-
-impl LatencyLog {
-    /// A log that holds at most `capacity` calls not yet taken.
-    pub fn new(capacity: usize) -> Self {
-        Self(CallLog::new(capacity))
-    }
-
-    /// Removes and returns the turns of `call_sid` (empty if none were recorded).
-    pub fn take(&self, call_sid: &str) -> Vec<TurnLatency> {
-        match self.0.take(call_sid) {
-            Kept::Turns(turns) => turns,
-            Kept::Report(report) => report.turns,
-        }
-    }
-
-    /// Removes and returns the report of `call_sid`: `None` if none came (not a voice call,
-    /// or its brain was aborted), or only its turns did (then they are dropped too).
-    pub fn take_report(&self, call_sid: &str) -> Option<VoiceCallReport> {
-        match self.0.take(call_sid) {
-            Kept::Report(report) => Some(*report),
-            Kept::Turns(_) => None,
-        }
-    }
-}
-
-impl TurnSink for LatencyLog {
-    fn call_turns(&self, call_sid: &str, turns: Vec<TurnLatency>) {
-        self.0.put(call_sid, Kept::Turns(turns));
-    }
-
-    fn call_report(&self, report: VoiceCallReport) {
-        let call_sid = report.call_sid.clone();
-        self.0.put(&call_sid, Kept::Report(Box::new(report)));
     }
 }
 
@@ -773,47 +650,5 @@ mod tests {
         let json = serde_json::to_value(&failed).expect("serializes");
         assert_eq!(json["outcome"]["fallback"]["stage"], "asr");
         assert!(json["total"].is_null());
-    }
-
-    #[test]
-    fn latency_log_keeps_calls_until_taken_and_caps_them() {
-        let log = LatencyLog::new(2);
-        log.call_turns("CA1", vec![turn(1)]);
-        log.call_turns("CA2", vec![turn(2)]);
-        log.call_turns("CA3", vec![turn(3)]);
-        assert!(log.take("CA1").is_empty(), "oldest dropped at capacity");
-        assert_eq!(log.take("CA3").len(), 1);
-        assert!(log.take("CA3").is_empty(), "taken once");
-        assert_eq!(log.take("CA2")[0].total, Some(Duration::from_millis(2)));
-    }
-
-    #[test]
-    fn latency_log_keeps_whole_reports_for_the_call_record() {
-        let log = LatencyLog::new(4);
-        let result = CallOutcome {
-            started_at_ms: Some(0),
-            ended_at_ms: Some(10),
-            ..CallOutcome::default()
-        };
-        let report = |sid: &str| VoiceCallReport {
-            call_sid: sid.into(),
-            agent: "voice",
-            started_at: SystemTime::UNIX_EPOCH,
-            turns: vec![turn(7)],
-            outcome: result.clone(),
-        };
-        log.call_report(report("CA1"));
-        log.call_report(report("CA2"));
-        log.call_turns("CA3", vec![turn(3)]);
-        let taken = log.take_report("CA1").expect("the report is kept");
-        assert_eq!(taken.outcome, result);
-        assert_eq!(taken.turns[0].total, Some(Duration::from_millis(7)));
-        assert!(log.take_report("CA1").is_none(), "taken once");
-        assert_eq!(log.take("CA2").len(), 1, "turns of a report");
-        assert!(
-            log.take_report("CA3").is_none(),
-            "only turns were handed over"
-        );
-        assert!(log.take("CA3").is_empty(), "and they went with it");
     }
 }

@@ -25,8 +25,8 @@ use axum::extract::ws::Message;
 use futures::StreamExt;
 use futures::channel::mpsc::unbounded;
 use voxbridge_brain::Agents;
-use voxbridge_brain::turn::{LatencyLog, TurnOutcome, TurnSink};
-use voxbridge_media::{MediaConfig, MediaState, drive_call};
+use voxbridge_brain::turn::{TurnLatency, TurnOutcome};
+use voxbridge_media::{CallRecord, CallSink, MediaConfig, MediaState, drive_call};
 use voxbridge_screening::{Screenings, ScriptLibrary};
 use voxbridge_speech::fake::{Clock, FakeAsr, FakeTts};
 use voxbridge_speech::{Asr, Tts};
@@ -132,7 +132,7 @@ fn main() {
         tts.audio_per_char = Duration::from_millis(2);
         tts.clock = Clock::Wall;
         let tts = Arc::new(tts);
-        let log = Arc::new(LatencyLog::new(calls * 2));
+        let reports = Reports::default();
         let library = ScriptLibrary::load_dir(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/screenings"),
         )
@@ -146,19 +146,17 @@ fn main() {
                 fallback_tts: Some(tts as Arc<dyn Tts>),
             },
             Arc::new(Screenings::new(library, "default").expect("the default script exists")),
-            VoiceOptions {
-                turn_sink: Some(Arc::clone(&log) as Arc<dyn TurnSink>),
-                ..VoiceOptions::default()
-            },
+            VoiceOptions::default(),
         )
         .expect("voice agent");
         voice.prerender().await.expect("prerender");
-        let state = MediaState::new(
+        let state = MediaState::with_call_sink(
             MediaConfig {
                 insecure_skip_signature: true,
                 ..MediaConfig::default()
             },
             Agents::builtin().with(voice),
+            Arc::new(reports.clone()),
         )
         .expect("config");
         let audio = Arc::new(speech());
@@ -174,9 +172,13 @@ fn main() {
         let mut overheads = Vec::new();
         let mut totals = Vec::new();
         let mut other = 0;
+        let mut sids = Vec::new();
         for task in tasks {
-            let sid = task.await.expect("call task");
-            for t in log.take(&sid) {
+            sids.push(task.await.expect("call task"));
+        }
+        reports.wait_for(sids.len()).await;
+        for sid in &sids {
+            for t in reports.take(sid) {
                 match (t.outcome, t.total) {
                     (TurnOutcome::Spoken, Some(total)) => {
                         totals.push(total);
@@ -211,4 +213,40 @@ fn main() {
             );
         }
     });
+}
+
+/// The turn latencies of each finished call, from the reports its brain returned.
+#[derive(Debug, Clone, Default)]
+struct Reports(Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<TurnLatency>>>>);
+
+impl Reports {
+    /// Waits (10 s at most) until `calls` records came: each call's record, with its brain's
+    /// report, is handed over at the driver's teardown.
+    async fn wait_for(&self, calls: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.0.lock().expect("not poisoned").len() < calls
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn take(&self, call_sid: &str) -> Vec<TurnLatency> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .remove(call_sid)
+            .unwrap_or_default()
+    }
+}
+
+impl CallSink for Reports {
+    fn call_ended(&self, record: &CallRecord) {
+        if let (Some(sid), Some(report)) = (&record.summary.call_sid, &record.report) {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .insert(sid.clone(), report.turns.clone());
+        }
+    }
 }

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, error, field, info, info_span, warn};
 use voxbridge_brain::{
-    AGENT_PARAMETER, BrainCommand, BrainError, BrainHandle, FromBrain, spawn_brain,
+    AGENT_PARAMETER, BrainCommand, BrainError, BrainHandle, FromBrain, VoiceCallReport, spawn_brain,
 };
 use voxbridge_session::{
     BrainEvent, CallInfo, CallSummary, EndReason, Input, Output, Session, close,
@@ -55,6 +55,8 @@ struct Call<W> {
     agent: Option<String>,
     started_at: Option<SystemTime>,
     shell_end: Option<ShellEnd>,
+    /// The brain's report, once its task has returned.
+    report: Option<VoiceCallReport>,
     /// The peer stopped reading: do not wait for it to take the close frame.
     slow_peer: bool,
     /// Events the brain did not take (its queue was full).
@@ -111,6 +113,7 @@ where
         agent: None,
         started_at: None,
         shell_end: None,
+        report: None,
         slow_peer: false,
         dropped_events: 0,
     };
@@ -438,7 +441,10 @@ where
         };
         let agent = brain.agent();
         match brain.finish(BRAIN_GRACE).await {
-            Ok(()) => debug!(agent, "brain finished before the call"),
+            Ok(report) => {
+                debug!(agent, "brain finished before the call");
+                self.report = report;
+            }
             Err(e) => {
                 error!(error = %e, "brain failed; hanging up");
                 self.session.handle_input(
@@ -452,10 +458,11 @@ where
     }
 
     async fn finish(mut self, duration: Duration) -> CallSummary {
-        if let Some(brain) = self.brain.take()
-            && let Err(e) = brain.finish(BRAIN_GRACE).await
-        {
-            warn!(error = %e, "brain did not stop cleanly");
+        if let Some(brain) = self.brain.take() {
+            match brain.finish(BRAIN_GRACE).await {
+                Ok(report) => self.report = report,
+                Err(e) => warn!(error = %e, "brain did not stop cleanly"),
+            }
         }
         let mut summary = self.session.summary().clone();
         let refused = self.shell_end.is_some();
@@ -484,6 +491,7 @@ where
             agent: self.agent.take(),
             started_at: self.started_at,
             duration,
+            report: self.report.take(),
         };
         self.state.call_sink().call_ended(&record);
         record.summary

@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use voxbridge_brain::{Agents, BrainChannels, BrainError};
+use voxbridge_brain::{Agents, BrainChannels, BrainError, VoiceCallReport};
 use voxbridge_session::{CallSummary, SessionConfig};
 use voxbridge_twilio::RequestValidator;
 
@@ -81,6 +81,9 @@ pub struct CallRecord {
     pub started_at: Option<SystemTime>,
     /// From socket open to teardown.
     pub duration: Duration,
+    /// What the brain returned: a voice brain's turn latencies and its dialog's outcome
+    /// (`None` for brains that keep nothing, like `echo`, or one that failed).
+    pub report: Option<VoiceCallReport>,
 }
 
 /// Where finished calls go (the store implements this). Called once per connection, from the

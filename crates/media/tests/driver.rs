@@ -198,7 +198,7 @@ impl voxbridge_brain::Brain for Flood {
     fn run(
         self: Box<Self>,
         mut io: voxbridge_brain::BrainIo,
-    ) -> voxbridge_brain::BoxFuture<Result<(), voxbridge_brain::BrainError>> {
+    ) -> voxbridge_brain::BoxFuture<voxbridge_brain::BrainResult> {
         use voxbridge_brain::{BrainEvent, Command, TurnId};
         Box::pin(async move {
             while let Some(event) = io.events.recv().await {
@@ -215,7 +215,7 @@ impl voxbridge_brain::Brain for Flood {
                     sample_rate: 8000,
                 };
                 if io.commands.send(audio).await.is_err() {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
             let text = "ten seconds of audio".to_owned();
@@ -223,7 +223,7 @@ impl voxbridge_brain::Brain for Flood {
             let _ = io.commands.send(Command::TurnEnd { turn }).await;
             *self.sent_all_after.lock().expect("not poisoned") = Some(began.elapsed());
             io.cancel.cancelled().await;
-            Ok(())
+            Ok(None)
         })
     }
 }

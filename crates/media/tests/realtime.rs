@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use voxbridge_brain::Agents;
-use voxbridge_brain::turn::{LatencyLog, TurnOutcome};
+use voxbridge_brain::turn::TurnOutcome;
 use voxbridge_media::{MediaState, serve_with_state};
 use voxbridge_openai_standin::{Endpoint, RealtimeScript, Standin, StandinConfig, StandinHandle};
 use voxbridge_session::{EndReason, TurnId};
@@ -27,7 +27,7 @@ use voxbridge_speech::openai::OpenAiEndpoint;
 use voxbridge_speech::realtime::OpenAiRealtime;
 use voxbridge_speech::{SpeechToSpeech, Tts};
 use voxbridge_voice::realtime_brain::{
-    RealtimeConfig, RealtimeFactory, RealtimeOptions, Speaker, TranscriptLog,
+    RealtimeConfig, RealtimeFactory, RealtimeOptions, RealtimeTranscript, Speaker,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -52,8 +52,6 @@ fn speech_frames() -> Vec<Vec<u8>> {
 struct Rig {
     standin: StandinHandle,
     records: Records,
-    latencies: Arc<LatencyLog>,
-    transcripts: Arc<TranscriptLog>,
     addr: std::net::SocketAddr,
     _shutdown: CancellationToken,
 }
@@ -68,16 +66,12 @@ async fn rig(script: RealtimeScript) -> Rig {
         &OpenAiRealtimeConfig::default(),
     )
     .expect("provider");
-    let latencies = Arc::new(LatencyLog::new(8));
-    let transcripts = Arc::new(TranscriptLog::new(8));
     let mut apology = FakeTts::new(Duration::from_millis(5), Duration::ZERO);
     apology.audio_per_char = Duration::from_millis(5);
     let factory = RealtimeFactory::new(
         RealtimeConfig::default(),
         Arc::new(provider) as Arc<dyn SpeechToSpeech>,
         RealtimeOptions {
-            turn_sink: Some(Arc::clone(&latencies) as _),
-            transcript_sink: Some(Arc::clone(&transcripts) as _),
             fallback_tts: Some(Arc::new(apology) as Arc<dyn Tts>),
             ..RealtimeOptions::default()
         },
@@ -98,8 +92,6 @@ async fn rig(script: RealtimeScript) -> Rig {
     Rig {
         standin,
         records,
-        latencies,
-        transcripts,
         addr,
         _shutdown: shutdown,
     }
@@ -372,7 +364,10 @@ fn assert_records(rig: &Rig, call_sid: &str, audio_end_ms: u64) {
         (TurnId(1), String::new(), true)
     );
     // The reply's latency: provider speech stop -> first frame sent.
-    let turns = rig.latencies.take(call_sid);
+    let report = record.report.as_ref().expect("the realtime brain's report");
+    assert_eq!(report.call_sid, call_sid);
+    assert_eq!(report.agent, "realtime");
+    let turns = &report.turns;
     let spoken: Vec<_> = turns
         .iter()
         .filter(|t| t.outcome == TurnOutcome::Spoken)
@@ -386,7 +381,22 @@ fn assert_records(rig: &Rig, call_sid: &str, audio_end_ms: u64) {
     );
     assert_eq!(spoken[0].turn, Some(2));
     // The transcript: the greeting (cut, with what was heard), the caller, the reply.
-    let transcript = rig.transcripts.take(call_sid);
+    let transcript = &report
+        .outcome
+        .payload::<RealtimeTranscript>()
+        .expect("the transcript with heard positions")
+        .0;
+    // The neutral transcript has the same lines, the cut bot line marked.
+    assert_eq!(report.outcome.transcript.len(), transcript.len());
+    assert!(
+        report
+            .outcome
+            .transcript
+            .iter()
+            .any(|e| e.interrupted && e.speaker == voxbridge_brain::Speaker::Bot),
+        "{:?}",
+        report.outcome.transcript
+    );
     assert!(
         transcript
             .iter()

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use voxbridge_brain::Agents;
-use voxbridge_brain::turn::{LatencyLog, TurnOutcome, TurnSink};
+use voxbridge_brain::turn::TurnOutcome;
 use voxbridge_media::{MediaState, serve_with_state};
 use voxbridge_screening::{Screenings, ScriptLibrary};
 use voxbridge_speech::fake::{FakeAsr, FakeTts};
@@ -105,7 +105,6 @@ async fn screening_call_through_the_voice_pipeline() {
     tts.audio_per_char = Duration::from_millis(5);
     let tts = Arc::new(tts);
     let fallback = Arc::new(FakeTts::new(Duration::from_millis(10), Duration::ZERO));
-    let latencies = Arc::new(LatencyLog::new(8));
     let library = ScriptLibrary::load_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/screenings"),
     )
@@ -119,10 +118,7 @@ async fn screening_call_through_the_voice_pipeline() {
             fallback_tts: Some(fallback as Arc<dyn Tts>),
         },
         Arc::new(Screenings::new(library, "default").expect("the default script exists")),
-        VoiceOptions {
-            turn_sink: Some(Arc::clone(&latencies) as Arc<dyn TurnSink>),
-            ..VoiceOptions::default()
-        },
+        VoiceOptions::default(),
     )
     .expect("voice agent builds");
     voice.prerender().await.expect("fallback lines render");
@@ -187,8 +183,16 @@ async fn screening_call_through_the_voice_pipeline() {
     let record = records.0.lock().expect("not poisoned")[0].clone();
     assert_eq!(record.agent.as_deref(), Some("voice"));
     assert_eq!(record.summary.utterances, 1);
-    // The brain handed its latencies over before the record was built.
-    let turns = latencies.take(twilio.call_sid.as_str());
+    // The brain returned its report before the record was built.
+    let report = record.report.as_ref().expect("the voice brain's report");
+    assert_eq!(report.call_sid, twilio.call_sid.as_str());
+    assert_eq!(report.agent, "voice");
+    let screening = report
+        .outcome
+        .payload::<voxbridge_screening::ScreeningResult>()
+        .expect("the screening dialog's result");
+    assert_eq!(screening.answers[0].raw, "yes", "{screening:?}");
+    let turns = &report.turns;
     assert_eq!(turns.len(), 1, "{turns:?}");
     assert_eq!(turns[0].outcome, TurnOutcome::Spoken);
     assert_eq!(turns[0].turn, Some(2));

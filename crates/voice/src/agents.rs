@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use voxbridge_brain::Agents;
 use voxbridge_brain::dialog::Dialog;
-use voxbridge_brain::turn::TurnSink;
 use voxbridge_screening::catalog::ScriptsOrigin;
 use voxbridge_screening::llm::LlmScreeningAgent;
 use voxbridge_screening::{AgentConfig, Screenings, ScriptError};
@@ -97,24 +96,12 @@ pub fn load_screenings(
 }
 
 /// What the `/media` agents need besides the providers.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MediaAgentOptions {
     /// `media.default_agent`: this one must be built or the whole set fails.
     pub default_agent: String,
     /// `media.hangover_ms`, for the voice brains' latency breakdown.
     pub hangover: Duration,
-    /// Where voice and realtime brains hand their calls' reports.
-    pub reports: Option<Arc<dyn TurnSink>>,
-}
-
-impl std::fmt::Debug for MediaAgentOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MediaAgentOptions")
-            .field("default_agent", &self.default_agent)
-            .field("hangover", &self.hangover)
-            .field("reports", &self.reports.is_some())
-            .finish()
-    }
 }
 
 /// The `/media` agents, and the voice and realtime factories among them (their fallback lines
@@ -158,7 +145,6 @@ pub fn media_agents(
     let mut voices = Vec::new();
     let voice_options = || VoiceOptions {
         hangover: options.hangover,
-        turn_sink: options.reports.clone(),
         ..VoiceOptions::default()
     };
     let wanted = |name: &str| options.default_agent == name;
@@ -217,7 +203,6 @@ pub fn media_agents(
                 provider,
                 RealtimeOptions {
                     fallback_tts: providers.espeak(),
-                    turn_sink: options.reports.clone(),
                     ..RealtimeOptions::default()
                 },
             )
@@ -251,7 +236,6 @@ mod tests {
         MediaAgentOptions {
             default_agent: default_agent.to_owned(),
             hangover: Duration::from_millis(600),
-            reports: None,
         }
     }
 

@@ -15,7 +15,7 @@ use super::{DialogContext, Job, Shared, started};
 use voxbridge_brain::conversation::ConversationInput;
 use voxbridge_brain::dialog::Dialog;
 use voxbridge_brain::turn::{TurnOutcome, VoiceCallReport};
-use voxbridge_brain::{BoxFuture, Brain, BrainError, BrainEvent, BrainIo, CallInfo};
+use voxbridge_brain::{BoxFuture, Brain, BrainEvent, BrainIo, BrainResult, CallInfo};
 
 /// How long the dialog gets to take `Hangup` at the end of the call.
 const HANGUP_GRACE: Duration = Duration::from_millis(500);
@@ -31,7 +31,7 @@ pub(super) struct VoiceBrain {
 }
 
 impl Brain for VoiceBrain {
-    fn run(self: Box<Self>, io: BrainIo) -> BoxFuture<Result<(), BrainError>> {
+    fn run(self: Box<Self>, io: BrainIo) -> BoxFuture<BrainResult> {
         let span = self.span.clone();
         Box::pin(self.run_loop(io).instrument(span))
     }
@@ -42,7 +42,7 @@ type ReplyFuture = BoxFuture<reply::Ended>;
 
 impl VoiceBrain {
     #[allow(clippy::too_many_lines)] // one select loop reads best in one place
-    async fn run_loop(self, mut io: BrainIo) -> Result<(), BrainError> {
+    async fn run_loop(self, mut io: BrainIo) -> BrainResult {
         let Self {
             agent,
             shared,
@@ -187,18 +187,15 @@ impl VoiceBrain {
         if tokio::time::timeout(HANGUP_GRACE, closing).await.is_err() {
             debug!("dialog did not take the hangup in time");
         }
-        if let Some(sink) = &shared.options.turn_sink {
-            // The reply and the closing future are gone: nothing else holds the dialog.
-            let outcome = dialog.lock().await.outcome();
-            sink.call_report(VoiceCallReport {
-                call_sid: call.call_sid.clone(),
-                agent,
-                started_at,
-                turns,
-                outcome,
-            });
-        }
-        Ok(())
+        // The reply and the closing future are gone: nothing else holds the dialog.
+        let outcome = dialog.lock().await.outcome();
+        Ok(Some(VoiceCallReport {
+            call_sid: call.call_sid.clone(),
+            agent,
+            started_at,
+            turns,
+            outcome,
+        }))
     }
 }
 

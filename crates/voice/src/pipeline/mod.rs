@@ -26,10 +26,10 @@
 //!   tone: the caller is never left in silence). After [`PipelineConfig::max_failed_turns`]
 //!   failed turns in a row the bot apologises and hangs up with a reason such as
 //!   `provider_failures: asr timeout x3`, which lands in the call record's end reason.
-//! - **Latency.** See [`super::turn`]: one log line per turn, [`PipelineMetrics`] (also
-//!   through [`BrainFactory::turn_metrics`], for the bridge's `/metrics`), and the call's
-//!   [`super::turn::VoiceCallReport`] (its [`TurnLatency`] list and the dialog's result)
-//!   handed to the factory's [`TurnSink`] at the end of the call.
+//! - **Latency.** See [`voxbridge_brain::turn`]: one log line per turn, [`PipelineMetrics`]
+//!   (also through [`BrainFactory::turn_metrics`], for the bridge's `/metrics`), and the call's
+//!   [`voxbridge_brain::VoiceCallReport`] (its turn latencies and the dialog's outcome),
+//!   which the brain returns when the call ends.
 //!
 //! Dialogs backed by providers (the [`super::assistant::Assistant`]) report their provider
 //! failures and retries, and learn the turn's deadline, through the [`DialogContext`] the
@@ -50,7 +50,7 @@ use tracing::Span;
 
 use voxbridge_brain::conversation::ConversationInput;
 use voxbridge_brain::dialog::Dialog;
-use voxbridge_brain::turn::{PipelineMetrics, TurnSink};
+use voxbridge_brain::turn::PipelineMetrics;
 use voxbridge_brain::{Brain, BrainError, BrainFactory, CallInfo, Command};
 use voxbridge_screening::Screenings;
 use voxbridge_speech::config::ConfigError;
@@ -195,8 +195,6 @@ impl DialogSource for Screenings {
 pub struct VoiceOptions {
     /// Metrics shared by all calls (and whoever renders them).
     pub metrics: Arc<PipelineMetrics>,
-    /// Where each call's report (turn latencies, dialog result) goes at the end of the call.
-    pub turn_sink: Option<Arc<dyn TurnSink>>,
     /// The session's VAD hangover, reported with each turn (`media.hangover_ms`).
     pub hangover: Duration,
 }
@@ -205,7 +203,6 @@ impl Default for VoiceOptions {
     fn default() -> Self {
         Self {
             metrics: Arc::default(),
-            turn_sink: None,
             hangover: Duration::from_millis(600),
         }
     }
@@ -214,7 +211,6 @@ impl Default for VoiceOptions {
 impl std::fmt::Debug for VoiceOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VoiceOptions")
-            .field("turn_sink", &self.turn_sink.is_some())
             .field("hangover", &self.hangover)
             .finish_non_exhaustive()
     }

@@ -10,7 +10,8 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::assistant::{AssistantConfig, AssistantSource};
-use voxbridge_brain::turn::{LatencyLog, TurnOutcome};
+use voxbridge_brain::VoiceCallReport;
+use voxbridge_brain::turn::TurnOutcome;
 use voxbridge_brain::{BrainChannels, BrainEvent, BrainHandle, EndReason, TurnId, spawn_brain};
 use voxbridge_screening::ScriptLibrary;
 use voxbridge_speech::fake::{FakeAsr, FakeLlm, FakeTts, Fault};
@@ -56,7 +57,6 @@ struct Rig {
     llm: Arc<FakeLlm>,
     tts: Arc<FakeTts>,
     fallback: Arc<FakeTts>,
-    log: Arc<LatencyLog>,
     factory: VoiceFactory,
 }
 
@@ -65,7 +65,6 @@ fn rig(config: PipelineConfig, assistant: bool) -> Rig {
     let llm = Arc::new(FakeLlm::new(ms(300), ms(50), "Okay."));
     let tts = Arc::new(FakeTts::new(ms(80), ms(20)));
     let fallback = Arc::new(FakeTts::new(ms(30), ms(5)));
-    let log = Arc::new(LatencyLog::new(16));
     let source: Arc<dyn DialogSource> = if assistant {
         Arc::new(AssistantSource::new(
             Arc::clone(&llm) as Arc<dyn voxbridge_speech::Llm>,
@@ -83,10 +82,7 @@ fn rig(config: PipelineConfig, assistant: bool) -> Rig {
             fallback_tts: Some(Arc::clone(&fallback) as Arc<dyn Tts>),
         },
         source,
-        VoiceOptions {
-            turn_sink: Some(Arc::clone(&log) as Arc<dyn voxbridge_brain::turn::TurnSink>),
-            ..VoiceOptions::default()
-        },
+        VoiceOptions::default(),
     )
     .expect("valid voice agent");
     Rig {
@@ -94,7 +90,6 @@ fn rig(config: PipelineConfig, assistant: bool) -> Rig {
         llm,
         tts,
         fallback,
-        log,
         factory,
     }
 }
@@ -159,16 +154,20 @@ fn turn_of(commands: &[Command]) -> TurnId {
     }
 }
 
-async fn end_call(handle: BrainHandle) {
+/// Ends the call and returns the report the brain returned.
+async fn end_call(handle: BrainHandle) -> VoiceCallReport {
     handle
         .deliver(BrainEvent::CallEnded {
             reason: EndReason::Stopped,
         })
         .expect("room");
-    handle
+    let report = handle
         .finish(Duration::from_secs(2))
         .await
-        .expect("clean exit");
+        .expect("clean exit")
+        .expect("a voice brain returns its report");
+    assert_eq!(report.call_sid, CALL_SID);
+    report
 }
 
 fn audio_len(commands: &[Command]) -> Duration {
@@ -421,8 +420,7 @@ async fn turn_latency_is_measured_to_the_first_frame() {
         })
         .expect("room");
     tokio::time::sleep(ms(1)).await;
-    end_call(handle).await;
-    let turns = rig.log.take(CALL_SID);
+    let turns = end_call(handle).await.turns;
     assert_eq!(turns.len(), 1, "{turns:?}");
     let t = &turns[0];
     assert_eq!(t.outcome, TurnOutcome::Spoken);
@@ -455,8 +453,7 @@ async fn rate_limit_is_retried_after_retry_after_then_succeeds() {
     assert!(t0.elapsed() >= ms(980), "{:?}", t0.elapsed());
     assert!(texts(&reply).iter().any(|t| t.contains("at least 18")));
     assert_eq!(rig.asr.stats().requests(), 2);
-    end_call(handle).await;
-    let turns = rig.log.take(CALL_SID);
+    let turns = end_call(handle).await.turns;
     assert_eq!(turns[0].retries, 1);
 }
 
@@ -525,8 +522,7 @@ async fn llm_server_errors_twice_give_the_spoken_fallback_line() {
         })
         .expect("room");
     tokio::time::sleep(ms(1)).await;
-    end_call(handle).await;
-    let turns = rig.log.take(CALL_SID);
+    let turns = end_call(handle).await.turns;
     assert_eq!(
         turns[0].outcome,
         TurnOutcome::Fallback {
@@ -599,8 +595,7 @@ async fn three_failed_turns_in_a_row_apologise_and_hang_up_with_the_reason() {
             .load(Ordering::Relaxed),
         1
     );
-    end_call(handle).await;
-    let turns = rig.log.take(CALL_SID);
+    let turns = end_call(handle).await.turns;
     assert_eq!(turns.len(), 3);
     assert!(turns.iter().all(|t| t.outcome
         == TurnOutcome::Fallback {

@@ -6,16 +6,19 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, info, warn};
 
 use super::latency::Latencies;
-use super::{END_CALL, Shared, Speaker, TranscriptLine, tools};
+use super::{AGENT, END_CALL, RealtimeTranscript, Shared, Speaker, TranscriptLine, tools};
 use crate::pipeline::tone;
-use voxbridge_brain::{BoxFuture, Brain, BrainError, BrainEvent, BrainIo, Command, TurnId};
+use voxbridge_brain::outcome::{CallOutcome, Payload};
+use voxbridge_brain::{
+    BoxFuture, Brain, BrainEvent, BrainIo, BrainResult, Command, TurnId, VoiceCallReport,
+};
 use voxbridge_speech::{
     ProviderError, SpeechInput, SpeechOutput, SpeechSession, SpeechSessionSetup, Stage, ToolCall,
 };
@@ -43,7 +46,7 @@ pub(super) struct RealtimeBrain {
 }
 
 impl Brain for RealtimeBrain {
-    fn run(self: Box<Self>, io: BrainIo) -> BoxFuture<Result<(), BrainError>> {
+    fn run(self: Box<Self>, io: BrainIo) -> BoxFuture<BrainResult> {
         let span = self.span.clone();
         Box::pin(run(*self, io).instrument(span))
     }
@@ -107,9 +110,13 @@ struct Live {
     heard: HashMap<String, u64>,
     caller_bytes: u64,
     unsent_caller_frames: u64,
+    /// When the brain started: transcript `at_ms` count from here.
+    started: Instant,
+    /// The same instant on the wall clock, for the report.
+    started_at: SystemTime,
 }
 
-async fn run(brain: RealtimeBrain, io: BrainIo) -> Result<(), BrainError> {
+async fn run(brain: RealtimeBrain, io: BrainIo) -> BrainResult {
     let BrainIo {
         mut events,
         commands,
@@ -157,8 +164,7 @@ async fn run(brain: RealtimeBrain, io: BrainIo) -> Result<(), BrainError> {
                 if prerender.is_some() => prerender = None,
         }
     }
-    live.finish();
-    Ok(())
+    Ok(Some(live.finish()))
 }
 
 fn next_output(
@@ -215,7 +221,14 @@ impl Live {
             heard: HashMap::new(),
             caller_bytes: 0,
             unsent_caller_frames: 0,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
         }
+    }
+
+    /// Milliseconds since the brain started (transcript times).
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn hung_up(&self) -> bool {
@@ -364,7 +377,9 @@ impl Live {
             SpeechOutput::CallerTranscript(text) => {
                 if !text.is_empty() {
                     debug!(%text, "caller said");
+                    let at_ms = self.now_ms();
                     self.lines.push(TranscriptLine {
+                        at_ms,
                         speaker: Speaker::Caller,
                         text,
                         heard_ms: None,
@@ -377,7 +392,9 @@ impl Live {
                     item.transcript = Some(text.clone());
                 }
                 self.bot_lines.insert(item_id.clone(), self.lines.len());
+                let at_ms = self.now_ms();
                 self.lines.push(TranscriptLine {
+                    at_ms,
                     speaker: Speaker::Bot,
                     text,
                     heard_ms: self.heard.get(&item_id).copied(),
@@ -652,8 +669,9 @@ impl Live {
         self.hang_up(reason);
     }
 
-    /// The call is over: the measurements and the transcript go to their sinks.
-    fn finish(mut self) {
+    /// The call is over: its report (turn latencies, transcript).
+    fn finish(mut self) -> VoiceCallReport {
+        let ended_at_ms = self.now_ms();
         let turns = self.latency.finish();
         if self.unsent_caller_frames > 0 {
             debug!(
@@ -663,12 +681,20 @@ impl Live {
         }
         // Dropping the session closes the provider socket.
         self.session = None;
-        let options = &self.shared.options;
-        if let Some(sink) = &options.turn_sink {
-            sink.call_turns(&self.call_sid, turns);
-        }
-        if let Some(sink) = &options.transcript_sink {
-            sink.call_transcript(&self.call_sid, std::mem::take(&mut self.lines));
+        let lines = std::mem::take(&mut self.lines);
+        let outcome = CallOutcome {
+            transcript: lines.iter().map(TranscriptLine::entry).collect(),
+            started_at_ms: Some(0),
+            ended_at_ms: Some(ended_at_ms),
+            payload: Some(Payload::new(RealtimeTranscript(lines))),
+            ..CallOutcome::default()
+        };
+        VoiceCallReport {
+            call_sid: std::mem::take(&mut self.call_sid),
+            agent: AGENT,
+            started_at: self.started_at,
+            turns,
+            outcome,
         }
     }
 }

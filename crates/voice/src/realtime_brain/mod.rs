@@ -41,10 +41,10 @@
 //!   from the provider (`tts_first_byte` in [`TurnLatency`]) -> first `media` frame sent
 //!   (`first_frame`); `total` is the sum. `hangover` is the server VAD's silence
 //!   ([`super::realtime::SERVER_VAD_SILENCE_MS`]). Logged, recorded in
-//!   [`RealtimeOptions::metrics`] and handed to the [`TurnSink`] at the end of the call.
-//! - **Transcripts.** Caller and bot lines (bot lines cut by barge-in carry `heard_ms`) go to
-//!   [`RealtimeOptions::transcript_sink`] at the end of the call; their text is logged only
-//!   at debug (it is personal data).
+//!   [`RealtimeOptions::metrics`] and returned in the call's report.
+//! - **Transcripts.** Caller and bot lines go into the report's outcome (bot lines cut by
+//!   barge-in are `interrupted`; the payload, a [`RealtimeTranscript`], keeps each one's
+//!   `heard_ms`); their text is logged only at debug (it is personal data).
 
 mod brain;
 mod latency;
@@ -60,7 +60,8 @@ use tracing::Span;
 pub use voxbridge_speech::config::RealtimeConfig;
 
 use crate::pipeline::{PipelineError, render};
-use voxbridge_brain::turn::{CallLog, PipelineMetrics, TurnSink};
+use voxbridge_brain::outcome::{self, DomainResult, TranscriptEntry};
+use voxbridge_brain::turn::PipelineMetrics;
 use voxbridge_brain::{Brain, BrainError, BrainFactory, CallInfo, CallerAudio};
 use voxbridge_speech::{AudioChunk, ProviderError, SpeechToSpeech, ToolSpec, Tts};
 
@@ -80,6 +81,8 @@ pub enum Speaker {
 /// One line of a call's transcript.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TranscriptLine {
+    /// When, ms since the brain started.
+    pub at_ms: u64,
     /// Who said it.
     pub speaker: Speaker,
     /// What was said (for the bot: the whole item, even if it was cut off).
@@ -89,18 +92,40 @@ pub struct TranscriptLine {
     pub heard_ms: Option<u64>,
 }
 
-/// Receives each call's transcript when the call ends.
-pub trait TranscriptSink: Send + Sync + 'static {
-    /// The call `call_sid` ended with this transcript (in order).
-    fn call_transcript(&self, call_sid: &str, lines: Vec<TranscriptLine>);
+impl TranscriptLine {
+    /// The line as a neutral transcript entry (a cut bot line is `interrupted`; its text is
+    /// the whole item, since only the audio position of the cut is known).
+    pub fn entry(&self) -> TranscriptEntry {
+        TranscriptEntry {
+            at_ms: self.at_ms,
+            speaker: match self.speaker {
+                Speaker::Caller => outcome::Speaker::Caller,
+                Speaker::Bot => outcome::Speaker::Bot,
+            },
+            text: self.text.clone(),
+            interrupted: self.heard_ms.is_some(),
+            confidence: None,
+        }
+    }
 }
 
-/// A [`TranscriptSink`] keyed by call SID (take it from a `CallSink`).
-pub type TranscriptLog = CallLog<Vec<TranscriptLine>>;
+/// A realtime call's transcript with the heard positions of cut bot lines: the payload of its
+/// [`voxbridge_brain::CallOutcome`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RealtimeTranscript(pub Vec<TranscriptLine>);
 
-impl TranscriptSink for TranscriptLog {
-    fn call_transcript(&self, call_sid: &str, lines: Vec<TranscriptLine>) {
-        self.put(call_sid, lines);
+impl DomainResult for RealtimeTranscript {
+    fn kind(&self) -> &'static str {
+        "realtime_transcript"
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn eq_dyn(&self, other: &dyn DomainResult) -> bool {
+        let other: &dyn std::any::Any = other;
+        other.downcast_ref::<Self>() == Some(self)
     }
 }
 
@@ -110,10 +135,6 @@ pub struct RealtimeOptions {
     /// Metrics shared by all calls (`voice` metric names: turn, `tts_first_byte` = provider
     /// wait, `first_frame`).
     pub metrics: Arc<PipelineMetrics>,
-    /// Where each call's turn latencies go at the end of the call.
-    pub turn_sink: Option<Arc<dyn TurnSink>>,
-    /// Where each call's transcript goes at the end of the call.
-    pub transcript_sink: Option<Arc<dyn TranscriptSink>>,
     /// Speaks the apology when the provider is gone (espeak-ng in a deployment); a tone
     /// without it.
     pub fallback_tts: Option<Arc<dyn Tts>>,
@@ -122,8 +143,6 @@ pub struct RealtimeOptions {
 impl std::fmt::Debug for RealtimeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RealtimeOptions")
-            .field("turn_sink", &self.turn_sink.is_some())
-            .field("transcript_sink", &self.transcript_sink.is_some())
             .field(
                 "fallback_tts",
                 &self.fallback_tts.as_ref().map(|t| t.name()),

@@ -819,5 +819,4 @@ impl LlmScreeningAgent {
 }
 
 #[cfg(test)]
-#[path = "llm_tests.rs"]
 mod tests;

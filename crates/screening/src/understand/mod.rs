@@ -808,5 +808,4 @@ pub fn dtmf_yes_no(digit: char) -> Option<bool> {
 }
 
 #[cfg(test)]
-#[path = "understand_tests.rs"]
 mod tests;

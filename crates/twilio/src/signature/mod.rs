@@ -385,5 +385,4 @@ fn whatwg_query(url: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "signature_tests.rs"]
 mod tests;

@@ -651,5 +651,4 @@ impl ScreeningAgent {
 }
 
 #[cfg(test)]
-#[path = "agent_tests.rs"]
 mod tests;
