@@ -65,18 +65,12 @@ impl CallSink for StoreCalls {
     }
 }
 
-/// `end` as stored in the summary, and the brain's reason for a hang-up.
+/// `end` as stored in the summary (the session's label for it), and the brain's reason for a
+/// hang-up.
 fn end_code(reason: Option<&EndReason>) -> (&'static str, Option<&str>) {
     match reason {
-        Some(EndReason::Stopped) => ("stopped", None),
-        Some(EndReason::SocketClosed) => ("socket-closed", None),
         Some(EndReason::BrainHangup(why)) => ("brain-hangup", Some(why)),
-        Some(EndReason::StartTimeout) => ("start-timeout", None),
-        Some(EndReason::IdleTimeout) => ("idle-timeout", None),
-        Some(EndReason::MaxDuration) => ("max-duration", None),
-        Some(EndReason::TooManyBadMessages) => ("malformed-messages", None),
-        Some(EndReason::SlowPeer) => ("slow-peer", None),
-        Some(EndReason::Shutdown) => ("shutdown", None),
+        Some(other) => (other.label(), None),
         None => ("unknown", None),
     }
 }

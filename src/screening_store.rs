@@ -50,18 +50,11 @@ pub(crate) fn unix_ms(at: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// `end` as stored in the summary.
+/// `end` as stored in the summary: the end's label, or the agent's own reason code.
 fn end_code(end: &RelayEnd) -> String {
     match end {
         RelayEnd::Agent(reason) => reason.reason_code.clone(),
-        RelayEnd::CallerHungUp => "caller-hung-up".into(),
-        RelayEnd::Malformed => "malformed-messages".into(),
-        RelayEnd::SetupTimeout => "setup-timeout".into(),
-        RelayEnd::Refused(_) => "agent-unavailable".into(),
-        RelayEnd::Hangup(_) => "hangup".into(),
-        RelayEnd::MaxDuration => "max-duration".into(),
-        RelayEnd::Shutdown => "shutdown".into(),
-        RelayEnd::SlowPeer => "slow-peer".into(),
+        other => other.label().to_owned(),
     }
 }
 

@@ -103,7 +103,7 @@ async fn demo(
     // The bridge, checking signatures against its local wss:// name.
     let media = &mut config.media;
     media.public_url = format!("wss://{media_addr}");
-    DEMO_TOKEN.clone_into(&mut media.auth_token);
+    media.auth_token = DEMO_TOKEN.into();
     media.insecure_skip_signature = false;
     config.store.database_url = format!("sqlite://{}/voxbridge.db", dir.display());
     let store = Store::connect(&config.store)

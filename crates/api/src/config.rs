@@ -1,43 +1,11 @@
 //! `[api]` configuration. Every field has a documented production default; secrets are
 //! [`Secret`]s, which never show in `Debug`.
 
-use std::fmt;
-
 use serde::Deserialize;
 use voxbridge_twilio::E164;
 use voxbridge_twilio::twiml::{ConversationRelay, Stream};
 
-/// A secret string: deserializes from a plain string, prints as `<redacted>`.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself (never log it).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether no secret is set.
-    pub fn is_empty(&self) -> bool {
-        self.0.trim().is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_empty() {
-            f.write_str("<unset>")
-        } else {
-            f.write_str("<redacted>")
-        }
-    }
-}
+pub use voxbridge_config::Secret;
 
 /// A configuration value that cannot work, named by its key, with the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

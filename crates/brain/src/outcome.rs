@@ -79,6 +79,45 @@ pub trait DomainResult: Any + fmt::Debug + Send + Sync {
     fn eq_dyn(&self, other: &dyn DomainResult) -> bool;
 }
 
+/// Implements [`DomainResult`] for a `Serialize + PartialEq` type: `kind` as given, `to_json`
+/// through serde, equality through `PartialEq` (false across types).
+///
+/// ```ignore
+/// voxbridge_brain::domain_result!(ScreeningResult, "screening");
+/// ```
+#[macro_export]
+macro_rules! domain_result {
+    ($ty:ty, $kind:literal) => {
+        impl $crate::outcome::DomainResult for $ty {
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+
+            fn to_json(&self) -> $crate::outcome::JsonValue {
+                $crate::outcome::json_of(self)
+            }
+
+            fn eq_dyn(&self, other: &dyn $crate::outcome::DomainResult) -> bool {
+                $crate::outcome::same_as(self, other)
+            }
+        }
+    };
+}
+
+/// The JSON value type of [`DomainResult::to_json`].
+pub use serde_json::Value as JsonValue;
+
+/// `value` as JSON (`Null` if it cannot be represented): what [`domain_result!`] uses.
+pub fn json_of<T: Serialize>(value: &T) -> JsonValue {
+    serde_json::to_value(value).unwrap_or_default()
+}
+
+/// Whether `other` is a `T` equal to `this`: what [`domain_result!`] uses.
+pub fn same_as<T: DomainResult + PartialEq>(this: &T, other: &dyn DomainResult) -> bool {
+    let other: &dyn Any = other;
+    other.downcast_ref::<T>() == Some(this)
+}
+
 /// A shared, type-erased [`DomainResult`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Payload(Arc<dyn DomainResult>);
@@ -148,20 +187,15 @@ impl CallOutcome {
 mod tests {
     use super::*;
 
-    #[derive(Debug, PartialEq)]
-    struct Score(u32);
+    #[derive(Debug, PartialEq, Serialize)]
+    struct Score {
+        score: u32,
+    }
 
-    impl DomainResult for Score {
-        fn kind(&self) -> &'static str {
-            "score"
-        }
-        fn to_json(&self) -> serde_json::Value {
-            serde_json::json!({ "score": self.0 })
-        }
-        fn eq_dyn(&self, other: &dyn DomainResult) -> bool {
-            let other: &dyn Any = other;
-            other.downcast_ref::<Self>() == Some(self)
-        }
+    crate::domain_result!(Score, "score");
+
+    fn score(score: u32) -> Score {
+        Score { score }
     }
 
     #[derive(Debug)]
@@ -182,16 +216,16 @@ mod tests {
     #[test]
     fn payload_reads_back_as_its_own_type_only() {
         let outcome = CallOutcome {
-            payload: Some(Payload::new(Score(7))),
+            payload: Some(Payload::new(score(7))),
             ..CallOutcome::default()
         };
-        assert_eq!(outcome.payload::<Score>(), Some(&Score(7)));
+        assert_eq!(outcome.payload::<Score>(), Some(&score(7)));
         assert!(outcome.payload::<Other>().is_none());
         let payload = outcome.payload.as_ref().expect("set above");
         assert_eq!(payload.kind(), "score");
         assert_eq!(payload.to_json()["score"], 7);
-        assert_eq!(payload, &Payload::new(Score(7)));
-        assert_ne!(payload, &Payload::new(Score(8)));
+        assert_eq!(payload, &Payload::new(score(7)));
+        assert_ne!(payload, &Payload::new(score(8)));
         assert_ne!(payload, &Payload::new(Other));
         assert!(CallOutcome::default().payload::<Score>().is_none());
     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use voxbridge_config::Secret;
 use voxbridge_session::SessionConfig;
 
 /// Settings of the Media Streams bridge. `Default` gives the production defaults.
@@ -23,7 +24,7 @@ pub struct MediaConfig {
     pub media_path: String,
     /// Twilio auth token used to validate `X-Twilio-Signature`. Never logged (`Debug` redacts
     /// it). Required unless `insecure_skip_signature` is set.
-    pub auth_token: String,
+    pub auth_token: Secret,
     /// Accept upgrades without a valid signature. Development only: a warning is logged at
     /// every start. Default `false`.
     pub insecure_skip_signature: bool,
@@ -81,7 +82,7 @@ impl Default for MediaConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             public_url: String::new(),
             media_path: "/media".to_owned(),
-            auth_token: String::new(),
+            auth_token: Secret::default(),
             insecure_skip_signature: false,
             send_timeout_ms: 5000,
             send_queue_frames: 64,
@@ -113,14 +114,7 @@ impl fmt::Debug for MediaConfig {
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("media_path", &self.media_path)
-            .field(
-                "auth_token",
-                &if self.auth_token.is_empty() {
-                    "<empty>"
-                } else {
-                    "<redacted>"
-                },
-            )
+            .field("auth_token", &self.auth_token)
             .field("insecure_skip_signature", &self.insecure_skip_signature)
             .field("send_timeout_ms", &self.send_timeout_ms)
             .field("send_queue_frames", &self.send_queue_frames)
@@ -211,7 +205,7 @@ impl MediaConfig {
             ));
         }
         if !self.insecure_skip_signature {
-            if self.auth_token.trim().is_empty() {
+            if self.auth_token.is_empty() {
                 return Err(bad(
                     "auth_token",
                     "is empty: set the Twilio auth token (or, for local development only, \
@@ -329,7 +323,7 @@ mod tests {
     fn validation_names_the_key() {
         assert_eq!(valid().validate(), Ok(()));
         let missing_token = MediaConfig {
-            auth_token: String::new(),
+            auth_token: Secret::default(),
             ..valid()
         };
         assert_eq!(missing_token.validate().unwrap_err().key, "auth_token");

@@ -172,7 +172,7 @@ impl MediaState {
             );
             None
         } else {
-            Some(RequestValidator::new(config.auth_token.clone()))
+            Some(RequestValidator::new(config.auth_token.expose()))
         };
         let public_base = if config.public_url.is_empty() {
             String::new()

@@ -62,64 +62,26 @@ impl Rejection {
     }
 }
 
-/// Media Streams end reasons, as labels ([`media_end_index`] order).
-const MEDIA_ENDS: [&str; 11] = [
-    "stopped",
-    "socket_closed",
-    "brain_hangup",
-    "start_timeout",
-    "idle_timeout",
-    "max_duration",
-    "too_many_bad_messages",
-    "slow_peer",
-    "shutdown",
-    "refused",
-    "unknown",
-];
-
-/// ConversationRelay end reasons, as labels ([`relay_end_index`] order).
-const RELAY_ENDS: [&str; 9] = [
-    "agent",
-    "caller_hung_up",
-    "malformed",
-    "setup_timeout",
-    "refused",
-    "hangup",
-    "max_duration",
-    "shutdown",
-    "slow_peer",
-];
+/// Media Streams end reasons, as labels: the session's [`EndReason::LABELS`], then a refused
+/// agent and a call that ended before the session said why ([`media_end_index`] order).
+const MEDIA_ENDS: [&str; EndReason::LABELS.len() + 2] = {
+    let mut labels = [""; EndReason::LABELS.len() + 2];
+    let mut i = 0;
+    while i < EndReason::LABELS.len() {
+        labels[i] = EndReason::LABELS[i];
+        i += 1;
+    }
+    labels[i] = "refused";
+    labels[i + 1] = "unknown";
+    labels
+};
 
 fn media_end_index(reason: Option<&EndReason>, refused: bool) -> usize {
+    let known = EndReason::LABELS.len();
     if refused {
-        return 9;
+        return known;
     }
-    match reason {
-        Some(EndReason::Stopped) => 0,
-        Some(EndReason::SocketClosed) => 1,
-        Some(EndReason::BrainHangup(_)) => 2,
-        Some(EndReason::StartTimeout) => 3,
-        Some(EndReason::IdleTimeout) => 4,
-        Some(EndReason::MaxDuration) => 5,
-        Some(EndReason::TooManyBadMessages) => 6,
-        Some(EndReason::SlowPeer) => 7,
-        Some(EndReason::Shutdown) => 8,
-        None => 10,
-    }
-}
-
-fn relay_end_index(end: &RelayEnd) -> usize {
-    match end {
-        RelayEnd::Agent(_) => 0,
-        RelayEnd::CallerHungUp => 1,
-        RelayEnd::Malformed => 2,
-        RelayEnd::SetupTimeout => 3,
-        RelayEnd::Refused(_) => 4,
-        RelayEnd::Hangup(_) => 5,
-        RelayEnd::MaxDuration => 6,
-        RelayEnd::Shutdown => 7,
-        RelayEnd::SlowPeer => 8,
-    }
+    reason.map_or(known + 1, EndReason::index)
 }
 
 /// The bridge's counters. One per [`MediaState`].
@@ -130,7 +92,7 @@ pub(crate) struct BridgeMetrics {
     /// Calls started, per transport.
     started: [AtomicU64; 2],
     media_ended: [AtomicU64; MEDIA_ENDS.len()],
-    relay_ended: [AtomicU64; RELAY_ENDS.len()],
+    relay_ended: [AtomicU64; RelayEnd::LABELS.len()],
     /// Refused upgrades, per transport and reason.
     rejected: [[AtomicU64; Rejection::LABELS.len()]; 2],
 }
@@ -153,7 +115,7 @@ impl BridgeMetrics {
 
     /// A ConversationRelay session ended.
     pub(crate) fn relay_ended(&self, end: &RelayEnd) {
-        self.relay_ended[relay_end_index(end)].fetch_add(1, Ordering::Relaxed);
+        self.relay_ended[end.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// An upgrade was refused.
@@ -246,7 +208,7 @@ pub(crate) fn render(state: &MediaState) -> String {
         ),
         by_reason("media", &MEDIA_ENDS, &m.media_ended).chain(by_reason(
             "relay",
-            &RELAY_ENDS,
+            &RelayEnd::LABELS,
             &m.relay_ended,
         )),
     );
@@ -306,9 +268,16 @@ mod tests {
             MEDIA_ENDS[media_end_index(Some(&EndReason::Shutdown), false)],
             "shutdown"
         );
+        // One vocabulary: the stored record's `end` uses the same labels.
         assert_eq!(
-            RELAY_ENDS[relay_end_index(&RelayEnd::SlowPeer)],
-            "slow_peer"
+            MEDIA_ENDS[media_end_index(Some(&EndReason::TooManyBadMessages), false)],
+            "malformed-messages"
+        );
+        assert_eq!(MEDIA_ENDS[..EndReason::LABELS.len()], EndReason::LABELS);
+        assert_eq!(RelayEnd::SlowPeer.label(), "slow-peer");
+        assert_eq!(
+            RelayEnd::Refused(String::new()).label(),
+            "agent-unavailable"
         );
         assert_eq!(
             Rejection::LABELS[Rejection::NotWebSocket.index()],

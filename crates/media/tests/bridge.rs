@@ -159,7 +159,7 @@ async fn insecure_skip_signature_accepts_unsigned_and_warns() {
         .finish();
     let skip = MediaConfig {
         insecure_skip_signature: true,
-        auth_token: String::new(),
+        auth_token: voxbridge_config::Secret::default(),
         public_url: String::new(),
         ..MediaConfig::default()
     };

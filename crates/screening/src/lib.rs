@@ -25,7 +25,7 @@ pub use understand::{AnswerValue, Availability, Intent, Understood};
 
 use voxbridge_brain::conversation::EndReason;
 use voxbridge_brain::dialog::Dialog;
-use voxbridge_brain::outcome::{CallOutcome, DomainResult, Payload};
+use voxbridge_brain::outcome::{CallOutcome, Payload};
 pub use voxbridge_brain::outcome::{Speaker, TranscriptEntry};
 use voxbridge_brain::relay::DialogFactory;
 
@@ -166,20 +166,7 @@ impl ScreeningResult {
     }
 }
 
-impl DomainResult for ScreeningResult {
-    fn kind(&self) -> &'static str {
-        "screening"
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-
-    fn eq_dyn(&self, other: &dyn DomainResult) -> bool {
-        let other: &dyn std::any::Any = other;
-        other.downcast_ref::<Self>() == Some(self)
-    }
-}
+voxbridge_brain::domain_result!(ScreeningResult, "screening");
 
 /// ConversationRelay sessions get their dialog from the screening catalog.
 impl DialogFactory for Screenings {

@@ -291,6 +291,42 @@ pub enum EndReason {
     Shutdown,
 }
 
+impl EndReason {
+    /// Every [`EndReason::label`], in [`EndReason::index`] order.
+    pub const LABELS: [&'static str; 9] = [
+        "stopped",
+        "socket-closed",
+        "brain-hangup",
+        "start-timeout",
+        "idle-timeout",
+        "max-duration",
+        "malformed-messages",
+        "slow-peer",
+        "shutdown",
+    ];
+
+    /// The one name of this reason, used by the bridge's metrics (`reason` label) and by the
+    /// stored call record (`end`) alike.
+    pub fn label(&self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+
+    /// The position of this reason in [`EndReason::LABELS`] (for per-reason counters).
+    pub fn index(&self) -> usize {
+        match self {
+            Self::Stopped => 0,
+            Self::SocketClosed => 1,
+            Self::BrainHangup(_) => 2,
+            Self::StartTimeout => 3,
+            Self::IdleTimeout => 4,
+            Self::MaxDuration => 5,
+            Self::TooManyBadMessages => 6,
+            Self::SlowPeer => 7,
+            Self::Shutdown => 8,
+        }
+    }
+}
+
 /// What the driver must do next.
 #[derive(Debug, PartialEq)]
 pub enum Output {

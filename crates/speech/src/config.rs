@@ -7,7 +7,6 @@
 //! typo is an error that names the key instead of a silently ignored setting. The defaults need
 //! no account: ASR and LLM are off (`none`) and TTS is the local espeak-ng.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -52,37 +51,7 @@ pub enum SpeechConfigError {
     },
 }
 
-/// A secret (API key): deserialized from a string, never printed by `Debug`.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether no secret is set.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "\"<redacted>\""
-        })
-    }
-}
+pub use voxbridge_config::Secret;
 
 /// Which recogniser to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -60,7 +60,7 @@ use tracing::Span;
 pub use voxbridge_speech::config::RealtimeConfig;
 
 use crate::pipeline::{PipelineError, render};
-use voxbridge_brain::outcome::{self, DomainResult, TranscriptEntry};
+use voxbridge_brain::outcome::{self, TranscriptEntry};
 use voxbridge_brain::turn::PipelineMetrics;
 use voxbridge_brain::{Brain, BrainError, BrainFactory, CallInfo, CallerAudio};
 use voxbridge_speech::{AudioChunk, ProviderError, SpeechToSpeech, ToolSpec, Tts};
@@ -114,20 +114,7 @@ impl TranscriptLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RealtimeTranscript(pub Vec<TranscriptLine>);
 
-impl DomainResult for RealtimeTranscript {
-    fn kind(&self) -> &'static str {
-        "realtime_transcript"
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-
-    fn eq_dyn(&self, other: &dyn DomainResult) -> bool {
-        let other: &dyn std::any::Any = other;
-        other.downcast_ref::<Self>() == Some(self)
-    }
-}
+voxbridge_brain::domain_result!(RealtimeTranscript, "realtime_transcript");
 
 /// Extras of a [`RealtimeFactory`] with working defaults.
 #[derive(Clone, Default)]
