@@ -44,73 +44,15 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use voxbridge_brain::conversation::EndReason;
 use voxbridge_brain::outcome::CallOutcome;
 pub use voxbridge_brain::relay::DialogFactory;
 
 pub use crate::relay_driver::drive_relay;
 pub use voxbridge_session::relay::MAX_PENDING_INPUTS;
 
-/// Why a relay session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RelayEnd {
-    /// The dialog ended the session: `end` was sent with this `handoffData`.
-    Agent(EndReason),
-    /// The socket closed or failed before the dialog ended: the caller hung up (or Twilio
-    /// dropped the session).
-    CallerHungUp,
-    /// `max_consecutive_errors` malformed messages in a row (close 1007).
-    Malformed,
-    /// No `setup` within `start_timeout_ms` (close 1008).
-    SetupTimeout,
-    /// The dialog could not be built (unknown screening...): `end` was sent at once.
-    Refused(String),
-    /// Ended by an operator through the registry: `end` was sent.
-    Hangup(String),
-    /// `max_call_duration_ms` passed: `end` was sent.
-    MaxDuration,
-    /// Server shutdown (close 1001).
-    Shutdown,
-    /// The peer stopped reading (close 1008).
-    SlowPeer,
-}
-
-impl RelayEnd {
-    /// Every [`RelayEnd::label`], in [`RelayEnd::index`] order.
-    pub const LABELS: [&'static str; 9] = [
-        "agent",
-        "caller-hung-up",
-        "malformed-messages",
-        "setup-timeout",
-        "agent-unavailable",
-        "hangup",
-        "max-duration",
-        "shutdown",
-        "slow-peer",
-    ];
-
-    /// The one name of this end, used by the bridge's metrics (`reason` label) and by the
-    /// stored record (`end`; there an agent's end is stored as its `handoffData.reasonCode`,
-    /// which metrics leave out to keep their labels bounded).
-    pub fn label(&self) -> &'static str {
-        Self::LABELS[self.index()]
-    }
-
-    /// The position of this end in [`RelayEnd::LABELS`] (for per-reason counters).
-    pub fn index(&self) -> usize {
-        match self {
-            Self::Agent(_) => 0,
-            Self::CallerHungUp => 1,
-            Self::Malformed => 2,
-            Self::SetupTimeout => 3,
-            Self::Refused(_) => 4,
-            Self::Hangup(_) => 5,
-            Self::MaxDuration => 6,
-            Self::Shutdown => 7,
-            Self::SlowPeer => 8,
-        }
-    }
-}
+/// Why a relay session ended: the sans-IO session's own reason (an agent's end carries the
+/// `handoffData` that was sent).
+pub use voxbridge_session::relay::RelayEndReason as RelayEnd;
 
 /// Everything the bridge records about a finished ConversationRelay session.
 #[derive(Debug, Clone)]

@@ -24,12 +24,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, debug, error, field, info, info_span, warn};
-use voxbridge_brain::conversation::{ConversationInput, EndReason};
+use voxbridge_brain::conversation::ConversationInput;
 use voxbridge_brain::dialog::{Dialog, DialogEvent as AgentEvent};
 use voxbridge_brain::outcome::Payload;
 use voxbridge_session::relay::{
-    DialogEvent, DialogRequest, Handoff, RelayConfig, RelayEndReason, RelayInput, RelayOutput,
-    RelaySession, RelaySummary,
+    DialogEvent, DialogRequest, Handoff, RelayConfig, RelayInput, RelayOutput, RelaySession,
+    RelaySummary,
 };
 
 use crate::metrics::{ActiveCall, Transport};
@@ -547,7 +547,7 @@ where
             .summary
             .take()
             .unwrap_or_else(|| self.session.summary().clone());
-        let end = relay_end(summary.end.unwrap_or(RelayEndReason::CallerHungUp));
+        let end = summary.end.unwrap_or(RelayEnd::CallerHungUp);
         // The session has already told the dialog (`Hangup`); only the outcome matters.
         let outcome = dialog.map(|dialog| dialog.outcome());
         // A peer that does not read would only hold the close frame up: do not wait for it.
@@ -635,24 +635,5 @@ fn session_event(event: AgentEvent) -> DialogEvent {
         }
         AgentEvent::SendDigits(digits) => DialogEvent::SendDigits(digits),
         AgentEvent::Language { tts, transcription } => DialogEvent::Language { tts, transcription },
-    }
-}
-
-fn end_reason(handoff: Handoff) -> EndReason {
-    EndReason::new(handoff.reason_code, handoff.reason)
-}
-
-/// The session's end reason as the record's.
-fn relay_end(end: RelayEndReason) -> RelayEnd {
-    match end {
-        RelayEndReason::Agent(handoff) => RelayEnd::Agent(end_reason(handoff)),
-        RelayEndReason::CallerHungUp => RelayEnd::CallerHungUp,
-        RelayEndReason::Malformed => RelayEnd::Malformed,
-        RelayEndReason::SetupTimeout => RelayEnd::SetupTimeout,
-        RelayEndReason::Refused(reason) => RelayEnd::Refused(reason),
-        RelayEndReason::Hangup(reason) => RelayEnd::Hangup(reason),
-        RelayEndReason::MaxDuration => RelayEnd::MaxDuration,
-        RelayEndReason::Shutdown => RelayEnd::Shutdown,
-        RelayEndReason::SlowPeer => RelayEnd::SlowPeer,
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use relay_common::{Relay, ScreeningOf, connect_relay, setup_json, start};
 use voxbridge_media::RelayEnd;
 use voxbridge_screening::{AnswerStatus, AnswerValue, Outcome, Speaker};
+use voxbridge_session::relay::Handoff;
 
 #[tokio::test]
 async fn happy_path_is_qualified_and_recorded() {
@@ -30,9 +31,11 @@ async fn happy_path_is_qualified_and_recorded() {
     twilio.close().await;
 
     let record = server.sessions.wait_one().await;
+    // The record's end is the handoff the dialog ended with.
+    let end = record.screening().unwrap().end.clone().unwrap();
     assert_eq!(
         record.end,
-        RelayEnd::Agent(record.screening().unwrap().end.clone().unwrap())
+        RelayEnd::Agent(Handoff::new(end.reason_code, end.reason))
     );
     assert_eq!(record.call_sid, "CA10000000000000000000000000000001");
     assert_eq!(record.session_id, "VX00000000000000000000000000000000");

@@ -324,6 +324,43 @@ pub enum RelayEndReason {
     SlowPeer,
 }
 
+impl RelayEndReason {
+    /// Every [`RelayEndReason::label`], in [`RelayEndReason::index`] order.
+    pub const LABELS: [&'static str; 9] = [
+        "agent",
+        "caller-hung-up",
+        "malformed-messages",
+        "setup-timeout",
+        "agent-unavailable",
+        "hangup",
+        "max-duration",
+        "shutdown",
+        "slow-peer",
+    ];
+
+    /// The one name of this end, used by the bridge's metrics (`reason` label) and by the
+    /// stored record (`end`; there an agent's end is stored as its `handoffData.reasonCode`,
+    /// which metrics leave out to keep their labels bounded).
+    pub fn label(&self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+
+    /// The position of this end in [`RelayEndReason::LABELS`] (for per-reason counters).
+    pub fn index(&self) -> usize {
+        match self {
+            Self::Agent(_) => 0,
+            Self::CallerHungUp => 1,
+            Self::Malformed => 2,
+            Self::SetupTimeout => 3,
+            Self::Refused(_) => 4,
+            Self::Hangup(_) => 5,
+            Self::MaxDuration => 6,
+            Self::Shutdown => 7,
+            Self::SlowPeer => 8,
+        }
+    }
+}
+
 /// Where the session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayState {
