@@ -299,7 +299,7 @@ mod tests {
     async fn finished_voice_call_lands_in_a_sqlite_file() {
         let dir = std::env::temp_dir().join(format!("voxbridge-calls-{}", std::process::id()));
         let config = StoreConfig {
-            database_url: format!("sqlite://{}/v.db", dir.display()),
+            database_url: format!("sqlite://{}/v.db", dir.display()).into(),
             ..StoreConfig::default()
         };
         let store = Store::connect(&config).await.unwrap();

@@ -1,6 +1,11 @@
-//! Configuration: embedded defaults (`config/default.toml`), then an optional file, then
-//! environment overrides. Unknown keys are errors that name the key, reported before any work
-//! starts (STYLE.md: bad configuration is reported with the key and the fix).
+//! Configuration: the code's defaults, then an optional file, then environment overrides.
+//! Unknown keys and values of the wrong type are errors that name the key, reported before
+//! any work starts (STYLE.md: bad configuration is reported with the key and the fix).
+//!
+//! Each key is declared once, in the crate that uses it: a field with its serde name, its
+//! default in that struct's `Default`, its check in that struct's `validate`. Durations are
+//! `Duration`s read from whole milliseconds (`*_ms`). `config/default.toml` documents every
+//! key with its default; a test keeps it equal to the code, key for key and value for value.
 //!
 //! Environment overrides use `VOXBRIDGE__<SECTION>__<KEY>=value`, e.g.
 //! `VOXBRIDGE__MEDIA__MIN_SPEECH_MS=250`. Values are parsed as TOML scalars (numbers, booleans)
@@ -9,14 +14,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// The defaults, compiled in so the binary runs with no files next to it.
-pub(crate) const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+/// Every key with its default and what it does (documentation, checked against the code).
+#[cfg(test)]
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "VOXBRIDGE__";
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct Config {
     /// `[media]`: the Media Streams bridge (`voxbridge serve`) and its per-call sessions.
     pub(crate) media: voxbridge_media::MediaConfig,
@@ -35,8 +41,8 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// Loads the defaults, merges `path` over them when given, then applies `VOXBRIDGE__*`
-    /// environment overrides.
+    /// Reads `path` when given, applies `VOXBRIDGE__*` environment overrides over it, and
+    /// fills every key not set from the code's defaults.
     pub(crate) fn load(path: Option<&Path>) -> Result<Self> {
         Self::load_with_env(path, std::env::vars())
     }
@@ -45,14 +51,12 @@ impl Config {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self> {
-        let mut merged: toml::Table =
-            toml::from_str(DEFAULT_TOML).context("embedded config/default.toml is invalid")?;
+        let mut merged = toml::Table::new();
         if let Some(path) = path {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
-            let user: toml::Table = toml::from_str(&text)
+            merged = toml::from_str(&text)
                 .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
-            merge(&mut merged, user);
         }
         for (name, value) in env {
             // The conventional variable wins for the database, as in most deployments.
@@ -74,34 +78,66 @@ impl Config {
             set_path(&mut merged, &keys, parse_scalar(&value))
                 .with_context(|| format!("environment variable {name}"))?;
         }
-        let mut config: Config = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let mut config: Config = parse(merged)?;
         config.source = path.map(Path::to_path_buf);
         config.validate()?;
         Ok(config)
     }
 
+    /// Checks the settings every command relies on (the per-call session settings); each
+    /// service checks the rest of its section when it starts.
     fn validate(&self) -> Result<()> {
-        let rate = self.media.pipeline_rate;
-        if !matches!(rate, 8000 | 16000 | 24000 | 48000) {
-            bail!(
-                "media.pipeline_rate = {rate}: must be 8000, 16000, 24000 or 48000 (set it in your config file or VOXBRIDGE__MEDIA__PIPELINE_RATE)"
-            );
-        }
-        Ok(())
+        self.media.session.validate().map_err(|e| {
+            anyhow::anyhow!(
+                "media.{} = {}: must be {} (set it in your config file or VOXBRIDGE__MEDIA__{})",
+                e.key,
+                e.value,
+                e.expected,
+                e.key.to_ascii_uppercase()
+            )
+        })
     }
 }
 
-fn merge(base: &mut toml::Table, over: toml::Table) {
-    for (key, value) in over {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            (_, value) => {
-                base.insert(key, value);
-            }
+/// Deserialises the configuration; on failure, names the offending key. serde reports a
+/// wrong type inside a flattened section (`[media]` holds the session keys) against the
+/// section, so the key is found by trying the section's entries one at a time.
+fn parse(table: toml::Table) -> Result<Config> {
+    toml::Value::Table(table.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| match find_bad_key(&table, &[]) {
+            Some((key, cause)) => anyhow::anyhow!("invalid configuration: {key}: {cause}"),
+            None => anyhow::anyhow!("invalid configuration: {e}"),
+        })
+}
+
+/// The first key (`section.key`) whose value alone fails to deserialise, and why.
+fn find_bad_key(table: &toml::Table, path: &[&str]) -> Option<(String, String)> {
+    for (key, value) in table {
+        let mut inner = path.to_vec();
+        inner.push(key);
+        if let toml::Value::Table(section) = value
+            && let Some(found) = find_bad_key(section, &inner)
+        {
+            return Some(found);
+        }
+        let mut alone = toml::Table::new();
+        let mut cursor = &mut alone;
+        for part in &inner[..inner.len() - 1] {
+            cursor = match cursor
+                .entry((*part).to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            {
+                toml::Value::Table(t) => t,
+                _ => return None,
+            };
+        }
+        cursor.insert(key.clone(), value.clone());
+        if let Err(e) = toml::Value::Table(alone).try_into::<Config>() {
+            return Some((inner.join("."), e.message().to_owned()));
         }
     }
+    None
 }
 
 fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<()> {
@@ -131,6 +167,8 @@ fn parse_scalar(raw: &str) -> toml::Value {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -143,16 +181,16 @@ mod tests {
     #[test]
     fn embedded_defaults_load() {
         let c = Config::load_with_env(None, env(&[])).unwrap();
-        assert_eq!(c.media.pipeline_rate, 16000);
+        assert_eq!(c.media.session.pipeline_rate, 16000);
         assert_eq!(c.media.media_path, "/media");
-        assert!(c.media.min_speech_ms > 0);
+        assert_eq!(c.media.session.min_speech, Duration::from_millis(200));
     }
 
     #[test]
     fn env_overrides_a_key() {
         let c = Config::load_with_env(None, env(&[("VOXBRIDGE__MEDIA__MIN_SPEECH_MS", "250")]))
             .unwrap();
-        assert_eq!(c.media.min_speech_ms, 250);
+        assert_eq!(c.media.session.min_speech, Duration::from_millis(250));
     }
 
     #[test]
@@ -162,24 +200,31 @@ mod tests {
         let path = dir.join("c.toml");
         std::fs::write(&path, "[media]\nhangover_ms = 900\n").unwrap();
         let c = Config::load_with_env(Some(&path), env(&[])).unwrap();
-        assert_eq!(c.media.hangover_ms, 900);
-        assert_eq!(c.media.pipeline_rate, 16000);
+        assert_eq!(c.media.session.hangover, Duration::from_millis(900));
+        assert_eq!(c.media.session.pipeline_rate, 16000);
+        assert_eq!(c.api, voxbridge_api::ApiConfig::default());
     }
 
     #[test]
     fn unknown_key_is_an_error_naming_the_key() {
         let err = Config::load_with_env(None, env(&[("VOXBRIDGE__MEDIA__MIN_SPEACH_MS", "250")]))
             .unwrap_err();
-        assert!(format!("{err:#}").contains("min_speach_ms"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("media.min_speach_ms: unknown key"),
+            "{err:#}"
+        );
+        let err = Config::load_with_env(None, env(&[("VOXBRIDGE__API__LISTNE", "x")])).unwrap_err();
+        assert!(format!("{err:#}").contains("listne"), "{err:#}");
     }
 
     #[test]
     fn bad_sample_rate_names_the_key() {
         let err = Config::load_with_env(None, env(&[("VOXBRIDGE__MEDIA__PIPELINE_RATE", "44100")]))
             .unwrap_err();
-        assert!(
-            format!("{err:#}").contains("media.pipeline_rate"),
-            "{err:#}"
+        assert_eq!(
+            format!("{err:#}"),
+            "media.pipeline_rate = 44100: must be 8000, 16000, 24000 or 48000 Hz (set it in \
+             your config file or VOXBRIDGE__MEDIA__PIPELINE_RATE)"
         );
     }
 
@@ -191,26 +236,79 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.store.database_url,
+            c.store.database_url.expose(),
             "postgres://postgres@127.0.0.1:5432/test"
         );
     }
 
     #[test]
-    fn every_default_key_matches_the_code_defaults() {
-        // config/default.toml documents every key; it must say what the code does.
+    fn default_toml_gives_the_code_defaults() {
+        // config/default.toml documents every key; loaded as a file it must change nothing.
+        let documented: Config = parse(toml::from_str(DEFAULT_TOML).unwrap()).unwrap();
+        let code = Config::default();
+        assert_eq!(documented.media, code.media);
+        assert_eq!(documented.api, code.api);
+        assert_eq!(documented.store, code.store);
+        assert_eq!(documented.agent, code.agent);
+        assert_eq!(documented.speech, code.speech);
+    }
+
+    #[test]
+    fn default_toml_documents_every_key() {
+        fn keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+            for (key, value) in table {
+                let path = format!("{prefix}{key}");
+                match value {
+                    toml::Value::Table(t) => keys(t, &format!("{path}."), out),
+                    _ => out.push(path),
+                }
+            }
+        }
+        let mut documented = Vec::new();
+        keys(&toml::from_str(DEFAULT_TOML).unwrap(), "", &mut documented);
+        let mut declared = Vec::new();
+        keys(
+            &toml::Table::try_from(Config::default()).unwrap(),
+            "",
+            &mut declared,
+        );
+        documented.sort();
+        declared.sort();
+        let missing: Vec<_> = declared
+            .iter()
+            .filter(|k| !documented.contains(k))
+            .collect();
+        let stale: Vec<_> = documented
+            .iter()
+            .filter(|k| !declared.contains(k))
+            .collect();
+        assert!(
+            missing.is_empty() && stale.is_empty(),
+            "config/default.toml lacks {missing:?} and documents unknown {stale:?}"
+        );
+    }
+
+    #[test]
+    fn a_config_file_needs_only_the_keys_it_changes() {
         let c = Config::load_with_env(None, env(&[])).unwrap();
         assert_eq!(c.media, voxbridge_media::MediaConfig::default());
-        assert_eq!(c.api, voxbridge_api::ApiConfig::default());
         assert_eq!(c.store, voxbridge_store::StoreConfig::default());
-        assert_eq!(c.agent, voxbridge_screening::AgentConfig::default());
-        assert_eq!(c.speech, voxbridge_speech::config::SpeechConfig::default());
     }
 
     #[test]
     fn wrong_type_is_an_error() {
         let err = Config::load_with_env(None, env(&[("VOXBRIDGE__MEDIA__HANGOVER_MS", "soon")]))
             .unwrap_err();
-        assert!(format!("{err:#}").contains("hangover_ms"), "{err:#}");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("media.hangover_ms: invalid type: string \"soon\""),
+            "{text}"
+        );
+        let err = Config::load_with_env(None, env(&[("VOXBRIDGE__API__BODY_LIMIT_BYTES", "big")]))
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("api.body_limit_bytes"),
+            "{err:#}"
+        );
     }
 }

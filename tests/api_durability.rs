@@ -138,7 +138,7 @@ async fn status_webhooks_answered_2xx_survive_kill_9() {
     child.wait().unwrap();
 
     let store = Store::connect(&StoreConfig {
-        database_url: format!("sqlite://{}", db.display()),
+        database_url: format!("sqlite://{}", db.display()).into(),
         ..StoreConfig::default()
     })
     .await

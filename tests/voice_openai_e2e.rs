@@ -370,7 +370,7 @@ async fn assert_metrics(addr: std::net::SocketAddr) {
 /// The stored call: summary, screening answers, transcript, and each turn's latencies.
 async fn assert_stored(database: &str, logs: &str) {
     let store = Store::connect(&StoreConfig {
-        database_url: database.to_owned(),
+        database_url: database.to_owned().into(),
         ..StoreConfig::default()
     })
     .await

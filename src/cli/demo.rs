@@ -105,7 +105,7 @@ async fn demo(
     media.public_url = format!("wss://{media_addr}");
     media.auth_token = DEMO_TOKEN.into();
     media.insecure_skip_signature = false;
-    config.store.database_url = format!("sqlite://{}/voxbridge.db", dir.display());
+    config.store.database_url = format!("sqlite://{}/voxbridge.db", dir.display()).into();
     let store = Store::connect(&config.store)
         .await
         .context("cannot open the demo database")?;

@@ -60,7 +60,7 @@ pub(crate) fn run(config: &Config, args: &Args) -> Result<()> {
 
     // The production inbound path: the call's real sans-IO `Session`, fed `connected`, `start`
     // and one `media` message per 20 ms of stream time, as the `/media` driver feeds it.
-    let session_config = config.media.session_config();
+    let session_config = config.media.session.clone();
     let pipeline_rate = session_config.pipeline_rate;
     let origin = Instant::now();
     let mut session = Session::try_new(session_config, origin)

@@ -9,7 +9,6 @@
 //! the `speech.*` key to set.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use voxbridge_media::{MediaState, RelayService};
@@ -35,7 +34,7 @@ pub(crate) fn run(config: Config) -> Result<()> {
         &screenings,
         &MediaAgentOptions {
             default_agent: media.default_agent.clone(),
-            hangover: Duration::from_millis(media.hangover_ms),
+            hangover: media.session.hangover,
         },
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -49,7 +48,7 @@ pub(crate) fn run(config: Config) -> Result<()> {
             .with_context(|| {
                 format!(
                     "cannot open the store {} (store.database_url)",
-                    voxbridge_store::redact_url(&config.store.database_url)
+                    config.store.database_url
                 )
             })?;
         let results = StoreScreenings::new(store.clone());

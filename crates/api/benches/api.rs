@@ -62,7 +62,7 @@ fn status_webhook(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (base, client) = runtime.block_on(async {
         let store = Store::connect(&StoreConfig {
-            database_url: format!("sqlite://{}/bench.db", dir.path().display()),
+            database_url: format!("sqlite://{}/bench.db", dir.path().display()).into(),
             ..StoreConfig::default()
         })
         .await

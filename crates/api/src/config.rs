@@ -1,11 +1,13 @@
 //! `[api]` configuration. Every field has a documented production default; secrets are
 //! [`Secret`]s, which never show in `Debug`.
 
-use serde::Deserialize;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use voxbridge_twilio::E164;
 use voxbridge_twilio::twiml::{ConversationRelay, Stream};
 
-pub use voxbridge_config::Secret;
+pub use voxbridge_config::{Secret, SecretUrl};
 
 /// A configuration value that cannot work, named by its key, with the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +27,7 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 /// The companion HTTP service.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     /// Address to listen on. Default `0.0.0.0:8081`.
@@ -76,7 +78,7 @@ impl Default for ApiConfig {
 }
 
 /// `[api.twilio]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TwilioConfig {
     /// Account SID (`AC…`). Required to place calls.
@@ -96,8 +98,9 @@ pub struct TwilioConfig {
     pub record: bool,
     /// Retries of 429/5xx answers from the REST API. Default 3.
     pub max_retries: u32,
-    /// First retry delay in ms (doubles per retry). Default 250.
-    pub retry_base_delay_ms: u64,
+    /// First retry delay (doubles per retry). Key `retry_base_delay_ms`, default 250.
+    #[serde(rename = "retry_base_delay_ms", with = "voxbridge_config::millis")]
+    pub retry_base_delay: Duration,
 }
 
 impl Default for TwilioConfig {
@@ -111,13 +114,13 @@ impl Default for TwilioConfig {
             rest_base_url: voxbridge_twilio::rest::DEFAULT_BASE_URL.to_owned(),
             record: false,
             max_retries: 3,
-            retry_base_delay_ms: 250,
+            retry_base_delay: Duration::from_millis(250),
         }
     }
 }
 
 /// How the answer TwiML reaches the agent.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectMode {
     /// `<Connect><ConversationRelay>`: Twilio does speech; text over WebSocket.
@@ -127,7 +130,7 @@ pub enum ConnectMode {
 }
 
 /// `[api.connect]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectConfig {
     /// `relay` (default) or `stream`.
@@ -154,7 +157,7 @@ impl Default for ConnectConfig {
 }
 
 /// What an allowed incoming call gets.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum InboundMode {
     /// Connect to the agent (as `connect` says).
@@ -164,7 +167,7 @@ pub enum InboundMode {
 }
 
 /// `[api.inbound]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct InboundConfig {
     /// `agent` (default) or `dial`.
@@ -183,7 +186,7 @@ impl Default for InboundConfig {
 }
 
 /// Where rate-limit state lives.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LimiterBackend {
     /// This process only (embedded default).
@@ -193,35 +196,39 @@ pub enum LimiterBackend {
 }
 
 /// `[api.rate_limit]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Calls allowed per caller per window. Default 5.
     pub max_calls: u32,
-    /// Window length in seconds. Default 3600.
-    pub window_secs: u64,
+    /// Window length. Key `window_secs` (whole seconds), default 3600.
+    #[serde(rename = "window_secs", with = "voxbridge_config::secs")]
+    pub window: Duration,
     /// E.164 numbers that are never limited.
     pub allowlist: Vec<String>,
     /// `memory` (default) or `redis`.
     pub backend: LimiterBackend,
-    /// Redis URL when `backend = "redis"`. Default `redis://127.0.0.1:6379`.
-    pub redis_url: String,
+    /// Redis URL when `backend = "redis"`. Default `redis://127.0.0.1:6379`. Shown with the
+    /// password masked.
+    pub redis_url: SecretUrl,
     /// Redis key prefix. Default `voxbridge:rl:`.
     pub redis_key_prefix: String,
-    /// Longest wait for Redis per decision, in ms, before failing open. Default 250.
-    pub redis_timeout_ms: u64,
+    /// Longest wait for Redis per decision before failing open. Key `redis_timeout_ms`,
+    /// default 250.
+    #[serde(rename = "redis_timeout_ms", with = "voxbridge_config::millis")]
+    pub redis_timeout: Duration,
 }
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             max_calls: 5,
-            window_secs: 3600,
+            window: Duration::from_secs(3600),
             allowlist: Vec::new(),
             backend: LimiterBackend::Memory,
-            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: "voxbridge:rl:".to_owned(),
-            redis_timeout_ms: 250,
+            redis_timeout: Duration::from_millis(250),
         }
     }
 }
@@ -284,7 +291,7 @@ impl ApiConfig {
         if self.rate_limit.max_calls == 0 {
             return Err(invalid("rate_limit.max_calls", "must be at least 1"));
         }
-        if self.rate_limit.window_secs == 0 {
+        if self.rate_limit.window < Duration::from_secs(1) {
             return Err(invalid("rate_limit.window_secs", "must be at least 1"));
         }
         for number in &self.rate_limit.allowlist {

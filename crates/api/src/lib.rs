@@ -173,7 +173,7 @@ impl AppState {
             };
             let retry = RetryPolicy {
                 max_retries: config.twilio.max_retries,
-                base_delay: Duration::from_millis(config.twilio.retry_base_delay_ms),
+                base_delay: config.twilio.retry_base_delay,
                 ..RetryPolicy::default()
             };
             Some(
@@ -183,17 +183,19 @@ impl AppState {
         };
         let rule = SlidingWindow {
             max_calls: config.rate_limit.max_calls,
-            window_ms: i64::try_from(config.rate_limit.window_secs.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
+            window_ms: i64::try_from(config.rate_limit.window.as_millis()).unwrap_or(i64::MAX),
         };
         let limiter = match config.rate_limit.backend {
             LimiterBackend::Memory => RateLimiter::Memory(MemoryLimiter::new(rule)),
             LimiterBackend::Redis => RateLimiter::Redis(Box::new(
                 RedisLimiter::new(
                     rule,
-                    &config.rate_limit.redis_url,
+                    config.rate_limit.redis_url.expose(),
                     &config.rate_limit.redis_key_prefix,
-                    Duration::from_millis(config.rate_limit.redis_timeout_ms.max(1)),
+                    config
+                        .rate_limit
+                        .redis_timeout
+                        .max(Duration::from_millis(1)),
                 )
                 .map_err(|e| ServeError::Setup(format!("api.rate_limit.redis_url: {e}")))?,
             )),

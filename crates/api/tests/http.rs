@@ -559,7 +559,7 @@ async fn inbound_calls_are_rate_limited_in_redis() {
     let h = start(|c| {
         c.rate_limit.allowlist = vec!["+14155550111".into()];
         c.rate_limit.backend = LimiterBackend::Redis;
-        c.rate_limit.redis_url = url.clone();
+        c.rate_limit.redis_url = url.as_str().into();
         c.rate_limit.redis_key_prefix = format!("voxbridge-http-test:{nanos}:");
     })
     .await;
@@ -582,8 +582,8 @@ async fn inbound_fails_open_when_redis_is_down_and_dial_mode_forwards() {
         .port();
     let h = start(|c| {
         c.rate_limit.backend = LimiterBackend::Redis;
-        c.rate_limit.redis_url = format!("redis://127.0.0.1:{port}");
-        c.rate_limit.redis_timeout_ms = 200;
+        c.rate_limit.redis_url = format!("redis://127.0.0.1:{port}").into();
+        c.rate_limit.redis_timeout = std::time::Duration::from_millis(200);
         c.inbound.mode = InboundMode::Dial;
         c.inbound.dial_number = "+14155550123".into();
     })
@@ -816,7 +816,7 @@ async fn a_2xx_status_webhook_is_already_committed_to_the_file() {
     // through a new, independent store.
     h.server.abort();
     let reopened = Store::connect(&StoreConfig {
-        database_url: h.db_url.clone(),
+        database_url: h.db_url.clone().into(),
         ..StoreConfig::default()
     })
     .await

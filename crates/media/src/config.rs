@@ -1,17 +1,19 @@
 //! `[media]` configuration: the WebSocket endpoint, its security, its limits and the
 //! per-call session settings.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::Deserialize;
-use voxbridge_config::Secret;
+use serde::{Deserialize, Serialize};
+use voxbridge_config::{NoOtherKeys, Secret};
 use voxbridge_session::SessionConfig;
 
-/// Settings of the Media Streams bridge. `Default` gives the production defaults.
-#[derive(Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+/// Settings of the Media Streams bridge (`[media]`): its own keys below, and the per-call
+/// session keys of [`SessionConfig`] flattened beside them. Each key is declared once, with
+/// its default (`Default`) and its check ([`MediaConfig::validate`]); `config/default.toml`
+/// documents them and a test keeps the two equal. Durations are whole milliseconds (`*_ms`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
 pub struct MediaConfig {
     /// Address the binary binds the media listener to. Default `0.0.0.0:8080`.
     pub listen: SocketAddr,
@@ -30,16 +32,18 @@ pub struct MediaConfig {
     pub insecure_skip_signature: bool,
     /// How long the socket may go without taking any of our frames while some wait: a peer
     /// that does not read for this long ends its call with `SlowPeer` (`/media` and `/relay`
-    /// alike). Default 5000 ms.
-    pub send_timeout_ms: u64,
+    /// alike). Key `send_timeout_ms`, default 5000.
+    #[serde(rename = "send_timeout_ms", with = "voxbridge_config::millis")]
+    pub send_timeout: Duration,
     /// Frames that may wait per call (or relay session) for a socket that is not taking them.
     /// While full, the driver takes no more output and
     /// waits, within `send_timeout_ms`, for room. Default 64 (about 1.3 s of 20 ms frames;
     /// the session keeps only ~100 ms ahead).
     pub send_queue_frames: usize,
     /// After shutdown is requested, how long live calls may continue before each is ended
-    /// with close 1001. Default 30000 ms.
-    pub drain_timeout_ms: u64,
+    /// with close 1001. Key `drain_timeout_ms`, default 30000.
+    #[serde(rename = "drain_timeout_ms", with = "voxbridge_config::millis")]
+    pub drain_timeout: Duration,
     /// Largest WebSocket message accepted from Twilio, in bytes. Larger messages (up to a
     /// small margin, which the WebSocket layer enforces) count as bad messages; anything
     /// beyond the margin fails the socket at the protocol layer. Default 65536.
@@ -47,92 +51,41 @@ pub struct MediaConfig {
     /// Path of the ConversationRelay WebSocket route (served by `voxbridge serve` with the
     /// screening agent). Default `/relay`.
     pub relay_path: String,
-    /// ConversationRelay: how long Twilio is assumed to take to speak one word of bot text
-    /// (ms). The silence timer starts, and `end` is sent, once a turn has had this long per
-    /// word to play (sooner when Twilio reports `agentSpeaking: off`). Default 400 (150 words
-    /// per minute).
-    pub relay_speech_ms_per_word: u64,
+    /// ConversationRelay: how long Twilio is assumed to take to speak one word of bot text.
+    /// The silence timer starts, and `end` is sent, once a turn has had this long per word to
+    /// play (sooner when Twilio reports `agentSpeaking: off`). Key
+    /// `relay_speech_ms_per_word`, default 400 (150 words per minute).
+    #[serde(rename = "relay_speech_ms_per_word", with = "voxbridge_config::millis")]
+    pub relay_speech_per_word: Duration,
     /// Agent used when the stream's `start.customParameters` has no `agent`. Default `echo`.
     pub default_agent: String,
-    /// Rate (Hz) caller audio is resampled to for the VAD and the brain: 8000, 16000, 24000
-    /// or 48000. Default 16000.
-    pub pipeline_rate: u32,
-    /// How far ahead of Twilio's playout position bot audio may be sent. Default 100 ms.
-    pub playout_lead_ms: u64,
-    /// Caller speech needed before it counts (also the barge-in threshold). Default 200 ms.
-    pub min_speech_ms: u64,
-    /// Silence that ends a caller utterance. Default 600 ms.
-    pub hangover_ms: u64,
-    /// Whether caller speech interrupts the bot. Default `true`.
-    pub barge_in: bool,
-    /// Consecutive bad messages before the call is closed (1007/1008). Default 10.
-    pub max_consecutive_errors: u32,
-    /// Time allowed from socket open to Twilio's `start`. Default 10000 ms.
-    pub start_timeout_ms: u64,
-    /// Silence from Twilio (no message at all) that means the peer is gone. Default 10000 ms.
-    pub idle_timeout_ms: u64,
-    /// Hard cap on a call's length. Default 3600000 ms (1 h).
-    pub max_call_duration_ms: u64,
+    /// The per-call session settings (`pipeline_rate`, `min_speech_ms`, `hangover_ms`, ...),
+    /// written directly in `[media]`.
+    #[serde(flatten)]
+    pub session: SessionConfig,
+    /// Rejects keys neither this struct nor [`SessionConfig`] declares.
+    #[serde(flatten, skip_serializing)]
+    pub other_keys: NoOtherKeys,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        let session = SessionConfig::default();
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             public_url: String::new(),
             media_path: "/media".to_owned(),
             auth_token: Secret::default(),
             insecure_skip_signature: false,
-            send_timeout_ms: 5000,
+            send_timeout: Duration::from_secs(5),
             send_queue_frames: 64,
-            drain_timeout_ms: 30_000,
+            drain_timeout: Duration::from_secs(30),
             max_message_bytes: voxbridge_session::MAX_MESSAGE_SIZE,
             relay_path: "/relay".to_owned(),
-            relay_speech_ms_per_word: 400,
+            relay_speech_per_word: Duration::from_millis(400),
             default_agent: "echo".to_owned(),
-            pipeline_rate: session.pipeline_rate,
-            playout_lead_ms: millis(session.playout_lead),
-            min_speech_ms: millis(session.min_speech),
-            hangover_ms: millis(session.hangover),
-            barge_in: session.barge_in,
-            max_consecutive_errors: session.max_consecutive_errors,
-            start_timeout_ms: millis(session.start_timeout),
-            idle_timeout_ms: millis(session.idle_timeout),
-            max_call_duration_ms: millis(session.max_call_duration),
+            session: SessionConfig::default(),
+            other_keys: NoOtherKeys,
         }
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-impl fmt::Debug for MediaConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MediaConfig")
-            .field("listen", &self.listen)
-            .field("public_url", &self.public_url)
-            .field("media_path", &self.media_path)
-            .field("auth_token", &self.auth_token)
-            .field("insecure_skip_signature", &self.insecure_skip_signature)
-            .field("send_timeout_ms", &self.send_timeout_ms)
-            .field("send_queue_frames", &self.send_queue_frames)
-            .field("drain_timeout_ms", &self.drain_timeout_ms)
-            .field("max_message_bytes", &self.max_message_bytes)
-            .field("relay_path", &self.relay_path)
-            .field("relay_speech_ms_per_word", &self.relay_speech_ms_per_word)
-            .field("default_agent", &self.default_agent)
-            .field("pipeline_rate", &self.pipeline_rate)
-            .field("playout_lead_ms", &self.playout_lead_ms)
-            .field("min_speech_ms", &self.min_speech_ms)
-            .field("hangover_ms", &self.hangover_ms)
-            .field("barge_in", &self.barge_in)
-            .field("max_consecutive_errors", &self.max_consecutive_errors)
-            .field("start_timeout_ms", &self.start_timeout_ms)
-            .field("idle_timeout_ms", &self.idle_timeout_ms)
-            .field("max_call_duration_ms", &self.max_call_duration_ms)
-            .finish()
     }
 }
 
@@ -154,33 +107,6 @@ fn bad(key: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 impl MediaConfig {
-    /// The per-call session settings these keys map to.
-    pub fn session_config(&self) -> SessionConfig {
-        let ms = Duration::from_millis;
-        SessionConfig {
-            pipeline_rate: self.pipeline_rate,
-            playout_lead: ms(self.playout_lead_ms),
-            min_speech: ms(self.min_speech_ms),
-            hangover: ms(self.hangover_ms),
-            barge_in: self.barge_in,
-            max_consecutive_errors: self.max_consecutive_errors,
-            start_timeout: ms(self.start_timeout_ms),
-            idle_timeout: ms(self.idle_timeout_ms),
-            max_call_duration: ms(self.max_call_duration_ms),
-            ..SessionConfig::default()
-        }
-    }
-
-    /// `send_timeout_ms` as a duration.
-    pub fn send_timeout(&self) -> Duration {
-        Duration::from_millis(self.send_timeout_ms)
-    }
-
-    /// `drain_timeout_ms` as a duration.
-    pub fn drain_timeout(&self) -> Duration {
-        Duration::from_millis(self.drain_timeout_ms)
-    }
-
     /// The WebSocket layer's hard limit: `max_message_bytes` plus a margin, so a slightly
     /// oversize message is still read (and counted as bad) while a huge one is refused cheaply.
     pub(crate) fn hard_message_limit(&self) -> usize {
@@ -216,7 +142,7 @@ impl MediaConfig {
         } else if !self.public_url.is_empty() {
             self.public_base()?;
         }
-        if self.send_timeout_ms == 0 {
+        if self.send_timeout.is_zero() {
             return Err(bad("send_timeout_ms", "must be at least 1 (default 5000)"));
         }
         if self.send_queue_frames == 0 {
@@ -237,9 +163,9 @@ impl MediaConfig {
                 "is empty; \"echo\" is always available",
             ));
         }
-        self.session_config().validate().map_err(|e| ConfigError {
-            key: session_key(e.field),
-            problem: e.to_string(),
+        self.session.validate().map_err(|e| ConfigError {
+            key: e.key,
+            problem: format!("{} must be {}", e.value, e.expected),
         })
     }
 
@@ -271,21 +197,6 @@ impl MediaConfig {
     }
 }
 
-/// The `[media]` key for a `SessionConfig` field.
-fn session_key(field: &str) -> &'static str {
-    match field {
-        "pipeline_rate" => "pipeline_rate",
-        "playout_lead" => "playout_lead_ms",
-        "min_speech" => "min_speech_ms",
-        "hangover" => "hangover_ms",
-        "max_consecutive_errors" => "max_consecutive_errors",
-        "start_timeout" => "start_timeout_ms",
-        "idle_timeout" => "idle_timeout_ms",
-        "max_call_duration" => "max_call_duration_ms",
-        _ => "session",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,14 +213,14 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let c = MediaConfig::default();
         assert_eq!(c.media_path, "/media");
-        assert_eq!(c.send_timeout_ms, 5000);
-        assert_eq!(c.drain_timeout_ms, 30_000);
+        assert_eq!(c.send_timeout, Duration::from_millis(5000));
+        assert_eq!(c.drain_timeout, Duration::from_millis(30_000));
         assert_eq!(c.max_message_bytes, 65_536);
         assert_eq!(c.default_agent, "echo");
         assert_eq!(c.relay_path, "/relay");
-        assert_eq!(c.relay_speech_ms_per_word, 400);
+        assert_eq!(c.relay_speech_per_word, Duration::from_millis(400));
         assert!(!c.insecure_skip_signature);
-        assert_eq!(c.session_config(), SessionConfig::default());
+        assert_eq!(c.session, SessionConfig::default());
     }
 
     #[test]
@@ -343,7 +254,10 @@ mod tests {
         };
         assert_eq!(same_paths.validate().unwrap_err().key, "relay_path");
         let bad_rate = MediaConfig {
-            pipeline_rate: 11_025,
+            session: SessionConfig {
+                pipeline_rate: 11_025,
+                ..SessionConfig::default()
+            },
             ..valid()
         };
         assert_eq!(bad_rate.validate().unwrap_err().key, "pipeline_rate");
@@ -360,8 +274,42 @@ mod tests {
             "public_url = \"wss://x.example.com/\"\nauth_token = \"t\"\nsend_timeout_ms = 250\n",
         )
         .expect("valid keys");
-        assert_eq!(c.send_timeout_ms, 250);
+        assert_eq!(c.send_timeout, Duration::from_millis(250));
         assert_eq!(c.public_base().expect("valid url"), "wss://x.example.com");
-        assert!(toml::from_str::<MediaConfig>("sned_timeout_ms = 1\n").is_err());
+        let err = toml::from_str::<MediaConfig>("sned_timeout_ms = 1\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown key `sned_timeout_ms`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn session_keys_sit_beside_the_media_keys() {
+        let c: MediaConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nhangover_ms = 900\nbarge_in = false\n\
+             pipeline_rate = 8000\nmax_queued_audio_ms = 5000\n",
+        )
+        .expect("valid keys");
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.session.hangover, Duration::from_millis(900));
+        assert!(!c.session.barge_in);
+        assert_eq!(c.session.pipeline_rate, 8000);
+        assert_eq!(c.session.max_queued_audio, Duration::from_secs(5));
+        assert_eq!(c.session.min_speech, SessionConfig::default().min_speech);
+        let err = toml::from_str::<MediaConfig>("hangover_ms = \"long\"\n").unwrap_err();
+        assert!(err.to_string().contains("invalid type"), "{err}");
+        let bad = MediaConfig {
+            session: SessionConfig {
+                hangover: Duration::from_millis(5),
+                ..SessionConfig::default()
+            },
+            ..valid()
+        };
+        let err = bad.validate().unwrap_err();
+        assert_eq!(err.key, "hangover_ms");
+        assert_eq!(
+            err.to_string(),
+            "media.hangover_ms: 5ms must be 10 ms ..= 10 s"
+        );
     }
 }

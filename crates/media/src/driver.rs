@@ -96,14 +96,14 @@ where
 {
     let opened = Instant::now();
     let config = state.config();
-    let send_timeout = config.send_timeout();
+    let send_timeout = config.send_timeout;
     let max_message = config.max_message_bytes;
     let outbox = Outbox::new(sink, config.send_queue_frames, send_timeout);
     let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE);
     let force_close = state.force_close_token();
 
     let mut call = Call {
-        session: Session::new(state.session_config().clone(), now()),
+        session: Session::new(state.config().session.clone(), now()),
         state,
         outbox,
         brain: None,
@@ -317,7 +317,7 @@ where
             code,
             reason: reason.into(),
         })));
-        let timeout = self.state.config().send_timeout();
+        let timeout = self.state.config().send_timeout;
         let closed = tokio::time::timeout(timeout, async {
             self.outbox.write_by_deadline().await?;
             self.outbox.close().await;
@@ -337,7 +337,7 @@ where
     }
 
     fn on_write_timeout(&mut self) {
-        let timeout = self.state.config().send_timeout();
+        let timeout = self.state.config().send_timeout;
         warn!(?timeout, "write to Twilio timed out: peer is not reading");
         self.end_slow_peer();
     }

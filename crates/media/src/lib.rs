@@ -41,7 +41,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use voxbridge_brain::{Agents, BrainChannels, BrainError, VoiceCallReport};
-use voxbridge_session::{CallSummary, SessionConfig};
+use voxbridge_session::CallSummary;
 use voxbridge_twilio::RequestValidator;
 
 pub use config::{ConfigError, MediaConfig};
@@ -109,7 +109,6 @@ pub struct MediaState {
 
 struct Shared {
     config: MediaConfig,
-    session: SessionConfig,
     /// `None` only with `insecure_skip_signature`.
     validator: Option<RequestValidator>,
     public_base: String,
@@ -181,7 +180,6 @@ impl MediaState {
         };
         Ok(Self {
             shared: Arc::new(Shared {
-                session: config.session_config(),
                 config,
                 validator,
                 public_base,
@@ -233,10 +231,6 @@ impl MediaState {
     /// The configuration.
     pub fn config(&self) -> &MediaConfig {
         &self.shared.config
-    }
-
-    pub(crate) fn session_config(&self) -> &SessionConfig {
-        &self.shared.session
     }
 
     pub(crate) fn agents(&self) -> &Agents {

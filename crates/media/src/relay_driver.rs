@@ -49,11 +49,11 @@ fn millis(d: Duration) -> u64 {
 /// The session's settings from the `[media]` config.
 fn relay_config(config: &MediaConfig) -> RelayConfig {
     RelayConfig {
-        start_timeout: Duration::from_millis(config.start_timeout_ms),
-        max_call_duration: Duration::from_millis(config.max_call_duration_ms),
-        max_consecutive_errors: config.max_consecutive_errors,
+        start_timeout: config.session.start_timeout,
+        max_call_duration: config.session.max_call_duration,
+        max_consecutive_errors: config.session.max_consecutive_errors,
         max_message_bytes: config.max_message_bytes,
-        speech_per_word: Duration::from_millis(config.relay_speech_ms_per_word),
+        speech_per_word: config.relay_speech_per_word,
         ..RelayConfig::default()
     }
 }
@@ -145,7 +145,7 @@ where
     let opened = Instant::now();
     let opened_at = SystemTime::now();
     let config = state.config();
-    let outbox = Outbox::new(sink, config.send_queue_frames, config.send_timeout());
+    let outbox = Outbox::new(sink, config.send_queue_frames, config.send_timeout);
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let mut io = Io {
         stream,
@@ -490,7 +490,7 @@ where
     }
 
     fn on_write_timeout(&mut self) {
-        let timeout = self.state.config().send_timeout();
+        let timeout = self.state.config().send_timeout;
         warn!(?timeout, "write to Twilio timed out: peer is not reading");
         self.slow_peer = true;
         self.session.handle_input(now(), RelayInput::SlowPeer);
@@ -511,7 +511,7 @@ where
             code,
             reason: reason.into(),
         })));
-        let timeout = self.state.config().send_timeout();
+        let timeout = self.state.config().send_timeout;
         let closed = tokio::time::timeout(timeout, async {
             self.outbox.write_by_deadline().await?;
             self.outbox.close().await;

@@ -229,7 +229,7 @@ pub async fn serve_with_state(
         result = &mut server => return server_result(result),
     }
 
-    let drain = state.config().drain_timeout();
+    let drain = state.config().drain_timeout;
     info!(
         calls = state.registry().count(),
         connections = state.connections(),
@@ -249,7 +249,7 @@ pub async fn serve_with_state(
         // timeout, then the close handshake and the brain's stop; the second send timeout is
         // margin. Less than that and `serve` could return before `CallSink::call_ended` ran
         // for a slow peer.
-        let grace = state.config().send_timeout() * 2 + CLOSE_GRACE_EXTRA;
+        let grace = state.config().send_timeout * 2 + CLOSE_GRACE_EXTRA;
         if tokio::time::timeout(grace, state.idle()).await.is_err() {
             warn!(
                 connections = state.connections(),

@@ -452,7 +452,7 @@ async fn metrics_count_live_calls_refused_upgrades_and_endings() {
 #[tokio::test]
 async fn shutdown_refuses_upgrades_then_closes_live_calls_with_1001() {
     let server = start_server(MediaConfig {
-        drain_timeout_ms: 1500,
+        drain_timeout: Duration::from_millis(1500),
         ..config()
     })
     .await;

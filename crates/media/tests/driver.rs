@@ -15,7 +15,7 @@ use futures::channel::mpsc::{UnboundedSender, unbounded};
 use tokio::time::Instant;
 use voxbridge_brain::Agents;
 use voxbridge_media::{MediaConfig, MediaState, drive_call};
-use voxbridge_session::EndReason;
+use voxbridge_session::{EndReason, SessionConfig};
 use voxbridge_twilio::media::{Track, TwilioEncoder};
 use voxbridge_twilio::sid::{AccountSid, CallSid, StreamSid};
 
@@ -55,7 +55,7 @@ fn state(send_timeout_ms: u64) -> MediaState {
     MediaState::new(
         MediaConfig {
             insecure_skip_signature: true,
-            send_timeout_ms,
+            send_timeout: Duration::from_millis(send_timeout_ms),
             ..MediaConfig::default()
         },
         Agents::builtin(),
@@ -234,8 +234,11 @@ async fn a_brain_faster_than_real_time_waits_for_playout() {
     let state = MediaState::new(
         MediaConfig {
             insecure_skip_signature: true,
-            idle_timeout_ms: 60_000,
             default_agent: "flood".to_owned(),
+            session: SessionConfig {
+                idle_timeout: Duration::from_secs(60),
+                ..SessionConfig::default()
+            },
             ..MediaConfig::default()
         },
         Agents::new().with(Flood {
@@ -378,9 +381,12 @@ fn tight_state() -> MediaState {
     MediaState::new(
         MediaConfig {
             insecure_skip_signature: true,
-            send_timeout_ms: 500,
+            send_timeout: Duration::from_millis(500),
             send_queue_frames: 8,
-            idle_timeout_ms: 60_000,
+            session: SessionConfig {
+                idle_timeout: Duration::from_secs(60),
+                ..SessionConfig::default()
+            },
             ..MediaConfig::default()
         },
         Agents::builtin(),

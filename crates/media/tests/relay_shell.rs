@@ -17,6 +17,7 @@ use voxbridge_brain::Agents;
 use voxbridge_media::{
     LogOnly, MediaConfig, MediaState, RelayEnd, RelayRecord, RelayService, drive_relay,
 };
+use voxbridge_session::SessionConfig;
 
 fn state(config: MediaConfig) -> (MediaState, relay_common::Sessions) {
     let sessions = relay_common::Sessions::default();
@@ -126,7 +127,10 @@ async fn the_drain_deadline_closes_1001_and_keeps_what_was_gathered() {
 #[tokio::test(start_paused = true)]
 async fn max_call_duration_sends_end_and_closes_after_the_linger() {
     let (state, _sessions) = state(MediaConfig {
-        max_call_duration_ms: 12_000,
+        session: SessionConfig {
+            max_call_duration: Duration::from_secs(12),
+            ..SessionConfig::default()
+        },
         ..relay_common::config()
     });
     let mut twilio = Peer::open(&state);

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::script::{ScriptError, ScriptLibrary};
 use super::{ScreeningAgent, Script};
@@ -38,7 +38,7 @@ pub const SHIPPED_SCRIPTS: [(&str, &str); 2] = [
 ];
 
 /// `[agent]`: which screening agent runs calls and where its scripts are.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
     /// Directory of screening scripts (`*.toml`). Relative paths are resolved against the
@@ -64,7 +64,7 @@ impl Default for AgentConfig {
 
 /// `[agent.llm]`: run the screening script through an OpenAI-compatible LLM with tool calls,
 /// falling back to the scripted agent when the LLM fails mid-call.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmAgentConfig {
     /// Use the LLM agent instead of the scripted one. Default `false`.
@@ -72,8 +72,9 @@ pub struct LlmAgentConfig {
     /// Sampling temperature. Default 0.3.
     pub temperature: f32,
     /// Longest wait for the first event of an answer, and between events, before the agent
-    /// falls back to the script (ms). Default 4000.
-    pub timeout_ms: u64,
+    /// falls back to the script. Key `timeout_ms`, default 4000.
+    #[serde(rename = "timeout_ms", with = "voxbridge_config::millis")]
+    pub timeout: std::time::Duration,
     /// Invalid tool calls tolerated in one call before falling back. Default 2.
     pub max_invalid_tool_calls: u32,
 }
@@ -83,7 +84,7 @@ impl Default for LlmAgentConfig {
         Self {
             enabled: false,
             temperature: 0.3,
-            timeout_ms: 4000,
+            timeout: std::time::Duration::from_secs(4),
             max_invalid_tool_calls: 2,
         }
     }

@@ -127,10 +127,10 @@ impl SessionError {
 
 /// Why a [`SessionConfig`](crate::SessionConfig) is unusable.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid session setting `{field}` = {value}: {expected}")]
+#[error("{key} = {value}: must be {expected}")]
 pub struct ConfigError {
-    /// The offending field.
-    pub field: &'static str,
+    /// The offending configuration key, as written in `[media]` (e.g. `hangover_ms`).
+    pub key: &'static str,
     /// Its value, printed.
     pub value: String,
     /// What is accepted.

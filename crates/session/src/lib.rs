@@ -118,34 +118,49 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 pub struct TurnId(pub u64);
 
 /// Per-session settings. `Default` gives production defaults.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// This struct is where each setting is declared: `[media]` flattens it, so its serde names
+/// (`min_speech_ms = 200`, durations in whole milliseconds) are the configuration keys, its
+/// `Default` is the default, and [`SessionConfig::validate`] names the key that is wrong.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
 pub struct SessionConfig {
-    /// Rate caller audio is resampled to for the VAD and the brain (16000 or 8000).
+    /// Rate (Hz) caller audio is resampled to for the VAD and the brain: 8000, 16000, 24000
+    /// or 48000. Default 16000.
     pub pipeline_rate: u32,
     /// How far ahead of Twilio's playout position we may have sent audio. Default 100 ms:
     /// enough to ride out scheduling jitter, little for `clear` to flush.
+    #[serde(rename = "playout_lead_ms", with = "voxbridge_config::millis")]
     pub playout_lead: Duration,
-    /// VAD: speech needed before it counts (barge-in threshold), default 200 ms.
+    /// VAD: speech needed before it counts (the barge-in threshold; ignores coughs and
+    /// "mm-hm"). Default 200 ms.
+    #[serde(rename = "min_speech_ms", with = "voxbridge_config::millis")]
     pub min_speech: Duration,
-    /// VAD: silence that ends an utterance, default 600 ms.
+    /// VAD: silence that ends an utterance. Default 600 ms.
+    #[serde(rename = "hangover_ms", with = "voxbridge_config::millis")]
     pub hangover: Duration,
     /// Whether caller speech interrupts the bot. Default true.
     pub barge_in: bool,
     /// Consecutive bad messages before the session closes (1007/1008). Default 10.
     pub max_consecutive_errors: u32,
     /// Time allowed from socket open to `start`. Default 10 s.
+    #[serde(rename = "start_timeout_ms", with = "voxbridge_config::millis")]
     pub start_timeout: Duration,
     /// No message from Twilio for this long means the peer is gone. Default 10 s
     /// (Twilio streams a media frame every 20 ms while the call is up).
+    #[serde(rename = "idle_timeout_ms", with = "voxbridge_config::millis")]
     pub idle_timeout: Duration,
     /// Hard cap on the session's life (from socket open). Default 1 h.
+    #[serde(rename = "max_call_duration_ms", with = "voxbridge_config::millis")]
     pub max_call_duration: Duration,
     /// Longest utterance delivered in one piece; longer speech is delivered in pieces of this
     /// length. Default 30 s (960 KB at 16 kHz while it is being built).
+    #[serde(rename = "max_utterance_ms", with = "voxbridge_config::millis")]
     pub max_utterance: Duration,
     /// Most bot audio queued here (not yet sent); more is dropped and counted in
     /// [`CallSummary::overflow_samples`]. Default 60 s (480 KB of mu-law at most; a brain that
     /// streams TTS keeps a few seconds).
+    #[serde(rename = "max_queued_audio_ms", with = "voxbridge_config::millis")]
     pub max_queued_audio: Duration,
 }
 

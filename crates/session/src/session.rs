@@ -22,11 +22,11 @@ use crate::{
 const MARK_ECHO_GRACE: Duration = Duration::from_secs(1);
 
 impl SessionConfig {
-    /// Checks every setting; the error names the field and the accepted range.
+    /// Checks every setting; the error names the configuration key and the accepted range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn check(
             ok: bool,
-            field: &'static str,
+            key: &'static str,
             value: impl std::fmt::Debug,
             expected: &'static str,
         ) -> Result<(), ConfigError> {
@@ -34,7 +34,7 @@ impl SessionConfig {
                 Ok(())
             } else {
                 Err(ConfigError {
-                    field,
+                    key,
                     value: format!("{value:?}"),
                     expected,
                 })
@@ -49,19 +49,19 @@ impl SessionConfig {
         )?;
         check(
             (10..=10_000).contains(&ms(self.min_speech)),
-            "min_speech",
+            "min_speech_ms",
             self.min_speech,
             "10 ms ..= 10 s",
         )?;
         check(
             (10..=10_000).contains(&ms(self.hangover)),
-            "hangover",
+            "hangover_ms",
             self.hangover,
             "10 ms ..= 10 s",
         )?;
         check(
             ms(self.playout_lead) <= 10_000,
-            "playout_lead",
+            "playout_lead_ms",
             self.playout_lead,
             "0 ..= 10 s",
         )?;
@@ -73,13 +73,13 @@ impl SessionConfig {
         )?;
         check(
             (20..=600_000).contains(&ms(self.max_utterance)),
-            "max_utterance",
+            "max_utterance_ms",
             self.max_utterance,
             "20 ms ..= 10 min",
         )?;
         check(
             ms(self.max_queued_audio) <= 600_000,
-            "max_queued_audio",
+            "max_queued_audio_ms",
             self.max_queued_audio,
             "0 ..= 10 min (Twilio discards beyond 10 min, error 31931)",
         )?;
@@ -197,7 +197,7 @@ impl Session {
             config.max_utterance,
         )
         .map_err(|_| ConfigError {
-            field: "pipeline_rate",
+            key: "pipeline_rate",
             value: config.pipeline_rate.to_string(),
             expected: "a rate the resampler and VAD support",
         })
@@ -218,7 +218,7 @@ impl Session {
         config.validate()?;
         if self.summary.frames_in > 0 {
             return Err(ConfigError {
-                field: "pipeline_rate",
+                key: "pipeline_rate",
                 value: rate.to_string(),
                 expected: "a change before the first media frame",
             });

@@ -418,7 +418,7 @@ fn invalid_config_is_reported_by_field_and_new_falls_back() {
         ..SessionConfig::default()
     };
     let err = bad.validate().unwrap_err();
-    assert_eq!(err.field, "pipeline_rate");
+    assert_eq!(err.key, "pipeline_rate");
     assert!(Session::try_new(bad.clone(), Instant::now()).is_err());
     let session = Session::new(bad, Instant::now());
     assert_eq!(session.config().pipeline_rate, 16_000);

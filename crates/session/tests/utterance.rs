@@ -149,11 +149,11 @@ fn an_agent_can_switch_the_rate_at_start_but_not_once_audio_flows() {
         .session
         .set_pipeline_rate(16_000)
         .expect_err("audio already flows at 8 kHz");
-    assert_eq!(err.field, "pipeline_rate");
+    assert_eq!(err.key, "pipeline_rate");
     assert_eq!(call.session.config().pipeline_rate, 8000);
     let err = Call::new(patient())
         .session
         .set_pipeline_rate(11_025)
         .expect_err("not a supported rate");
-    assert_eq!(err.field, "pipeline_rate");
+    assert_eq!(err.key, "pipeline_rate");
 }

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::voice_config::{
     AssistantConfig, ChunkerConfig, ConfigError, PipelineConfig, RealtimeConfig,
@@ -54,7 +54,7 @@ pub enum SpeechConfigError {
 pub use voxbridge_config::Secret;
 
 /// Which recogniser to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AsrKind {
     /// `/v1/audio/transcriptions` of an OpenAI-compatible server.
@@ -65,7 +65,7 @@ pub enum AsrKind {
 }
 
 /// Which language model to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LlmKind {
     /// Streaming `/v1/chat/completions` of an OpenAI-compatible server.
@@ -76,7 +76,7 @@ pub enum LlmKind {
 }
 
 /// Which synthesiser to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TtsKind {
     /// `/v1/audio/speech` of an OpenAI-compatible server.
@@ -89,7 +89,7 @@ pub enum TtsKind {
 }
 
 /// Which speech-to-speech provider to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SpeechToSpeechKind {
     /// The OpenAI Realtime API over WebSocket (G.711 mu-law in and out).
@@ -100,7 +100,7 @@ pub enum SpeechToSpeechKind {
 }
 
 /// TTS audio format asked of `/v1/audio/speech`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TtsFormat {
     /// Raw 24 kHz signed 16-bit little-endian mono: no decoding cost, 384 kbit/s.
@@ -111,48 +111,38 @@ pub enum TtsFormat {
 }
 
 /// Per-stage time limits. Exceeding one ends the stream with `ProviderError::Timeout`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageTimeouts {
-    /// TCP (and TLS) connect.
-    pub connect_ms: u64,
+    /// TCP (and TLS) connect. Key `connect_ms`.
+    #[serde(rename = "connect_ms", with = "voxbridge_config::millis")]
+    pub connect: Duration,
     /// From sending the request to the first piece of the answer (first token, first audio
-    /// bytes). For ASR, whose answer is one JSON object, this bounds the whole request.
-    pub first_byte_ms: u64,
-    /// Longest gap between two pieces of a streamed answer.
-    pub idle_ms: u64,
+    /// bytes). For ASR, whose answer is one JSON object, this bounds the whole request. Key
+    /// `first_byte_ms`.
+    #[serde(rename = "first_byte_ms", with = "voxbridge_config::millis")]
+    pub first_byte: Duration,
+    /// Longest gap between two pieces of a streamed answer. Key `idle_ms`.
+    #[serde(rename = "idle_ms", with = "voxbridge_config::millis")]
+    pub idle: Duration,
 }
 
 impl StageTimeouts {
     const fn new(connect_ms: u64, first_byte_ms: u64, idle_ms: u64) -> Self {
         Self {
-            connect_ms,
-            first_byte_ms,
-            idle_ms,
+            connect: Duration::from_millis(connect_ms),
+            first_byte: Duration::from_millis(first_byte_ms),
+            idle: Duration::from_millis(idle_ms),
         }
-    }
-
-    /// The connect timeout.
-    pub fn connect(&self) -> Duration {
-        Duration::from_millis(self.connect_ms)
-    }
-
-    /// The time-to-first-byte timeout.
-    pub fn first_byte(&self) -> Duration {
-        Duration::from_millis(self.first_byte_ms)
-    }
-
-    /// The idle-gap timeout.
-    pub fn idle(&self) -> Duration {
-        Duration::from_millis(self.idle_ms)
     }
 
     pub(crate) fn validate(&self, key: &str) -> Result<(), SpeechConfigError> {
         for (name, value) in [
-            ("connect_ms", self.connect_ms),
-            ("first_byte_ms", self.first_byte_ms),
-            ("idle_ms", self.idle_ms),
+            ("connect_ms", self.connect),
+            ("first_byte_ms", self.first_byte),
+            ("idle_ms", self.idle),
         ] {
+            let value = value.as_millis();
             if value == 0 || value > 600_000 {
                 return Err(SpeechConfigError::Invalid {
                     key: format!("{key}.timeouts.{name}"),
@@ -165,7 +155,7 @@ impl StageTimeouts {
 }
 
 /// The `[speech]` section.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpeechConfig {
     /// Recogniser: `openai` or `none` (default `none`).
@@ -207,7 +197,7 @@ impl Default for SpeechConfig {
 }
 
 /// `[speech.openai]`: shared connection settings, overridable per stage.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenAiConfig {
     /// API base URL including `/v1` (default `https://api.openai.com/v1`). Self-hosted
@@ -242,7 +232,7 @@ impl Default for OpenAiConfig {
 }
 
 /// `[speech.openai.asr]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenAiAsrConfig {
     /// Base URL for this stage only; empty = `speech.openai.base_url` (e.g. a separate
@@ -271,7 +261,7 @@ impl Default for OpenAiAsrConfig {
 }
 
 /// `[speech.openai.llm]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenAiLlmConfig {
     /// Base URL for this stage only; empty = `speech.openai.base_url`.
@@ -302,7 +292,7 @@ impl Default for OpenAiLlmConfig {
 }
 
 /// `[speech.openai.tts]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenAiTtsConfig {
     /// Base URL for this stage only; empty = `speech.openai.base_url`.
@@ -336,7 +326,7 @@ impl Default for OpenAiTtsConfig {
 }
 
 /// `[speech.openai.realtime]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenAiRealtimeConfig {
     /// Base URL for this stage only; empty = `speech.openai.base_url`. `http(s)` is turned into
@@ -371,7 +361,7 @@ impl Default for OpenAiRealtimeConfig {
 }
 
 /// `[speech.espeak]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EspeakConfig {
     /// The binary, looked up in `PATH` unless it contains a `/` (default `espeak-ng`).

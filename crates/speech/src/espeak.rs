@@ -241,7 +241,7 @@ impl Tts for EspeakTts {
                 Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
             })
             .flatten();
-        with_deadlines(chunks, Stage::Tts, timeouts.first_byte(), timeouts.idle()).boxed()
+        with_deadlines(chunks, Stage::Tts, timeouts.first_byte, timeouts.idle).boxed()
     }
 }
 

@@ -225,14 +225,14 @@ impl SpeechToSpeech for OpenAiRealtime {
                 request.headers_mut().insert("authorization", value);
             }
             let connect = tokio_tungstenite::connect_async(request);
-            let (mut socket, _) = tokio::time::timeout(this.timeouts.connect(), connect)
+            let (mut socket, _) = tokio::time::timeout(this.timeouts.connect, connect)
                 .await
                 .map_err(|_| ProviderError::Timeout {
                     stage: STAGE,
-                    after: this.timeouts.connect(),
+                    after: this.timeouts.connect,
                 })?
                 .map_err(handshake_error)?;
-            wait_for_session(&mut socket, this.timeouts.first_byte()).await?;
+            wait_for_session(&mut socket, this.timeouts.first_byte).await?;
             let update = this.session_update(setup);
             socket
                 .send(Message::text(to_json(&update)?))
@@ -240,7 +240,7 @@ impl SpeechToSpeech for OpenAiRealtime {
                 .map_err(|e| transport(&e))?;
             tracing::debug!(model = %this.model, "realtime session open");
             Ok(
-                Box::new(RealtimeSessionHandle::spawn(socket, this.timeouts.idle()))
+                Box::new(RealtimeSessionHandle::spawn(socket, this.timeouts.idle))
                     as Box<dyn SpeechSession>,
             )
         })

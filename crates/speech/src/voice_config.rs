@@ -5,6 +5,7 @@
 //! the other way round.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,16 +34,27 @@ fn bad(key: &'static str, message: &str) -> Result<(), ConfigError> {
 #[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Time from the caller's utterance reaching the brain within which retries may still be
-    /// started (ms). Default 4000.
-    pub turn_budget_ms: u64,
-    /// One ASR attempt, request to final transcript (ms). Default 3000.
-    pub asr_timeout_ms: u64,
-    /// One LLM attempt, request to first token (ms). Default 3000.
-    pub llm_first_token_timeout_ms: u64,
-    /// One TTS attempt, request to first audio (ms). Default 2000.
-    pub tts_first_byte_timeout_ms: u64,
-    /// Longest gap between two LLM tokens or two TTS chunks of a stream (ms). Default 3000.
-    pub stream_idle_timeout_ms: u64,
+    /// started. Default 4000 ms.
+    #[serde(rename = "turn_budget_ms", with = "voxbridge_config::millis")]
+    pub turn_budget: Duration,
+    /// One ASR attempt, request to final transcript. Default 3000 ms.
+    #[serde(rename = "asr_timeout_ms", with = "voxbridge_config::millis")]
+    pub asr_timeout: Duration,
+    /// One LLM attempt, request to first token. Default 3000 ms.
+    #[serde(
+        rename = "llm_first_token_timeout_ms",
+        with = "voxbridge_config::millis"
+    )]
+    pub llm_first_token_timeout: Duration,
+    /// One TTS attempt, request to first audio. Default 2000 ms.
+    #[serde(
+        rename = "tts_first_byte_timeout_ms",
+        with = "voxbridge_config::millis"
+    )]
+    pub tts_first_byte_timeout: Duration,
+    /// Longest gap between two LLM tokens or two TTS chunks of a stream. Default 3000 ms.
+    #[serde(rename = "stream_idle_timeout_ms", with = "voxbridge_config::millis")]
+    pub stream_idle_timeout: Duration,
     /// Backoff between attempts.
     pub retry: RetryPolicy,
     /// Failed turns in a row before the bot apologises and hangs up. Default 3.
@@ -61,11 +73,11 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            turn_budget_ms: 4000,
-            asr_timeout_ms: 3000,
-            llm_first_token_timeout_ms: 3000,
-            tts_first_byte_timeout_ms: 2000,
-            stream_idle_timeout_ms: 3000,
+            turn_budget: Duration::from_millis(4000),
+            asr_timeout: Duration::from_millis(3000),
+            llm_first_token_timeout: Duration::from_millis(3000),
+            tts_first_byte_timeout: Duration::from_millis(2000),
+            stream_idle_timeout: Duration::from_millis(3000),
             retry: RetryPolicy::default(),
             max_failed_turns: 3,
             fallback_text: "Sorry, I didn't catch that. Could you say it again?".to_owned(),
@@ -81,31 +93,33 @@ impl Default for PipelineConfig {
 impl PipelineConfig {
     /// Checks the settings; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = [
-            ("speech.pipeline.turn_budget_ms", self.turn_budget_ms),
-            ("speech.pipeline.asr_timeout_ms", self.asr_timeout_ms),
+        for (key, value) in [
+            ("speech.pipeline.turn_budget_ms", self.turn_budget),
+            ("speech.pipeline.asr_timeout_ms", self.asr_timeout),
             (
                 "speech.pipeline.llm_first_token_timeout_ms",
-                self.llm_first_token_timeout_ms,
+                self.llm_first_token_timeout,
             ),
             (
                 "speech.pipeline.tts_first_byte_timeout_ms",
-                self.tts_first_byte_timeout_ms,
+                self.tts_first_byte_timeout,
             ),
             (
                 "speech.pipeline.stream_idle_timeout_ms",
-                self.stream_idle_timeout_ms,
+                self.stream_idle_timeout,
             ),
-            (
-                "speech.pipeline.max_failed_turns",
-                u64::from(self.max_failed_turns),
-            ),
+        ] {
+            if value < Duration::from_millis(1) {
+                return bad(key, "must be at least 1");
+            }
+        }
+        for (key, value) in [
+            ("speech.pipeline.max_failed_turns", self.max_failed_turns),
             (
                 "speech.pipeline.retry.max_attempts",
-                u64::from(self.retry.max_attempts),
+                self.retry.max_attempts,
             ),
-        ];
-        for (key, value) in positive {
+        ] {
             if value == 0 {
                 return bad(key, "must be at least 1");
             }

@@ -24,9 +24,9 @@ const KEY: &str = "sk-standin-test-key";
 /// except the timeout tests, which set their own.
 fn timeouts() -> StageTimeouts {
     StageTimeouts {
-        connect_ms: 5_000,
-        first_byte_ms: 20_000,
-        idle_ms: 20_000,
+        connect: Duration::from_millis(5_000),
+        first_byte: Duration::from_millis(20_000),
+        idle: Duration::from_millis(20_000),
     }
 }
 
@@ -293,9 +293,9 @@ async fn hang_before_first_token_is_a_timeout() {
     let s = standin().await;
     s.fail_next(Endpoint::ChatCompletions, 1, Fault::Hang);
     let short = StageTimeouts {
-        connect_ms: 5_000,
-        first_byte_ms: 300,
-        idle_ms: 20_000,
+        connect: Duration::from_millis(5_000),
+        first_byte: Duration::from_millis(300),
+        idle: Duration::from_millis(20_000),
     };
     let events = collect(llm_with(&s, KEY, short).stream(ask("hi"))).await;
     assert_eq!(
@@ -318,9 +318,9 @@ async fn stall_mid_stream_is_an_idle_timeout_and_the_request_is_closed() {
     let s = standin().await;
     s.fail_next(Endpoint::Speech, 1, Fault::StallAfterFirstChunk);
     let short = StageTimeouts {
-        connect_ms: 5_000,
-        first_byte_ms: 20_000,
-        idle_ms: 300,
+        connect: Duration::from_millis(5_000),
+        first_byte: Duration::from_millis(20_000),
+        idle: Duration::from_millis(300),
     };
     let chunks = collect(tts(&s, TtsFormat::Pcm, short).synthesize(TtsRequest {
         text: "A sentence long enough for several chunks of audio.".into(),

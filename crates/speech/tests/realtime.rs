@@ -35,9 +35,9 @@ fn provider(s: &StandinHandle, key: &str) -> OpenAiRealtime {
         &OpenAiEndpoint::new(s.base_url(), key),
         &OpenAiRealtimeConfig {
             timeouts: StageTimeouts {
-                connect_ms: 5_000,
-                first_byte_ms: 10_000,
-                idle_ms: 20_000,
+                connect: Duration::from_millis(5_000),
+                first_byte: Duration::from_millis(10_000),
+                idle: Duration::from_millis(20_000),
             },
             ..OpenAiRealtimeConfig::default()
         },
@@ -364,9 +364,9 @@ async fn connect_errors_map_like_http_errors() {
         &OpenAiEndpoint::new(s.base_url(), KEY),
         &OpenAiRealtimeConfig {
             timeouts: StageTimeouts {
-                connect_ms: 300,
-                first_byte_ms: 300,
-                idle_ms: 300,
+                connect: Duration::from_millis(300),
+                first_byte: Duration::from_millis(300),
+                idle: Duration::from_millis(300),
             },
             ..OpenAiRealtimeConfig::default()
         },

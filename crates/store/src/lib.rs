@@ -42,16 +42,16 @@ mod sessions;
 mod sms_consent;
 mod transcripts;
 
-use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use voxbridge_config::SecretUrl;
 
 pub use call_status::{AmdEvent, CallStatusEvent};
 pub use calls::{CallDetail, CallFilter, CallRecord};
@@ -106,16 +106,18 @@ pub(crate) fn json_column(
 }
 
 /// `[store]` configuration.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `sqlite://path/to/file.db` (created if missing, WAL mode) or
-    /// `postgres://user:pass@host:port/db`. Default `sqlite://data/voxbridge.db`.
-    pub database_url: String,
+    /// `postgres://user:pass@host:port/db`. Default `sqlite://data/voxbridge.db`. Shown with
+    /// the password masked.
+    pub database_url: SecretUrl,
     /// Most connections in the (read) pool. Default 8. SQLite writes always use one connection.
     pub max_connections: u32,
-    /// How long to wait for a pooled connection, in milliseconds. Default 5000.
-    pub acquire_timeout_ms: u64,
+    /// How long to wait for a pooled connection. Key `acquire_timeout_ms`, default 5000.
+    #[serde(rename = "acquire_timeout_ms", with = "voxbridge_config::millis")]
+    pub acquire_timeout: Duration,
     /// SQLite only: `synchronous=FULL` instead of `NORMAL` (survives power loss, not just a
     /// killed process). Default false.
     pub sqlite_synchronous_full: bool,
@@ -124,40 +126,15 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            database_url: "sqlite://data/voxbridge.db".to_owned(),
+            database_url: "sqlite://data/voxbridge.db".into(),
             max_connections: 8,
-            acquire_timeout_ms: 5_000,
+            acquire_timeout: Duration::from_secs(5),
             sqlite_synchronous_full: false,
         }
     }
 }
 
-impl fmt::Debug for StoreConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreConfig")
-            .field("database_url", &redact_url(&self.database_url))
-            .field("max_connections", &self.max_connections)
-            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
-            .field("sqlite_synchronous_full", &self.sqlite_synchronous_full)
-            .finish()
-    }
-}
-
-/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        None => url.to_owned(),
-    }
-}
+pub use voxbridge_config::redact_url;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,8 +181,8 @@ pub struct Store {
 impl Store {
     /// Connects (creating the SQLite file and its directory if needed) and runs migrations.
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
-        let url = config.database_url.trim();
-        let acquire = Duration::from_millis(config.acquire_timeout_ms.max(1));
+        let url = config.database_url.expose();
+        let acquire = config.acquire_timeout.max(Duration::from_millis(1));
         let max = config.max_connections.max(1);
         let pools = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?

@@ -19,7 +19,7 @@ async fn sqlite_file_store_behaves() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/nested/dir/voxbridge.db", dir.path().display());
     let config = StoreConfig {
-        database_url: url.clone(),
+        database_url: url.clone().into(),
         ..StoreConfig::default()
     };
     let store = Store::connect(&config).await.unwrap();
@@ -107,13 +107,13 @@ async fn postgres_store_behaves() {
     };
     let (prefix, _) = base.rsplit_once('/').unwrap();
     let config = StoreConfig {
-        database_url: format!("{prefix}/{db}"),
+        database_url: format!("{prefix}/{db}").into(),
         ..StoreConfig::default()
     };
     let store = Store::connect(&config).await.unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
     behaviour(&store).await;
-    let mut raw = sqlx::PgConnection::connect(&config.database_url)
+    let mut raw = sqlx::PgConnection::connect(config.database_url.expose())
         .await
         .unwrap();
     for sql in CORRUPT_JSON {

@@ -206,16 +206,17 @@ impl Answer<'_> {
             let stream = self
                 .stream
                 .get_or_insert_with(|| llm.stream(request.clone()));
-            let deadline =
-                self.me.context.deadline().unwrap_or_else(|| {
-                    Instant::now() + Duration::from_millis(config.turn_budget_ms)
-                });
+            let deadline = self
+                .me
+                .context
+                .deadline()
+                .unwrap_or_else(|| Instant::now() + config.turn_budget);
             let timeout = if self.got_token {
-                Duration::from_millis(config.stream_idle_timeout_ms)
+                config.stream_idle_timeout
             } else if self.failed == 0 {
-                Duration::from_millis(config.llm_first_token_timeout_ms)
+                config.llm_first_token_timeout
             } else {
-                Duration::from_millis(config.llm_first_token_timeout_ms).min(
+                config.llm_first_token_timeout.min(
                     deadline
                         .saturating_duration_since(Instant::now())
                         .max(Duration::from_millis(250)),

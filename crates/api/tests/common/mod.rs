@@ -208,7 +208,7 @@ pub fn base_config() -> ApiConfig {
     config.twilio.account_sid = ACCOUNT.to_owned();
     config.twilio.auth_token = Secret::new(TOKEN);
     config.twilio.from_number = FROM.to_owned();
-    config.twilio.retry_base_delay_ms = 1;
+    config.twilio.retry_base_delay = std::time::Duration::from_millis(1);
     config.connect.relay_url = "wss://media.example.com/relay".to_owned();
     config.connect.stream_url = "wss://media.example.com/media".to_owned();
     config
@@ -219,7 +219,7 @@ pub async fn start(configure: impl FnOnce(&mut ApiConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}/api.db", dir.path().display());
     let store = Store::connect(&StoreConfig {
-        database_url: db_url.clone(),
+        database_url: db_url.clone().into(),
         ..StoreConfig::default()
     })
     .await

@@ -35,7 +35,7 @@ impl ScreeningOf for RelayRecord {
 pub fn config() -> MediaConfig {
     MediaConfig {
         // Tests do not wait for a simulated voice to finish speaking.
-        relay_speech_ms_per_word: 1,
+        relay_speech_per_word: Duration::from_millis(1),
         ..crate::common::config()
     }
 }

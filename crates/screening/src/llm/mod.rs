@@ -25,7 +25,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::Deserialize;
@@ -550,7 +549,7 @@ impl Turn<'_> {
                 self.rounds += 1;
                 self.llm_stream = Some(self.agent.llm.stream(self.agent.request()));
             }
-            let timeout = Duration::from_millis(self.agent.config.timeout_ms);
+            let timeout = self.agent.config.timeout;
             let stream = self.llm_stream.as_mut().expect("set just above");
             match tokio::time::timeout(timeout, stream.next()).await {
                 Err(_) => self.fall_back(format!("LLM stalled for {timeout:?}")),

@@ -268,7 +268,7 @@ async fn llm_failure_mid_call_resumes_the_script_at_the_next_question() {
 #[tokio::test(start_paused = true)]
 async fn a_stalled_llm_times_out_into_the_script() {
     let mut call = Call::new(LlmAgentConfig {
-        timeout_ms: 500,
+        timeout: std::time::Duration::from_millis(500),
         ..LlmAgentConfig::default()
     });
     // No canned reply: the greeting request stalls.

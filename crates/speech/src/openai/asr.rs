@@ -93,7 +93,7 @@ impl Asr for OpenAiAsr {
             })
         });
         // The whole request is bounded by first_byte_ms: its answer is one JSON object.
-        with_deadlines(result, Stage::Asr, timeouts.first_byte(), timeouts.idle()).boxed()
+        with_deadlines(result, Stage::Asr, timeouts.first_byte, timeouts.idle).boxed()
     }
 }
 

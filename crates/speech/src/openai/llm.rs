@@ -144,7 +144,7 @@ impl Llm for OpenAiLlm {
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         })
         .flatten();
-        let chunks = with_deadlines(chunks, Stage::Llm, timeouts.first_byte(), timeouts.idle());
+        let chunks = with_deadlines(chunks, Stage::Llm, timeouts.first_byte, timeouts.idle);
 
         let mut assembler = ToolCallAssembler::default();
         let events = chunks

@@ -82,7 +82,7 @@ pub(crate) fn install_crypto_provider() {
 pub(crate) fn http_client(timeouts: &StageTimeouts) -> Result<reqwest_openai::Client, String> {
     install_crypto_provider();
     reqwest_openai::Client::builder()
-        .connect_timeout(timeouts.connect())
+        .connect_timeout(timeouts.connect)
         .pool_idle_timeout(Duration::from_secs(60))
         .tcp_nodelay(true)
         .build()
@@ -312,7 +312,7 @@ pub(crate) fn map_reqwest_error(
     if error.is_timeout() {
         ProviderError::Timeout {
             stage,
-            after: timeouts.connect(),
+            after: timeouts.connect,
         }
     } else {
         // The Display of reqwest errors carries the URL but never headers: no key leaks.

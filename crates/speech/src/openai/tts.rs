@@ -172,7 +172,7 @@ impl Tts for OpenAiTts {
         })
         .flatten();
         // Response headers and then every body chunk share the first-byte/idle limits.
-        let bytes = with_deadlines(bytes, Stage::Tts, timeouts.first_byte(), timeouts.idle());
+        let bytes = with_deadlines(bytes, Stage::Tts, timeouts.first_byte, timeouts.idle);
 
         decode_body(bytes, format).boxed()
     }

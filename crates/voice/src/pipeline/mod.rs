@@ -244,8 +244,8 @@ impl Shared {
     async fn prerender(&self) -> Result<(), ProviderError> {
         self.canned
             .get_or_try_init(|| async {
-                let timeout = Duration::from_millis(self.config.tts_first_byte_timeout_ms)
-                    + Duration::from_millis(self.config.stream_idle_timeout_ms) * 4;
+                let timeout =
+                    self.config.tts_first_byte_timeout + self.config.stream_idle_timeout * 4;
                 let fallback = reply::render(self.line_tts(), &self.config.fallback_text, timeout);
                 let apology = reply::render(self.line_tts(), &self.config.apology_text, timeout);
                 let (fallback, apology) = futures::future::try_join(fallback, apology).await?;

@@ -85,7 +85,7 @@ impl Reply {
     }
 
     fn budget(&self) -> Duration {
-        Duration::from_millis(self.config().turn_budget_ms)
+        self.config().turn_budget
     }
 
     fn draft(&self, f: impl FnOnce(&mut Draft)) {
@@ -161,7 +161,7 @@ impl Reply {
             language: None,
             prompt: None,
         };
-        let limit = Duration::from_millis(self.config().asr_timeout_ms);
+        let limit = self.config().asr_timeout;
         let mut failed = 0;
         loop {
             let timeout = attempt_timeout(limit, failed, deadline);
@@ -466,8 +466,8 @@ impl Reply {
     /// else a tone.
     async fn speak_line(&self, turn: TurnId, text: &str, apology: bool) -> Result<(), Stop> {
         let tts = self.shared.line_tts();
-        let first_byte = Duration::from_millis(self.config().tts_first_byte_timeout_ms);
-        let idle = Duration::from_millis(self.config().stream_idle_timeout_ms);
+        let first_byte = self.config().tts_first_byte_timeout;
+        let idle = self.config().stream_idle_timeout;
         let requested = Instant::now();
         let mut stream = tts.synthesize(TtsRequest {
             text: text.to_owned(),
@@ -761,15 +761,11 @@ fn synthesize(
                 })
             });
             let timeout = if st.got_audio {
-                Duration::from_millis(config.stream_idle_timeout_ms)
+                config.stream_idle_timeout
             } else if st.on_fallback {
-                Duration::from_millis(config.tts_first_byte_timeout_ms)
+                config.tts_first_byte_timeout
             } else {
-                attempt_timeout(
-                    Duration::from_millis(config.tts_first_byte_timeout_ms),
-                    st.failed,
-                    st.deadline,
-                )
+                attempt_timeout(config.tts_first_byte_timeout, st.failed, st.deadline)
             };
             let error = match tokio::time::timeout(timeout, stream.next()).await {
                 Ok(Some(Ok(chunk))) => {

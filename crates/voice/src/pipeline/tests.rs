@@ -215,7 +215,7 @@ fn config_defaults_round_trip_through_toml() {
     assert_eq!(back, PipelineConfig::default());
     let partial: PipelineConfig =
         toml::from_str("turn_budget_ms = 2500\n[retry]\nbase_ms = 50").expect("partial config");
-    assert_eq!(partial.turn_budget_ms, 2500);
+    assert_eq!(partial.turn_budget, Duration::from_millis(2500));
     assert_eq!(partial.retry.base_ms, 50);
     assert_eq!(partial.retry.max_ms, 1000);
     assert!(toml::from_str::<PipelineConfig>("turn_budget = 1").is_err());
@@ -534,7 +534,7 @@ async fn llm_server_errors_twice_give_the_spoken_fallback_line() {
 #[tokio::test(start_paused = true)]
 async fn three_failed_turns_in_a_row_apologise_and_hang_up_with_the_reason() {
     let config = PipelineConfig {
-        asr_timeout_ms: 1000,
+        asr_timeout: Duration::from_secs(1),
         retry: attempts(1),
         ..PipelineConfig::default()
     };
