@@ -8,8 +8,12 @@
 //! key with its default; a test keeps it equal to the code, key for key and value for value.
 //!
 //! Environment overrides use `VOXBRIDGE__<SECTION>__<KEY>=value`, e.g.
-//! `VOXBRIDGE__MEDIA__MIN_SPEECH_MS=250`. Values are parsed as TOML scalars (numbers, booleans)
-//! and fall back to strings. `DATABASE_URL`, when set, overrides `store.database_url`.
+//! `VOXBRIDGE__MEDIA__MIN_SPEECH_MS=250`. A value is read as the key's type: text for a text
+//! key (`+14155550100` stays a string), a TOML value for the others (numbers, booleans,
+//! `["a", "b"]`). `DATABASE_URL`, when set, overrides `store.database_url`. The ecosystem's
+//! standard names ([`STANDARD_ENV`]: `TWILIO_AUTH_TOKEN`, `PUBLIC_URL`, ...) fill keys that
+//! neither the file nor a `VOXBRIDGE__` variable set. `media.auth_token` defaults to
+//! `api.twilio.auth_token`: one Twilio auth token serves both services.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +24,21 @@ use serde::{Deserialize, Serialize};
 #[cfg(test)]
 const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "VOXBRIDGE__";
+
+/// Twilio's and the ecosystem's conventional variables, and the keys each fills when neither
+/// the config file nor a `VOXBRIDGE__` variable set them.
+pub(crate) const STANDARD_ENV: &[(&str, &[&str])] = &[
+    ("TWILIO_ACCOUNT_SID", &["api.twilio.account_sid"]),
+    (
+        "TWILIO_AUTH_TOKEN",
+        &["api.twilio.auth_token", "media.auth_token"],
+    ),
+    ("TWILIO_API_KEY", &["api.twilio.api_key"]),
+    ("TWILIO_API_SECRET", &["api.twilio.api_secret"]),
+    ("TWILIO_PHONE_NUMBER", &["api.twilio.from_number"]),
+    ("REDIS_URL", &["api.rate_limit.redis_url"]),
+    ("PUBLIC_URL", &["api.public_url", "media.public_url"]),
+];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -58,6 +77,13 @@ impl Config {
             merged = toml::from_str(&text)
                 .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
         }
+        let defaults = toml::Table::try_from(Config::default())
+            .context("the default configuration does not serialise")?;
+        // Which variable set which key, to name it when the value is wrong.
+        let mut origin: Vec<(String, String)> = Vec::new();
+        let mut standard: Vec<(String, String)> = Vec::new();
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.sort();
         for (name, value) in env {
             // The conventional variable wins for the database, as in most deployments.
             if name == "DATABASE_URL" && !value.is_empty() {
@@ -66,6 +92,11 @@ impl Config {
                     &["store".to_owned(), "database_url".to_owned()],
                     toml::Value::String(value),
                 )?;
+                origin.push(("store.database_url".to_owned(), name));
+                continue;
+            }
+            if STANDARD_ENV.iter().any(|(n, _)| *n == name) {
+                standard.push((name, value));
                 continue;
             }
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
@@ -75,10 +106,45 @@ impl Config {
             if keys.iter().any(String::is_empty) {
                 bail!("environment variable {name}: expected VOXBRIDGE__SECTION__KEY");
             }
-            set_path(&mut merged, &keys, parse_scalar(&value))
+            let typed = typed_value(&defaults, &keys, &value)
                 .with_context(|| format!("environment variable {name}"))?;
+            set_path(&mut merged, &keys, typed)
+                .with_context(|| format!("environment variable {name}"))?;
+            origin.push((keys.join("."), name));
         }
-        let mut config: Config = parse(merged)?;
+        // One Twilio auth token serves both services: the one
+        // configured wins over an ambient TWILIO_AUTH_TOKEN.
+        let media_token = ["media".to_owned(), "auth_token".to_owned()];
+        if get_path(&merged, &media_token).is_none()
+            && let Some(token) = get_path(
+                &merged,
+                &[
+                    "api".to_owned(),
+                    "twilio".to_owned(),
+                    "auth_token".to_owned(),
+                ],
+            )
+        {
+            let token = token.clone();
+            set_path(&mut merged, &media_token, token)?;
+        }
+        for (name, value) in standard {
+            if value.trim().is_empty() {
+                continue;
+            }
+            let (_, keys) = STANDARD_ENV
+                .iter()
+                .find(|(n, _)| *n == name)
+                .expect("collected from STANDARD_ENV");
+            for key in *keys {
+                let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+                if get_path(&merged, &path).is_none() {
+                    set_path(&mut merged, &path, toml::Value::String(value.clone()))?;
+                    origin.push(((*key).to_owned(), name.clone()));
+                }
+            }
+        }
+        let mut config: Config = parse(merged, &origin)?;
         config.source = path.map(Path::to_path_buf);
         config.validate()?;
         Ok(config)
@@ -99,16 +165,47 @@ impl Config {
     }
 }
 
-/// Deserialises the configuration; on failure, names the offending key. serde reports a
-/// wrong type inside a flattened section (`[media]` holds the session keys) against the
-/// section, so the key is found by trying the section's entries one at a time.
-fn parse(table: toml::Table) -> Result<Config> {
+/// Deserialises the configuration; on failure, names the offending key (and the environment
+/// variable that set it, from `origin`). serde reports a wrong type inside a flattened
+/// section (`[media]` holds the session keys) against the section, so the key is found by
+/// trying the section's entries one at a time.
+fn parse(table: toml::Table, origin: &[(String, String)]) -> Result<Config> {
     toml::Value::Table(table.clone())
         .try_into()
         .map_err(|e: toml::de::Error| match find_bad_key(&table, &[]) {
-            Some((key, cause)) => anyhow::anyhow!("invalid configuration: {key}: {cause}"),
+            Some((key, cause)) => match origin.iter().find(|(k, _)| *k == key) {
+                Some((_, var)) => {
+                    anyhow::anyhow!(
+                        "invalid configuration: environment variable {var} ({key}): {cause}"
+                    )
+                }
+                None => anyhow::anyhow!("invalid configuration: {key}: {cause}"),
+            },
             None => anyhow::anyhow!("invalid configuration: {e}"),
         })
+}
+
+/// An environment value as the type of the key it sets: text stays text for a text key
+/// (`+14155550100`, `0123`, `true` are strings there), anything else is read as a TOML value.
+fn typed_value(defaults: &toml::Table, keys: &[String], raw: &str) -> Result<toml::Value> {
+    match get_path(defaults, keys) {
+        Some(toml::Value::String(_)) => Ok(toml::Value::String(raw.to_owned())),
+        Some(toml::Value::Array(_)) => toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(toml::Value::is_array)
+            .ok_or_else(|| anyhow::anyhow!("expected a list such as [\"a\", \"b\"], got {raw:?}")),
+        _ => Ok(parse_scalar(raw)),
+    }
+}
+
+fn get_path<'a>(table: &'a toml::Table, keys: &[String]) -> Option<&'a toml::Value> {
+    let (last, parents) = keys.split_last()?;
+    let mut cursor = table;
+    for key in parents {
+        cursor = cursor.get(key)?.as_table()?;
+    }
+    cursor.get(last)
 }
 
 /// The first key (`section.key`) whose value alone fails to deserialise, and why.
@@ -210,7 +307,9 @@ mod tests {
         let err = Config::load_with_env(None, env(&[("VOXBRIDGE__MEDIA__MIN_SPEACH_MS", "250")]))
             .unwrap_err();
         assert!(
-            format!("{err:#}").contains("media.min_speach_ms: unknown key"),
+            format!("{err:#}").ends_with(
+                "VOXBRIDGE__MEDIA__MIN_SPEACH_MS (media.min_speach_ms): unknown key `min_speach_ms`"
+            ),
             "{err:#}"
         );
         let err = Config::load_with_env(None, env(&[("VOXBRIDGE__API__LISTNE", "x")])).unwrap_err();
@@ -244,7 +343,7 @@ mod tests {
     #[test]
     fn default_toml_gives_the_code_defaults() {
         // config/default.toml documents every key; loaded as a file it must change nothing.
-        let documented: Config = parse(toml::from_str(DEFAULT_TOML).unwrap()).unwrap();
+        let documented: Config = parse(toml::from_str(DEFAULT_TOML).unwrap(), &[]).unwrap();
         let code = Config::default();
         assert_eq!(documented.media, code.media);
         assert_eq!(documented.api, code.api);
@@ -301,14 +400,103 @@ mod tests {
             .unwrap_err();
         let text = format!("{err:#}");
         assert!(
-            text.contains("media.hangover_ms: invalid type: string \"soon\""),
+            text.contains(
+                "environment variable VOXBRIDGE__MEDIA__HANGOVER_MS (media.hangover_ms): \
+                 invalid type: string \"soon\""
+            ),
             "{text}"
         );
         let err = Config::load_with_env(None, env(&[("VOXBRIDGE__API__BODY_LIMIT_BYTES", "big")]))
             .unwrap_err();
         assert!(
-            format!("{err:#}").contains("api.body_limit_bytes"),
+            format!("{err:#}").contains("VOXBRIDGE__API__BODY_LIMIT_BYTES (api.body_limit_bytes)"),
             "{err:#}"
         );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[media]\nhangover_ms = \"soon\"\n").unwrap();
+        let err = Config::load_with_env(Some(&path), env(&[])).unwrap_err();
+        assert!(
+            format!("{err:#}")
+                .starts_with("invalid configuration: media.hangover_ms: invalid type"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn text_keys_take_environment_values_as_text() {
+        // Copied from README: a phone number must not become an integer.
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                ("VOXBRIDGE__API__TWILIO__FROM_NUMBER", "+14155550100"),
+                ("VOXBRIDGE__API__TWILIO__ACCOUNT_SID", "0123"),
+                ("VOXBRIDGE__MEDIA__DEFAULT_AGENT", "true"),
+                ("VOXBRIDGE__API__SCREENINGS", "[\"default\", \"nurse\"]"),
+                ("VOXBRIDGE__API__RATE_LIMIT__MAX_CALLS", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.api.twilio.from_number, "+14155550100");
+        assert_eq!(c.api.twilio.account_sid, "0123");
+        assert_eq!(c.media.default_agent, "true");
+        assert_eq!(c.api.screenings, ["default", "nurse"]);
+        assert_eq!(c.api.rate_limit.max_calls, 7);
+        let err = Config::load_with_env(None, env(&[("VOXBRIDGE__API__SCREENINGS", "nurse")]))
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("environment variable VOXBRIDGE__API__SCREENINGS"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn standard_variables_fill_unset_keys() {
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                ("TWILIO_ACCOUNT_SID", "AC0123"),
+                ("TWILIO_AUTH_TOKEN", "tok\n"),
+                ("TWILIO_PHONE_NUMBER", "+14155550100"),
+                ("REDIS_URL", "redis://:pw@cache:6379"),
+                ("PUBLIC_URL", "https://voice.example.com"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.api.twilio.account_sid, "AC0123");
+        assert_eq!(c.api.twilio.auth_token.expose(), "tok");
+        assert_eq!(
+            c.media.auth_token.expose(),
+            "tok",
+            "one token for both services"
+        );
+        assert_eq!(c.api.twilio.from_number, "+14155550100");
+        assert_eq!(
+            c.api.rate_limit.redis_url.expose(),
+            "redis://:pw@cache:6379"
+        );
+        assert_eq!(c.api.public_url, "https://voice.example.com");
+        assert_eq!(c.media.public_url, "https://voice.example.com");
+
+        // The file and VOXBRIDGE__ variables win over the standard names.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[api.twilio]\nauth_token = \"from-file\"\n").unwrap();
+        let c = Config::load_with_env(
+            Some(&path),
+            env(&[
+                ("TWILIO_AUTH_TOKEN", "from-env"),
+                ("TWILIO_PHONE_NUMBER", "+14155550100"),
+                ("VOXBRIDGE__API__TWILIO__FROM_NUMBER", "+14155550199"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.api.twilio.auth_token.expose(), "from-file");
+        assert_eq!(c.media.auth_token.expose(), "from-file");
+        assert_eq!(c.api.twilio.from_number, "+14155550199");
+
+        // A token set only in [api.twilio] also validates the bridge's upgrades.
+        let c = Config::load_with_env(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.media.auth_token.expose(), "from-file");
     }
 }

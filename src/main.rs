@@ -48,8 +48,9 @@ enum Command {
     /// Print the TwiML voxbridge serves to connect a call to an agent.
     #[command(subcommand)]
     Twiml(cli::twiml::Command),
-    /// Print the effective configuration (defaults + file + environment) and exit.
-    Config,
+    /// Print the effective configuration (defaults + file + environment) as TOML with secrets
+    /// redacted, or check it (`config check`) as `serve` and `api` do at startup.
+    Config(cli::config::Args),
     /// Run a whole screening offline: bridge, API, SQLite and a simulated Twilio and
     /// candidate in one process; prints the transcript and the stored result.
     Demo(cli::demo::Args),
@@ -63,6 +64,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     install_tracing(cli.log_format);
+    // `.env` in the working directory, if any: variables already set win.
+    match dotenvy::from_path(".env") {
+        Ok(()) => {}
+        Err(e) if e.not_found() => {}
+        Err(e) => {
+            tracing::error!("configuration error: .env: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let config = match config::Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
@@ -76,7 +86,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cli::replay::run(&config, &args),
         Command::Signature(cmd) => cli::signature::run(&cmd),
         Command::Twiml(cmd) => cli::twiml::run(&cmd),
-        Command::Config => cli::print_config(&config),
+        Command::Config(args) => cli::config::run(&config, &args),
         Command::Demo(args) => cli::demo::run(config, &args),
         Command::Sim(cmd) => cli::sim::run(&config, &cmd),
         Command::Loadtest(args) => cli::loadtest::run(&args),

@@ -4,12 +4,14 @@ use anyhow::{Context, Result};
 
 use crate::config::Config;
 
+/// The checks `api` runs before it binds a socket (also run by `voxbridge config check`).
+pub(crate) fn check(config: &Config) -> Result<()> {
+    config.api.validate().context("invalid [api] configuration")
+}
+
 pub(crate) fn run(config: Config) -> Result<()> {
     // Check the configuration before any socket is bound or file opened.
-    config
-        .api
-        .validate()
-        .context("invalid [api] configuration")?;
+    check(&config)?;
     let listen = config.api.listen.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

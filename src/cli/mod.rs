@@ -1,6 +1,7 @@
 //! Command implementations. Each writes its result to stdout and returns errors to `main`.
 
 pub(crate) mod api;
+pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod loadtest;
 pub(crate) mod replay;
@@ -8,16 +9,6 @@ pub(crate) mod serve;
 pub(crate) mod signature;
 pub(crate) mod sim;
 pub(crate) mod twiml;
-
-use std::io::Write;
-
-use crate::config::Config;
-
-pub(crate) fn print_config(config: &Config) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{config:#?}")?;
-    Ok(())
-}
 
 /// Parses `KEY=VALUE` command-line pairs.
 pub(crate) fn parse_pair(raw: &str) -> Result<(String, String), String> {

@@ -12,17 +12,21 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use voxbridge_media::{MediaState, RelayService};
-use voxbridge_voice::agents::{MediaAgentOptions, load_screenings, media_agents};
+use voxbridge_screening::Screenings;
+use voxbridge_voice::agents::{MediaAgentOptions, MediaAgents, load_screenings, media_agents};
 
 use crate::call_store::StoreCalls;
 use crate::config::Config;
 use crate::screening_store::StoreScreenings;
 
-pub(crate) fn run(config: Config) -> Result<()> {
-    // Check the configuration and load the scripts before any socket is bound.
-    let media = config.media;
-    let listen = media.listen;
-    media.validate().context("invalid [media] configuration")?;
+/// What `serve` needs before it binds a socket: the checked `[media]`, `[speech]` and
+/// `[agent]` sections, the loaded screening scripts and the agents they allow. Also what
+/// `voxbridge config check` runs.
+pub(crate) fn prepare(config: &Config) -> Result<(Screenings, MediaAgents)> {
+    config
+        .media
+        .validate()
+        .context("invalid [media] configuration")?;
     let providers = config
         .speech
         .build()
@@ -33,10 +37,18 @@ pub(crate) fn run(config: Config) -> Result<()> {
         &providers,
         &screenings,
         &MediaAgentOptions {
-            default_agent: media.default_agent.clone(),
-            hangover: media.session.hangover,
+            default_agent: config.media.default_agent.clone(),
+            hangover: config.media.session.hangover,
         },
     )?;
+    Ok((screenings, set))
+}
+
+pub(crate) fn run(config: Config) -> Result<()> {
+    // Check the configuration and load the scripts before any socket is bound.
+    let (screenings, set) = prepare(&config)?;
+    let media = config.media;
+    let listen = media.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

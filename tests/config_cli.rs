@@ -1,0 +1,104 @@
+//! `voxbridge config` and `voxbridge config check` as a user runs them: the real binary, a
+//! `.env` file in the working directory, environment variables copied from README.
+
+use std::process::Command;
+
+fn voxbridge(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_voxbridge"));
+    cmd.current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("VOXBRIDGE_CONFIG")
+        .env("RUST_LOG", "warn");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("VOXBRIDGE__") || name.starts_with("TWILIO_") || name == "PUBLIC_URL" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn config_prints_toml_with_secrets_redacted_and_reads_dot_env() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "TWILIO_AUTH_TOKEN=tok-from-dotenv-123\nTWILIO_PHONE_NUMBER=+14155550100\n\
+         VOXBRIDGE__API__API_TOKEN=api-secret-456\n",
+    )
+    .unwrap();
+    let out = voxbridge(dir.path())
+        .args(["config"])
+        .env(
+            "DATABASE_URL",
+            "postgres://app:db-pass-789@db:5432/voxbridge",
+        )
+        .env("VOXBRIDGE__API__TWILIO__FROM_NUMBER", "+14155550199")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for secret in ["tok-from-dotenv-123", "api-secret-456", "db-pass-789"] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+    let printed: toml::Table = toml::from_str(&text).expect("the output is TOML");
+    let api = printed["api"].as_table().unwrap();
+    assert_eq!(api["api_token"].as_str(), Some("<redacted>"));
+    // The process environment wins over .env; the number stays text.
+    assert_eq!(api["twilio"]["from_number"].as_str(), Some("+14155550199"));
+    assert_eq!(api["twilio"]["auth_token"].as_str(), Some("<redacted>"));
+    assert_eq!(printed["media"]["auth_token"].as_str(), Some("<redacted>"));
+    assert_eq!(
+        printed["store"]["database_url"].as_str(),
+        Some("postgres://app:***@db:5432/voxbridge")
+    );
+    assert_eq!(printed["media"]["hangover_ms"].as_integer(), Some(600));
+}
+
+#[test]
+fn config_check_runs_the_startup_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok.toml");
+    std::fs::write(
+        &ok,
+        "[media]\npublic_url = \"wss://voice.example.com\"\n\n[api.twilio]\nauth_token = \"t\"\n",
+    )
+    .unwrap();
+    let out = voxbridge(dir.path())
+        .args(["--config", ok.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("configuration OK"));
+
+    // No auth token anywhere: the bridge would refuse to start, and says which key to set.
+    let out = voxbridge(dir.path())
+        .args(["config", "check"])
+        .env("VOXBRIDGE__MEDIA__PUBLIC_URL", "wss://voice.example.com")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("media.auth_token"), "{stderr}");
+
+    // A wrong type names the variable that set it, before any check runs (exit code 2).
+    let out = voxbridge(dir.path())
+        .args(["config", "check"])
+        .env("VOXBRIDGE__MEDIA__HANGOVER_MS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("VOXBRIDGE__MEDIA__HANGOVER_MS (media.hangover_ms)"),
+        "{stderr}"
+    );
+}
