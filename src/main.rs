@@ -19,9 +19,14 @@ struct Cli {
     /// Configuration file (TOML) merged over the embedded defaults (see config/default.toml).
     #[arg(long, global = true, env = "VOXBRIDGE_CONFIG")]
     config: Option<PathBuf>,
-    /// Log format on stderr.
+    /// Log format on stderr: `text` (colours only when stderr is a terminal) or `json` (one
+    /// flat object per line).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Log filter, e.g. `debug` or `info,voxbridge_media=debug`. Default: `RUST_LOG`, else
+    /// `info`.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,7 +68,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    install_tracing(cli.log_format);
+    if let Err(e) = install_tracing(cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("voxbridge: --log-level: {e}");
+        return ExitCode::from(2);
+    }
     // `.env` in the working directory, if any: variables already set win.
     match dotenvy::from_path(".env") {
         Ok(()) => {}
@@ -100,14 +108,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn install_tracing(format: LogFormat) {
+/// Logs to stderr: `--log-level`, else `RUST_LOG`, else `info`. Text logs carry ANSI colours
+/// only on a terminal (a log file or journald gets plain text); JSON logs put the event's
+/// fields at the top level of each line.
+fn install_tracing(
+    format: LogFormat,
+    level: Option<&str>,
+) -> Result<(), tracing_subscriber::filter::ParseError> {
+    use std::io::IsTerminal;
+
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = match level {
+        Some(level) => EnvFilter::try_new(level)?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    Ok(())
 }

@@ -102,3 +102,46 @@ fn config_check_runs_the_startup_checks() {
         "{stderr}"
     );
 }
+
+#[test]
+fn logs_to_a_pipe_are_plain_and_json_logs_are_flat() {
+    let dir = tempfile::tempdir().unwrap();
+    // stderr is a pipe here, as under systemd or `docker logs`: no colour codes.
+    let out = voxbridge(dir.path())
+        .args(["--log-level", "info", "config", "check"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("ERROR"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI escape in piped logs: {stderr:?}"
+    );
+
+    let out = voxbridge(dir.path())
+        .args(["--log-format", "json", "config", "check"])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stderr);
+    let event: serde_json::Value =
+        serde_json::from_str(line.lines().next().expect("one log line")).expect("JSON");
+    assert_eq!(event["level"], "ERROR");
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .contains("media.auth_token"),
+        "{event}"
+    );
+    assert!(
+        event.get("fields").is_none(),
+        "fields are flattened: {event}"
+    );
+
+    let out = voxbridge(dir.path())
+        .args(["--log-level", "foo=notalevel", "config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
