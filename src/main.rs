@@ -56,6 +56,9 @@ enum Command {
     /// Print the effective configuration (defaults + file + environment) as TOML with secrets
     /// redacted, or check it (`config check`) as `serve` and `api` do at startup.
     Config(cli::config::Args),
+    /// `GET /healthz` of the local bridge (or `--url`); exit 0 when it answers 200. For
+    /// container health checks.
+    Healthcheck(cli::healthcheck::Args),
     /// Run a whole screening offline: bridge, API, SQLite and a simulated Twilio and
     /// candidate in one process; prints the transcript and the stored result.
     Demo(cli::demo::Args),
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Twiml(cmd) => cli::twiml::run(&cmd),
         Command::Config(args) => cli::config::run(&config, &args),
         Command::Demo(args) => cli::demo::run(config, &args),
+        Command::Healthcheck(args) => cli::healthcheck::run(&config, &args),
         Command::Sim(cmd) => cli::sim::run(&config, &cmd),
         Command::Loadtest(args) => cli::loadtest::run(&args),
     };

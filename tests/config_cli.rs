@@ -145,3 +145,69 @@ fn logs_to_a_pipe_are_plain_and_json_logs_are_flat() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The container HEALTHCHECK: `voxbridge healthcheck` against a running `voxbridge serve`.
+#[test]
+fn healthcheck_passes_against_a_running_bridge_and_fails_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve = voxbridge(dir.path())
+        .args(["serve"])
+        .env("VOXBRIDGE__MEDIA__LISTEN", &listen)
+        .env("TWILIO_AUTH_TOKEN", "t")
+        .env("PUBLIC_URL", "wss://voice.example.com")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/v.db", dir.path().display()),
+        )
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let healthy = (0..100).any(|_| {
+        let ok = voxbridge(dir.path())
+            .args(["healthcheck"])
+            .env("VOXBRIDGE__MEDIA__LISTEN", &listen)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        ok
+    });
+    let by_url = voxbridge(dir.path())
+        .args(["healthcheck", "--url", &format!("http://{listen}/healthz")])
+        .output()
+        .unwrap();
+    let missing = voxbridge(dir.path())
+        .args([
+            "healthcheck",
+            "--url",
+            &format!("http://{listen}/no-such-page"),
+        ])
+        .output()
+        .unwrap();
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert!(healthy, "serve never answered /healthz");
+    assert!(
+        by_url.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_url.stderr)
+    );
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("status 404"));
+
+    let down = voxbridge(dir.path())
+        .args(["healthcheck", "--timeout-ms", "500"])
+        .env("VOXBRIDGE__MEDIA__LISTEN", &listen)
+        .output()
+        .unwrap();
+    assert!(!down.status.success(), "healthy with nothing listening");
+}
