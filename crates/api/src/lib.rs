@@ -22,20 +22,22 @@ mod webhooks;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use voxbridge_metrics::exposition;
 use voxbridge_store::{Store, StoreConfig, StoreError};
 use voxbridge_twilio::RequestValidator;
 use voxbridge_twilio::rest::{Credentials, RestClient, RetryPolicy};
@@ -89,25 +91,78 @@ impl Clock for ManualClock {
     }
 }
 
-/// Counters exposed at `/metrics`.
+/// Counters exposed at `/metrics` (`prometheus-client` handles: relaxed atomics, no lock).
+/// [`Metrics::register`] puts them in a registry; the service serves its own (see
+/// [`AppState::register_metrics`] for a process-wide one).
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Webhooks accepted (signature good, record committed).
-    pub webhooks_accepted: AtomicU64,
+    pub webhooks_accepted: Counter,
     /// Webhooks rejected for their signature.
-    pub signature_failures: AtomicU64,
+    pub signature_failures: Counter,
     /// Incoming calls blocked by the rate limit.
-    pub rate_limit_blocked: AtomicU64,
+    pub rate_limit_blocked: Counter,
     /// Incoming calls allowed by the rate limit (allowlist included).
-    pub rate_limit_allowed: AtomicU64,
+    pub rate_limit_allowed: Counter,
     /// Rate-limit decisions that failed (the call was allowed: fail open).
-    pub rate_limit_store_failures: AtomicU64,
+    pub rate_limit_store_failures: Counter,
     /// Screening calls Twilio accepted.
-    pub screenings_created: AtomicU64,
+    pub screenings_created: Counter,
     /// Live calls redirected to the voicemail message after async AMD reported a machine.
-    pub voicemail_redirects: AtomicU64,
+    pub voicemail_redirects: Counter,
     /// Voicemail redirects that Twilio's REST API refused or that could not reach it.
-    pub voicemail_redirect_failures: AtomicU64,
+    pub voicemail_redirect_failures: Counter,
+}
+
+impl Metrics {
+    /// Registers the counters in `registry` as `voxbridge_api_*_total` (the registry adds the
+    /// `_total` suffix and the final full stop of each help text).
+    pub fn register(&self, registry: &mut Registry) {
+        for (name, help, counter) in [
+            (
+                "voxbridge_api_webhooks_accepted",
+                "Twilio webhooks accepted and committed",
+                &self.webhooks_accepted,
+            ),
+            (
+                "voxbridge_api_signature_failures",
+                "Webhooks rejected for X-Twilio-Signature",
+                &self.signature_failures,
+            ),
+            (
+                "voxbridge_api_rate_limit_allowed",
+                "Incoming calls allowed",
+                &self.rate_limit_allowed,
+            ),
+            (
+                "voxbridge_api_rate_limit_blocked",
+                "Incoming calls blocked",
+                &self.rate_limit_blocked,
+            ),
+            (
+                "voxbridge_api_rate_limit_store_failures",
+                "Rate-limit decisions that failed open",
+                &self.rate_limit_store_failures,
+            ),
+            (
+                "voxbridge_api_screenings_created",
+                "Screening calls created",
+                &self.screenings_created,
+            ),
+            (
+                "voxbridge_api_voicemail_redirects",
+                "Calls redirected to the voicemail message after async AMD",
+                &self.voicemail_redirects,
+            ),
+            (
+                "voxbridge_api_voicemail_redirect_failures",
+                "Voicemail redirects that failed at Twilio's REST API",
+                &self.voicemail_redirect_failures,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+    }
 }
 
 /// Why [`AppState::new`] or [`serve`] failed.
@@ -136,6 +191,8 @@ pub(crate) struct Inner {
     pub(crate) allowlist: HashSet<String>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
+    /// What `GET /metrics` serves: [`Inner::metrics`].
+    pub(crate) metrics_registry: Registry,
 }
 
 /// Shared state of the service. Cheap to clone.
@@ -207,6 +264,9 @@ impl AppState {
             .filter_map(|n| voxbridge_twilio::E164::parse(n).ok())
             .map(|n| n.as_str().to_owned())
             .collect();
+        let metrics = Metrics::default();
+        let mut metrics_registry = Registry::default();
+        metrics.register(&mut metrics_registry);
         Ok(Self(Arc::new(Inner {
             validator: RequestValidator::new(config.twilio.auth_token.expose()),
             config,
@@ -215,13 +275,20 @@ impl AppState {
             limiter,
             allowlist,
             clock,
-            metrics: Metrics::default(),
+            metrics,
+            metrics_registry,
         })))
     }
 
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// Registers the service's metrics in `registry` too (one registry for several services
+    /// in one process); its own `GET /metrics` keeps serving them.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.0.metrics.register(registry);
     }
 
     /// The store.
@@ -334,56 +401,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let m = &state.0.metrics;
-    let mut out = String::new();
-    for (name, help, value) in [
-        (
-            "voxbridge_api_webhooks_accepted_total",
-            "Twilio webhooks accepted and committed.",
-            &m.webhooks_accepted,
-        ),
-        (
-            "voxbridge_api_signature_failures_total",
-            "Webhooks rejected for X-Twilio-Signature.",
-            &m.signature_failures,
-        ),
-        (
-            "voxbridge_api_rate_limit_allowed_total",
-            "Incoming calls allowed.",
-            &m.rate_limit_allowed,
-        ),
-        (
-            "voxbridge_api_rate_limit_blocked_total",
-            "Incoming calls blocked.",
-            &m.rate_limit_blocked,
-        ),
-        (
-            "voxbridge_api_rate_limit_store_failures_total",
-            "Rate-limit decisions that failed open.",
-            &m.rate_limit_store_failures,
-        ),
-        (
-            "voxbridge_api_screenings_created_total",
-            "Screening calls created.",
-            &m.screenings_created,
-        ),
-        (
-            "voxbridge_api_voicemail_redirects_total",
-            "Calls redirected to the voicemail message after async AMD.",
-            &m.voicemail_redirects,
-        ),
-        (
-            "voxbridge_api_voicemail_redirect_failures_total",
-            "Voicemail redirects that failed at Twilio's REST API.",
-            &m.voicemail_redirect_failures,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            value.load(Ordering::Relaxed)
-        );
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+/// `GET /metrics`: the counters, in the format the scraper's `Accept` prefers (Prometheus text
+/// 0.0.4 by default, OpenMetrics on request).
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = exposition(&state.0.metrics_registry, accept);
+    ([(header::CONTENT_TYPE, content_type)], body)
 }

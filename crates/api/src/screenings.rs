@@ -2,7 +2,6 @@
 //! create the call through Twilio's REST API, link the call to the screening.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -179,11 +178,7 @@ pub(crate) async fn create(
                     state.now_ms(),
                 )
                 .await?;
-            state
-                .0
-                .metrics
-                .screenings_created
-                .fetch_add(1, Ordering::Relaxed);
+            state.0.metrics.screenings_created.inc();
             tracing::info!(
                 call_sid = %resource.sid,
                 to = %request.phone.masked(),

@@ -3,8 +3,6 @@
 //! then parses the typed payload (400 with the field on error), then commits its record, and
 //! only then answers 2xx.
 
-use std::sync::atomic::Ordering;
-
 use axum::body::Bytes;
 use axum::extract::{FromRequest, OriginalUri, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -88,11 +86,7 @@ pub(crate) fn verify(
     match checked {
         Ok(params) => params,
         Err(error) => {
-            state
-                .0
-                .metrics
-                .signature_failures
-                .fetch_add(1, Ordering::Relaxed);
+            state.0.metrics.signature_failures.inc();
             Err(ApiError::Forbidden(error))
         }
     }
@@ -213,11 +207,7 @@ pub(crate) async fn answer(
                 .await?;
             if answered_by.is_machine() {
                 tracing::info!(%answered_by, "voicemail: leaving the message and hanging up");
-                state
-                    .0
-                    .metrics
-                    .webhooks_accepted
-                    .fetch_add(1, Ordering::Relaxed);
+                state.0.metrics.webhooks_accepted.inc();
                 return Ok(twiml(&voicemail_twiml(&state)));
             }
         }
@@ -237,11 +227,7 @@ pub(crate) async fn answer(
             );
         }
         let response = agent_twiml(&state, &parameters)?;
-        state
-            .0
-            .metrics
-            .webhooks_accepted
-            .fetch_add(1, Ordering::Relaxed);
+        state.0.metrics.webhooks_accepted.inc();
         Ok(twiml(&response))
     }
     .instrument(span)
@@ -281,11 +267,7 @@ async fn decide_inbound(state: &AppState, key: &str, masked: &str, now: i64) -> 
                 (false, d.count)
             }
             Err(error) => {
-                state
-                    .0
-                    .metrics
-                    .rate_limit_store_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                state.0.metrics.rate_limit_store_failures.inc();
                 tracing::error!(%error, "ALLOWED: {masked} (rate limiter unavailable: failing open)");
                 (true, 0)
             }
@@ -314,7 +296,7 @@ pub(crate) async fn inbound(
         } else {
             &state.0.metrics.rate_limit_blocked
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
         state
             .0
             .store
@@ -343,7 +325,7 @@ pub(crate) async fn inbound(
                 ..CallStatusEvent::default()
             })
             .await?;
-        state.0.metrics.webhooks_accepted.fetch_add(1, Ordering::Relaxed);
+        state.0.metrics.webhooks_accepted.inc();
         if !allowed {
             return Ok(twiml(
                 &Twiml::new()
@@ -375,11 +357,7 @@ pub(crate) async fn inbound(
 }
 
 fn accepted(state: &AppState) -> Response {
-    state
-        .0
-        .metrics
-        .webhooks_accepted
-        .fetch_add(1, Ordering::Relaxed);
+    state.0.metrics.webhooks_accepted.inc();
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -472,11 +450,7 @@ fn redirect_to_voicemail(state: &AppState, call_sid: String) {
         tracing::warn!(
             "machine answered but no Twilio REST credentials are configured: cannot leave the voicemail"
         );
-        state
-            .0
-            .metrics
-            .voicemail_redirect_failures
-            .fetch_add(1, Ordering::Relaxed);
+        state.0.metrics.voicemail_redirect_failures.inc();
         return;
     };
     let twiml = voicemail_twiml(state).to_xml();
@@ -486,19 +460,11 @@ fn redirect_to_voicemail(state: &AppState, call_sid: String) {
             match client.update_call_twiml(&call_sid, &twiml).await {
                 Ok(_) => {
                     tracing::info!("voicemail: call redirected to the message and a hang-up");
-                    state
-                        .0
-                        .metrics
-                        .voicemail_redirects
-                        .fetch_add(1, Ordering::Relaxed);
+                    state.0.metrics.voicemail_redirects.inc();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "voicemail: could not redirect the call");
-                    state
-                        .0
-                        .metrics
-                        .voicemail_redirect_failures
-                        .fetch_add(1, Ordering::Relaxed);
+                    state.0.metrics.voicemail_redirect_failures.inc();
                 }
             }
         }
@@ -563,11 +529,7 @@ pub(crate) async fn relay_action(
         if let Some(code) = callback.error_code {
             tracing::warn!(code, message = ?callback.error_message, "relay session failed");
         }
-        state
-            .0
-            .metrics
-            .webhooks_accepted
-            .fetch_add(1, Ordering::Relaxed);
+        state.0.metrics.webhooks_accepted.inc();
         Ok(twiml(&Twiml::new().push(Hangup)))
     }
     .instrument(span)

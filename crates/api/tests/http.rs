@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{BROKEN_TO, FLAKY_TO, FROM, INVALID_TO, T0, start, status_params};
@@ -408,13 +407,7 @@ async fn async_amd_machine_redirects_the_live_call_to_the_voicemail_message() {
         twiml.contains("<Say>Sorry we missed you.</Say><Hangup/>"),
         "{twiml}"
     );
-    assert_eq!(
-        h.state
-            .metrics()
-            .voicemail_redirects
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(h.state.metrics().voicemail_redirects.get(), 1);
     // Both AMD results are on record.
     let (status, body) = h.api_get(&format!("/api/calls/{machine}")).await;
     assert_eq!(status, 200);
@@ -532,10 +525,7 @@ async fn inbound_limit_behaviour(h: &common::Harness) {
 async fn inbound_calls_are_rate_limited_in_memory() {
     let h = start(|c| c.rate_limit.allowlist = vec!["+14155550111".into()]).await;
     inbound_limit_behaviour(&h).await;
-    assert_eq!(
-        h.state.metrics().rate_limit_blocked.load(Ordering::Relaxed),
-        1
-    );
+    assert_eq!(h.state.metrics().rate_limit_blocked.get(), 1);
 }
 
 #[tokio::test]
@@ -564,13 +554,7 @@ async fn inbound_calls_are_rate_limited_in_redis() {
     })
     .await;
     inbound_limit_behaviour(&h).await;
-    assert_eq!(
-        h.state
-            .metrics()
-            .rate_limit_store_failures
-            .load(Ordering::Relaxed),
-        0
-    );
+    assert_eq!(h.state.metrics().rate_limit_store_failures.get(), 0);
 }
 
 #[tokio::test]
@@ -595,26 +579,44 @@ async fn inbound_fails_open_when_redis_is_down_and_dial_mode_forwards() {
             "{xml}"
         );
     }
-    assert_eq!(
-        h.state
-            .metrics()
-            .rate_limit_store_failures
-            .load(Ordering::Relaxed),
-        7
-    );
-    let metrics = h
+    assert_eq!(h.state.metrics().rate_limit_store_failures.get(), 7);
+    let response = h
         .http
         .get(format!("{}/metrics", h.base))
         .send()
         .await
-        .unwrap()
-        .text()
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let metrics = response.text().await.unwrap();
+    for line in [
+        "# HELP voxbridge_api_rate_limit_store_failures_total Rate-limit decisions that failed open.",
+        "# TYPE voxbridge_api_rate_limit_store_failures_total counter",
+        "voxbridge_api_rate_limit_store_failures_total 7",
+        "voxbridge_api_rate_limit_allowed_total 7",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
+    // A scraper that asks for OpenMetrics (as Prometheus does) gets it.
+    let response = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .header("accept", "application/openmetrics-text;version=1.0.0")
+        .send()
         .await
         .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let metrics = response.text().await.unwrap();
     assert!(
-        metrics.contains("voxbridge_api_rate_limit_store_failures_total 7"),
+        metrics.contains("\nvoxbridge_api_rate_limit_store_failures_total 7\n"),
         "{metrics}"
     );
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
     let (status, _) = h.api_get("/api/rate-limits/+14158675309").await;
     assert_eq!(status, 503);
 }
@@ -686,10 +688,7 @@ async fn webhooks_with_bad_signatures_are_rejected_with_403() {
     );
     let r = post(Some(good), body).await.unwrap();
     assert_eq!(r.status(), 204, "the genuine one passes");
-    assert_eq!(
-        h.state.metrics().signature_failures.load(Ordering::Relaxed),
-        5
-    );
+    assert_eq!(h.state.metrics().signature_failures.get(), 5);
     let call = h.state.store().call(sid).await.unwrap().unwrap();
     assert_eq!(
         call.status.as_deref(),

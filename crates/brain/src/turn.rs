@@ -13,20 +13,21 @@
 //!
 //! Where the numbers go:
 //! - logs: one `info` per turn, "turn latency", in the call's span, every stage in ms;
-//! - metrics: [`PipelineMetrics`] (lock-free histograms and counters, shared by all calls,
-//!   rendered in the Prometheus text format by [`PipelineMetrics::render_prometheus`], or for
-//!   several agents at once, labelled `agent`, by [`render_agents`]; the bridge serves them on
-//!   `/metrics`);
+//! - metrics: [`PipelineMetrics`] (`prometheus-client` histograms and counters, shared by
+//!   all calls of an agent), registered for several agents at once, labelled `agent`, by
+//!   [`register_agents`]; the bridge serves them on `/metrics`;
 //! - the call record: a voice brain returns its [`VoiceCallReport`] (its turns and what the
 //!   dialog gathered) from [`crate::Brain::run`]; the media driver awaits the brain and puts
 //!   the report in the `CallRecord` it hands its `CallSink`.
 
 use std::fmt;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
+use voxbridge_metrics::Series;
 
 use crate::outcome::CallOutcome;
 
@@ -227,145 +228,74 @@ const BOUNDS_US: [u64; 16] = [
     1_000_000, 2_000_000, 5_000_000, 20_000_000,
 ];
 
-/// A lock-free latency histogram (fixed buckets, atomic counters): cheap to record from any
-/// number of calls at once.
-#[derive(Debug, Default)]
-pub struct LatencyHistogram {
-    /// One counter per bound, plus one for larger values.
-    buckets: [AtomicU64; BOUNDS_US.len() + 1],
-    count: AtomicU64,
-    sum_us: AtomicU64,
+/// A latency histogram in seconds with the [`BOUNDS_US`] buckets (and `+Inf`).
+fn latency_histogram() -> Histogram {
+    Histogram::new(BOUNDS_US.map(|us| us as f64 / 1e6))
 }
 
-impl LatencyHistogram {
-    /// Records one value.
-    pub fn record(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let i = BOUNDS_US.partition_point(|&b| b < us);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
-
-    /// Values recorded.
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    /// Sum of the values.
-    pub fn sum(&self) -> Duration {
-        Duration::from_micros(self.sum_us.load(Ordering::Relaxed))
-    }
-
-    /// The bucket bound at or above quantile `q` (`0.0..=1.0`): an upper estimate. `None`
-    /// when empty; [`Duration::MAX`] when it falls in the overflow bucket.
-    pub fn quantile(&self, q: f64) -> Option<Duration> {
-        let total = self.count();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((total as f64) * q.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, b) in self.buckets.iter().enumerate() {
-            seen += b.load(Ordering::Relaxed);
-            if seen >= rank {
-                return Some(
-                    BOUNDS_US
-                        .get(i)
-                        .map_or(Duration::MAX, |&us| Duration::from_micros(us)),
-                );
-            }
-        }
-        Some(Duration::MAX)
-    }
-
-    /// This histogram's samples of family `name`; `labels` (`agent="voice"`, or empty) go
-    /// before `le`. `_count` is the `+Inf` bucket, so the two agree even while calls record.
-    fn render_samples(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, b) in self.buckets.iter().enumerate() {
-            cumulative += b.load(Ordering::Relaxed);
-            match BOUNDS_US.get(i) {
-                Some(&us) => {
-                    let le = us as f64 / 1e6;
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
-                    );
-                }
-            }
-        }
-        let braced = braced(labels);
-        let _ = writeln!(out, "{name}_sum{braced} {}", self.sum().as_secs_f64());
-        let _ = writeln!(out, "{name}_count{braced} {cumulative}");
-    }
-}
-
-/// `{labels}`, or nothing when there are none.
-fn braced(labels: &str) -> String {
-    if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{{{labels}}}")
-    }
-}
-
-/// A label value escaped for the text exposition format (backslash, quote, newline).
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Process-wide voice pipeline metrics: share one (`Arc`) among all calls' brains.
-#[derive(Debug, Default)]
+/// Voice pipeline metrics: share one (`Arc`) among all calls' brains of an agent. Each field is
+/// a `prometheus-client` handle: counters are relaxed atomics, a histogram observation takes
+/// the histogram's own short lock (once per turn and stage, never per frame). Exposed through
+/// a registry by [`register_agents`].
+#[derive(Debug)]
 pub struct PipelineMetrics {
     /// Utterance -> first frame sent.
-    pub turn_total: LatencyHistogram,
+    pub turn_total: Histogram,
     /// Utterance -> transcript.
-    pub asr: LatencyHistogram,
+    pub asr: Histogram,
     /// Transcript -> first dialog text.
-    pub dialog_first_text: LatencyHistogram,
+    pub dialog_first_text: Histogram,
     /// First sentence -> first TTS audio.
-    pub tts_first_byte: LatencyHistogram,
+    pub tts_first_byte: Histogram,
     /// First TTS audio -> first frame sent.
-    pub first_frame: LatencyHistogram,
+    pub first_frame: Histogram,
     /// Turns measured.
-    pub turns: AtomicU64,
+    pub turns: Counter,
     /// Turns where a provider failed (fallback spoken).
-    pub failed_turns: AtomicU64,
+    pub failed_turns: Counter,
     /// Provider attempts retried.
-    pub retries: AtomicU64,
+    pub retries: Counter,
     /// Sentences spoken by the fallback TTS because the main one failed.
-    pub tts_fallbacks: AtomicU64,
+    pub tts_fallbacks: Counter,
     /// Times the pre-rendered fallback audio (or the tone) had to be played.
-    pub canned_fallbacks: AtomicU64,
+    pub canned_fallbacks: Counter,
     /// Calls hung up after repeated provider failures.
-    pub provider_hangups: AtomicU64,
+    pub provider_hangups: Counter,
     /// Replies cancelled by a barge-in.
-    pub barge_in_cancels: AtomicU64,
+    pub barge_in_cancels: Counter,
     /// Turns by [`TurnOutcome`], in [`TurnOutcome::LABELS`] order.
-    pub turn_outcomes: [AtomicU64; TurnOutcome::LABELS.len()],
+    pub turn_outcomes: [Counter; TurnOutcome::LABELS.len()],
+}
+
+impl Default for PipelineMetrics {
+    fn default() -> Self {
+        Self {
+            turn_total: latency_histogram(),
+            asr: latency_histogram(),
+            dialog_first_text: latency_histogram(),
+            tts_first_byte: latency_histogram(),
+            first_frame: latency_histogram(),
+            turns: Counter::default(),
+            failed_turns: Counter::default(),
+            retries: Counter::default(),
+            tts_fallbacks: Counter::default(),
+            canned_fallbacks: Counter::default(),
+            provider_hangups: Counter::default(),
+            barge_in_cancels: Counter::default(),
+            turn_outcomes: Default::default(),
+        }
+    }
 }
 
 impl PipelineMetrics {
     /// Records one finished turn.
     pub fn record_turn(&self, t: &TurnLatency) {
-        self.turns.fetch_add(1, Ordering::Relaxed);
-        self.retries
-            .fetch_add(u64::from(t.retries), Ordering::Relaxed);
+        self.turns.inc();
+        self.retries.inc_by(u64::from(t.retries));
         if matches!(t.outcome, TurnOutcome::Fallback { .. }) {
-            self.failed_turns.fetch_add(1, Ordering::Relaxed);
+            self.failed_turns.inc();
         }
-        self.turn_outcomes[t.outcome.index()].fetch_add(1, Ordering::Relaxed);
+        self.turn_outcomes[t.outcome.index()].inc();
         let pairs = [
             (&self.turn_total, t.total),
             (&self.asr, t.asr),
@@ -375,23 +305,16 @@ impl PipelineMetrics {
         ];
         for (h, d) in pairs {
             if let Some(d) = d {
-                h.record(d);
+                h.observe(d.as_secs_f64());
             }
         }
     }
-
-    /// The metrics in the Prometheus text exposition format, names prefixed `voxbridge_voice_`,
-    /// without labels. For several agents in one exposition use [`render_agents`].
-    pub fn render_prometheus(&self) -> String {
-        let mut out = String::new();
-        render_families(&mut out, &[("", self)]);
-        out
-    }
 }
 
-/// The histograms: accessor, name (after `voxbridge_voice_`), help.
+/// The histograms: accessor, name (after `voxbridge_voice_`), help (the registry adds the
+/// final full stop).
 type HistogramFamily = (
-    fn(&PipelineMetrics) -> &LatencyHistogram,
+    fn(&PipelineMetrics) -> &Histogram,
     &'static str,
     &'static str,
 );
@@ -400,118 +323,96 @@ const HISTOGRAMS: [HistogramFamily; 5] = [
     (
         |m| &m.turn_total,
         "turn_seconds",
-        "End of caller speech (utterance at the brain) to first bot frame sent.",
+        "End of caller speech (utterance at the brain) to first bot frame sent",
     ),
-    (|m| &m.asr, "asr_seconds", "Utterance to final transcript."),
+    (|m| &m.asr, "asr_seconds", "Utterance to final transcript"),
     (
         |m| &m.dialog_first_text,
         "dialog_first_text_seconds",
-        "Transcript to first dialog text (LLM first token).",
+        "Transcript to first dialog text (LLM first token)",
     ),
     (
         |m| &m.tts_first_byte,
         "tts_first_byte_seconds",
-        "First sentence to first TTS audio.",
+        "First sentence to first TTS audio",
     ),
     (
         |m| &m.first_frame,
         "first_frame_seconds",
-        "First TTS audio to first frame sent.",
+        "First TTS audio to first frame sent",
     ),
 ];
 
-/// The plain counters: accessor, name (after `voxbridge_voice_`), help.
-type CounterFamily = (
-    fn(&PipelineMetrics) -> &AtomicU64,
-    &'static str,
-    &'static str,
-);
+/// The plain counters: accessor, name (after `voxbridge_voice_`, before the `_total` the
+/// registry adds), help (without its final full stop, which the registry adds).
+type CounterFamily = (fn(&PipelineMetrics) -> &Counter, &'static str, &'static str);
 
 const COUNTERS: [CounterFamily; 7] = [
-    (|m| &m.turns, "turns_total", "Turns measured."),
+    (|m| &m.turns, "turns", "Turns measured"),
     (
         |m| &m.failed_turns,
-        "failed_turns_total",
-        "Turns with a provider failure (spoken fallback).",
+        "failed_turns",
+        "Turns with a provider failure (spoken fallback)",
     ),
-    (
-        |m| &m.retries,
-        "retries_total",
-        "Provider attempts retried.",
-    ),
+    (|m| &m.retries, "retries", "Provider attempts retried"),
     (
         |m| &m.tts_fallbacks,
-        "tts_fallbacks_total",
-        "Sentences spoken by the fallback TTS.",
+        "tts_fallbacks",
+        "Sentences spoken by the fallback TTS",
     ),
     (
         |m| &m.canned_fallbacks,
-        "canned_fallbacks_total",
-        "Pre-rendered fallback audio played.",
+        "canned_fallbacks",
+        "Pre-rendered fallback audio played",
     ),
     (
         |m| &m.provider_hangups,
-        "provider_hangups_total",
-        "Calls ended after repeated provider failures (the three-strike hang-up).",
+        "provider_hangups",
+        "Calls ended after repeated provider failures (the three-strike hang-up)",
     ),
     (
         |m| &m.barge_in_cancels,
-        "barge_in_cancels_total",
-        "Replies cancelled by barge-in.",
+        "barge_in_cancels",
+        "Replies cancelled by barge-in",
     ),
 ];
 
-/// The voice pipeline metrics of several agents in one exposition (Prometheus text format
-/// 0.0.4): each family once with its `HELP` and `TYPE`, one series per agent labelled
-/// `agent="<name>"`. Appends to `out`.
-pub fn render_agents(out: &mut String, agents: &[(&str, &PipelineMetrics)]) {
-    let labelled: Vec<(String, &PipelineMetrics)> = agents
-        .iter()
-        .map(|(name, m)| (format!("agent=\"{}\"", escape_label(name)), *m))
-        .collect();
-    let borrowed: Vec<(&str, &PipelineMetrics)> =
-        labelled.iter().map(|(l, m)| (l.as_str(), *m)).collect();
-    render_families(out, &borrowed);
-}
-
-/// Every family for `series` (`(labels, metrics)`; labels rendered as given, may be empty).
-fn render_families(out: &mut String, series: &[(&str, &PipelineMetrics)]) {
-    if series.is_empty() {
-        return;
-    }
+/// Registers the voice pipeline metrics of several agents in `registry`: each family once,
+/// with one series per agent (in the order given) labelled `agent="<name>"`. The registry
+/// holds handles to the same atomics, so it shows every later turn; with no agents, no
+/// family is exposed.
+pub fn register_agents(registry: &mut Registry, agents: &[(&str, &PipelineMetrics)]) {
+    let agent = |agent: &str| ("agent", agent.to_owned());
     for (histogram, name, help) in HISTOGRAMS {
-        let name = format!("voxbridge_voice_{name}");
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (labels, m) in series {
-            histogram(m).render_samples(out, &name, labels);
-        }
+        let series = agents
+            .iter()
+            .map(|(a, m)| ([agent(a)], histogram(m).clone()));
+        registry.register(format!("voxbridge_voice_{name}"), help, Series::new(series));
     }
     for (counter, name, help) in COUNTERS {
-        let _ = writeln!(out, "# HELP voxbridge_voice_{name} {help}");
-        let _ = writeln!(out, "# TYPE voxbridge_voice_{name} counter");
-        for (labels, m) in series {
-            let value = counter(m).load(Ordering::Relaxed);
-            let _ = writeln!(out, "voxbridge_voice_{name}{} {value}", braced(labels));
-        }
+        let series = agents.iter().map(|(a, m)| ([agent(a)], counter(m).clone()));
+        registry.register(format!("voxbridge_voice_{name}"), help, Series::new(series));
     }
-    let name = "voxbridge_voice_turn_outcomes_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Turns by outcome (spoken, fallback, interrupted, no_reply, call_ended)."
+    let outcomes = agents.iter().flat_map(|(a, m)| {
+        TurnOutcome::LABELS
+            .iter()
+            .zip(&m.turn_outcomes)
+            .map(|(outcome, count)| {
+                let labels = [agent(a), ("outcome", (*outcome).to_owned())];
+                (labels, count.clone())
+            })
+    });
+    registry.register(
+        "voxbridge_voice_turn_outcomes",
+        "Turns by outcome (spoken, fallback, interrupted, no_reply, call_ended)",
+        Series::new(outcomes),
     );
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for (labels, m) in series {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (outcome, count) in TurnOutcome::LABELS.iter().zip(&m.turn_outcomes) {
-            let value = count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}{{{labels}{sep}outcome=\"{outcome}\"}} {value}");
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use voxbridge_metrics::Format;
+
     use super::*;
 
     fn turn(total_ms: u64) -> TurnLatency {
@@ -530,37 +431,67 @@ mod tests {
         }
     }
 
-    #[test]
-    fn histogram_buckets_and_quantiles() {
-        let h = LatencyHistogram::default();
-        assert_eq!(h.quantile(0.5), None);
-        for ms in [1, 1, 1, 1, 1, 1, 1, 1, 1, 30] {
-            h.record(Duration::from_millis(ms));
-        }
-        assert_eq!(h.count(), 10);
-        assert_eq!(h.sum(), Duration::from_millis(39));
-        assert_eq!(h.quantile(0.5), Some(Duration::from_millis(1)));
-        assert_eq!(h.quantile(0.99), Some(Duration::from_millis(50)));
-        h.record(Duration::from_secs(60));
-        assert_eq!(h.quantile(1.0), Some(Duration::MAX));
+    /// The Prometheus text exposition of `agents`' voice metrics.
+    fn exposition(agents: &[(&str, &PipelineMetrics)]) -> String {
+        let mut registry = Registry::default();
+        register_agents(&mut registry, agents);
+        Format::PrometheusText.encode(&registry)
+    }
+
+    /// The value of the sample `series` (name and labels exactly).
+    fn sample<T: std::str::FromStr>(text: &str, series: &str) -> T {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+            .parse()
+            .unwrap_or_else(|_| panic!("{series}: not a number"))
     }
 
     #[test]
-    fn metrics_render_as_prometheus_text() {
+    fn histogram_buckets_are_cumulative_and_end_in_the_overflow() {
+        let m = PipelineMetrics::default();
+        for ms in [1, 1, 1, 1, 1, 1, 1, 1, 1, 30] {
+            m.turn_total
+                .observe(Duration::from_millis(ms).as_secs_f64());
+        }
+        let text = exposition(&[("a", &m)]);
+        let count = |s: &str| sample::<u64>(&text, &format!("voxbridge_voice_turn_seconds{s}"));
+        assert_eq!(count("_count{agent=\"a\"}"), 10);
+        let sum: f64 = sample(&text, "voxbridge_voice_turn_seconds_sum{agent=\"a\"}");
+        assert!((sum - 0.039).abs() < 1e-9, "{text}");
+        // Half the values are at most 1 ms, 99% at most 50 ms.
+        assert_eq!(count("_bucket{agent=\"a\",le=\"0.0005\"}"), 0);
+        assert_eq!(count("_bucket{agent=\"a\",le=\"0.001\"}"), 9);
+        assert_eq!(count("_bucket{agent=\"a\",le=\"0.02\"}"), 9);
+        assert_eq!(count("_bucket{agent=\"a\",le=\"0.05\"}"), 10);
+        m.turn_total.observe(60.0);
+        let text = exposition(&[("a", &m)]);
+        let count = |s: &str| sample::<u64>(&text, &format!("voxbridge_voice_turn_seconds{s}"));
+        assert_eq!(count("_bucket{agent=\"a\",le=\"20\"}"), 10);
+        assert_eq!(count("_bucket{agent=\"a\",le=\"+Inf\"}"), 11);
+    }
+
+    #[test]
+    fn one_agents_turn_is_exposed_in_the_prometheus_text_format() {
         let m = PipelineMetrics::default();
         m.record_turn(&turn(432));
-        let text = m.render_prometheus();
-        assert!(
-            text.contains("voxbridge_voice_turn_seconds_bucket{le=\"0.5\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("voxbridge_voice_turn_seconds_bucket{le=\"0.2\"} 0"),
-            "{text}"
-        );
-        assert!(text.contains("voxbridge_voice_turn_seconds_count 1"));
-        assert!(text.contains("voxbridge_voice_retries_total 1"));
-        assert!(text.contains("voxbridge_voice_turns_total 1"));
+        let text = exposition(&[("voice", &m)]);
+        for line in [
+            "voxbridge_voice_turn_seconds_bucket{agent=\"voice\",le=\"0.5\"} 1",
+            "voxbridge_voice_turn_seconds_bucket{agent=\"voice\",le=\"0.2\"} 0",
+            "voxbridge_voice_turn_seconds_count{agent=\"voice\"} 1",
+            "voxbridge_voice_retries_total{agent=\"voice\"} 1",
+            "voxbridge_voice_turns_total{agent=\"voice\"} 1",
+            "# HELP voxbridge_voice_turns_total Turns measured.",
+            "# TYPE voxbridge_voice_turns_total counter",
+            "# HELP voxbridge_voice_turn_seconds End of caller speech (utterance at the brain) \
+             to first bot frame sent.",
+            "# TYPE voxbridge_voice_turn_seconds histogram",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // No agents, no families.
+        assert_eq!(exposition(&[]), "");
     }
 
     #[test]
@@ -573,8 +504,7 @@ mod tests {
             ..turn(0)
         });
         let assistant = PipelineMetrics::default();
-        let mut text = String::new();
-        render_agents(&mut text, &[("voice", &voice), ("assistant", &assistant)]);
+        let text = exposition(&[("voice", &voice), ("assistant", &assistant)]);
         // Each family is introduced once, before its samples.
         for family in ["turn_seconds", "turns_total", "turn_outcomes_total"] {
             let name = format!("voxbridge_voice_{family}");
@@ -608,6 +538,24 @@ mod tests {
         assert_eq!(buckets.len(), BOUNDS_US.len() + 1);
         assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
         assert_eq!(buckets.last(), Some(&2));
+    }
+
+    #[test]
+    fn the_registry_sees_turns_recorded_after_registration() {
+        let voice = PipelineMetrics::default();
+        let mut registry = Registry::default();
+        register_agents(&mut registry, &[("voice", &voice)]);
+        voice.record_turn(&turn(432));
+        voice.barge_in_cancels.inc();
+        let text = Format::PrometheusText.encode(&registry);
+        let count = |series: &str| sample::<u64>(&text, series);
+        assert_eq!(count("voxbridge_voice_turns_total{agent=\"voice\"}"), 1);
+        assert_eq!(
+            count("voxbridge_voice_barge_in_cancels_total{agent=\"voice\"}"),
+            1
+        );
+        let sum: f64 = sample(&text, "voxbridge_voice_turn_seconds_sum{agent=\"voice\"}");
+        assert!((sum - 0.432).abs() < 1e-9, "{text}");
     }
 
     #[test]

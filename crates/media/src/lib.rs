@@ -17,7 +17,9 @@
 //!   1001 ([`voxbridge_session::Input::Shutdown`]).
 //! - [`router`] gives the routes (`media_path`, `/healthz` and `/metrics`) for embedding.
 //!   `/metrics` serves the bridge's gauges and counters and the voice pipeline metrics of
-//!   every agent that has them, in the Prometheus text format.
+//!   every agent that has them from the state's `prometheus-client` registry, in the
+//!   Prometheus text format (OpenMetrics when the scraper asks for it);
+//!   [`MediaState::register_metrics`] puts the same metrics in another registry.
 //! - [`Registry`] lists live calls by call and stream SID; entries vanish on every exit path.
 //! - [`CallSink`] receives each call's [`CallRecord`] at teardown (the store plugs in here).
 //! - [`relay`]: the ConversationRelay route (`relay_path`, default `/relay`), served when the
@@ -38,6 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
+use prometheus_client::registry::Registry as MetricsRegistry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use voxbridge_brain::{Agents, BrainChannels, BrainError, VoiceCallReport};
@@ -117,8 +120,11 @@ struct Shared {
     sink: Arc<dyn CallSink>,
     relay: Option<RelayService>,
     brain_channels: BrainChannels,
-    metrics: Arc<metrics::BridgeMetrics>,
-    draining: AtomicBool,
+    metrics: metrics::BridgeMetrics,
+    /// What `GET /metrics` serves: [`Shared::metrics`] and the agents' voice metrics.
+    metrics_registry: MetricsRegistry,
+    /// Shared with the `voxbridge_draining` gauge.
+    draining: Arc<AtomicBool>,
     force_close: CancellationToken,
     connections: TaskTracker,
 }
@@ -178,6 +184,17 @@ impl MediaState {
         } else {
             config.public_base()?
         };
+        let metrics = metrics::BridgeMetrics::default();
+        let draining = Arc::new(AtomicBool::new(false));
+        let connections = TaskTracker::new();
+        let mut metrics_registry = MetricsRegistry::default();
+        metrics::register(
+            &mut metrics_registry,
+            &metrics,
+            &connections,
+            &draining,
+            &agents,
+        );
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
@@ -188,10 +205,11 @@ impl MediaState {
                 sink,
                 relay,
                 brain_channels: BrainChannels::default(),
-                metrics: Arc::default(),
-                draining: AtomicBool::new(false),
+                metrics,
+                metrics_registry,
+                draining,
                 force_close: CancellationToken::new(),
-                connections: TaskTracker::new(),
+                connections,
             }),
         })
     }
@@ -246,13 +264,32 @@ impl MediaState {
         &*self.shared.sink
     }
 
-    pub(crate) fn bridge_metrics(&self) -> &Arc<metrics::BridgeMetrics> {
+    pub(crate) fn bridge_metrics(&self) -> &metrics::BridgeMetrics {
         &self.shared.metrics
     }
 
-    /// The `/metrics` body (Prometheus text format): what `GET /metrics` serves.
+    /// The registry `GET /metrics` serves.
+    pub(crate) fn metrics_registry(&self) -> &MetricsRegistry {
+        &self.shared.metrics_registry
+    }
+
+    /// Registers the bridge's metrics and its agents' voice metrics in `registry` too (one
+    /// registry for several services in one process); the same counters keep counting, and
+    /// `GET /metrics` keeps serving them.
+    pub fn register_metrics(&self, registry: &mut MetricsRegistry) {
+        metrics::register(
+            registry,
+            &self.shared.metrics,
+            &self.shared.connections,
+            &self.shared.draining,
+            &self.shared.agents,
+        );
+    }
+
+    /// The `/metrics` body in the Prometheus text format 0.0.4: what `GET /metrics` serves
+    /// unless the scraper asks for OpenMetrics.
     pub fn render_metrics(&self) -> String {
-        metrics::render(self)
+        voxbridge_metrics::Format::PrometheusText.encode(self.metrics_registry())
     }
 
     pub(crate) fn brain_channels(&self) -> BrainChannels {

@@ -1,23 +1,25 @@
 //! `GET /metrics`: the bridge's own gauges and counters plus the voice pipeline metrics of
 //! every registered agent that has them ([`voxbridge_brain::BrainFactory::turn_metrics`]), in
-//! the Prometheus text exposition format 0.0.4
-//! (<https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format>).
+//! one `prometheus-client` registry ([`register`]); [`voxbridge_metrics::exposition`] writes it
+//! in the Prometheus text format 0.0.4, or OpenMetrics when the scraper asks for it.
 //!
-//! Everything is a relaxed atomic updated by the call tasks; rendering reads them without a
-//! lock and never awaits, so a scrape costs one string build and never slows a call.
+//! Calls update the counters and gauges through handles taken once (relaxed atomics, no
+//! lock); the connection count and the drain flag are read when scraped. A scrape never
+//! awaits and never slows a call.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use voxbridge_brain::turn::render_agents;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio_util::task::TaskTracker;
+use voxbridge_brain::Agents;
+use voxbridge_brain::turn::register_agents;
+use voxbridge_metrics::{Computed, Series};
 use voxbridge_session::EndReason;
 
-use crate::MediaState;
 use crate::relay::RelayEnd;
-
-/// The `Content-Type` of the text exposition format.
-pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Which WebSocket route a metric is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,176 +86,140 @@ fn media_end_index(reason: Option<&EndReason>, refused: bool) -> usize {
     reason.map_or(known + 1, EndReason::index)
 }
 
-/// The bridge's counters. One per [`MediaState`].
+/// The bridge's counters and gauges. One per [`crate::MediaState`].
 #[derive(Debug, Default)]
 pub(crate) struct BridgeMetrics {
     /// Calls (media: `start` received; relay: `setup` accepted) not yet ended, per transport.
-    active: [AtomicU64; 2],
+    active: [Gauge; 2],
     /// Calls started, per transport.
-    started: [AtomicU64; 2],
-    media_ended: [AtomicU64; MEDIA_ENDS.len()],
-    relay_ended: [AtomicU64; RelayEnd::LABELS.len()],
+    started: [Counter; 2],
+    media_ended: [Counter; MEDIA_ENDS.len()],
+    relay_ended: [Counter; RelayEnd::LABELS.len()],
     /// Refused upgrades, per transport and reason.
-    rejected: [[AtomicU64; Rejection::LABELS.len()]; 2],
+    rejected: [[Counter; Rejection::LABELS.len()]; 2],
 }
 
 impl BridgeMetrics {
     /// A call started; it counts as active until the guard is dropped (on every exit path).
-    pub(crate) fn call_started(self: &Arc<Self>, transport: Transport) -> ActiveCall {
-        self.started[transport.index()].fetch_add(1, Ordering::Relaxed);
-        self.active[transport.index()].fetch_add(1, Ordering::Relaxed);
-        ActiveCall {
-            metrics: Arc::clone(self),
-            transport,
-        }
+    pub(crate) fn call_started(&self, transport: Transport) -> ActiveCall {
+        self.started[transport.index()].inc();
+        let active = self.active[transport.index()].clone();
+        active.inc();
+        ActiveCall(active)
     }
 
     /// A Media Streams connection ended (`refused`: the shell refused its agent).
     pub(crate) fn media_ended(&self, reason: Option<&EndReason>, refused: bool) {
-        self.media_ended[media_end_index(reason, refused)].fetch_add(1, Ordering::Relaxed);
+        self.media_ended[media_end_index(reason, refused)].inc();
     }
 
     /// A ConversationRelay session ended.
     pub(crate) fn relay_ended(&self, end: &RelayEnd) {
-        self.relay_ended[end.index()].fetch_add(1, Ordering::Relaxed);
+        self.relay_ended[end.index()].inc();
     }
 
     /// An upgrade was refused.
     pub(crate) fn rejected(&self, transport: Transport, why: Rejection) {
-        self.rejected[transport.index()][why.index()].fetch_add(1, Ordering::Relaxed);
+        self.rejected[transport.index()][why.index()].inc();
     }
 }
 
 /// Counts one live call in `voxbridge_calls_active` while it exists.
 #[derive(Debug)]
-pub(crate) struct ActiveCall {
-    metrics: Arc<BridgeMetrics>,
-    transport: Transport,
-}
+pub(crate) struct ActiveCall(Gauge);
 
 impl Drop for ActiveCall {
     fn drop(&mut self) {
-        self.metrics.active[self.transport.index()].fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 
-/// One family: `HELP`, `TYPE`, then each `(labels, value)` sample (`labels` with braces, or
-/// empty).
-fn family(
-    out: &mut String,
-    (name, kind, help): (&str, &str, &str),
-    samples: impl IntoIterator<Item = (String, u64)>,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{labels} {value}");
-    }
+/// `{transport="…"}` series of per-transport metrics.
+fn by_transport<M: Clone>(metrics: &[M; 2]) -> Series<[(&'static str, &'static str); 1], M> {
+    Series::new(
+        Transport::LABELS
+            .into_iter()
+            .zip(metrics.iter().cloned())
+            .map(|(t, m)| ([("transport", t)], m)),
+    )
 }
 
-fn load(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
-}
+/// `{transport="…",reason="…"}` series.
+type ByReason = Series<[(&'static str, &'static str); 2], Counter>;
 
-/// `{transport="…"}` samples of per-transport counters.
-fn by_transport(counts: &[AtomicU64; 2]) -> impl Iterator<Item = (String, u64)> + '_ {
-    Transport::LABELS
+fn by_reason<'a>(
+    transport: &'static str,
+    reasons: &'a [&'static str],
+    counts: &'a [Counter],
+) -> impl Iterator<Item = ([(&'static str, &'static str); 2], Counter)> + 'a {
+    reasons
         .iter()
         .zip(counts)
-        .map(|(t, c)| (format!("{{transport=\"{t}\"}}"), load(c)))
+        .map(move |(r, c)| ([("transport", transport), ("reason", *r)], c.clone()))
 }
 
-/// `{transport="…",reason="…"}` samples.
-fn by_reason<'a>(
-    transport: &'a str,
-    reasons: &'a [&'a str],
-    counts: &'a [AtomicU64],
-) -> impl Iterator<Item = (String, u64)> + 'a {
-    reasons.iter().zip(counts).map(move |(r, c)| {
-        (
-            format!("{{transport=\"{transport}\",reason=\"{r}\"}}"),
-            load(c),
-        )
-    })
-}
-
-/// The whole `/metrics` body.
-pub(crate) fn render(state: &MediaState) -> String {
-    let m = state.bridge_metrics();
-    let mut out = String::with_capacity(16 * 1024);
-    family(
-        &mut out,
-        (
-            "voxbridge_calls_active",
-            "gauge",
-            "Live calls: Media Streams calls after `start`, ConversationRelay sessions after `setup`.",
-        ),
-        by_transport(&m.active),
+/// Registers what `/metrics` serves for one bridge in `registry`: the bridge's families, the
+/// open connections of `connections` and the `draining` flag (both read when scraped), then
+/// the voice pipeline families of the `agents` that have them.
+pub(crate) fn register(
+    registry: &mut Registry,
+    metrics: &BridgeMetrics,
+    connections: &TaskTracker,
+    draining: &Arc<AtomicBool>,
+    agents: &Agents,
+) {
+    registry.register(
+        "voxbridge_calls_active",
+        "Live calls: Media Streams calls after `start`, ConversationRelay sessions after `setup`",
+        by_transport(&metrics.active),
     );
-    family(
-        &mut out,
-        (
-            "voxbridge_calls_started_total",
-            "counter",
-            "Calls started (agent chosen and running).",
-        ),
-        by_transport(&m.started),
+    registry.register(
+        "voxbridge_calls_started",
+        "Calls started (agent chosen and running)",
+        by_transport(&metrics.started),
     );
-    family(
-        &mut out,
-        (
-            "voxbridge_calls_ended_total",
-            "counter",
-            "Connections ended, by transport and reason.",
-        ),
-        by_reason("media", &MEDIA_ENDS, &m.media_ended).chain(by_reason(
+    let ended: ByReason = Series::new(
+        by_reason("media", &MEDIA_ENDS, &metrics.media_ended).chain(by_reason(
             "relay",
             &RelayEnd::LABELS,
-            &m.relay_ended,
+            &metrics.relay_ended,
         )),
     );
-    family(
-        &mut out,
-        (
-            "voxbridge_upgrades_rejected_total",
-            "counter",
-            "WebSocket upgrades refused, by transport and reason.",
-        ),
+    registry.register(
+        "voxbridge_calls_ended",
+        "Connections ended, by transport and reason",
+        ended,
+    );
+    let rejected: ByReason = Series::new(
         Transport::LABELS
-            .iter()
-            .zip(&m.rejected)
+            .into_iter()
+            .zip(&metrics.rejected)
             .flat_map(|(t, counts)| by_reason(t, &Rejection::LABELS, counts)),
     );
-    family(
-        &mut out,
-        (
-            "voxbridge_connections_open",
-            "gauge",
-            "Open WebSocket connections, including those whose start/setup has not arrived.",
-        ),
-        [(
-            String::new(),
-            u64::try_from(state.connections()).unwrap_or(u64::MAX),
-        )],
+    registry.register(
+        "voxbridge_upgrades_rejected",
+        "WebSocket upgrades refused, by transport and reason",
+        rejected,
     );
-    family(
-        &mut out,
-        (
-            "voxbridge_draining",
-            "gauge",
-            "1 while the bridge refuses new calls at shutdown.",
-        ),
-        [(String::new(), u64::from(state.is_draining()))],
+    let connections = connections.clone();
+    registry.register(
+        "voxbridge_connections_open",
+        "Open WebSocket connections, including those whose start/setup has not arrived",
+        Computed::new(move || i64::try_from(connections.len()).unwrap_or(i64::MAX)),
+    );
+    let draining = Arc::clone(draining);
+    registry.register(
+        "voxbridge_draining",
+        "1 while the bridge refuses new calls at shutdown",
+        Computed::new(move || i64::from(draining.load(Ordering::Acquire))),
     );
 
-    let voices: Vec<_> = state
-        .agents()
+    let voices: Vec<_> = agents
         .iter()
         .filter_map(|(name, factory)| factory.turn_metrics().map(|m| (name, m)))
         .collect();
     let series: Vec<_> = voices.iter().map(|(name, m)| (*name, &**m)).collect();
-    render_agents(&mut out, &series);
-    out
+    register_agents(registry, &series);
 }
 
 #[cfg(test)]
@@ -287,15 +253,53 @@ mod tests {
 
     #[test]
     fn active_calls_are_counted_until_their_guard_drops() {
-        let metrics = Arc::new(BridgeMetrics::default());
+        let metrics = BridgeMetrics::default();
         let a = metrics.call_started(Transport::Media);
         let b = metrics.call_started(Transport::Relay);
-        assert_eq!(metrics.active[0].load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.active[0].get(), 1);
         drop(a);
-        assert_eq!(metrics.active[0].load(Ordering::Relaxed), 0);
-        assert_eq!(metrics.active[1].load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.active[0].get(), 0);
+        assert_eq!(metrics.active[1].get(), 1);
         drop(b);
-        assert_eq!(metrics.started[0].load(Ordering::Relaxed), 1);
-        assert_eq!(metrics.active[1].load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.started[0].get(), 1);
+        assert_eq!(metrics.active[1].get(), 0);
+    }
+
+    #[test]
+    fn one_process_registry_serves_the_bridge_beside_other_services() {
+        let config = crate::MediaConfig {
+            insecure_skip_signature: true,
+            ..crate::MediaConfig::default()
+        };
+        let state = crate::MediaState::new(config, Agents::builtin()).expect("valid");
+        let mut registry = Registry::default();
+        let other = Counter::<u64>::default();
+        registry.register("voxbridge_api_webhooks_accepted", "Webhooks", other.clone());
+        state.register_metrics(&mut registry);
+        other.inc();
+        state
+            .bridge_metrics()
+            .rejected(Transport::Relay, Rejection::Forbidden);
+        let _call = state.bridge_metrics().call_started(Transport::Media);
+        state.begin_drain();
+        let text = voxbridge_metrics::Format::PrometheusText.encode(&registry);
+        for line in [
+            "voxbridge_api_webhooks_accepted_total 1",
+            "voxbridge_upgrades_rejected_total{transport=\"relay\",reason=\"forbidden\"} 1",
+            "voxbridge_calls_active{transport=\"media\"} 1",
+            "voxbridge_calls_started_total{transport=\"media\"} 1",
+            "voxbridge_draining 1",
+            "voxbridge_connections_open 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // The state's own `/metrics` shows the same counters, once each.
+        let own = state.render_metrics();
+        assert!(own.contains("\nvoxbridge_draining 1\n"), "{own}");
+        assert_eq!(
+            own.matches("# TYPE voxbridge_calls_active gauge").count(),
+            1
+        );
+        assert!(!own.contains("voxbridge_api_"), "{own}");
     }
 }

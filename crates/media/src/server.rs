@@ -8,6 +8,7 @@ use axum::extract::ws::{
     Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
 use axum::extract::{OriginalUri, State};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,7 +22,7 @@ use tracing::{info, warn};
 use voxbridge_brain::Agents;
 use voxbridge_twilio::SignatureError;
 
-use crate::metrics::{self, Rejection, Transport};
+use crate::metrics::{Rejection, Transport};
 use crate::{MediaConfig, MediaError, MediaState, drive_call, drive_relay};
 
 /// The header Twilio signs requests with.
@@ -60,7 +61,8 @@ impl IntoResponse for ApiError {
 }
 
 /// The media routes: `config.media_path` (WebSocket), `GET /healthz` and `GET /metrics`
-/// (Prometheus text format), plus `relay_path` when ConversationRelay is served.
+/// (Prometheus text format, or OpenMetrics on request), plus `relay_path` when
+/// ConversationRelay is served.
 pub fn router(state: MediaState) -> Router {
     let path = state.config().media_path.clone();
     let mut router = Router::new()
@@ -176,13 +178,11 @@ async fn healthz(State(state): State<MediaState>) -> Json<serde_json::Value> {
     }))
 }
 
-/// `GET /metrics`: see [`crate::metrics`].
-async fn metrics_text(State(state): State<MediaState>) -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        metrics::render(&state),
-    )
-        .into_response()
+/// `GET /metrics`: see [`crate::metrics`]; the format the scraper's `Accept` prefers.
+async fn metrics_text(State(state): State<MediaState>, headers: HeaderMap) -> Response {
+    let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = voxbridge_metrics::exposition(state.metrics_registry(), accept);
+    ([(CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// Runs the media service on `listener` until `shutdown` fires, then drains (see

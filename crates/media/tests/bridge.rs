@@ -365,9 +365,14 @@ async fn healthz_reports_live_calls() {
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    http_get_accept(addr, path, "*/*").await
+}
+
+async fn http_get_accept(addr: std::net::SocketAddr, path: &str, accept: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("read");
@@ -426,6 +431,26 @@ async fn metrics_count_live_calls_refused_upgrades_and_endings() {
     }
     // Only echo is registered: no voice pipeline families.
     assert!(!body.contains("voxbridge_voice_"), "{body}");
+    // A scraper that asks for OpenMetrics (as Prometheus does) gets the same values in it.
+    let response = http_get_accept(
+        server.addr,
+        "/metrics",
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+    )
+    .await;
+    assert!(
+        response
+            .contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{response}"
+    );
+    let (_, open_metrics) = response.split_once("\r\n\r\n").expect("a body");
+    assert_eq!(metric(open_metrics, active), 1);
+    assert_eq!(metric(open_metrics, forbidden), 1);
+    assert!(
+        open_metrics.contains("# TYPE voxbridge_calls_started counter\n"),
+        "{open_metrics}"
+    );
+    assert!(open_metrics.ends_with("# EOF\n"), "{open_metrics}");
 
     twilio.stop().await;
     assert_eq!(twilio.expect_close(2 * SECOND).await, 1000);

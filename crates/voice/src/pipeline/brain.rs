@@ -120,7 +120,7 @@ impl VoiceBrain {
                                     .options
                                     .metrics
                                     .barge_in_cancels
-                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    .inc();
                                 debug!(turn = turn.0, "barge-in: reply cancelled");
                             }
                             lock(&book).interrupt(turn);

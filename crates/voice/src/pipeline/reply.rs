@@ -450,11 +450,7 @@ impl Reply {
             return Ended { spoke: false };
         }
         if give_up {
-            self.shared
-                .options
-                .metrics
-                .provider_hangups
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.shared.options.metrics.provider_hangups.inc();
             lock(&self.book).hung_up = true;
             warn!(%reason, "hanging up after repeated provider failures");
             let _ = self.send(Command::Hangup { reason }).await;
@@ -499,11 +495,7 @@ impl Reply {
         }
         drop(stream);
         if !sent {
-            self.shared
-                .options
-                .metrics
-                .canned_fallbacks
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.shared.options.metrics.canned_fallbacks.inc();
             let canned = self.shared.canned.get().map(|c| {
                 if apology {
                     c.apology.clone()
@@ -801,11 +793,7 @@ fn synthesize(
             }
             if st.shared.fallback_tts.is_some() {
                 warn!(error = %error, "tts failed; speaking the sentence with the fallback TTS");
-                st.shared
-                    .options
-                    .metrics
-                    .tts_fallbacks
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                st.shared.options.metrics.tts_fallbacks.inc();
                 st.on_fallback = true;
                 continue;
             }

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -385,13 +384,7 @@ async fn barge_in_cancels_the_llm_and_tts_streams_at_once() {
     tokio::time::sleep(ms(1)).await;
     assert_eq!(rig.asr.stats().open(), 0);
     assert_eq!(rig.asr.stats().cancelled(), 1);
-    assert_eq!(
-        rig.factory
-            .metrics()
-            .barge_in_cancels
-            .load(Ordering::Relaxed),
-        2
-    );
+    assert_eq!(rig.factory.metrics().barge_in_cancels.get(), 2);
     end_call(handle).await;
 }
 
@@ -480,10 +473,7 @@ async fn tts_server_errors_fall_back_to_the_fallback_tts_for_that_sentence() {
         "the fallback TTS spoke {first_sentence:?}: {:?}",
         rig.fallback.texts()
     );
-    assert_eq!(
-        rig.factory.metrics().tts_fallbacks.load(Ordering::Relaxed),
-        1
-    );
+    assert_eq!(rig.factory.metrics().tts_fallbacks.get(), 1);
     end_call(handle).await;
 }
 
@@ -560,10 +550,7 @@ async fn three_failed_turns_in_a_row_apologise_and_hang_up_with_the_reason() {
         assert!(audio_len(&reply) > ms(500), "the line has audio");
     }
     assert_eq!(
-        rig.factory
-            .metrics()
-            .canned_fallbacks
-            .load(Ordering::Relaxed),
+        rig.factory.metrics().canned_fallbacks.get(),
         1,
         "the first fallback line came pre-rendered"
     );
@@ -588,13 +575,7 @@ async fn three_failed_turns_in_a_row_apologise_and_hang_up_with_the_reason() {
             .is_err()
     );
     assert_eq!(rig.asr.stats().requests(), 3);
-    assert_eq!(
-        rig.factory
-            .metrics()
-            .provider_hangups
-            .load(Ordering::Relaxed),
-        1
-    );
+    assert_eq!(rig.factory.metrics().provider_hangups.get(), 1);
     let turns = end_call(handle).await.turns;
     assert_eq!(turns.len(), 3);
     assert!(turns.iter().all(|t| t.outcome
@@ -632,13 +613,7 @@ async fn a_success_resets_the_failure_count() {
             texts(&reply)
         );
     }
-    assert_eq!(
-        rig.factory
-            .metrics()
-            .provider_hangups
-            .load(Ordering::Relaxed),
-        0
-    );
+    assert_eq!(rig.factory.metrics().provider_hangups.get(), 0);
     end_call(handle).await;
 }
 

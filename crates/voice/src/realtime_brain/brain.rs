@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
@@ -465,11 +464,7 @@ impl Live {
             turn = turn.0,
             heard_ms, "barge-in: truncating the bot's item"
         );
-        self.shared
-            .options
-            .metrics
-            .barge_in_cancels
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.options.metrics.barge_in_cancels.inc();
         self.send(SpeechInput::Truncate {
             item_id,
             audio_end_ms: heard_ms,
@@ -640,7 +635,7 @@ impl Live {
         );
         warn!(error = %error, %reason, "realtime provider unavailable; apologising and hanging up");
         let metrics = &self.shared.options.metrics;
-        metrics.provider_hangups.fetch_add(1, Ordering::Relaxed);
+        metrics.provider_hangups.inc();
         let chunks = self
             .shared
             .apology
@@ -648,7 +643,7 @@ impl Live {
             .filter(|c| !c.is_empty())
             .cloned()
             .unwrap_or_else(|| {
-                metrics.canned_fallbacks.fetch_add(1, Ordering::Relaxed);
+                metrics.canned_fallbacks.inc();
                 vec![tone()]
             });
         self.end_item();

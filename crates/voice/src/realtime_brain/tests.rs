@@ -3,7 +3,6 @@
 //! OpenAI stand-in, is in crates/media/tests/realtime.rs).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -420,7 +419,7 @@ async fn no_provider_means_an_apology_and_a_hangup_with_the_reason() {
         "provider_failures: speech_to_speech server_error x2"
     );
     assert_eq!(*provider.connects.lock().unwrap(), 2);
-    assert_eq!(metrics.provider_hangups.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.provider_hangups.get(), 1);
 }
 
 #[test]
