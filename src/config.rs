@@ -144,7 +144,7 @@ impl Config {
                 }
             }
         }
-        let mut config: Config = parse(merged, &origin)?;
+        let mut config: Config = parse(&merged, &origin)?;
         config.source = path.map(Path::to_path_buf);
         config.validate()?;
         Ok(config)
@@ -169,10 +169,10 @@ impl Config {
 /// variable that set it, from `origin`). serde reports a wrong type inside a flattened
 /// section (`[media]` holds the session keys) against the section, so the key is found by
 /// trying the section's entries one at a time.
-fn parse(table: toml::Table, origin: &[(String, String)]) -> Result<Config> {
+fn parse(table: &toml::Table, origin: &[(String, String)]) -> Result<Config> {
     toml::Value::Table(table.clone())
         .try_into()
-        .map_err(|e: toml::de::Error| match find_bad_key(&table, &[]) {
+        .map_err(|e: toml::de::Error| match find_bad_key(table, &[]) {
             Some((key, cause)) => match origin.iter().find(|(k, _)| *k == key) {
                 Some((_, var)) => {
                     anyhow::anyhow!(
@@ -343,7 +343,7 @@ mod tests {
     #[test]
     fn default_toml_gives_the_code_defaults() {
         // config/default.toml documents every key; loaded as a file it must change nothing.
-        let documented: Config = parse(toml::from_str(DEFAULT_TOML).unwrap(), &[]).unwrap();
+        let documented: Config = parse(&toml::from_str(DEFAULT_TOML).unwrap(), &[]).unwrap();
         let code = Config::default();
         assert_eq!(documented.media, code.media);
         assert_eq!(documented.api, code.api);

@@ -20,19 +20,18 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(config: &Config, args: &Args) -> Result<()> {
-    let (addr, host, path) = match &args.url {
-        Some(url) => parse(url)?,
-        None => {
-            let mut addr = config.media.listen;
-            if addr.ip().is_unspecified() {
-                addr.set_ip(if addr.is_ipv4() {
-                    [127, 0, 0, 1].into()
-                } else {
-                    std::net::Ipv6Addr::LOCALHOST.into()
-                });
-            }
-            (addr, addr.to_string(), "/healthz".to_owned())
+    let (addr, host, path) = if let Some(url) = &args.url {
+        parse(url)?
+    } else {
+        let mut addr = config.media.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                [127, 0, 0, 1].into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
         }
+        (addr, addr.to_string(), "/healthz".to_owned())
     };
     let timeout = Duration::from_millis(args.timeout_ms.max(1));
     let status =

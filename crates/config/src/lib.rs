@@ -289,6 +289,10 @@ mod tests {
 
     #[test]
     fn urls_never_show_their_password() {
+        #[derive(Serialize)]
+        struct Out {
+            url: SecretUrl,
+        }
         let url = SecretUrl::new(" redis://:hunter2@cache:6379/0\n");
         assert_eq!(url.expose(), "redis://:hunter2@cache:6379/0");
         assert_eq!(url.to_string(), "redis://:***@cache:6379/0");
@@ -299,10 +303,6 @@ mod tests {
             SecretUrl::from("sqlite://data/v.db").to_string(),
             "sqlite://data/v.db"
         );
-        #[derive(Serialize)]
-        struct Out {
-            url: SecretUrl,
-        }
         let text = toml::to_string(&Out { url: pg }).expect("serialisable");
         assert!(!text.contains("pw"), "{text}");
     }

@@ -24,9 +24,9 @@ const KEY: &str = "sk-standin-test-key";
 /// except the timeout tests, which set their own.
 fn timeouts() -> StageTimeouts {
     StageTimeouts {
-        connect: Duration::from_millis(5_000),
-        first_byte: Duration::from_millis(20_000),
-        idle: Duration::from_millis(20_000),
+        connect: Duration::from_secs(5),
+        first_byte: Duration::from_secs(20),
+        idle: Duration::from_secs(20),
     }
 }
 
@@ -293,9 +293,9 @@ async fn hang_before_first_token_is_a_timeout() {
     let s = standin().await;
     s.fail_next(Endpoint::ChatCompletions, 1, Fault::Hang);
     let short = StageTimeouts {
-        connect: Duration::from_millis(5_000),
+        connect: Duration::from_secs(5),
         first_byte: Duration::from_millis(300),
-        idle: Duration::from_millis(20_000),
+        idle: Duration::from_secs(20),
     };
     let events = collect(llm_with(&s, KEY, short).stream(ask("hi"))).await;
     assert_eq!(
@@ -318,8 +318,8 @@ async fn stall_mid_stream_is_an_idle_timeout_and_the_request_is_closed() {
     let s = standin().await;
     s.fail_next(Endpoint::Speech, 1, Fault::StallAfterFirstChunk);
     let short = StageTimeouts {
-        connect: Duration::from_millis(5_000),
-        first_byte: Duration::from_millis(20_000),
+        connect: Duration::from_secs(5),
+        first_byte: Duration::from_secs(20),
         idle: Duration::from_millis(300),
     };
     let chunks = collect(tts(&s, TtsFormat::Pcm, short).synthesize(TtsRequest {

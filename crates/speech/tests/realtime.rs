@@ -35,9 +35,9 @@ fn provider(s: &StandinHandle, key: &str) -> OpenAiRealtime {
         &OpenAiEndpoint::new(s.base_url(), key),
         &OpenAiRealtimeConfig {
             timeouts: StageTimeouts {
-                connect: Duration::from_millis(5_000),
-                first_byte: Duration::from_millis(10_000),
-                idle: Duration::from_millis(20_000),
+                connect: Duration::from_secs(5),
+                first_byte: Duration::from_secs(10),
+                idle: Duration::from_secs(20),
             },
             ..OpenAiRealtimeConfig::default()
         },
