@@ -214,8 +214,8 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let c = MediaConfig::default();
         assert_eq!(c.media_path, "/media");
-        assert_eq!(c.send_timeout, Duration::from_millis(5000));
-        assert_eq!(c.drain_timeout, Duration::from_millis(30_000));
+        assert_eq!(c.send_timeout, Duration::from_secs(5));
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
         assert_eq!(c.max_message_bytes, 65_536);
         assert_eq!(c.default_agent, "echo");
         assert_eq!(c.relay_path, "/relay");

@@ -73,11 +73,11 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            turn_budget: Duration::from_millis(4000),
-            asr_timeout: Duration::from_millis(3000),
-            llm_first_token_timeout: Duration::from_millis(3000),
-            tts_first_byte_timeout: Duration::from_millis(2000),
-            stream_idle_timeout: Duration::from_millis(3000),
+            turn_budget: Duration::from_secs(4),
+            asr_timeout: Duration::from_secs(3),
+            llm_first_token_timeout: Duration::from_secs(3),
+            tts_first_byte_timeout: Duration::from_secs(2),
+            stream_idle_timeout: Duration::from_secs(3),
             retry: RetryPolicy::default(),
             max_failed_turns: 3,
             fallback_text: "Sorry, I didn't catch that. Could you say it again?".to_owned(),
