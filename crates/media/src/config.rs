@@ -36,17 +36,18 @@ pub struct MediaConfig {
     #[serde(rename = "send_timeout_ms", with = "voxbridge_config::millis")]
     pub send_timeout: Duration,
     /// Frames that may wait per call (or relay session) for a socket that is not taking them.
-    /// While full, the driver takes no more output and
-    /// waits, within `send_timeout_ms`, for room. Default 64 (about 1.3 s of 20 ms frames;
-    /// the session keeps only ~100 ms ahead).
+    /// While full, the driver takes no more output from the session (it keeps reading the
+    /// socket) until the socket takes frames, within `send_timeout_ms`. Default 64 (about
+    /// 1.3 s of 20 ms frames; the session keeps only ~100 ms ahead).
     pub send_queue_frames: usize,
     /// After shutdown is requested, how long live calls may continue before each is ended
     /// with close 1001. Key `drain_timeout_ms`, default 30000.
     #[serde(rename = "drain_timeout_ms", with = "voxbridge_config::millis")]
     pub drain_timeout: Duration,
-    /// Largest WebSocket message accepted from Twilio, in bytes. Larger messages (up to a
-    /// small margin, which the WebSocket layer enforces) count as bad messages; anything
-    /// beyond the margin fails the socket at the protocol layer. Default 65536.
+    /// Largest WebSocket message accepted from Twilio, in bytes. Larger messages count as bad
+    /// messages. The WebSocket layer refuses, unread, anything beyond a small margin (4 KiB)
+    /// over this: such a message counts as a bad message too and ends the call with close 1009,
+    /// as the socket cannot go on. Default 65536.
     pub max_message_bytes: usize,
     /// Path of the ConversationRelay WebSocket route (served by `voxbridge serve` with the
     /// screening agent). Default `/relay`.

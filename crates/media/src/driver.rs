@@ -3,8 +3,16 @@
 //! `Sink`/`Stream` of [`Message`]s so tests can drive it without a socket.
 //!
 //! Outbound frames are written from the driver's own task through a bounded [`Outbox`]. A peer
-//! that stops reading fills the socket; once the socket has taken none of our frames for
-//! `send_timeout`, the call ends as [`Input::SlowPeer`]: memory per call stays bounded.
+//! that stops reading fills the socket (its kernel send buffer is bounded, see
+//! [`crate::SEND_BUFFER_BYTES`]); once the socket has taken none of our frames for
+//! `send_timeout`, the call ends as [`Input::SlowPeer`]: memory per call stays bounded. While
+//! the outbox is full the driver takes no output from the session but keeps reading: caller
+//! audio, marks and `stop` are still handled, so the call ends for what the caller did, or as
+//! a slow peer, never as an idle timeout of a caller that kept talking.
+//!
+//! Close handshake (RFC 6455 5.5.1): when we end the call we send a close frame and wait
+//! briefly for the peer's; when the peer closes first, its close frame is answered (the
+//! WebSocket layer echoes its code) and the connection is closed.
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,7 +36,8 @@ use voxbridge_session::{
 use crate::metrics::{ActiveCall, Transport};
 use crate::outbox::{CLOSE_HANDSHAKE_GRACE, CONTROL_QUEUE, Outbox, WriteError};
 use crate::registry::{CallEntry, Control, Registration};
-use crate::{CallRecord, MediaState};
+use crate::socket::{SocketEnd, message_or_end};
+use crate::{CallRecord, MediaState, ReadError};
 
 /// Bot audio queued in the session (not yet sent to Twilio) above which the driver stops
 /// taking brain commands, so a faster-than-real-time brain waits instead of buffering.
@@ -59,6 +68,8 @@ struct Call<W> {
     report: Option<VoiceCallReport>,
     /// The peer stopped reading: do not wait for it to take the close frame.
     slow_peer: bool,
+    /// The peer sent its close frame first: answer it, send no other.
+    peer_closed: bool,
     /// Events the brain did not take (its queue was full).
     dropped_events: u64,
 }
@@ -75,7 +86,7 @@ where
     W: Sink<Message> + Unpin + Send,
     W::Error: fmt::Display,
     R: Stream<Item = Result<Message, E>> + Unpin + Send,
-    E: fmt::Display,
+    E: ReadError,
 {
     let span = info_span!(
         "call",
@@ -92,7 +103,7 @@ where
     W: Sink<Message> + Unpin + Send,
     W::Error: fmt::Display,
     R: Stream<Item = Result<Message, E>> + Unpin + Send,
-    E: fmt::Display,
+    E: ReadError,
 {
     let opened = Instant::now();
     let config = state.config();
@@ -115,6 +126,7 @@ where
         shell_end: None,
         report: None,
         slow_peer: false,
+        peer_closed: false,
         dropped_events: 0,
     };
     let mut stream_done = false;
@@ -129,16 +141,28 @@ where
     tokio::pin!(force_closed, wake);
 
     let close = loop {
-        // Drain the session until it says when to wake up (or that the call is over).
-        let wake_at = match call.drain().await {
-            Drained::Wait(at) => at,
+        // Drain the session until it says when to wake up, the send queue is full, or the
+        // call is over.
+        let session_wake = match call.drain() {
+            Drained::Wait(at) => Some(at),
+            Drained::Full => None,
             Drained::Close(code, reason) => break (code, reason),
         };
         call.write_now().await;
+        // The socket took the full queue at once: take more output.
+        let blocked = session_wake.is_none();
+        if blocked && !call.outbox.is_full() {
+            continue;
+        }
         // Frames held up by the socket: wake up in time to give up on a peer that stopped
-        // reading.
+        // reading. (A full queue is always held up: the session's next deadline is not known
+        // then, inputs and this wake-up drive it.)
         let stall_deadline = call.outbox.stall_deadline().filter(|_| !call.slow_peer);
-        let wake_at = stall_deadline.map_or(wake_at, |at| at.min(wake_at));
+        let wake_at = [session_wake, stall_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + send_timeout);
         if wake.deadline() != wake_at {
             wake.as_mut().reset(wake_at);
         }
@@ -159,49 +183,20 @@ where
                     );
                 }
             },
-            // Frames are held up: keep writing as the socket takes them.
-            written = poll_fn(|cx| call.outbox.poll_write(cx)), if stall_deadline.is_some() => {
+            // Frames are held up: keep writing as the socket takes them, and take output from
+            // the session again as soon as a full queue has room.
+            written = poll_fn(|cx| if blocked {
+                call.outbox.poll_room(cx)
+            } else {
+                call.outbox.poll_write(cx)
+            }), if stall_deadline.is_some() => {
                 if let Err(e) = written {
                     call.on_write_error(&e);
                 }
             }
+            // Read on while output is held up: what the caller sends still counts.
             frame = stream.next(), if !stream_done => {
-                let input_now = now();
-                match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        let input = if text.len() > max_message {
-                            Input::Oversize { len: text.len() }
-                        } else {
-                            Input::Text(text.as_str())
-                        };
-                        call.session.handle_input(input_now, input);
-                    }
-                    Some(Ok(Message::Binary(data))) => {
-                        let input = if data.len() > max_message {
-                            Input::Oversize { len: data.len() }
-                        } else {
-                            Input::Binary { len: data.len() }
-                        };
-                        call.session.handle_input(input_now, input);
-                    }
-                    // The WebSocket layer answers pings itself; neither is a Twilio message.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(frame))) => {
-                        debug!(?frame, "peer closed the socket");
-                        stream_done = true;
-                        call.session.handle_input(input_now, Input::SocketClosed);
-                    }
-                    Some(Err(e)) => {
-                        warn!(error = %e, "socket read failed");
-                        stream_done = true;
-                        call.session.handle_input(input_now, Input::SocketClosed);
-                    }
-                    None => {
-                        debug!("socket ended");
-                        stream_done = true;
-                        call.session.handle_input(input_now, Input::SocketClosed);
-                    }
-                }
+                stream_done = call.on_frame(frame, max_message);
             }
             // Backpressure: above the high-water mark the brain's bounded channel fills and
             // its sends wait until playout drains the queue (checked again at every wake-up).
@@ -229,16 +224,22 @@ where
         }
     };
 
-    // The session is over: send the close frame, wait briefly for the peer's reply.
     let (code, reason) = call.shell_end.as_ref().map_or(close, |end| end.close);
-    // A peer that does not read would only hold the close frame up: do not wait for it.
-    let close_sent = !call.slow_peer && call.send_close(code, reason).await;
-    if close_sent && !stream_done {
-        // RFC 6455 7.1.1: read until the peer's close reply so the TCP close is clean.
-        let _ = tokio::time::timeout(CLOSE_HANDSHAKE_GRACE, async {
-            while let Some(Ok(_)) = stream.next().await {}
-        })
-        .await;
+    if call.peer_closed {
+        // RFC 6455 5.5.1: answer the peer's close frame. The WebSocket layer has queued its
+        // echo (same code) and refuses any other frame now: closing the sink flushes it.
+        call.answer_close().await;
+    } else {
+        // The session is over: send the close frame, wait briefly for the peer's reply. A
+        // peer that does not read would only hold the close frame up: do not wait for it.
+        let close_sent = !call.slow_peer && call.send_close(code, reason).await;
+        if close_sent && !stream_done {
+            // RFC 6455 7.1.1: read until the peer's close reply so the TCP close is clean.
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_GRACE, async {
+                while let Some(Ok(_)) = stream.next().await {}
+            })
+            .await;
+        }
     }
     call.finish(opened.elapsed()).await
 }
@@ -251,7 +252,10 @@ async fn next_from_brain(brain: Option<&mut BrainHandle>, take_commands: bool) -
 }
 
 enum Drained {
+    /// Nothing more until this instant (or the next event).
     Wait(Instant),
+    /// `send_queue_frames` wait for the socket: no more output until it takes some.
+    Full,
     Close(u16, &'static str),
 }
 
@@ -260,10 +264,17 @@ where
     W: Sink<Message> + Unpin,
     W::Error: fmt::Display,
 {
-    async fn drain(&mut self) -> Drained {
+    /// Takes the session's output until it says when to wake up, or until `send_queue_frames`
+    /// wait for the socket. Then the session keeps its audio (it paces from its own clock and
+    /// the brain is held back by the high-water mark) while the driver reads on; once the
+    /// session has ended, its last outputs (events and the close, never a frame) are taken.
+    fn drain(&mut self) -> Drained {
         loop {
+            if self.outbox.is_full() && !self.session.is_ended() {
+                return Drained::Full;
+            }
             match self.session.poll_output() {
-                Output::Send(text) => self.send(text).await,
+                Output::Send(text) => self.send(text),
                 Output::Brain(event) => self.on_brain_event(event),
                 Output::Close { code, reason } => return Drained::Close(code, reason),
                 Output::Timeout(at) => return Drained::Wait(Instant::from_std(at)),
@@ -271,30 +282,44 @@ where
         }
     }
 
-    async fn send(&mut self, text: String) {
+    fn send(&mut self, text: String) {
         if self.outbox.has_failed() || self.slow_peer || self.shell_end.is_some() {
             return;
         }
         self.outbox.push(Message::Text(text.into()));
-        if !self.outbox.is_full() {
-            return;
-        }
-        // `send_queue_frames` are waiting: write what the socket takes, and wait (no more
-        // output taken from the session) until there is room or the peer has not read for
-        // `send_timeout`.
-        // A slow reader may keep this going (each frame it takes restarts its clock), but not past
-        // the forced close at the end of a drain: the loop then ends the call.
-        let force_close = self.state.force_close_token();
-        let waited = tokio::select! {
-            biased;
-            () = force_close.cancelled() => return,
-            waited = self.outbox.room_by_deadline() => waited,
+    }
+
+    /// Feeds one socket read to the session; whether the stream is done.
+    fn on_frame<E: ReadError>(
+        &mut self,
+        read: Option<Result<Message, E>>,
+        max_message: usize,
+    ) -> bool {
+        let input_now = now();
+        let message = match message_or_end(read) {
+            Ok(message) => message,
+            Err(end) => {
+                self.peer_closed = end == SocketEnd::PeerClosed;
+                let input = match end {
+                    SocketEnd::TooBig(len) => Input::TooBig { len },
+                    SocketEnd::PeerClosed | SocketEnd::Gone => Input::SocketClosed,
+                };
+                self.session.handle_input(input_now, input);
+                return true;
+            }
         };
-        match waited {
-            Ok(()) => {}
-            Err(WriteError::Timeout(_)) => self.on_write_timeout(),
-            Err(e) => self.on_write_error(&e),
-        }
+        let input = match &message {
+            Message::Text(text) if text.len() > max_message => Input::Oversize { len: text.len() },
+            Message::Text(text) => Input::Text(text.as_str()),
+            Message::Binary(data) if data.len() > max_message => {
+                Input::Oversize { len: data.len() }
+            }
+            Message::Binary(data) => Input::Binary { len: data.len() },
+            // The WebSocket layer answers pings itself; neither is a Twilio message.
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return false,
+        };
+        self.session.handle_input(input_now, input);
+        false
     }
 
     /// Writes what the session queued, without waiting: a socket that does not take it all
@@ -303,6 +328,19 @@ where
         let written = poll_fn(|cx| Poll::Ready(self.outbox.poll_write(cx))).await;
         if let Poll::Ready(Err(e)) = written {
             self.on_write_error(&e);
+        }
+    }
+
+    /// Answers the peer's close frame: drops what is still queued (the WebSocket layer sends
+    /// nothing but its echo of the peer's close now) and closes the sink, which flushes that
+    /// echo, within one `send_timeout`.
+    async fn answer_close(&mut self) {
+        let timeout = self.state.config().send_timeout;
+        if tokio::time::timeout(timeout, self.outbox.close_unsent())
+            .await
+            .is_err()
+        {
+            warn!("close reply did not flush within the send timeout");
         }
     }
 

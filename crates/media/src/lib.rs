@@ -15,7 +15,9 @@
 //! - [`serve`] runs the route on a listener until the shutdown token fires, then drains:
 //!   upgrades get 503, live calls get up to `drain_timeout_ms`, then each is ended with close
 //!   1001 ([`voxbridge_session::Input::Shutdown`]).
-//! - [`router`] gives the routes (`media_path`, `/healthz` and `/metrics`) for embedding.
+//! - [`router`] gives the routes (`media_path`, `/healthz` and `/metrics`) for embedding;
+//!   whoever accepts the TCP connections applies [`tune_call_socket`] to each (no Nagle delay,
+//!   a bounded kernel send buffer so a peer that stops reading is found within seconds).
 //!   `/metrics` serves the bridge's gauges and counters and the voice pipeline metrics of
 //!   every agent that has them from the state's `prometheus-client` registry, in the
 //!   Prometheus text format (OpenMetrics when the scraper asks for it);
@@ -34,6 +36,7 @@ mod registry;
 pub mod relay;
 mod relay_driver;
 mod server;
+mod socket;
 
 use std::fmt;
 use std::sync::Arc;
@@ -55,6 +58,7 @@ pub use relay::{
     drive_relay,
 };
 pub use server::{ApiError, router, serve, serve_with_state};
+pub use socket::{ReadError, SEND_BUFFER_BYTES, tune_call_socket};
 
 /// Errors starting or running the media service.
 #[derive(Debug, thiserror::Error)]

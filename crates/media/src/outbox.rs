@@ -9,7 +9,7 @@
 //! ([`Outbox::stall_deadline`]): then the peer is not reading and the call ends. A peer that
 //! reads, however slowly, restarts that clock with every frame it takes. Memory stays bounded
 //! by `capacity` frames: the driver stops taking output from the session while the queue is
-//! full.
+//! full (and keeps reading input; [`Outbox::poll_room`] tells it when to take output again).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -74,7 +74,8 @@ where
         }
     }
 
-    /// `capacity` frames are waiting: take no more output until [`Outbox::poll_room`].
+    /// `capacity` frames are waiting: take no more output until [`Outbox::poll_room`] says
+    /// there is room.
     pub(crate) fn is_full(&self) -> bool {
         self.queue.len() >= self.capacity
     }
@@ -149,24 +150,11 @@ where
     /// Keeps writing until everything is out, or fails with [`WriteError::Timeout`] once the
     /// sink has taken nothing for `send_timeout`.
     pub(crate) async fn write_by_deadline(&mut self) -> Result<(), WriteError> {
-        self.by_deadline(Self::poll_write).await
-    }
-
-    /// Keeps writing until the queue has room, or fails with [`WriteError::Timeout`] once the
-    /// sink has taken nothing for `send_timeout`.
-    pub(crate) async fn room_by_deadline(&mut self) -> Result<(), WriteError> {
-        self.by_deadline(Self::poll_room).await
-    }
-
-    async fn by_deadline(
-        &mut self,
-        poll: fn(&mut Self, &mut Context<'_>) -> Poll<Result<(), WriteError>>,
-    ) -> Result<(), WriteError> {
         let send_timeout = self.send_timeout;
         let deadline = tokio::time::sleep(send_timeout);
         tokio::pin!(deadline);
         std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = poll(self, cx) {
+            if let Poll::Ready(result) = self.poll_write(cx) {
                 return Poll::Ready(result);
             }
             // Each frame the sink takes moves the deadline.
@@ -188,6 +176,14 @@ where
         if !self.failed {
             let _ = self.sink.close().await;
         }
+    }
+
+    /// Drops the frames still queued and closes the sink: after the peer's close frame the
+    /// WebSocket layer takes no more frames, and closing flushes its reply (RFC 6455 5.5.1).
+    pub(crate) async fn close_unsent(&mut self) {
+        self.queue.clear();
+        self.stalled_since = None;
+        self.close().await;
     }
 }
 

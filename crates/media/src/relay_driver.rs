@@ -10,7 +10,9 @@
 //!
 //! Outbound frames are written from the shell's own task through the same bounded [`Outbox`]
 //! as `/media`'s driver: once the socket has taken none of our frames for `send_timeout`, the
-//! session ends as a slow peer (close 1008).
+//! session ends as a slow peer (close 1008). While the outbox is full the shell takes no output
+//! from the session and does not poll the dialog, but keeps reading the socket. A peer's
+//! close frame is answered (the WebSocket layer echoes its code), as on `/media`.
 
 use std::fmt;
 use std::future::poll_fn;
@@ -36,7 +38,8 @@ use crate::metrics::{ActiveCall, Transport};
 use crate::outbox::{CLOSE_HANDSHAKE_GRACE, CONTROL_QUEUE, Outbox, WriteError};
 use crate::registry::{CallEntry, Control, Registration};
 use crate::relay::{RelayEnd, RelayRecord, RelayService};
-use crate::{MediaConfig, MediaState};
+use crate::socket::{SocketEnd, message_or_end};
+use crate::{MediaConfig, MediaState, ReadError};
 
 fn now() -> std::time::Instant {
     Instant::now().into_std()
@@ -62,6 +65,8 @@ fn relay_config(config: &MediaConfig) -> RelayConfig {
 enum Step {
     /// Nothing until this instant (or the next event).
     Wait(Instant),
+    /// `send_queue_frames` wait for the socket: no more output until it takes some.
+    Full,
     /// Build the dialog from `setup`.
     Setup,
     /// Run a dialog turn.
@@ -88,6 +93,8 @@ enum Event<E> {
 struct Io<R> {
     stream: R,
     stream_done: bool,
+    /// The peer sent its close frame first: answer it, send no other.
+    peer_closed: bool,
     control_rx: mpsc::Receiver<Control>,
     force_close: CancellationToken,
     shutdown_fed: bool,
@@ -123,7 +130,7 @@ where
     W: Sink<Message> + Unpin + Send + 'static,
     W::Error: fmt::Display,
     R: Stream<Item = Result<Message, E>> + Unpin + Send,
-    E: fmt::Display,
+    E: ReadError,
 {
     let span = info_span!(
         "relay",
@@ -140,7 +147,7 @@ where
     W: Sink<Message> + Unpin + Send,
     W::Error: fmt::Display,
     R: Stream<Item = Result<Message, E>> + Unpin + Send,
-    E: fmt::Display,
+    E: ReadError,
 {
     let opened = Instant::now();
     let opened_at = SystemTime::now();
@@ -150,6 +157,7 @@ where
     let mut io = Io {
         stream,
         stream_done: false,
+        peer_closed: false,
         control_rx,
         force_close: state.force_close_token(),
         shutdown_fed: false,
@@ -174,7 +182,7 @@ where
     let (code, reason) = loop {
         let step = match next.take() {
             Some(step) => step,
-            None => shell.drain().await,
+            None => shell.drain(),
         };
         match step {
             Step::Close(code, reason) => break (code, reason),
@@ -195,9 +203,10 @@ where
             }
             Step::CancelTurn => {}
             Step::Wait(at) => {
-                shell.write_now().await;
-                let event = shell.next_event(&mut io, at, None).await;
-                shell.on_event(&mut io, event, None);
+                shell.wait(&mut io, Some(at), None).await;
+            }
+            Step::Full => {
+                shell.wait(&mut io, None, None).await;
             }
         }
     };
@@ -218,11 +227,16 @@ where
     W: Sink<Message> + Unpin,
     W::Error: fmt::Display,
 {
-    /// Drains the session until it asks for something only the caller can do.
-    async fn drain(&mut self) -> Step {
+    /// Drains the session until it asks for something only the caller can do, or until
+    /// `send_queue_frames` wait for the socket (once the session has ended, its last outputs
+    /// are taken regardless).
+    fn drain(&mut self) -> Step {
         loop {
+            if self.outbox.is_full() && !self.session.is_ended() {
+                return Step::Full;
+            }
             match self.session.poll_output() {
-                RelayOutput::Send(text) => self.send(text).await,
+                RelayOutput::Send(text) => self.send(text),
                 RelayOutput::Ended(summary) => self.summary = Some(summary),
                 RelayOutput::SetupReceived => return Step::Setup,
                 RelayOutput::Dialog {
@@ -249,43 +263,78 @@ where
     ) -> Option<Step>
     where
         R: Stream<Item = Result<Message, E>> + Unpin + Send,
-        E: fmt::Display,
+        E: ReadError,
     {
         let mut finished = false;
         loop {
-            match self.drain().await {
+            match self.drain() {
                 // Dropping the stream cancels whatever the dialog was still producing.
                 Step::CancelTurn => return None,
                 Step::Wait(at) if !finished => {
-                    self.write_now().await;
-                    let event = self.next_event(io, at, Some(&mut events)).await;
-                    finished = self.on_event(io, event, Some(&mut events));
+                    finished = self.wait(io, Some(at), Some(&mut events)).await;
+                }
+                // The dialog is not polled while its output cannot go out.
+                Step::Full if !finished => {
+                    self.wait(io, None, None).await;
                 }
                 step => return Some(step),
             }
         }
     }
 
-    /// Waits for the next thing to happen: shutdown, control, held-up writes, a frame, the
-    /// running turn's next event, the session's timeout.
+    /// Writes what the session queued, then waits for the next thing to happen and feeds it
+    /// to the session (see [`Shell::next_event`]); whether the turn's stream has ended.
+    /// `session_wake` is `None` while the send queue is full.
+    async fn wait<R, E>(
+        &mut self,
+        io: &mut Io<R>,
+        session_wake: Option<Instant>,
+        mut events: Option<&mut BoxStream<'_, AgentEvent>>,
+    ) -> bool
+    where
+        R: Stream<Item = Result<Message, E>> + Unpin + Send,
+        E: ReadError,
+    {
+        self.write_now().await;
+        if session_wake.is_none() && !self.outbox.is_full() {
+            // The socket took the full queue at once: take more output.
+            return false;
+        }
+        let event = self
+            .next_event(io, session_wake, events.as_deref_mut())
+            .await;
+        self.on_event(io, event, events)
+    }
+
+    /// Waits for the next thing to happen: shutdown, control, held-up writes (room in a full
+    /// queue), a frame, the running turn's next event, the session's timeout.
     async fn next_event<R, E>(
         &mut self,
         io: &mut Io<R>,
-        wake_at: Instant,
+        session_wake: Option<Instant>,
         events: Option<&mut BoxStream<'_, AgentEvent>>,
     ) -> Event<E>
     where
         R: Stream<Item = Result<Message, E>> + Unpin + Send,
     {
         // Frames held up by the socket: wake up in time to give up on a peer that stopped
-        // reading.
+        // reading. (A full queue is always held up.)
         let stall_deadline = self.outbox.stall_deadline().filter(|_| !self.slow_peer);
-        let wake_at = stall_deadline.map_or(wake_at, |at| at.min(wake_at));
+        let blocked = session_wake.is_none();
+        let wake_at = [session_wake, stall_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + self.state.config().send_timeout);
         tokio::select! {
             biased;
             () = io.force_close.cancelled(), if !io.shutdown_fed => Event::ForceClose,
             Some(control) = io.control_rx.recv() => Event::Control(control),
-            written = poll_fn(|cx| self.outbox.poll_write(cx)), if stall_deadline.is_some() => {
+            written = poll_fn(|cx| if blocked {
+                self.outbox.poll_room(cx)
+            } else {
+                self.outbox.poll_write(cx)
+            }), if stall_deadline.is_some() => {
                 Event::Written(written)
             }
             frame = io.stream.next(), if !io.stream_done => Event::Frame(frame),
@@ -295,7 +344,7 @@ where
     }
 
     /// Feeds what happened to the session; whether the turn's stream has ended.
-    fn on_event<R, E: fmt::Display>(
+    fn on_event<R, E: ReadError>(
         &mut self,
         io: &mut Io<R>,
         event: Event<E>,
@@ -346,38 +395,28 @@ where
         false
     }
 
-    fn on_frame<R, E: fmt::Display>(&mut self, io: &mut Io<R>, frame: Option<Result<Message, E>>) {
+    fn on_frame<R, E: ReadError>(&mut self, io: &mut Io<R>, read: Option<Result<Message, E>>) {
         let input_now = now();
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                self.session
-                    .handle_input(input_now, RelayInput::Text(text.as_str()));
+        let message = match message_or_end(read) {
+            Ok(message) => message,
+            Err(end) => {
+                io.stream_done = true;
+                io.peer_closed = end == SocketEnd::PeerClosed;
+                let input = match end {
+                    SocketEnd::TooBig(len) => RelayInput::TooBig { len },
+                    SocketEnd::PeerClosed | SocketEnd::Gone => RelayInput::SocketClosed,
+                };
+                self.session.handle_input(input_now, input);
+                return;
             }
-            Some(Ok(Message::Binary(data))) => {
-                self.session
-                    .handle_input(input_now, RelayInput::Binary { len: data.len() });
-            }
+        };
+        let input = match &message {
+            Message::Text(text) => RelayInput::Text(text.as_str()),
+            Message::Binary(data) => RelayInput::Binary { len: data.len() },
             // The WebSocket layer answers pings itself; neither is a Twilio message.
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Close(frame))) => {
-                debug!(?frame, "peer closed the socket");
-                io.stream_done = true;
-                self.session
-                    .handle_input(input_now, RelayInput::SocketClosed);
-            }
-            Some(Err(e)) => {
-                warn!(error = %e, "socket read failed");
-                io.stream_done = true;
-                self.session
-                    .handle_input(input_now, RelayInput::SocketClosed);
-            }
-            None => {
-                debug!("socket ended");
-                io.stream_done = true;
-                self.session
-                    .handle_input(input_now, RelayInput::SocketClosed);
-            }
-        }
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return,
+        };
+        self.session.handle_input(input_now, input);
     }
 
     /// Feeds one dialog event; after a piece of text, also what the dialog has ready right
@@ -456,28 +495,11 @@ where
         Some(dialog)
     }
 
-    async fn send(&mut self, text: String) {
+    fn send(&mut self, text: String) {
         if self.outbox.has_failed() || self.slow_peer {
             return;
         }
         self.outbox.push(Message::Text(text.into()));
-        if !self.outbox.is_full() {
-            return;
-        }
-        // `send_queue_frames` are waiting: write what the socket takes, and wait (no more
-        // output taken from the session) until there is room or the peer has not read for
-        // `send_timeout`, but not past the forced close at the end of a drain.
-        let force_close = self.state.force_close_token();
-        let waited = tokio::select! {
-            biased;
-            () = force_close.cancelled() => return,
-            waited = self.outbox.room_by_deadline() => waited,
-        };
-        match waited {
-            Ok(()) => {}
-            Err(WriteError::Timeout(_)) => self.on_write_timeout(),
-            Err(e) => self.on_write_error(&e),
-        }
     }
 
     /// Writes what the session queued, without waiting: a socket that does not take it all
@@ -550,14 +572,26 @@ where
         let end = summary.end.unwrap_or(RelayEnd::CallerHungUp);
         // The session has already told the dialog (`Hangup`); only the outcome matters.
         let outcome = dialog.map(|dialog| dialog.outcome());
-        // A peer that does not read would only hold the close frame up: do not wait for it.
-        let close_sent = !self.slow_peer && self.send_close(code, reason).await;
-        if close_sent && !io.stream_done {
-            // RFC 6455 7.1.1: read until the peer's close reply so the TCP close is clean.
-            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_GRACE, async {
-                while let Some(Ok(_)) = io.stream.next().await {}
-            })
-            .await;
+        if io.peer_closed {
+            // RFC 6455 5.5.1: answer the peer's close frame. The WebSocket layer has queued
+            // its echo (same code) and refuses any other frame now: closing flushes it.
+            let timeout = self.state.config().send_timeout;
+            if tokio::time::timeout(timeout, self.outbox.close_unsent())
+                .await
+                .is_err()
+            {
+                warn!("close reply did not flush within the send timeout");
+            }
+        } else {
+            // A peer that does not read would only hold the close frame up: do not wait.
+            let close_sent = !self.slow_peer && self.send_close(code, reason).await;
+            if close_sent && !io.stream_done {
+                // RFC 6455 7.1.1: read until the peer's close reply so the TCP close is clean.
+                let _ = tokio::time::timeout(CLOSE_HANDSHAKE_GRACE, async {
+                    while let Some(Ok(_)) = io.stream.next().await {}
+                })
+                .await;
+            }
         }
         let duration = opened.elapsed();
         info!(

@@ -23,7 +23,7 @@ use voxbridge_brain::Agents;
 use voxbridge_twilio::SignatureError;
 
 use crate::metrics::{Rejection, Transport};
-use crate::{MediaConfig, MediaError, MediaState, drive_call, drive_relay};
+use crate::{MediaConfig, MediaError, MediaState, drive_call, drive_relay, tune_call_socket};
 
 /// The header Twilio signs requests with.
 const SIGNATURE_HEADER: &str = "x-twilio-signature";
@@ -213,13 +213,8 @@ pub async fn serve_with_state(
         "media service listening"
     );
     let stop_server = CancellationToken::new();
-    // Media is 20 ms frames on a paced schedule: Nagle's algorithm would hold a frame until
-    // the previous one is acknowledged (up to a delayed-ACK timeout), a gap the caller hears.
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            warn!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    });
+    // No Nagle delay, a bounded send buffer: see `tune_call_socket`.
+    let listener = listener.tap_io(|stream| tune_call_socket(stream));
     let server = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(stop_server.clone().cancelled_owned());
     let mut server = tokio::spawn(async move { server.await });

@@ -161,15 +161,25 @@ async fn max_call_duration_sends_end_and_closes_after_the_linger() {
     assert_eq!(record.end, RelayEnd::MaxDuration);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_peer_that_stops_reading_ends_the_session_as_slow_peer() {
+/// A session on a socket that takes one frame and is never read again (a queue of two): its
+/// `setup`, then three prompts 10 ms apart, whose answers fill the queue.
+struct HeldUp {
+    state: MediaState,
+    sessions: relay_common::Sessions,
+    to_bridge: mpsc::UnboundedSender<Result<Message, Infallible>>,
+    task: JoinHandle<RelayRecord>,
+    /// When `setup` was sent.
+    began: tokio::time::Instant,
+    _never_read: mpsc::Receiver<Message>,
+}
+
+async fn held_up_session() -> HeldUp {
     let (state, sessions) = state(MediaConfig {
         send_queue_frames: 2,
         ..relay_common::config()
     });
     let (to_bridge, stream) = mpsc::unbounded::<Result<Message, Infallible>>();
-    // A socket that takes one frame and is never read again.
-    let (sink, _never_read) = mpsc::channel::<Message>(0);
+    let (sink, never_read) = mpsc::channel::<Message>(0);
     let service = state.relay().cloned().expect("relay configured");
     let task = tokio::spawn(drive_relay(state.clone(), service, sink, stream));
     to_bridge.unbounded_send(Ok(setup())).expect("driver alive");
@@ -179,7 +189,21 @@ async fn a_peer_that_stops_reading_ends_the_session_as_slow_peer() {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let _ = to_bridge.unbounded_send(Ok(Message::Text(prompt.into())));
     }
-    let record = tokio::time::timeout(Duration::from_secs(60), task)
+    HeldUp {
+        state,
+        sessions,
+        to_bridge,
+        task,
+        began,
+        _never_read: never_read,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_reading_ends_the_session_as_slow_peer() {
+    let held = held_up_session().await;
+    let (state, sessions, began) = (held.state, held.sessions, held.began);
+    let record = tokio::time::timeout(Duration::from_secs(60), held.task)
         .await
         .expect("the session ends")
         .expect("driver task");
@@ -197,4 +221,24 @@ async fn a_peer_that_stops_reading_ends_the_session_as_slow_peer() {
     );
     assert_eq!(state.registry().count(), 0);
     assert_eq!(sessions.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_whose_output_is_held_up_still_reads_the_caller() {
+    let held = held_up_session().await;
+    // The greeting went out, two answers fill the queue: the socket takes nothing more. What
+    // the caller sends meanwhile is still read (and here, counted as malformed).
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = held
+            .to_bridge
+            .unbounded_send(Ok(Message::Text("not json".into())));
+    }
+    let record = tokio::time::timeout(Duration::from_secs(60), held.task)
+        .await
+        .expect("the session ends")
+        .expect("driver task");
+    assert_eq!(record.end, RelayEnd::SlowPeer);
+    assert_eq!(record.bad_messages, 3);
+    assert_eq!(record.caller_turns, 3);
 }

@@ -11,5 +11,8 @@ pub const INVALID_PAYLOAD: u16 = 1007;
 /// 1008: policy violation (protocol misuse, slow peer, ConversationRelay setup timeout,
 /// unknown agent).
 pub const POLICY: u16 = 1008;
+/// 1009: message too big (a message beyond what the WebSocket layer accepts; the socket cannot
+/// go on after it).
+pub const MESSAGE_TOO_BIG: u16 = 1009;
 /// 1011: internal error (an agent that exists but could not start).
 pub const INTERNAL_ERROR: u16 = 1011;

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | not JSON, wrong JSON types, missing fields, bad SIDs, bad base64, unsupported media format, unknown track, bad DTMF digit | **1007** invalid frame payload data | the bytes are not a valid message of their kind |
 //! | unknown event, wrong-direction event (`clear`), binary frame, oversize frame (> 64 KiB), any message other than `connected`/`stop` before `start`, a second `start`, a `streamSid` other than the stream's, a mark echo we never sent | **1008** policy violation | a well-formed frame that the Media Streams protocol does not allow here |
+//! | a message the WebSocket layer refused ([`SessionError::TooBig`]) | **1009** message too big | ends the session at once, whatever the run: the socket cannot go on |
 //!
 //! Errors caused by the brain ([`SessionError::BrainAudio`]) are logged and skipped but never
 //! count toward the run: the peer did nothing wrong.
@@ -40,6 +41,12 @@ pub enum SessionError {
     )]
     Oversize {
         /// Frame length in bytes.
+        len: usize,
+    },
+    /// A message beyond the WebSocket layer's hard limit, refused unread ([`crate::Input::TooBig`]).
+    #[error("message of {len} bytes is beyond what the WebSocket layer accepts")]
+    TooBig {
+        /// Message length in bytes, as the frame header declared it.
         len: usize,
     },
     /// A `media`, `dtmf` or `mark` message before `start`.
@@ -93,6 +100,7 @@ impl SessionError {
             | Self::DuplicateStart
             | Self::StreamSidMismatch { .. }
             | Self::UnknownMark { .. } => Some(CLOSE_POLICY),
+            Self::TooBig { .. } => Some(crate::close::MESSAGE_TOO_BIG),
             Self::BrainAudio { .. } => None,
         }
     }
@@ -116,6 +124,7 @@ impl SessionError {
             },
             Self::Binary { .. } => "binary",
             Self::Oversize { .. } => "oversize",
+            Self::TooBig { .. } => "too_big",
             Self::BeforeStart { .. } => "before_start",
             Self::DuplicateStart => "duplicate_start",
             Self::StreamSidMismatch { .. } => "stream_sid_mismatch",

@@ -18,6 +18,8 @@
 //!   [`Session::new`] falls back to defaults for invalid fields (logged) instead of panicking.
 //! - [`Input::SlowPeer`]: the driver could not write to Twilio in time; ends the call
 //!   ([`EndReason::SlowPeer`], close 1008).
+//! - [`Input::TooBig`]: the WebSocket layer refused a message beyond its hard limit; counted as
+//!   a bad message, and ends the call ([`EndReason::MessageTooBig`], close 1009).
 //! - [`CallSummary`] gained `stream_sid`, `dtmf`, `marks_sent`, `overflow_samples` and
 //!   `dropped_brain_samples`; [`CallInfo`] is unchanged. Added derives: `Clone, Copy` on
 //!   [`Input`] and [`BrainCommand`] (they only borrow), `PartialEq` on [`SessionConfig`] and
@@ -93,7 +95,7 @@
 //! the session: any open utterance is delivered, then [`BrainEvent::CallEnded`], then
 //! [`Output::Close`]; nothing is sent after that. Close codes: `stop`, socket closed, hangup and
 //! max duration 1000; start timeout, idle timeout and shutdown 1001; bad messages 1007/1008 (see
-//! [`error`]); slow peer 1008.
+//! [`error`]); slow peer 1008; a message beyond the WebSocket layer's limit 1009.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -212,8 +214,13 @@ pub enum Input<'a> {
     Text(&'a str),
     /// A WebSocket binary frame (Twilio never sends these): counted as a bad message.
     Binary { len: usize },
-    /// A frame larger than the 64 KiB limit: counted as a bad message.
+    /// A message larger than the limit (`max_message_bytes`) that was still read: counted as a
+    /// bad message (the run policy decides whether the call goes on).
     Oversize { len: usize },
+    /// A message of `len` bytes, so large that the WebSocket layer refused it (beyond its hard
+    /// limit) and the socket cannot go on: counted as a bad message, and the call ends
+    /// ([`EndReason::MessageTooBig`], close 1009).
+    TooBig { len: usize },
     /// The socket closed or failed.
     SocketClosed,
     /// A command from the brain.
@@ -304,11 +311,13 @@ pub enum EndReason {
     TooManyBadMessages,
     SlowPeer,
     Shutdown,
+    /// The peer sent a message beyond the WebSocket layer's limit ([`Input::TooBig`]).
+    MessageTooBig,
 }
 
 impl EndReason {
     /// Every [`EndReason::label`], in [`EndReason::index`] order.
-    pub const LABELS: [&'static str; 9] = [
+    pub const LABELS: [&'static str; 10] = [
         "stopped",
         "socket-closed",
         "brain-hangup",
@@ -318,6 +327,7 @@ impl EndReason {
         "malformed-messages",
         "slow-peer",
         "shutdown",
+        "message-too-big",
     ];
 
     /// The one name of this reason, used by the bridge's metrics (`reason` label) and by the
@@ -338,6 +348,7 @@ impl EndReason {
             Self::TooManyBadMessages => 6,
             Self::SlowPeer => 7,
             Self::Shutdown => 8,
+            Self::MessageTooBig => 9,
         }
     }
 }

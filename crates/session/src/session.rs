@@ -306,7 +306,7 @@ impl Session {
         let now = now.max(self.now);
         if matches!(
             input,
-            Input::Text(_) | Input::Binary { .. } | Input::Oversize { .. }
+            Input::Text(_) | Input::Binary { .. } | Input::Oversize { .. } | Input::TooBig { .. }
         ) {
             // Any frame proves the peer is alive, even a bad one (bad ones have their own limit).
             self.last_rx = now;
@@ -319,6 +319,15 @@ impl Session {
             Input::Text(text) => self.handle_text(text),
             Input::Binary { len } => self.bad_message(SessionError::Binary { len }),
             Input::Oversize { len } => self.bad_message(SessionError::Oversize { len }),
+            Input::TooBig { len } => {
+                // Counted like any bad message, but the socket cannot go on after it.
+                self.count_bad_message(SessionError::TooBig { len });
+                self.end(
+                    EndReason::MessageTooBig,
+                    crate::close::MESSAGE_TOO_BIG,
+                    "message too big",
+                );
+            }
             Input::SocketClosed => self.end(EndReason::SocketClosed, CLOSE_NORMAL, "socket closed"),
             Input::Shutdown => self.end(EndReason::Shutdown, CLOSE_GOING_AWAY, "going away"),
             Input::SlowPeer => self.end(
@@ -552,12 +561,25 @@ impl Session {
         self.consecutive_errors = 0;
     }
 
+    /// Counts and logs a bad input; a run of `max_consecutive_errors` bad Twilio messages ends
+    /// the session with the close code of the last one.
     fn bad_message(&mut self, error: SessionError) {
+        let Some(code) = self.count_bad_message(error) else {
+            return;
+        };
+        if self.consecutive_errors >= self.cfg.max_consecutive_errors.max(1) {
+            self.end(EndReason::TooManyBadMessages, code, "too many bad messages");
+        }
+    }
+
+    /// Counts and logs a bad input and keeps it as the last error; its close code, or `None`
+    /// for brain-side errors (not counted: the peer did nothing wrong).
+    fn count_bad_message(&mut self, error: SessionError) -> Option<u16> {
         let call_sid = self.call_sid().unwrap_or("-").to_owned();
         let Some(code) = error.close_code() else {
             warn!(call_sid = %call_sid, kind = error.kind(), error = %error, "skipping brain input");
             self.last_error = Some(error);
-            return;
+            return None;
         };
         self.summary.bad_messages += 1;
         self.consecutive_errors += 1;
@@ -576,9 +598,7 @@ impl Session {
             debug!(call_sid = %call_sid, kind = error.kind(), error = %error, "skipping bad Media Streams message");
         }
         self.last_error = Some(error);
-        if self.consecutive_errors >= self.cfg.max_consecutive_errors.max(1) {
-            self.end(EndReason::TooManyBadMessages, code, "too many bad messages");
-        }
+        Some(code)
     }
 
     /// Turns what the last `media` frame produced into brain events (and barge-in).

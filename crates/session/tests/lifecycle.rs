@@ -241,6 +241,24 @@ fn slow_peer_ends_the_session() {
 }
 
 #[test]
+fn a_message_too_big_for_the_socket_is_a_bad_message_and_ends_with_1009() {
+    let mut call = Call::new(SessionConfig::default());
+    call.start();
+    let outs = call.input(Input::TooBig { len: 1 << 20 });
+    assert_ended(&outs, EndReason::MessageTooBig, 1009);
+    assert_eq!(call.session.summary().bad_messages, 1);
+    assert_eq!(
+        call.session
+            .summary()
+            .end_reason
+            .as_ref()
+            .map(EndReason::label),
+        Some("message-too-big")
+    );
+    assert_silent_after_end(&mut call);
+}
+
+#[test]
 fn hangup_plays_the_queued_audio_then_closes_normally() {
     let mut call = Call::new(patient());
     call.start();

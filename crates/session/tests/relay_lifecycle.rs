@@ -292,6 +292,24 @@ fn a_slow_peer_closes_1008() {
 }
 
 #[test]
+fn a_message_too_big_for_the_socket_is_malformed_and_closes_1009() {
+    let mut relay = Relay::started(config());
+    relay.answer("Hi.");
+    assert_eq!(
+        relay.input(RelayInput::TooBig { len: 1 << 20 }),
+        [
+            hangup(0),
+            Out::Ended(RelaySummary {
+                bad_messages: 1,
+                ..summary(RelayEndReason::MessageTooBig, 0, 1)
+            }),
+            Out::Close(1009, "message too big")
+        ]
+    );
+    assert_silent_after_end(&mut relay);
+}
+
+#[test]
 fn caller_hanging_up_mid_turn_cancels_it_and_hangs_the_dialog_up() {
     let mut relay = Relay::started(config());
     relay.answer("Hi.");

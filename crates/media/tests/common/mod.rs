@@ -56,8 +56,15 @@ pub async fn start_server(config: MediaConfig) -> Server {
 }
 
 pub async fn start_server_with_sink(config: MediaConfig, sink: Arc<dyn CallSink>) -> Server {
-    let state =
-        MediaState::with_call_sink(config, Agents::builtin(), sink).expect("valid test config");
+    start_server_with_agents(config, Agents::builtin(), sink).await
+}
+
+pub async fn start_server_with_agents(
+    config: MediaConfig,
+    agents: Agents,
+    sink: Arc<dyn CallSink>,
+) -> Server {
+    let state = MediaState::with_call_sink(config, agents, sink).expect("valid test config");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let addr = listener.local_addr().expect("bound address");
     let shutdown = CancellationToken::new();

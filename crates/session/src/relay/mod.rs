@@ -74,6 +74,7 @@
 //! | `max_consecutive_errors` malformed messages in a row | `Malformed` | 1007 `Too many consecutive malformed messages` |
 //! | no `setup` within `start_timeout` | `SetupTimeout` | 1008 `policy violation` |
 //! | the peer does not read ([`RelayInput::SlowPeer`]) | `SlowPeer` | 1008 `policy violation` |
+//! | a message beyond the WebSocket layer's limit ([`RelayInput::TooBig`]; counted as malformed) | `MessageTooBig` | 1009 `message too big` |
 //! | [`RelayInput::Shutdown`] (drain deadline, operator) | `Shutdown` | 1001 `server shutting down` |
 //!
 //! `max_call_duration`, an operator hangup ([`RelayInput::Hangup`]) and a refused dialog do
@@ -85,7 +86,8 @@
 //! Malformed messages: not JSON, unknown or wrong-direction `type`, missing fields, a binary
 //! frame, a text frame over [`RelayConfig::max_message_bytes`], a second `setup`, anything but
 //! `setup` before `setup` ([`FrameError`]). Each is logged, counted and skipped; a good
-//! message resets the run.
+//! message resets the run. A message beyond the WebSocket layer's hard limit
+//! ([`RelayInput::TooBig`]) is counted too, but ends the session: the socket cannot go on.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -113,6 +115,8 @@ pub const CLOSE_REASON_SHUTDOWN: &str = "server shutting down";
 pub const CLOSE_REASON_MALFORMED: &str = "Too many consecutive malformed messages";
 /// Close reason of a setup timeout or a slow peer (1008).
 pub const CLOSE_REASON_POLICY: &str = "policy violation";
+/// Close reason of a message beyond the WebSocket layer's limit (1009).
+pub const CLOSE_REASON_TOO_BIG: &str = "message too big";
 
 /// Per-session settings. `Default` gives the production defaults of the `[media]` config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +176,13 @@ pub enum RelayInput<'a> {
     /// A WebSocket binary frame (ConversationRelay only sends text): malformed.
     Binary {
         /// Frame length in bytes.
+        len: usize,
+    },
+    /// A message of `len` bytes, so large that the WebSocket layer refused it (beyond its hard
+    /// limit) and the socket cannot go on: counted as malformed, and the session ends
+    /// ([`RelayEndReason::MessageTooBig`], close 1009).
+    TooBig {
+        /// Message length in bytes, as the frame header declared it.
         len: usize,
     },
     /// The socket closed or failed (read or write).
@@ -322,11 +333,13 @@ pub enum RelayEndReason {
     Shutdown,
     /// The peer stopped reading (close 1008).
     SlowPeer,
+    /// The peer sent a message beyond the WebSocket layer's limit (close 1009).
+    MessageTooBig,
 }
 
 impl RelayEndReason {
     /// Every [`RelayEndReason::label`], in [`RelayEndReason::index`] order.
-    pub const LABELS: [&'static str; 9] = [
+    pub const LABELS: [&'static str; 10] = [
         "agent",
         "caller-hung-up",
         "malformed-messages",
@@ -336,6 +349,7 @@ impl RelayEndReason {
         "max-duration",
         "shutdown",
         "slow-peer",
+        "message-too-big",
     ];
 
     /// The one name of this end, used by the bridge's metrics (`reason` label) and by the
@@ -357,6 +371,7 @@ impl RelayEndReason {
             Self::MaxDuration => 6,
             Self::Shutdown => 7,
             Self::SlowPeer => 8,
+            Self::MessageTooBig => 9,
         }
     }
 }
@@ -413,6 +428,9 @@ pub enum FrameError {
     /// Larger than `max_message_bytes`.
     #[error("message of {0} bytes is over the limit")]
     Oversize(usize),
+    /// Beyond the WebSocket layer's hard limit: refused unread.
+    #[error("message of {0} bytes is beyond what the WebSocket layer accepts")]
+    TooBig(usize),
     /// `setup` twice, or another message before `setup`.
     #[error("{0} is not valid in this state")]
     OutOfOrder(&'static str),

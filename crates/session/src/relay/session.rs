@@ -10,9 +10,9 @@ use voxbridge_twilio::relay::{
 
 use super::{
     CLOSE_REASON_MALFORMED, CLOSE_REASON_NORMAL, CLOSE_REASON_POLICY, CLOSE_REASON_SHUTDOWN,
-    DialogEvent, DialogRequest, FrameError, Handoff, MAX_PENDING_INPUTS, REASON_AGENT_UNAVAILABLE,
-    REASON_HANGUP, REASON_MAX_DURATION, RelayConfig, RelayEndReason, RelayInput, RelayOutput,
-    RelayState, RelaySummary,
+    CLOSE_REASON_TOO_BIG, DialogEvent, DialogRequest, FrameError, Handoff, MAX_PENDING_INPUTS,
+    REASON_AGENT_UNAVAILABLE, REASON_HANGUP, REASON_MAX_DURATION, RelayConfig, RelayEndReason,
+    RelayInput, RelayOutput, RelayState, RelaySummary,
 };
 use crate::close;
 
@@ -160,6 +160,15 @@ impl RelaySession {
         match input {
             RelayInput::Text(text) => self.on_text(text),
             RelayInput::Binary { len } => self.bad(FrameError::Binary(len)),
+            RelayInput::TooBig { len } => {
+                // Counted like any malformed message, but the socket cannot go on after it.
+                self.count_bad(FrameError::TooBig(len));
+                self.stop(
+                    RelayEndReason::MessageTooBig,
+                    close::MESSAGE_TOO_BIG,
+                    CLOSE_REASON_TOO_BIG,
+                );
+            }
             RelayInput::SocketClosed => self.peer_closed(),
             RelayInput::Shutdown => self.stop(
                 RelayEndReason::Shutdown,
@@ -399,11 +408,9 @@ impl RelaySession {
         self.out.push_back(RelayOutput::SetupReceived);
     }
 
+    /// Counts a malformed message; a run of `max_consecutive_errors` ends the session (1007).
     fn bad(&mut self, error: FrameError) {
-        self.bad_in_a_row += 1;
-        self.summary.bad_messages += 1;
-        warn!(error = %error, in_a_row = self.bad_in_a_row, "malformed relay message");
-        self.last_error = Some(error);
+        self.count_bad(error);
         if self.bad_in_a_row >= self.cfg.max_consecutive_errors {
             self.stop(
                 RelayEndReason::Malformed,
@@ -411,6 +418,13 @@ impl RelaySession {
                 CLOSE_REASON_MALFORMED,
             );
         }
+    }
+
+    fn count_bad(&mut self, error: FrameError) {
+        self.bad_in_a_row += 1;
+        self.summary.bad_messages += 1;
+        warn!(error = %error, in_a_row = self.bad_in_a_row, "malformed relay message");
+        self.last_error = Some(error);
     }
 
     /// Twilio says it stopped speaking (`info agentSpeaking off`): the turn has played.
