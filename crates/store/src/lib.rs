@@ -259,37 +259,34 @@ impl Store {
         Ok(())
     }
 
-    /// Applies every migration not yet recorded. Idempotent.
+    /// Applies every migration not yet recorded, in one transaction under a lock, so instances
+    /// starting together (`serve` and `api` on one SQLite file, a fleet on one PostgreSQL)
+    /// migrate the schema exactly once: the first holds the lock and applies the steps, the
+    /// others wait for it, then find every version recorded. SQLite takes its write lock at
+    /// `BEGIN IMMEDIATE` (waiting up to the busy timeout); PostgreSQL takes the transaction-scoped
+    /// advisory lock [`MIGRATION_LOCK`]. Idempotent; a failed step rolls every step back.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let backend = self.backend();
-        on_writer!(self, pool => {
-            sqlx::query(schema::MIGRATIONS_TABLE).execute(pool).await?;
-            for migration in schema::migrations() {
-                let done = sqlx::query("SELECT version FROM voxbridge_migrations WHERE version = $1")
-                    .bind(migration.version)
-                    .fetch_optional(pool)
-                    .await?;
-                if done.is_some() {
-                    continue;
-                }
-                let sql = match backend {
-                    Backend::Sqlite => migration.sqlite,
-                    Backend::Postgres => migration.postgres,
-                };
-                let mut tx = pool.begin().await?;
-                sqlx::raw_sql(sql).execute(&mut *tx).await?;
-                sqlx::query(
-                    "INSERT INTO voxbridge_migrations (version, description, applied_at) \
-                     VALUES ($1, $2, 0) ON CONFLICT (version) DO NOTHING",
-                )
-                .bind(migration.version)
-                .bind(migration.description)
-                .execute(&mut *tx)
-                .await?;
+        let applied = match &self.pools {
+            Pools::Sqlite { write, .. } => {
+                let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+                let applied = apply_pending(&mut tx, Backend::Sqlite).await?;
                 tx.commit().await?;
-                tracing::info!(version = migration.version, "store migration applied");
+                applied
             }
-        });
+            Pools::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                let applied = apply_pending(&mut tx, Backend::Postgres).await?;
+                tx.commit().await?;
+                applied
+            }
+        };
+        for version in applied {
+            tracing::info!(version, "store migration applied");
+        }
         Ok(())
     }
 
@@ -301,4 +298,50 @@ impl Store {
                 .await?)
         })
     }
+}
+
+/// The PostgreSQL advisory lock key held while migrating ("voxbridg" in ASCII).
+pub const MIGRATION_LOCK: i64 = 0x766f_7862_7269_6467;
+
+/// Inside the caller's locked transaction: creates the version table, reads which versions are
+/// recorded, applies the rest in order and records them. Returns the versions it applied.
+async fn apply_pending<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    backend: Backend,
+) -> Result<Vec<i64>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    sqlx::raw_sql(schema::MIGRATIONS_TABLE)
+        .execute(&mut **tx)
+        .await?;
+    let recorded: Vec<i64> = sqlx::query_scalar("SELECT version FROM voxbridge_migrations")
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut applied = Vec::new();
+    for migration in schema::migrations() {
+        if recorded.contains(&migration.version) {
+            continue;
+        }
+        let sql = match backend {
+            Backend::Sqlite => migration.sqlite,
+            Backend::Postgres => migration.postgres,
+        };
+        sqlx::raw_sql(sql).execute(&mut **tx).await?;
+        sqlx::query(
+            "INSERT INTO voxbridge_migrations (version, description, applied_at) \
+             VALUES ($1, $2, 0)",
+        )
+        .bind(migration.version)
+        .bind(migration.description)
+        .execute(&mut **tx)
+        .await?;
+        applied.push(migration.version);
+    }
+    Ok(applied)
 }

@@ -1,7 +1,8 @@
 //! Schema migrations, written once per backend because the two dialects differ only in how a
-//! row id is generated. Every statement is idempotent (`IF NOT EXISTS`), so two instances
-//! starting together against one PostgreSQL database cannot break each other; applied versions
-//! are recorded in `voxbridge_migrations`.
+//! row id is generated. `Store::migrate` applies the pending ones in one transaction under a lock
+//! (SQLite `BEGIN IMMEDIATE`, a PostgreSQL advisory lock) and records each version in
+//! `voxbridge_migrations`, so instances starting together migrate once. A step that cannot be
+//! written idempotently (SQLite has no `ADD COLUMN IF NOT EXISTS`) relies on that lock.
 
 /// One schema step: its version, a description, and the SQL for each backend.
 pub(crate) struct Migration {

@@ -14,6 +14,9 @@ use voxbridge_store::{Backend, Store, StoreConfig};
 
 use scenarios::{CORRUPT_JSON, behaviour, invalid_json_names_its_column};
 
+/// Every migration version, as `applied_migrations` lists them once the schema is current.
+const MIGRATED: [i64; 3] = [1, 2, 3];
+
 #[tokio::test]
 async fn sqlite_file_store_behaves() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,7 +37,7 @@ async fn sqlite_file_store_behaves() {
     store.close().await;
     // Reopening runs no migration twice and keeps every row.
     let reopened = Store::connect(&config).await.unwrap();
-    assert_eq!(reopened.applied_migrations().await.unwrap(), [1, 2, 3]);
+    assert_eq!(reopened.applied_migrations().await.unwrap(), MIGRATED);
     let c = reopened
         .call("CA00000000000000000000000000000001")
         .await
@@ -80,16 +83,15 @@ impl Drop for DropDatabase {
     }
 }
 
-#[tokio::test]
-async fn postgres_store_behaves() {
+/// A fresh PostgreSQL database for this run (dropped when the guard goes), or `None` after
+/// [`service_missing`] when the server is unreachable.
+async fn fresh_postgres(test: &str) -> Option<(StoreConfig, DropDatabase)> {
     let base = postgres_base();
     let mut admin = match sqlx::PgConnection::connect(&base).await {
         Ok(c) => c,
         Err(e) => {
-            service_missing(&format!(
-                "postgres_store_behaves: PostgreSQL unreachable at {base}: {e}"
-            ));
-            return;
+            service_missing(&format!("{test}: PostgreSQL unreachable at {base}: {e}"));
+            return None;
         }
     };
     let nanos = SystemTime::now()
@@ -101,7 +103,8 @@ async fn postgres_store_behaves() {
         .execute(&mut admin)
         .await
         .unwrap();
-    let _guard = DropDatabase {
+    admin.close().await.unwrap();
+    let guard = DropDatabase {
         admin_url: base.clone(),
         name: db.clone(),
     };
@@ -109,6 +112,14 @@ async fn postgres_store_behaves() {
     let config = StoreConfig {
         database_url: format!("{prefix}/{db}").into(),
         ..StoreConfig::default()
+    };
+    Some((config, guard))
+}
+
+#[tokio::test]
+async fn postgres_store_behaves() {
+    let Some((config, _guard)) = fresh_postgres("postgres_store_behaves").await else {
+        return;
     };
     let store = Store::connect(&config).await.unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
@@ -122,6 +133,67 @@ async fn postgres_store_behaves() {
     raw.close().await.unwrap();
     invalid_json_names_its_column(&store).await;
     store.close().await;
+}
+
+/// Instances that start together on one fresh database (`serve` and `api` on one SQLite file,
+/// a fleet on one PostgreSQL): each connects as its own store, with its own pools, as separate
+/// processes would. Every one must start, and the schema must be migrated exactly once.
+const INSTANCES: usize = 6;
+const ROUNDS: usize = 8;
+
+/// Each instance on its own thread with its own runtime, released together by a barrier.
+fn start_together(config: &StoreConfig) {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(INSTANCES));
+    let instances: Vec<_> = (0..INSTANCES)
+        .map(|_| {
+            let config = config.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                barrier.wait();
+                runtime.block_on(async move {
+                    let store = Store::connect(&config)
+                        .await
+                        .unwrap_or_else(|e| panic!("an instance starting beside others: {e}"));
+                    let applied = store.applied_migrations().await.unwrap();
+                    store.close().await;
+                    applied
+                })
+            })
+        })
+        .collect();
+    for instance in instances {
+        assert_eq!(instance.join().unwrap(), MIGRATED);
+    }
+}
+
+#[test]
+fn sqlite_instances_starting_together_migrate_once() {
+    for round in 0..ROUNDS {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            database_url: format!("sqlite://{}/round{round}.db", dir.path().display()).into(),
+            ..StoreConfig::default()
+        };
+        start_together(&config);
+    }
+}
+
+#[tokio::test]
+async fn postgres_instances_starting_together_migrate_once() {
+    for _ in 0..ROUNDS {
+        let Some((config, _guard)) =
+            fresh_postgres("postgres_instances_starting_together_migrate_once").await
+        else {
+            return;
+        };
+        tokio::task::spawn_blocking(move || start_together(&config))
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]
