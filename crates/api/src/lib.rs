@@ -266,6 +266,7 @@ impl AppState {
             .collect();
         let metrics = Metrics::default();
         let mut metrics_registry = Registry::default();
+        voxbridge_metrics::register_process(&mut metrics_registry);
         metrics.register(&mut metrics_registry);
         Ok(Self(Arc::new(Inner {
             validator: RequestValidator::new(config.twilio.auth_token.expose()),

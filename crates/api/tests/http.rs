@@ -596,6 +596,12 @@ async fn inbound_fails_open_when_redis_is_down_and_dial_mode_forwards() {
         "# TYPE voxbridge_api_rate_limit_store_failures_total counter",
         "voxbridge_api_rate_limit_store_failures_total 7",
         "voxbridge_api_rate_limit_allowed_total 7",
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_resident_memory_bytes gauge",
+        &format!(
+            "voxbridge_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
     }

@@ -192,6 +192,7 @@ impl MediaState {
         let draining = Arc::new(AtomicBool::new(false));
         let connections = TaskTracker::new();
         let mut metrics_registry = MetricsRegistry::default();
+        voxbridge_metrics::register_process(&mut metrics_registry);
         metrics::register(
             &mut metrics_registry,
             &metrics,

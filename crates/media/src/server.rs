@@ -60,14 +60,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The media routes: `config.media_path` (WebSocket), `GET /healthz` and `GET /metrics`
-/// (Prometheus text format, or OpenMetrics on request), plus `relay_path` when
-/// ConversationRelay is served.
+/// The media routes: `config.media_path` (WebSocket), `GET /healthz`, `GET /readyz` (503 while
+/// draining, so a load balancer stops sending new calls), and `GET /metrics` (Prometheus text
+/// format, or OpenMetrics on request), plus `relay_path` when ConversationRelay is served.
 pub fn router(state: MediaState) -> Router {
     let path = state.config().media_path.clone();
     let mut router = Router::new()
         .route(&path, get(media_upgrade))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text));
     if state.relay().is_some() {
         router = router.route(&state.config().relay_path, get(relay_upgrade));
@@ -176,6 +177,20 @@ async fn healthz(State(state): State<MediaState>) -> Json<serde_json::Value> {
         "calls": state.registry().count(),
         "connections": state.connections(),
     }))
+}
+
+/// `GET /readyz`: 200 while taking calls, 503 from the moment the drain starts (the process
+/// stays up and healthy until its live calls end).
+async fn readyz(State(state): State<MediaState>) -> Response {
+    if state.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "draining" })),
+        )
+            .into_response()
+    } else {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    }
 }
 
 /// `GET /metrics`: see [`crate::metrics`]; the format the scraper's `Accept` prefers.

@@ -418,6 +418,19 @@ async fn metrics_count_live_calls_refused_upgrades_and_endings() {
     assert_eq!(metric(body, stopped), 0);
     assert_eq!(metric(body, "voxbridge_connections_open"), 1);
     assert_eq!(metric(body, "voxbridge_draining"), 0);
+    // Process metrics and the build, under their conventional names.
+    assert!(metric(body, "process_resident_memory_bytes") > 1_000_000);
+    assert!(metric(body, "process_open_fds") >= 3);
+    assert_eq!(
+        metric(
+            body,
+            &format!(
+                "voxbridge_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        1
+    );
     for family in [
         "voxbridge_calls_active gauge",
         "voxbridge_calls_started_total counter",
@@ -481,6 +494,8 @@ async fn shutdown_refuses_upgrades_then_closes_live_calls_with_1001() {
         ..config()
     })
     .await;
+    let ready = http_get(server.addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     let mut twilio = Twilio::new(connect_signed(server.addr).await);
     twilio.begin(&[]).await;
     eventually(2 * SECOND, "call live", || {
@@ -497,6 +512,8 @@ async fn shutdown_refuses_upgrades_then_closes_live_calls_with_1001() {
     );
     let health = http_get(server.addr, "/healthz").await;
     assert!(health.contains(r#""status":"draining""#), "{health}");
+    let ready = http_get(server.addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
 
     // The live call keeps going during the drain, then is closed with "going away".
     twilio.media(&SILENCE).await;

@@ -15,6 +15,10 @@
 //! - [`exposition`] / [`Format`]: the body and `Content-Type` of `GET /metrics`: the Prometheus
 //!   text format 0.0.4 unless the scraper's `Accept` prefers OpenMetrics 1.0.0 (as Prometheus
 //!   itself does).
+//! - [`register_process`]: `process_*` metrics (CPU, memory, threads, file descriptors, start
+//!   time) and `voxbridge_build_info`, which every server's registry carries.
+
+mod process;
 
 use std::fmt;
 
@@ -22,6 +26,8 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::encoding::{prometheus_text, text};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+
+pub use process::register_process;
 
 /// A metric family with a fixed, ordered set of series: `(labels, metric)` pairs given once at
 /// registration. Register it like any metric (`registry.register(name, help, series)`); the
