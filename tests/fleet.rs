@@ -1,0 +1,385 @@
+//! A fleet: two `voxbridge api` processes behind one public URL, sharing one PostgreSQL database
+//! and one Redis, as a load balancer would spread Twilio's webhooks over them.
+//!
+//! - Rate limits are shared: seven inbound calls from one number, alternating between the two
+//!   instances, connect five and turn two away (each instance alone would allow five).
+//! - A call's webhooks land on either instance: its status callbacks alternate, and each is
+//!   also delivered a second time to the other instance (Twilio retries); the stored call ends
+//!   `completed` with one timeline row per event, nothing doubled.
+//! - Both drain on SIGTERM: each exits 0 within `api.drain_timeout_ms`-like bounds, and every
+//!   webhook answered 2xx before the signal is in the database afterwards.
+//!
+//! PostgreSQL comes from `DATABASE_URL` (a `postgres://` URL) or `127.0.0.1:5432/test`, Redis
+//! from `REDIS_URL` or `127.0.0.1:6379`; a fresh database and a fresh Redis key prefix per run.
+//! If either is unreachable the test prints `SKIPPED` and returns (and fails under `CI=true`,
+//! where `scripts/services.sh` starts both).
+
+use std::fmt::Write as _;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sqlx::Connection as _;
+use voxbridge_store::{Store, StoreConfig};
+use voxbridge_twilio::RequestValidator;
+use voxbridge_twilio::webhook::FormParams;
+
+const TOKEN: &str = "fleet-auth-token";
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+/// The one URL Twilio signs against, whichever instance the balancer picks.
+const PUBLIC_URL: &str = "https://fleet.example.com";
+const CALLER: &str = "+14155550123";
+
+/// One HTTP/1.1 request on a fresh connection: status code and body.
+fn http(addr: &str, path: &str, headers: &[(&str, String)], body: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let method = if body.is_empty() { "GET" } else { "POST" };
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        let _ = write!(request, "{name}: {value}\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// A webhook signed as Twilio signs it for `PUBLIC_URL{path}`, sent to `addr`.
+fn webhook(addr: &str, path: &str, params: &[(&str, &str)]) -> (u16, String) {
+    let pairs: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let signature = RequestValidator::new(TOKEN).sign(&format!("{PUBLIC_URL}{path}"), &pairs);
+    let body = FormParams::from_pairs(pairs).to_body();
+    http(
+        addr,
+        path,
+        &[
+            (
+                "Content-Type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            ("X-Twilio-Signature", signature),
+        ],
+        &body,
+    )
+    .unwrap_or_else(|| panic!("{addr}{path}: no answer"))
+}
+
+/// A test whose service is unreachable: a failure under `CI=true`, else a loud skip.
+fn service_missing(what: &str) {
+    let message = format!("SKIPPED: fleet: {what}");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{message} (CI=true: the service must be up; scripts/services.sh starts it)"
+    );
+    eprintln!("{message}");
+}
+
+fn redis_addr() -> String {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let rest = url.trim_start_matches("redis://");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    host.split('/').next().unwrap_or(host).to_owned()
+}
+
+fn redis_answers(addr: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut reply = [0u8; 16];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream
+            .read(&mut reply)
+            .is_ok_and(|n| reply[..n].starts_with(b"+PONG"))
+}
+
+fn unique() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}_{nanos}", std::process::id())
+}
+
+/// One `voxbridge api` of the fleet; killed if the test ends early.
+struct Instance {
+    addr: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Instance {
+    fn start(dir: &Path, name: &str, database_url: &str, redis_prefix: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[api]\nlisten = \"{addr}\"\npublic_url = \"{PUBLIC_URL}\"\n\n\
+                 [api.twilio]\nauth_token = \"{TOKEN}\"\n\n\
+                 [api.rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://{}\"\n\
+                 redis_key_prefix = \"{redis_prefix}\"\n\n\
+                 [store]\ndatabase_url = \"{database_url}\"\n",
+                redis_addr()
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
+            .args(["api", "--config"])
+            .arg(&config)
+            // The file names the database and Redis of this run.
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn voxbridge api");
+        Self { addr, child, log }
+    }
+
+    fn wait_healthy(&mut self) {
+        let started = Instant::now();
+        while http(&self.addr, "/healthz", &[], "").map(|(s, _)| s) != Some(200) {
+            if started.elapsed() > Duration::from_secs(60)
+                || self.child.try_wait().unwrap().is_some()
+            {
+                let _ = self.child.kill();
+                panic!(
+                    "voxbridge api did not become healthy:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit status and how long it took.
+    fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        let signalled = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(signalled.success());
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "{} exited with {status} after SIGTERM:\n{}",
+                    self.addr,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{} still running 30 s after SIGTERM",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn inbound(addr: &str, call_sid: &str) -> (u16, String) {
+    webhook(
+        addr,
+        "/twilio/voice/inbound",
+        &[
+            ("AccountSid", ACCOUNT),
+            ("CallSid", call_sid),
+            ("CallStatus", "ringing"),
+            ("Direction", "inbound"),
+            ("From", CALLER),
+            ("To", "+14158675309"),
+        ],
+    )
+}
+
+fn status(addr: &str, call_sid: &str, status: &str, sequence: u32) -> u16 {
+    let sequence = sequence.to_string();
+    let (code, _) = webhook(
+        addr,
+        "/twilio/voice/status",
+        &[
+            ("AccountSid", ACCOUNT),
+            ("CallSid", call_sid),
+            ("CallStatus", status),
+            (
+                "CallDuration",
+                if status == "completed" { "42" } else { "0" },
+            ),
+            ("Direction", "outbound-api"),
+            ("From", "+14155550199"),
+            ("To", "+14158675309"),
+            ("SequenceNumber", &sequence),
+            ("Timestamp", "Tue, 14 Nov 2023 22:13:20 +0000"),
+        ],
+    );
+    code
+}
+
+/// Drops the run's database even when the test panics.
+struct DropDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(&sql).execute(&mut admin).await;
+                    }
+                });
+        })
+        .join();
+    }
+}
+
+#[tokio::test]
+async fn two_instances_share_limits_records_and_drain() {
+    let base = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let mut admin = match sqlx::PgConnection::connect(&base).await {
+        Ok(c) => c,
+        Err(e) => return service_missing(&format!("PostgreSQL unreachable at {base}: {e}")),
+    };
+    if !redis_answers(&redis_addr()) {
+        return service_missing(&format!("Redis unreachable at {}", redis_addr()));
+    }
+    let run = unique();
+    let db = format!("voxbridge_fleet_{run}");
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let _drop = DropDatabase {
+        admin_url: base.clone(),
+        name: db.clone(),
+    };
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    let database_url = format!("{prefix}/{db}");
+    let redis_prefix = format!("voxbridge:fleet:{run}:");
+    let dir = tempfile::tempdir().unwrap();
+
+    // Both start together on the fresh database: the schema is migrated once.
+    let mut a = Instance::start(dir.path(), "a", &database_url, &redis_prefix);
+    let mut b = Instance::start(dir.path(), "b", &database_url, &redis_prefix);
+    a.wait_healthy();
+    b.wait_healthy();
+    let fleet = [a.addr.clone(), b.addr.clone()];
+
+    // Shared rate limit: 7 calls from one number, alternating instances: 5 connect, 2 refused.
+    let mut connected = 0;
+    let mut refused = 0;
+    for i in 0..7 {
+        let (code, twiml) = inbound(&fleet[i % 2], &format!("CA{:032x}", 0x100 + i));
+        assert_eq!(code, 200, "inbound call {i}: {twiml}");
+        if twiml.contains("<Connect") {
+            connected += 1;
+        } else {
+            assert!(twiml.contains("exceeded"), "call {i}: {twiml}");
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        (connected, refused),
+        (5, 2),
+        "the limit is shared across instances"
+    );
+
+    // One call's status callbacks spread over the fleet, each delivered to both instances.
+    let sid = format!("CA{:032x}", 0xbeef);
+    let events = [
+        ("initiated", 0),
+        ("ringing", 1),
+        ("in-progress", 2),
+        ("completed", 3),
+    ];
+    for (i, (event, sequence)) in events.iter().enumerate() {
+        for addr in [&fleet[i % 2], &fleet[(i + 1) % 2]] {
+            assert_eq!(
+                status(addr, &sid, event, *sequence),
+                204,
+                "{event} on {addr}"
+            );
+        }
+    }
+
+    // Both drain on SIGTERM and exit cleanly.
+    let (took_a, took_b) = (a.terminate(), b.terminate());
+    assert!(
+        took_a < Duration::from_secs(12) && took_b < Duration::from_secs(12),
+        "drained in {took_a:?} / {took_b:?}"
+    );
+
+    let store = Store::connect(&StoreConfig {
+        database_url: database_url.clone().into(),
+        ..StoreConfig::default()
+    })
+    .await
+    .unwrap();
+    let detail = store.call_detail(&sid).await.unwrap().expect("call stored");
+    assert_eq!(detail.call.status.as_deref(), Some("completed"));
+    assert_eq!(detail.call.duration_seconds, Some(42));
+    let timeline: Vec<_> = detail
+        .timeline
+        .iter()
+        .map(|e| e.status.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        timeline,
+        ["initiated", "ringing", "in-progress", "completed"],
+        "one row per event, none doubled"
+    );
+    let decisions = store.rate_limit_decisions(CALLER).await.unwrap();
+    assert_eq!(decisions.len(), 7, "one audited decision per call");
+    assert_eq!(decisions.iter().filter(|d| d.allowed).count(), 5);
+    for i in 0..7 {
+        let call = store.call(&format!("CA{:032x}", 0x100 + i)).await.unwrap();
+        assert!(call.is_some(), "inbound call {i} recorded");
+    }
+    store.close().await;
+}
