@@ -49,6 +49,7 @@ pub use config::{
 pub use error::ApiError;
 pub use ratelimit::{
     Decision, LimiterError, MemoryLimiter, NumberStats, RateLimiter, RedisLimiter, SlidingWindow,
+    caller_key,
 };
 
 /// Where handlers get the time (Unix milliseconds). Tests use [`ManualClock`].
