@@ -17,6 +17,7 @@ mod calls;
 pub mod config;
 mod error;
 pub mod ratelimit;
+pub mod reconcile;
 mod screenings;
 mod webhooks;
 
@@ -345,9 +346,11 @@ pub async fn serve(
         store = ?store.backend(),
         "voxbridge api listening"
     );
+    let reconciler = tokio::spawn(reconcile::run(state.clone(), shutdown.clone()));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
+    let _ = reconciler.await;
     store.close().await;
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Twilio-facing endpoints. Each one checks `X-Twilio-Signature` first (form bodies, and JSON
 //! bodies with `bodySHA256`; <https://www.twilio.com/docs/usage/webhooks/webhooks-security>),
 //! then parses the typed payload (400 with the field on error), then commits its record, and
-//! only then answers 2xx.
+//! only then answers 2xx (503 if the store is down, so Twilio retries). The one exception is the
+//! inbound voice webhook, which fails open: a caller is answered even when the store is down
+//! (see [`inbound`]).
 
 use std::time::Duration;
 

@@ -34,7 +34,7 @@ async fn sqlite_file_store_behaves() {
     store.close().await;
     // Reopening runs no migration twice and keeps every row.
     let reopened = Store::connect(&config).await.unwrap();
-    assert_eq!(reopened.applied_migrations().await.unwrap(), [1, 2, 3]);
+    assert_eq!(reopened.applied_migrations().await.unwrap(), [1, 2, 3, 4]);
     let c = reopened
         .call("CA00000000000000000000000000000001")
         .await
