@@ -349,7 +349,7 @@ fn inbound_twiml(
 
 /// `POST /twilio/voice/inbound`: an incoming call, rate-limited per caller.
 ///
-/// A CallSid counts once: the first delivery claims the call in `inbound_calls`, decides and
+/// A `CallSid` counts once: the first delivery claims the call in `inbound_calls`, decides and
 /// stores the decision with the TwiML it answers; a redelivery (Twilio's retry, a replayed
 /// request) gets that same TwiML and is not counted. The path fails open: if the store is
 /// down the call is connected, not counted, and `rate_limit_store_failures` goes up.

@@ -2,7 +2,7 @@
 //! check, odd `From` values, log injection, repeated deliveries of one inbound call, and a store
 //! that is down.
 
-#![allow(clippy::too_many_lines)]
+#![allow(clippy::too_many_lines, clippy::similar_names)]
 
 mod common;
 
@@ -56,7 +56,7 @@ async fn raw_get(base: &str, path: &str, authorization: &str) -> u16 {
 const CONNECT: &str = "<ConversationRelay";
 const BLOCKED: &str = "<Say>You have exceeded the maximum number of calls allowed. Please try again later.</Say><Hangup/>";
 
-/// One CallSid delivered again and again (one after the other, and seven at once) counts once
+/// One `CallSid` delivered again and again (one after the other, and seven at once) counts once
 /// and gets the TwiML of its first delivery; distinct calls still fill the window.
 async fn a_call_sid_counts_once(h: &common::Harness) {
     let caller = "+14158675309";

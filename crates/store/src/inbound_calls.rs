@@ -1,6 +1,6 @@
-//! One row per inbound call (`inbound_calls`): the first delivery of a CallSid claims the row,
+//! One row per inbound call (`inbound_calls`): the first delivery of a `CallSid` claims the row,
 //! makes the rate-limit decision and stores it with the TwiML it answered; every later delivery
-//! of that CallSid (Twilio's retries, a replayed request) gets the stored TwiML and is not
+//! of that `CallSid` (Twilio's retries, a replayed request) gets the stored TwiML and is not
 //! counted again.
 
 use crate::rate_limits::INSERT_DECISION;

@@ -123,7 +123,7 @@ CREATE TABLE IF NOT EXISTS turn_latencies (
 );
 ";
 
-/// Migration 4: one row per inbound CallSid (its rate-limit decision and the TwiML answered, so
+/// Migration 4: one row per inbound `CallSid` (its rate-limit decision and the TwiML answered, so
 /// Twilio's retries of one call count once and get the same answer), and the intent recorded
 /// before a screening call is placed (what start-up reconciliation matches Twilio's calls
 /// against after a crash between Twilio's answer and our commit). Both idempotent.

@@ -1,4 +1,4 @@
-//! Inbound call claims (one decision per CallSid) and screening call intents.
+//! Inbound call claims (one decision per `CallSid`) and screening call intents.
 
 use voxbridge_store::{InboundClaim, NewScreening, RateLimitDecision, Store};
 
