@@ -1,6 +1,7 @@
 //! What the API does with hostile or odd input from the internet, over real HTTP: the bearer
-//! check, odd `From` values, log injection, repeated deliveries of one inbound call, and a store
-//! that is down.
+//! check, odd `From` values, repeated deliveries of one inbound call, and a store that is down.
+//! (Log injection is in `log_injection.rs`: it captures logs, so it runs in a process of its
+//! own.)
 
 #![allow(clippy::too_many_lines, clippy::similar_names)]
 
@@ -205,69 +206,6 @@ async fn odd_from_values_get_twiml_never_a_500() {
         keys.len(),
         "odd callers keep their own keys: {keys:?}"
     );
-}
-
-/// A `MakeWriter` into a shared buffer: what the service logged.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-/// A caller cannot forge log lines or get its number into the logs whole, in the text format
-/// an operator tails, whatever `From` holds.
-#[tokio::test]
-async fn caller_identifiers_are_escaped_and_masked_in_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let h = start(|_| {}).await;
-    let forged = [
-        "sip:+14158675309@trunk.example.com\n2026-01-01T00:00:00Z ERROR forged: admin login",
-        "(415) 867-5309\r\nINFO forged: second line",
-        "4158675309\u{1b}[2J\u{0}forged",
-    ];
-    for (i, from) in forged.iter().enumerate() {
-        let (status, _) = h.inbound_call(200 + i, from).await;
-        assert_eq!(status, 200);
-    }
-    let logs = captured.text();
-    assert!(
-        logs.contains("ALLOWED"),
-        "the decisions were logged:\n{logs}"
-    );
-    for line in logs.lines() {
-        assert!(
-            !line.contains("forged") || line.contains("ALLOWED") || line.contains("call{"),
-            "a forged line:\n{line}\n---\n{logs}"
-        );
-        assert!(
-            !line.contains('\r') && !line.contains('\u{1b}') && !line.contains('\u{0}'),
-            "{line:?}"
-        );
-    }
-    for whole in ["8675309", "867-5309", "4158675309"] {
-        assert!(!logs.contains(whole), "{whole} logged unmasked:\n{logs}");
-    }
 }
 
 /// The store is really down (its pool closed): an incoming call is still answered (fail open,
