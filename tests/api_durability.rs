@@ -5,98 +5,33 @@
 //! Twilio signs them over plain HTTP/1.1, SIGKILLs the process right after the last 2xx, then
 //! reopens the SQLite file with `voxbridge-store` and checks every row.
 
-use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod api_process;
 
 use voxbridge_store::{Store, StoreConfig};
 use voxbridge_twilio::RequestValidator;
 use voxbridge_twilio::webhook::FormParams;
 
+use api_process::{free_port, http, scratch_dir, start_api};
+
 const TOKEN: &str = "durability-token";
 const CALLS: usize = 60;
 
-/// One HTTP/1.1 request on a fresh connection; returns the status code.
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: &str,
-) -> Option<u16> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        let _ = write!(request, "{name}: {value}\r\n");
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn scratch_dir() -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "voxbridge-durability-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[tokio::test]
 async fn status_webhooks_answered_2xx_survive_kill_9() {
-    let dir = scratch_dir();
+    let dir = scratch_dir("durability");
     let db = dir.join("voxbridge.db");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", free_port());
     let public_url = format!("http://{addr}");
-    let config = dir.join("voxbridge.toml");
     std::fs::write(
-        &config,
+        dir.join("voxbridge.toml"),
         format!(
             "[api]\nlisten = \"{addr}\"\npublic_url = \"{public_url}\"\n\n[api.twilio]\nauth_token = \"{TOKEN}\"\n\n[store]\ndatabase_url = \"sqlite://{}\"\n",
             db.display()
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
-        .args(["api", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn voxbridge api");
-
-    let started = Instant::now();
-    while http(&addr, "GET", "/healthz", &[], "") != Some(200) {
-        if started.elapsed() > Duration::from_secs(60) || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
-            panic!("voxbridge api did not become healthy:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The child's environment is scrubbed: an ambient DATABASE_URL would move the store.
+    let mut child = start_api(&dir, &addr, "stderr.log");
 
     let signer = RequestValidator::new(TOKEN);
     let url = format!("{public_url}/twilio/voice/status");

@@ -2,7 +2,8 @@
 //! and one Redis, as a load balancer would spread Twilio's webhooks over them.
 //!
 //! - Rate limits are shared: seven inbound calls from one number, alternating between the two
-//!   instances, connect five and turn two away (each instance alone would allow five).
+//!   instances, connect five and turn two away (each instance alone would allow five); a call
+//!   redelivered to the other instance is counted once and answered as the first time.
 //! - A call's webhooks land on either instance: its status callbacks alternate, and each is
 //!   also delivered a second time to the other instance (Twilio retries); the stored call ends
 //!   `completed` with one timeline row per event, nothing doubled.
@@ -14,12 +15,15 @@
 //! If either is unreachable the test prints `SKIPPED` and returns (and fails under `CI=true`,
 //! where `scripts/services.sh` starts both).
 
-use std::fmt::Write as _;
+mod api_process;
+
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use api_process::{free_port, http_response, start_api};
 
 use sqlx::Connection as _;
 use voxbridge_store::{Store, StoreConfig};
@@ -32,33 +36,6 @@ const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const PUBLIC_URL: &str = "https://fleet.example.com";
 const CALLER: &str = "+14155550123";
 
-/// One HTTP/1.1 request on a fresh connection: status code and body.
-fn http(addr: &str, path: &str, headers: &[(&str, String)], body: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let method = if body.is_empty() { "GET" } else { "POST" };
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        let _ = write!(request, "{name}: {value}\r\n");
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
-}
-
 /// A webhook signed as Twilio signs it for `PUBLIC_URL{path}`, sent to `addr`.
 fn webhook(addr: &str, path: &str, params: &[(&str, &str)]) -> (u16, String) {
     let pairs: Vec<(String, String)> = params
@@ -67,8 +44,9 @@ fn webhook(addr: &str, path: &str, params: &[(&str, &str)]) -> (u16, String) {
         .collect();
     let signature = RequestValidator::new(TOKEN).sign(&format!("{PUBLIC_URL}{path}"), &pairs);
     let body = FormParams::from_pairs(pairs).to_body();
-    http(
+    http_response(
         addr,
+        "POST",
         path,
         &[
             (
@@ -127,16 +105,13 @@ struct Instance {
 }
 
 impl Instance {
+    /// Starts an instance in its own directory under `dir` and waits until it is healthy.
     fn start(dir: &Path, name: &str, database_url: &str, redis_prefix: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = dir.join(format!("{name}.toml"));
+        let addr = format!("127.0.0.1:{}", free_port());
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
-            &config,
+            dir.join("voxbridge.toml"),
             format!(
                 "[api]\nlisten = \"{addr}\"\npublic_url = \"{PUBLIC_URL}\"\n\n\
                  [api.twilio]\nauth_token = \"{TOKEN}\"\n\n\
@@ -147,33 +122,11 @@ impl Instance {
             ),
         )
         .unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
-            .args(["api", "--config"])
-            .arg(&config)
-            // The file names the database and Redis of this run.
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn voxbridge api");
-        Self { addr, child, log }
-    }
-
-    fn wait_healthy(&mut self) {
-        let started = Instant::now();
-        while http(&self.addr, "/healthz", &[], "").map(|(s, _)| s) != Some(200) {
-            if started.elapsed() > Duration::from_secs(60)
-                || self.child.try_wait().unwrap().is_some()
-            {
-                let _ = self.child.kill();
-                panic!(
-                    "voxbridge api did not become healthy:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let child = start_api(&dir, &addr, "stderr.log");
+        Self {
+            addr,
+            child,
+            log: dir.join("stderr.log"),
         }
     }
 
@@ -304,16 +257,14 @@ async fn two_instances_share_limits_records_and_drain() {
     let redis_prefix = format!("voxbridge:fleet:{run}:");
     let dir = tempfile::tempdir().unwrap();
 
-    // Both start together on the fresh database: the schema is migrated once.
     let mut a = Instance::start(dir.path(), "a", &database_url, &redis_prefix);
     let mut b = Instance::start(dir.path(), "b", &database_url, &redis_prefix);
-    a.wait_healthy();
-    b.wait_healthy();
     let fleet = [a.addr.clone(), b.addr.clone()];
 
     // Shared rate limit: 7 calls from one number, alternating instances: 5 connect, 2 refused.
     let mut connected = 0;
     let mut refused = 0;
+    let mut answers = Vec::new();
     for i in 0..7 {
         let (code, twiml) = inbound(&fleet[i % 2], &format!("CA{:032x}", 0x100 + i));
         assert_eq!(code, 200, "inbound call {i}: {twiml}");
@@ -323,12 +274,18 @@ async fn two_instances_share_limits_records_and_drain() {
             assert!(twiml.contains("exceeded"), "call {i}: {twiml}");
             refused += 1;
         }
+        answers.push(twiml);
     }
     assert_eq!(
         (connected, refused),
         (5, 2),
         "the limit is shared across instances"
     );
+    // Twilio's retry of a call landing on the other instance: counted once, same TwiML.
+    for i in [0, 6] {
+        let (code, twiml) = inbound(&fleet[(i + 1) % 2], &format!("CA{:032x}", 0x100 + i));
+        assert_eq!((code, &twiml), (200, &answers[i]), "redelivered call {i}");
+    }
 
     // One call's status callbacks spread over the fleet, each delivered to both instances.
     let sid = format!("CA{:032x}", 0xbeef);

@@ -101,6 +101,12 @@ pub struct TwilioConfig {
     /// First retry delay (doubles per retry). Key `retry_base_delay_ms`, default 250.
     #[serde(rename = "retry_base_delay_ms", with = "voxbridge_config::millis")]
     pub retry_base_delay: Duration,
+    /// How old a screening's call intent must be, with no call linked, before reconciliation
+    /// looks the call up at Twilio (linking it, or failing the screening when Twilio has
+    /// none). Reconciliation runs at start-up and then every this often. Key
+    /// `reconcile_after_ms`, default 60000; 100 to 86400000.
+    #[serde(rename = "reconcile_after_ms", with = "voxbridge_config::millis")]
+    pub reconcile_after: Duration,
 }
 
 impl Default for TwilioConfig {
@@ -115,6 +121,7 @@ impl Default for TwilioConfig {
             record: false,
             max_retries: 3,
             retry_base_delay: Duration::from_millis(250),
+            reconcile_after: Duration::from_secs(60),
         }
     }
 }
@@ -288,6 +295,14 @@ impl ApiConfig {
                 )
             })?;
         }
+        if !(Duration::from_millis(100)..=Duration::from_secs(86_400))
+            .contains(&self.twilio.reconcile_after)
+        {
+            return Err(invalid(
+                "twilio.reconcile_after_ms",
+                "must be between 100 and 86400000",
+            ));
+        }
         if self.rate_limit.max_calls == 0 {
             return Err(invalid("rate_limit.max_calls", "must be at least 1"));
         }
@@ -345,6 +360,9 @@ mod tests {
         let mut c = valid();
         c.rate_limit.allowlist = vec!["12345".into()];
         assert_eq!(c.validate().unwrap_err().key, "rate_limit.allowlist");
+        let mut c = valid();
+        c.twilio.reconcile_after = Duration::from_millis(5);
+        assert_eq!(c.validate().unwrap_err().key, "twilio.reconcile_after_ms");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod calls;
 pub mod config;
 mod error;
 pub mod ratelimit;
+pub mod reconcile;
 mod screenings;
 mod webhooks;
 
@@ -49,6 +50,7 @@ pub use config::{
 pub use error::ApiError;
 pub use ratelimit::{
     Decision, LimiterError, MemoryLimiter, NumberStats, RateLimiter, RedisLimiter, SlidingWindow,
+    caller_key,
 };
 
 /// Where handlers get the time (Unix milliseconds). Tests use [`ManualClock`].
@@ -345,9 +347,11 @@ pub async fn serve(
         store = ?store.backend(),
         "voxbridge api listening"
     );
+    let reconciler = tokio::spawn(reconcile::run(state.clone(), shutdown.clone()));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
+    let _ = reconciler.await;
     store.close().await;
     Ok(())
 }
@@ -363,25 +367,32 @@ async fn require_bearer(
             "the API is disabled: set api.api_token in the configuration",
         ));
     }
+    // The whole header must be `Bearer <token>`, byte for byte: no extra or trailing
+    // whitespace, no other scheme spelling.
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized(
             "missing Authorization: Bearer <token>",
         ))?;
-    if !constant_time_eq(given.trim().as_bytes(), expected.expose().as_bytes()) {
+    if !bearer_matches(given.as_bytes(), expected.expose().as_bytes()) {
         return Err(ApiError::Unauthorized("invalid bearer token"));
     }
     Ok(next.run(request).await)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `header` is exactly `Bearer <token>`. Compares SHA-256 digests in constant time,
+/// so neither the token's length nor the position of the first differing byte shows in the
+/// timing.
+fn bearer_matches(header: &[u8], token: &[u8]) -> bool {
+    use sha2::{Digest as _, Sha256};
+    use subtle::ConstantTimeEq as _;
+    let expected = Sha256::new()
+        .chain_update(b"Bearer ")
+        .chain_update(token)
+        .finalize();
+    let given = Sha256::digest(header);
+    bool::from(given.ct_eq(&expected))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -408,4 +419,31 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl Into
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let (content_type, body) = exposition(&state.0.metrics_registry, accept);
     ([(header::CONTENT_TYPE, content_type)], body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_matches;
+
+    #[test]
+    fn the_bearer_header_must_be_exact() {
+        assert!(bearer_matches(b"Bearer s3cret", b"s3cret"));
+        for given in [
+            &b"Bearer s3cret "[..],
+            b"Bearer s3cret\t",
+            b"Bearer  s3cret",
+            b"bearer s3cret",
+            b"Bearer s3cre",
+            b"Bearer s3cretX",
+            b"Bearer ",
+            b"s3cret",
+            b"",
+        ] {
+            assert!(
+                !bearer_matches(given, b"s3cret"),
+                "{}",
+                String::from_utf8_lossy(given)
+            );
+        }
+    }
 }

@@ -141,15 +141,20 @@ pub(crate) async fn create(
             request.candidate_id
         )));
     }
+    // The intent is committed before Twilio is asked: if this process dies between Twilio's
+    // 201 and the commit below, start-up reconciliation finds the call (crate::reconcile).
     let id = store
-        .insert_screening(&NewScreening {
-            candidate_id: request.candidate_id.clone(),
-            first_name: request.first_name.clone(),
-            phone: request.phone.as_str().to_owned(),
-            job_title: request.job_title.clone(),
-            screening: request.screening.clone(),
-            created_at_ms: now,
-        })
+        .insert_screening_intent(
+            &NewScreening {
+                candidate_id: request.candidate_id.clone(),
+                first_name: request.first_name.clone(),
+                phone: request.phone.as_str().to_owned(),
+                job_title: request.job_title.clone(),
+                screening: request.screening.clone(),
+                created_at_ms: now,
+            },
+            &config.twilio.from_number,
+        )
         .await?;
     let call = CreateCall {
         to: request.phone.as_str().to_owned(),

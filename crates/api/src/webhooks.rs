@@ -1,7 +1,11 @@
 //! Twilio-facing endpoints. Each one checks `X-Twilio-Signature` first (form bodies, and JSON
 //! bodies with `bodySHA256`; <https://www.twilio.com/docs/usage/webhooks/webhooks-security>),
 //! then parses the typed payload (400 with the field on error), then commits its record, and
-//! only then answers 2xx.
+//! only then answers 2xx (503 if the store is down, so Twilio retries). The one exception is the
+//! inbound voice webhook, which fails open: a caller is answered even when the store is down
+//! (see [`inbound`]).
+
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, OriginalUri, Request, State};
@@ -9,7 +13,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument as _;
 use voxbridge_store::{
-    AmdEvent, CallStatusEvent, RateLimitDecision, RecordingEvent, RelaySessionEvent,
+    AmdEvent, CallStatusEvent, InboundClaim, InboundDecision, RateLimitDecision, RecordingEvent,
+    RelaySessionEvent,
 };
 use voxbridge_twilio::E164;
 use voxbridge_twilio::call::AnsweredBy;
@@ -24,7 +29,7 @@ use voxbridge_twilio::webhook::{
 };
 
 use crate::config::{ConnectMode, InboundMode};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, caller_key};
 
 /// The parameters of a Twilio webhook whose `X-Twilio-Signature` checked out. Every
 /// Twilio-facing handler takes this extractor, so none can skip the check; a bad or missing
@@ -126,11 +131,11 @@ fn params_json(params: &FormParams) -> String {
 }
 
 fn twiml(response: &Twiml) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        response.to_xml(),
-    )
-        .into_response()
+    xml(response.to_xml())
+}
+
+fn xml(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
 fn required_call_sid(params: &FormParams) -> Result<CallSid, ApiError> {
@@ -234,11 +239,47 @@ pub(crate) async fn answer(
     .await
 }
 
+/// How a claim on an inbound call may stay undecided before a redelivery takes it over (the
+/// process that claimed it died before deciding).
+const STALE_CLAIM_MS: i64 = 30_000;
+
+/// How long a redelivery waits for the decision of a first delivery still being decided.
+const PENDING_WAIT: Duration = Duration::from_secs(5);
+
+/// What the limiter made of an incoming call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// On the allowlist: not counted.
+    Allowlisted,
+    /// Counted and within the limit.
+    Allowed,
+    /// Over the limit.
+    Blocked,
+    /// The limiter's store failed: allowed (fail open), not counted.
+    FailOpen,
+}
+
+impl Verdict {
+    fn allowed(self) -> bool {
+        self != Self::Blocked
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Allowlisted => "allowlisted",
+            Self::Allowed => "allowed",
+            Self::Blocked => "blocked",
+            Self::FailOpen => "fail_open",
+        }
+    }
+}
+
 /// The rate-limit decision for an incoming call from `key`, logged as
-/// `ALLOWED: +1415***5309 (3/5 calls in last hour)` or `BLOCKED: ...`. Allowlisted numbers
-/// bypass the limiter; if the limiter's store fails the call is allowed (fail open), logged and
-/// counted. Returns whether the call may proceed and the count in the window.
-async fn decide_inbound(state: &AppState, key: &str, masked: &str, now: i64) -> (bool, u32) {
+/// `ALLOWED: +1415***5309 (3/5 calls in last hour)` or `BLOCKED: ...` (`masked` is the caller
+/// masked and escaped for logs). Allowlisted numbers bypass the limiter; if the limiter's store
+/// fails the call is allowed (fail open), logged and counted. Returns the verdict and the count
+/// in the window.
+async fn decide_inbound(state: &AppState, key: &str, masked: &str, now: i64) -> (Verdict, u32) {
     let window = state.0.limiter.window();
     let window_text = if window.window_ms == 3_600_000 {
         "last hour".to_owned()
@@ -247,35 +288,71 @@ async fn decide_inbound(state: &AppState, key: &str, masked: &str, now: i64) -> 
     };
     if state.0.allowlist.contains(key) {
         tracing::info!("ALLOWED: {masked} (allowlisted)");
-        (true, 0)
-    } else {
-        match state.0.limiter.check(key, now).await {
-            Ok(d) if d.allowed => {
-                tracing::info!(
-                    "ALLOWED: {masked} ({}/{} calls in {window_text})",
-                    d.count,
-                    d.limit
-                );
-                (true, d.count)
-            }
-            Ok(d) => {
-                tracing::warn!(
-                    "BLOCKED: {masked} ({}/{} calls in {window_text})",
-                    d.count,
-                    d.limit
-                );
-                (false, d.count)
-            }
-            Err(error) => {
-                state.0.metrics.rate_limit_store_failures.inc();
-                tracing::error!(%error, "ALLOWED: {masked} (rate limiter unavailable: failing open)");
-                (true, 0)
-            }
+        return (Verdict::Allowlisted, 0);
+    }
+    match state.0.limiter.check(key, now).await {
+        Ok(d) if d.allowed => {
+            tracing::info!(
+                "ALLOWED: {masked} ({}/{} calls in {window_text})",
+                d.count,
+                d.limit
+            );
+            (Verdict::Allowed, d.count)
+        }
+        Ok(d) => {
+            tracing::warn!(
+                "BLOCKED: {masked} ({}/{} calls in {window_text})",
+                d.count,
+                d.limit
+            );
+            (Verdict::Blocked, d.count)
+        }
+        Err(error) => {
+            state.0.metrics.rate_limit_store_failures.inc();
+            tracing::error!(%error, "ALLOWED: {masked} (rate limiter unavailable: failing open)");
+            (Verdict::FailOpen, 0)
         }
     }
 }
 
-/// `POST /twilio/voice/inbound`: an incoming call, rate-limited per caller (fail open).
+/// The TwiML an incoming call gets for `verdict`. Never fails on the caller's input: a `From`
+/// too long for a `<Parameter>` is left out of the parameters.
+fn inbound_twiml(
+    state: &AppState,
+    call_sid: &CallSid,
+    from: &Address,
+    verdict: Verdict,
+) -> Result<Twiml, ApiError> {
+    if !verdict.allowed() {
+        return Ok(Twiml::new()
+            .push(Say::new(
+                "You have exceeded the maximum number of calls allowed. Please try again later.",
+            ))
+            .push(Hangup));
+    }
+    match state.0.config.inbound.mode {
+        InboundMode::Agent => {
+            let from_text = from.to_string();
+            let mut parameters = vec![("callSid", call_sid.as_str()), ("direction", "inbound")];
+            if Parameter::new("from", from_text.as_str()).is_ok() {
+                parameters.push(("from", from_text.as_str()));
+            }
+            agent_twiml(state, &parameters)
+        }
+        InboundMode::Dial => {
+            let number = E164::parse(&state.0.config.inbound.dial_number)
+                .map_err(|e| ApiError::Internal(format!("inbound.dial_number: {e}")))?;
+            Ok(Twiml::new().push(Dial::new().number(Number::new(number))))
+        }
+    }
+}
+
+/// `POST /twilio/voice/inbound`: an incoming call, rate-limited per caller.
+///
+/// A `CallSid` counts once: the first delivery claims the call in `inbound_calls`, decides and
+/// stores the decision with the TwiML it answers; a redelivery (Twilio's retry, a replayed
+/// request) gets that same TwiML and is not counted. The path fails open: if the store is
+/// down the call is connected, not counted, and `rate_limit_store_failures` goes up.
 pub(crate) async fn inbound(
     State(state): State<AppState>,
     TwilioForm(params): TwilioForm,
@@ -285,75 +362,109 @@ pub(crate) async fn inbound(
     async move {
         let from_text = params.get("From").unwrap_or_default();
         let from = Address::parse(from_text);
-        let key = from
-            .phone()
-            .map_or_else(|| from_text.to_owned(), |p| p.as_str().to_owned());
+        let key = caller_key(&from);
         let masked = from.masked();
         let now = state.now_ms();
-        let (allowed, count) = decide_inbound(&state, &key, &masked, now).await;
-        let counter = if allowed {
-            &state.0.metrics.rate_limit_allowed
-        } else {
-            &state.0.metrics.rate_limit_blocked
+        let store = &state.0.store;
+        let claim = store
+            .claim_inbound_call(call_sid.as_str(), &key, now, now - STALE_CLAIM_MS)
+            .await;
+        let claim = match claim {
+            Ok(InboundClaim::Pending) => match wait_for_decision(&state, &call_sid).await {
+                Some(decided) => Ok(InboundClaim::Decided(decided)),
+                None => Ok(InboundClaim::Pending),
+            },
+            other => other,
         };
-        counter.inc();
-        state
-            .0
-            .store
-            .record_rate_limit_decision(&RateLimitDecision {
-                number: key.clone(),
-                allowed,
-                recent_count: i64::from(count),
-                decided_at_ms: now,
-            })
-            .await?;
-        state
-            .0
-            .store
-            .record_call_status(&CallStatusEvent {
-                call_sid: call_sid.to_string(),
-                status: params
-                    .get("CallStatus")
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or("ringing")
-                    .to_owned(),
-                direction: Some("inbound".to_owned()),
-                from: Some(from_text.to_owned()),
-                to: params.get("To").map(str::to_owned),
-                params_json: params_json(&params),
-                received_at_ms: now,
-                ..CallStatusEvent::default()
-            })
-            .await?;
-        state.0.metrics.webhooks_accepted.inc();
-        if !allowed {
-            return Ok(twiml(
-                &Twiml::new()
-                    .push(Say::new(
-                        "You have exceeded the maximum number of calls allowed. Please try again later.",
-                    ))
-                    .push(Hangup),
-            ));
-        }
-        let response = match state.0.config.inbound.mode {
-            InboundMode::Agent => agent_twiml(
-                &state,
-                &[
-                    ("callSid", call_sid.as_str()),
-                    ("direction", "inbound"),
-                    ("from", key.as_str()),
-                ],
-            )?,
-            InboundMode::Dial => {
-                let number = E164::parse(&state.0.config.inbound.dial_number)
-                    .map_err(|e| ApiError::Internal(format!("inbound.dial_number: {e}")))?;
-                Twiml::new().push(Dial::new().number(Number::new(number)))
+        let body = match claim {
+            Ok(InboundClaim::Decided(decided)) => {
+                tracing::info!(
+                    decision = %decided.decision,
+                    "repeated delivery of an inbound call: answering as the first time"
+                );
+                decided.twiml
+            }
+            Ok(InboundClaim::Pending) => {
+                tracing::warn!(
+                    "inbound call still being decided by another delivery: connecting without counting"
+                );
+                inbound_twiml(&state, &call_sid, &from, Verdict::FailOpen)?.to_xml()
+            }
+            Ok(InboundClaim::Claimed) => {
+                let (verdict, count) = decide_inbound(&state, &key, &masked, now).await;
+                let counter = if verdict.allowed() {
+                    &state.0.metrics.rate_limit_allowed
+                } else {
+                    &state.0.metrics.rate_limit_blocked
+                };
+                counter.inc();
+                let xml = inbound_twiml(&state, &call_sid, &from, verdict)?.to_xml();
+                let decision = RateLimitDecision {
+                    number: key.clone(),
+                    allowed: verdict.allowed(),
+                    recent_count: i64::from(count),
+                    decided_at_ms: now,
+                };
+                if let Err(error) = store
+                    .decide_inbound_call(call_sid.as_str(), verdict.label(), &decision, &xml)
+                    .await
+                {
+                    store_failed(&state, &error, "cannot store the inbound decision");
+                }
+                xml
+            }
+            Err(error) => {
+                store_failed(
+                    &state,
+                    &error,
+                    &format!("ALLOWED: {masked} (store unavailable: failing open, not counted)"),
+                );
+                state.0.metrics.rate_limit_allowed.inc();
+                inbound_twiml(&state, &call_sid, &from, Verdict::FailOpen)?.to_xml()
             }
         };
-        Ok(twiml(&response))
+        let status = CallStatusEvent {
+            call_sid: call_sid.to_string(),
+            status: params
+                .get("CallStatus")
+                .filter(|s| !s.is_empty())
+                .unwrap_or("ringing")
+                .to_owned(),
+            direction: Some("inbound".to_owned()),
+            from: Some(from_text.to_owned()),
+            to: params.get("To").map(str::to_owned),
+            params_json: params_json(&params),
+            received_at_ms: now,
+            ..CallStatusEvent::default()
+        };
+        if let Err(error) = store.record_call_status(&status).await {
+            tracing::warn!(%error, "cannot store the inbound call's status: answering anyway");
+        }
+        state.0.metrics.webhooks_accepted.inc();
+        Ok(xml(body))
     }
     .instrument(span)
     .await
+}
+
+/// A store failure on the inbound path, which fails open: logged and counted.
+fn store_failed(state: &AppState, error: &voxbridge_store::StoreError, what: &str) {
+    state.0.metrics.rate_limit_store_failures.inc();
+    tracing::warn!(%error, "{what}");
+}
+
+/// Waits up to [`PENDING_WAIT`] for the decision of a delivery of `call_sid` being decided.
+async fn wait_for_decision(state: &AppState, call_sid: &CallSid) -> Option<InboundDecision> {
+    let deadline = tokio::time::Instant::now() + PENDING_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match state.0.store.inbound_decision(call_sid.as_str()).await {
+            Ok(Some(decided)) => return Some(decided),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 fn accepted(state: &AppState) -> Response {

@@ -13,6 +13,11 @@
 //! 3. with `AsyncAmd=true`, the scenario's `AnsweredBy` posted to `AsyncAmdStatusCallback`;
 //! 4. `completed` with `CallDuration`, `Duration` and the last `SequenceNumber`.
 //!
+//! `GET .../Calls.json` lists the calls created, newest first, filtered by `To`, `From`,
+//! `Status` and `StartTime`/`StartTime>`/`StartTime<` and paged (`PageSize`, `Page`,
+//! `next_page_uri`) with Twilio's list shape. [`SimConfig::on_create`] runs a hook between
+//! creating a call and answering `201`.
+//!
 //! `POST .../Calls/{CallSid}.json` updates a live call (`Twiml` or `Url`: redirect;
 //! `Status=completed`: hang up); `GET` fetches it. Sources: twilio-protocols.md §4 and
 //! <https://www.twilio.com/docs/voice/api/call-resource>.
@@ -23,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -66,6 +71,20 @@ pub struct SimConfig {
     pub relay: RelayCallOptions,
     /// Ringing time before the answer. Default 300 ms.
     pub ring: Duration,
+    /// Called with the new call's SID once a `Calls.json` create succeeded, before the `201`
+    /// is written (tests use it to kill the API between Twilio placing a call and the API
+    /// committing it). Default none.
+    pub on_create: Option<CreateHook>,
+}
+
+/// A function [`SimConfig::on_create`] calls with each created call's SID.
+#[derive(Clone)]
+pub struct CreateHook(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for CreateHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CreateHook")
+    }
 }
 
 impl SimConfig {
@@ -84,6 +103,7 @@ impl SimConfig {
             media: MediaCallOptions::default(),
             relay: RelayCallOptions::default(),
             ring: Duration::from_millis(300),
+            on_create: None,
         }
     }
 }
@@ -126,6 +146,16 @@ enum Redirect {
     Hangup,
 }
 
+/// A call as the account's call list shows it.
+#[derive(Debug, Clone, Default)]
+struct Placed {
+    sid: String,
+    to: String,
+    from: String,
+    /// `date_created` and `start_time` (the stand-in dials at once), Unix seconds.
+    created: i64,
+}
+
 #[derive(Debug, Default)]
 struct Live {
     redirect: Option<Redirect>,
@@ -143,6 +173,8 @@ struct Inner {
     next_sid: AtomicU64,
     live: Mutex<HashMap<String, Live>>,
     finished: Mutex<HashMap<String, FinishedCall>>,
+    /// Every call created, oldest first.
+    placed: Mutex<Vec<Placed>>,
     finished_count: watch::Sender<u64>,
     shutdown: CancellationToken,
 }
@@ -203,6 +235,7 @@ impl TwilioSim {
             next_sid: AtomicU64::new(1),
             live: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashMap::new()),
+            placed: Mutex::new(Vec::new()),
             finished_count: watch::channel(0).0,
             shutdown: CancellationToken::new(),
         }))
@@ -213,7 +246,7 @@ impl TwilioSim {
         Router::new()
             .route(
                 "/2010-04-01/Accounts/{account}/Calls.json",
-                post(create_call),
+                post(create_call).get(list_calls),
             )
             .route(
                 "/2010-04-01/Accounts/{account}/Calls/{call}",
@@ -287,8 +320,23 @@ impl TwilioSim {
         given == expected && account == self.0.config.account_sid
     }
 
-    fn resource(&self, sid: &str, form: &FormParams, status: &str) -> Value {
+    /// The call `sid` as created (an unknown SID: only its SID).
+    fn placed(&self, sid: &str) -> Placed {
+        lock(&self.0.placed)
+            .iter()
+            .find(|p| p.sid == sid)
+            .cloned()
+            .unwrap_or_else(|| Placed {
+                sid: sid.to_owned(),
+                created: now_unix(),
+                ..Placed::default()
+            })
+    }
+
+    fn resource(&self, placed: &Placed, status: &str) -> Value {
         let account = &self.0.config.account_sid;
+        let sid = &placed.sid;
+        let created = Rfc2822Timestamp::from_unix_seconds(placed.created).to_string();
         let now = rfc2822_now();
         json!({
             "account_sid": account,
@@ -296,14 +344,14 @@ impl TwilioSim {
             "answered_by": null,
             "api_version": "2010-04-01",
             "caller_name": null,
-            "date_created": now,
+            "date_created": created,
             "date_updated": now,
             "direction": "outbound-api",
             "duration": null,
             "end_time": null,
             "forwarded_from": null,
-            "from": form.get("From"),
-            "from_formatted": form.get("From"),
+            "from": placed.from,
+            "from_formatted": placed.from,
             "group_sid": null,
             "parent_call_sid": null,
             "phone_number_sid": format!("PN{:032x}", 1),
@@ -311,15 +359,15 @@ impl TwilioSim {
             "price_unit": "USD",
             "queue_time": "0",
             "sid": sid,
-            "start_time": null,
+            "start_time": created,
             "status": status,
             "subresource_uris": {
                 "notifications": format!("/2010-04-01/Accounts/{account}/Calls/{sid}/Notifications.json"),
                 "recordings": format!("/2010-04-01/Accounts/{account}/Calls/{sid}/Recordings.json"),
                 "streams": format!("/2010-04-01/Accounts/{account}/Calls/{sid}/Streams.json"),
             },
-            "to": form.get("To"),
-            "to_formatted": form.get("To"),
+            "to": placed.to,
+            "to_formatted": placed.to,
             "trunk_sid": null,
             "uri": format!("/2010-04-01/Accounts/{account}/Calls/{sid}.json"),
         })
@@ -383,7 +431,17 @@ async fn create_call(
             ..Live::default()
         },
     );
-    let resource = sim.resource(&sid, &form, "queued");
+    let placed = Placed {
+        sid: sid.clone(),
+        to: to.as_str().to_owned(),
+        from: form.get("From").unwrap_or_default().to_owned(),
+        created: now_unix(),
+    };
+    let resource = sim.resource(&placed, "queued");
+    lock(&sim.0.placed).push(placed);
+    if let Some(hook) = &sim.0.config.on_create {
+        (hook.0)(&sid);
+    }
     let dial = sim.clone();
     let call_sid = sid.clone();
     let span = tracing::info_span!("sim_call", call_sid = %call_sid, to = %to.masked());
@@ -433,7 +491,7 @@ async fn update_call(
     };
     (
         StatusCode::OK,
-        axum::Json(sim.resource(&sid, &form, &status)),
+        axum::Json(sim.resource(&sim.placed(&sid), &status)),
     )
         .into_response()
 }
@@ -447,14 +505,11 @@ async fn fetch_call(
         return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     }
     let sid = call.strip_suffix(".json").unwrap_or(&call).to_owned();
-    let status = lock(&sim.0.live)
-        .get(&sid)
-        .map(|l| l.status.clone())
-        .or_else(|| lock(&sim.0.finished).get(&sid).map(|f| f.status.clone()));
+    let status = current_status(&sim, &sid);
     match status {
         Some(status) => (
             StatusCode::OK,
-            axum::Json(sim.resource(&sid, &FormParams::default(), &status)),
+            axum::Json(sim.resource(&sim.placed(&sid), &status)),
         )
             .into_response(),
         None => twilio_error(
@@ -463,6 +518,93 @@ async fn fetch_call(
             "The requested resource was not found",
         ),
     }
+}
+
+/// The status of call `sid` now.
+fn current_status(sim: &TwilioSim, sid: &str) -> Option<String> {
+    lock(&sim.0.live)
+        .get(sid)
+        .map(|l| l.status.clone())
+        .or_else(|| lock(&sim.0.finished).get(sid).map(|f| f.status.clone()))
+}
+
+/// `GET .../Calls.json`: the account's calls, newest first, filtered by `To`, `From`,
+/// `Status`, and `StartTime` / `StartTime>` / `StartTime<` (UTC dates, `YYYY-MM-DD`; the
+/// inequality is part of the parameter name, as in `StartTime>=2023-11-14`), paged with
+/// `PageSize` (default 50, at most 1000) and `Page`.
+/// (<https://www.twilio.com/docs/voice/api/call-resource#read-multiple-call-resources>)
+async fn list_calls(
+    State(sim): State<TwilioSim>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if !sim.authorized(&headers, &account) {
+        return twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let query = FormParams::parse(query.unwrap_or_default().as_bytes());
+    let page_size = query
+        .get("PageSize")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(50)
+        .clamp(1, 1000);
+    let page = query
+        .get("Page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let placed: Vec<Placed> = lock(&sim.0.placed).iter().rev().cloned().collect();
+    let matching: Vec<(Placed, String)> = placed
+        .into_iter()
+        .filter_map(|p| {
+            let status = current_status(&sim, &p.sid).unwrap_or_else(|| "queued".to_owned());
+            let date = Rfc2822Timestamp::from_unix_seconds(p.created).utc_date();
+            let keep = query.get("To").is_none_or(|to| to == p.to)
+                && query.get("From").is_none_or(|from| from == p.from)
+                && query.get("Status").is_none_or(|s| s == status)
+                && query.get("StartTime").is_none_or(|d| d == date)
+                && query.get("StartTime>").is_none_or(|d| date.as_str() >= d)
+                && query.get("StartTime<").is_none_or(|d| date.as_str() <= d);
+            keep.then_some((p, status))
+        })
+        .collect();
+    let start = page * page_size;
+    let calls: Vec<Value> = matching
+        .iter()
+        .skip(start)
+        .take(page_size)
+        .map(|(p, status)| sim.resource(p, status))
+        .collect();
+    let filters: Vec<(String, String)> = query
+        .as_pairs()
+        .iter()
+        .filter(|(k, _)| k != "Page" && k != "PageSize" && k != "PageToken")
+        .cloned()
+        .collect();
+    let uri = |page: usize| {
+        let mut pairs = filters.clone();
+        pairs.push(("PageSize".to_owned(), page_size.to_string()));
+        pairs.push(("Page".to_owned(), page.to_string()));
+        format!(
+            "/2010-04-01/Accounts/{account}/Calls.json?{}",
+            FormParams::from_pairs(pairs).to_body()
+        )
+    };
+    let more = start + calls.len() < matching.len();
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "calls": calls,
+            "end": (start + calls.len()).saturating_sub(1),
+            "first_page_uri": uri(0),
+            "next_page_uri": more.then(|| uri(page + 1)),
+            "page": page,
+            "page_size": page_size,
+            "previous_page_uri": (page > 0).then(|| uri(page - 1)),
+            "start": start,
+            "uri": uri(page),
+        })),
+    )
+        .into_response()
 }
 
 /// One call being dialed.

@@ -31,6 +31,7 @@
 mod call_status;
 mod calls;
 mod events;
+mod inbound_calls;
 mod media_calls;
 mod order;
 mod rate_limits;
@@ -56,12 +57,13 @@ use voxbridge_config::SecretUrl;
 pub use call_status::{AmdEvent, CallStatusEvent};
 pub use calls::{CallDetail, CallFilter, CallRecord};
 pub use events::{CallEvent, EventOutcome};
+pub use inbound_calls::{InboundClaim, InboundDecision};
 pub use media_calls::{MediaCallEnd, TurnLatencyRecord};
 pub use order::{StatusPoint, is_terminal, status_rank, supersedes};
 pub use rate_limits::RateLimitDecision;
 pub use recordings::RecordingEvent;
 pub use relay::RelaySessionEvent;
-pub use screenings::{NewScreening, ScreeningRecord};
+pub use screenings::{NewScreening, ScreeningIntent, ScreeningRecord};
 pub use sessions::ScreeningSession;
 pub use transcripts::TranscriptLine;
 

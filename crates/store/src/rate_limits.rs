@@ -36,6 +36,10 @@ impl From<RateLimitRow> for RateLimitDecision {
     }
 }
 
+/// Inserts one audit row: number, allowed (0/1), recent count, decided at.
+pub(crate) const INSERT_DECISION: &str = "INSERT INTO rate_limit_decisions \
+    (number, allowed, recent_count, decided_at) VALUES ($1, $2, $3, $4)";
+
 impl Store {
     /// Audits a rate-limit decision.
     pub async fn record_rate_limit_decision(
@@ -43,10 +47,7 @@ impl Store {
         decision: &RateLimitDecision,
     ) -> Result<(), StoreError> {
         on_writer!(self, pool => {
-            sqlx::query(
-                "INSERT INTO rate_limit_decisions (number, allowed, recent_count, decided_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
+            sqlx::query(INSERT_DECISION)
             .bind(&decision.number)
             .bind(i64::from(decision.allowed))
             .bind(decision.recent_count)

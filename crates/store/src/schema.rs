@@ -124,6 +124,34 @@ CREATE TABLE IF NOT EXISTS turn_latencies (
 );
 ";
 
+/// Migration 4: one row per inbound `CallSid` (its rate-limit decision and the TwiML answered, so
+/// Twilio's retries of one call count once and get the same answer), and the intent recorded
+/// before a screening call is placed (what start-up reconciliation matches Twilio's calls
+/// against after a crash between Twilio's answer and our commit). Both idempotent.
+const V4: &str = r"
+CREATE TABLE IF NOT EXISTS inbound_calls (
+    call_sid TEXT PRIMARY KEY,
+    caller_key TEXT NOT NULL,
+    decision TEXT,
+    recent_count BIGINT,
+    twiml TEXT,
+    claimed_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    decided_at BIGINT
+);
+CREATE INDEX IF NOT EXISTS inbound_calls_created_at ON inbound_calls (created_at);
+
+CREATE TABLE IF NOT EXISTS screening_intents (
+    screening_id BIGINT PRIMARY KEY REFERENCES screenings (id),
+    to_number TEXT NOT NULL,
+    from_number TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    resolved_at BIGINT,
+    resolution TEXT
+);
+CREATE INDEX IF NOT EXISTS screening_intents_open ON screening_intents (resolved_at, created_at);
+";
+
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![
         Migration {
@@ -144,6 +172,12 @@ pub(crate) fn migrations() -> Vec<Migration> {
             description: "turn_latencies (voice pipeline latency breakdown per turn)",
             sqlite: with_ids(V3, &V3_SQLITE, SQLITE_ID),
             postgres: with_ids(V3, &V3_POSTGRES, POSTGRES_ID),
+        },
+        Migration {
+            version: 4,
+            description: "inbound_calls (one decision per CallSid), screening_intents (reconciliation)",
+            sqlite: V4,
+            postgres: V4,
         },
     ]
 }

@@ -106,6 +106,29 @@ impl TryFrom<ScreeningRow> for ScreeningRecord {
     }
 }
 
+/// Inserts a `requested` screening: candidate, first name, phone, job title, screening,
+/// created at; returns its id.
+const INSERT_SCREENING: &str = "INSERT INTO screenings (candidate_id, first_name, phone, \
+    job_title, screening, state, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, 'requested', $6, $6) RETURNING id";
+
+/// Closes a screening's open intent: resolved at, resolution, screening id.
+const RESOLVE_INTENT: &str = "UPDATE screening_intents SET resolved_at = $1, resolution = $2 \
+    WHERE screening_id = $3 AND resolved_at IS NULL";
+
+/// An intent to place a screening call that is still open: no call linked, not failed.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ScreeningIntent {
+    /// The screening.
+    pub screening_id: i64,
+    /// The number to call (E.164).
+    pub to_number: String,
+    /// The number calling (E.164).
+    pub from_number: String,
+    /// When it was recorded, just before the REST call (Unix ms).
+    pub created_at: i64,
+}
+
 /// What [`Store::mark_screening_initiated`] copies from the screening onto the call row.
 #[derive(sqlx::FromRow)]
 struct InitiatedScreening {
@@ -118,19 +141,51 @@ impl Store {
     /// Records a requested screening (state `requested`) and returns its id.
     pub async fn insert_screening(&self, new: &NewScreening) -> Result<i64, StoreError> {
         on_writer!(self, pool => {
-            Ok(sqlx::query_scalar(
-                "INSERT INTO screenings (candidate_id, first_name, phone, job_title, screening, \
-                 state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'requested', $6, $6) \
-                 RETURNING id",
+            Ok(sqlx::query_scalar(INSERT_SCREENING)
+                .bind(&new.candidate_id)
+                .bind(&new.first_name)
+                .bind(&new.phone)
+                .bind(&new.job_title)
+                .bind(&new.screening)
+                .bind(new.created_at_ms)
+                .fetch_one(pool)
+                .await?)
+        })
+    }
+
+    /// Records a requested screening and the intent to call its phone from `from`, in one
+    /// transaction, before Twilio is asked to place the call; returns the screening id. The
+    /// intent stays open until the call is linked ([`Store::mark_screening_initiated`]) or the
+    /// screening failed ([`Store::mark_screening_failed`]); start-up reconciliation resolves
+    /// the intents a crash left open ([`Store::open_screening_intents`]).
+    pub async fn insert_screening_intent(
+        &self,
+        new: &NewScreening,
+        from: &str,
+    ) -> Result<i64, StoreError> {
+        on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let id: i64 = sqlx::query_scalar(INSERT_SCREENING)
+                .bind(&new.candidate_id)
+                .bind(&new.first_name)
+                .bind(&new.phone)
+                .bind(&new.job_title)
+                .bind(&new.screening)
+                .bind(new.created_at_ms)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO screening_intents (screening_id, to_number, from_number, created_at) \
+                 VALUES ($1, $2, $3, $4)",
             )
-            .bind(&new.candidate_id)
-            .bind(&new.first_name)
+            .bind(id)
             .bind(&new.phone)
-            .bind(&new.job_title)
-            .bind(&new.screening)
+            .bind(from)
             .bind(new.created_at_ms)
-            .fetch_one(pool)
-            .await?)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(id)
         })
     }
 
@@ -173,6 +228,12 @@ impl Store {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
+            sqlx::query(RESOLVE_INTENT)
+                .bind(now_ms)
+                .bind("linked")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(())
         })
@@ -187,14 +248,22 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "UPDATE screenings SET state = 'create_failed', error = $1, updated_at = $2 WHERE id = $3",
             )
             .bind(error)
             .bind(now_ms)
             .bind(id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            sqlx::query(RESOLVE_INTENT)
+                .bind(now_ms)
+                .bind("failed")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -219,6 +288,33 @@ impl Store {
             .await?;
         });
         Ok(())
+    }
+
+    /// Open intents recorded at or before `before_ms`, oldest first.
+    pub async fn open_screening_intents(
+        &self,
+        before_ms: i64,
+    ) -> Result<Vec<ScreeningIntent>, StoreError> {
+        on_reader!(self, pool => {
+            Ok(sqlx::query_as(
+                "SELECT i.screening_id, i.to_number, i.from_number, i.created_at \
+                 FROM screening_intents i JOIN screenings s ON s.id = i.screening_id \
+                 WHERE i.resolved_at IS NULL AND i.created_at <= $1 AND s.call_sid IS NULL \
+                 ORDER BY i.created_at, i.screening_id",
+            )
+            .bind(before_ms)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// The screening with row id `id`.
+    pub async fn screening(&self, id: i64) -> Result<Option<ScreeningRecord>, StoreError> {
+        let sql = format!("SELECT {SCREENING_COLUMNS} FROM screenings WHERE id = $1");
+        let row: Option<ScreeningRow> = on_reader!(self, pool => {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.map(ScreeningRecord::try_from).transpose()
     }
 
     /// Screenings of `candidate_id` requested at or after `since_ms`, failed creates excluded.

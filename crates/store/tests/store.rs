@@ -15,7 +15,7 @@ use voxbridge_store::{Backend, Store, StoreConfig};
 use scenarios::{CORRUPT_JSON, behaviour, invalid_json_names_its_column};
 
 /// Every migration version, as `applied_migrations` lists them once the schema is current.
-const MIGRATED: [i64; 3] = [1, 2, 3];
+const MIGRATED: [i64; 4] = [1, 2, 3, 4];
 
 #[tokio::test]
 async fn sqlite_file_store_behaves() {

@@ -190,12 +190,15 @@ impl Address {
     }
 
     /// Text safe for logs: phone numbers masked; in other addresses (`sip:+1415...@trunk`,
-    /// national formats) every digit of a run of 7 or more but the first 4 and last 4 becomes
-    /// `*`, so a number never reaches the logs whole.
+    /// national formats such as `(415) 867-5309`) every digit of a run of 7 or more digits
+    /// (spaces, `-`, `.`, `(` and `)` between them included) but the first 4 and last 4 becomes
+    /// `*`, so a number never reaches the logs whole. Control characters (newlines, escape
+    /// sequences) and bidirectional overrides are escaped (`\n`, `\u{1b}`), so a caller
+    /// cannot forge a log line, and at most [`LOG_CHARS`] characters are shown (then `…`).
     pub fn masked(&self) -> String {
         match self {
             Self::Phone(number) => number.masked(),
-            Self::Other(other) => mask_digit_runs(other),
+            Self::Other(other) => log_safe(&mask_digit_runs(other)),
         }
     }
 }
@@ -230,27 +233,68 @@ impl fmt::Debug for Address {
     }
 }
 
-/// Masks the middle of every run of 7 or more ASCII digits (keeping at most 4 at each end and
-/// always hiding at least 3).
+/// Characters of an [`Address::Other`] shown by [`Address::masked`].
+pub const LOG_CHARS: usize = 80;
+
+/// `text` with control characters and bidirectional formatting escaped, cut at [`LOG_CHARS`].
+fn log_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(LOG_CHARS * 2));
+    for (i, c) in text.chars().enumerate() {
+        if i == LOG_CHARS {
+            out.push('…');
+            break;
+        }
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `c` may sit between the digits of one written phone number (`(415) 867-5309`).
+fn digit_separator(c: u8) -> bool {
+    matches!(c, b' ' | b'-' | b'.' | b'(' | b')')
+}
+
+/// Masks the middle digits of every run of 7 or more ASCII digits, separators between them
+/// allowed (keeping at most 4 digits at each end and always hiding at least 3).
 fn mask_digit_runs(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i].is_ascii_digit() {
+            // The run: digits, and separators followed (eventually) by another digit.
             let start = i;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
+            let mut end = i;
+            let mut j = i;
+            while j < bytes.len() && (bytes[j].is_ascii_digit() || digit_separator(bytes[j])) {
+                if bytes[j].is_ascii_digit() {
+                    end = j + 1;
+                }
+                j += 1;
             }
-            let run = &text[start..i];
-            if run.len() >= 7 {
-                let keep = ((run.len() - 3) / 2).min(4);
-                out.push_str(&run[..keep]);
-                out.extend(std::iter::repeat_n('*', run.len() - 2 * keep));
-                out.push_str(&run[run.len() - keep..]);
+            let run = &text[start..end];
+            let digits = run.bytes().filter(u8::is_ascii_digit).count();
+            if digits >= 7 {
+                let keep = ((digits - 3) / 2).min(4);
+                let mut seen = 0;
+                for b in run.bytes() {
+                    if b.is_ascii_digit() {
+                        let hide = seen >= keep && seen < digits - keep;
+                        out.push(if hide { '*' } else { char::from(b) });
+                        seen += 1;
+                    } else {
+                        out.push(char::from(b));
+                    }
+                }
             } else {
                 out.push_str(run);
             }
+            i = end;
         } else {
             let ch = text[i..].chars().next().expect("i is on a char boundary");
             out.push(ch);
@@ -280,6 +324,22 @@ mod tests {
             "six digits are not a phone number"
         );
         assert_eq!(masked("zürich 0441234567"), "zürich 044****567");
+        assert_eq!(masked("(415) 867-5309"), "(415) ***-*309");
+        assert_eq!(masked("call 555-1234 now"), "call 55*-**34 now");
+        assert_eq!(masked("10.0.0.1:5060"), "10.0.0.1:5060");
+    }
+
+    #[test]
+    fn other_addresses_cannot_forge_log_lines() {
+        let masked = |s: &str| Address::Other(s.to_owned()).masked();
+        assert_eq!(
+            masked("a\nINFO b\r\u{1b}[2J\u{0}"),
+            "a\\nINFO b\\r\\u{1b}[2J\\u{0}"
+        );
+        assert_eq!(masked("x\u{202e}y"), "x\\u{202e}y");
+        let long = masked(&format!("sip:{}@example.com", "a".repeat(1_000)));
+        assert_eq!(long.chars().count(), LOG_CHARS + 1);
+        assert!(long.ends_with('…'));
     }
     use super::*;
 

@@ -247,6 +247,35 @@ pub struct CallResource {
     /// `account_sid`.
     #[serde(default)]
     pub account_sid: Option<String>,
+    /// `date_created` (RFC 2822, e.g. `Tue, 14 Nov 2023 22:13:20 +0000`).
+    #[serde(default)]
+    pub date_created: Option<String>,
+    /// `start_time` (RFC 2822); empty until the call is dialed.
+    #[serde(default)]
+    pub start_time: Option<String>,
+}
+
+/// Filters of the call list (`GET Calls.json`), as Twilio names them.
+/// (<https://www.twilio.com/docs/voice/api/call-resource#read-multiple-call-resources>)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallListFilter {
+    /// `To`: calls to this number.
+    pub to: Option<String>,
+    /// `From`: calls from this number.
+    pub from: Option<String>,
+    /// `StartTime>`: calls that started on or after this UTC date (`YYYY-MM-DD`).
+    pub started_on_or_after: Option<String>,
+}
+
+/// Most pages [`RestClient::list_calls`] follows.
+const MAX_LIST_PAGES: usize = 20;
+
+/// One page of the call list.
+#[derive(Debug, Deserialize)]
+struct CallPage {
+    calls: Vec<CallResource>,
+    #[serde(default)]
+    next_page_uri: Option<String>,
 }
 
 /// A Twilio REST client. Cheap to clone.
@@ -318,22 +347,68 @@ impl RestClient {
         self.post_form(&self.call_url(call_sid), body).await
     }
 
-    /// POSTs a form with Basic auth; retries 429/5xx with backoff (honouring `Retry-After`);
-    /// decodes the Call resource or Twilio's error JSON.
+    /// Lists the account's calls matching `filter`, newest first, following `next_page_uri`
+    /// (at most 20 pages of 50).
+    pub async fn list_calls(
+        &self,
+        filter: &CallListFilter,
+    ) -> Result<Vec<CallResource>, RestError> {
+        let mut query: Vec<(&str, &str)> = vec![("PageSize", "50")];
+        if let Some(to) = &filter.to {
+            query.push(("To", to.as_str()));
+        }
+        if let Some(from) = &filter.from {
+            query.push(("From", from.as_str()));
+        }
+        if let Some(date) = &filter.started_on_or_after {
+            // Twilio spells the inequality in the parameter name: `StartTime>=2023-11-14`.
+            query.push(("StartTime>", date.as_str()));
+        }
+        let mut url = format!(
+            "{}?{}",
+            self.calls_url(),
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&query)
+                .finish()
+        );
+        let mut calls = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let page: CallPage = self.send(|| self.http.get(&url)).await?;
+            calls.extend(page.calls);
+            match page.next_page_uri.filter(|u| !u.is_empty()) {
+                Some(next) => url = format!("{}{next}", self.base_url),
+                None => break,
+            }
+        }
+        Ok(calls)
+    }
+
+    /// POSTs a form; see [`RestClient::send`].
     async fn post_form(&self, url: &str, body: String) -> Result<CallResource, RestError> {
-        let (user, password) = self.credentials.basic();
-        let mut attempt = 0;
-        loop {
-            let response = self
-                .http
+        self.send(|| {
+            self.http
                 .post(url)
-                .basic_auth(user, Some(password))
-                .header(reqwest::header::ACCEPT, "application/json")
                 .header(
                     reqwest::header::CONTENT_TYPE,
                     "application/x-www-form-urlencoded",
                 )
                 .body(body.clone())
+        })
+        .await
+    }
+
+    /// Sends the request `build` makes with Basic auth; retries 429/5xx with backoff
+    /// (honouring `Retry-After`); decodes the JSON answer or Twilio's error JSON.
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, RestError> {
+        let (user, password) = self.credentials.basic();
+        let mut attempt = 0;
+        loop {
+            let response = build()
+                .basic_auth(user, Some(password))
+                .header(reqwest::header::ACCEPT, "application/json")
                 .send()
                 .await?;
             let status = response.status();

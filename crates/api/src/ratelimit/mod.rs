@@ -16,6 +16,24 @@ use serde::Serialize;
 pub use memory::MemoryLimiter;
 pub use redis::RedisLimiter;
 
+/// The limiter key of a caller: its E.164 number; any other `From` (a SIP URI of any length, a
+/// client name, nothing) as `other:` and the first 32 hex digits of its SHA-256, so keys stay
+/// short (Redis keys, audit rows) and odd callers still get their own window.
+pub fn caller_key(from: &voxbridge_twilio::e164::Address) -> String {
+    use sha2::{Digest as _, Sha256};
+    use std::fmt::Write as _;
+    if let Some(number) = from.phone() {
+        return number.as_str().to_owned();
+    }
+    let digest = Sha256::digest(from.to_string().as_bytes());
+    let mut key = String::with_capacity(6 + 32);
+    key.push_str("other:");
+    for byte in &digest[..16] {
+        let _ = write!(key, "{byte:02x}");
+    }
+    key
+}
+
 /// Why a decision could not be made (the caller fails open).
 #[derive(Debug, thiserror::Error)]
 pub enum LimiterError {
@@ -159,6 +177,21 @@ mod tests {
     use super::*;
 
     const HOUR: i64 = 3_600_000;
+
+    #[test]
+    fn odd_callers_get_short_distinct_keys_and_numbers_their_own() {
+        use voxbridge_twilio::e164::Address;
+        let long = format!("sip:{}@trunk.example.com", "a".repeat(478));
+        let key = caller_key(&Address::parse(&long));
+        assert_eq!(key.len(), 38, "{key}");
+        assert!(key.starts_with("other:"));
+        assert_ne!(key, caller_key(&Address::parse("anonymous")));
+        assert_eq!(key, caller_key(&Address::parse(&long)));
+        assert_eq!(
+            caller_key(&Address::parse("+1 415 867 5309")),
+            "+14158675309"
+        );
+    }
 
     #[test]
     fn sixth_call_in_the_window_is_blocked_and_expiry_frees_a_slot() {

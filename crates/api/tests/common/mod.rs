@@ -215,9 +215,18 @@ pub fn base_config() -> ApiConfig {
 }
 
 pub async fn start(configure: impl FnOnce(&mut ApiConfig)) -> Harness {
-    let (twilio_url, fake) = start_fake_twilio().await;
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}/api.db", dir.path().display());
+    start_on(dir, db_url, configure).await
+}
+
+/// [`start`] on the store at `db_url` (`dir` is kept for the harness's lifetime).
+pub async fn start_on(
+    dir: tempfile::TempDir,
+    db_url: String,
+    configure: impl FnOnce(&mut ApiConfig),
+) -> Harness {
+    let (twilio_url, fake) = start_fake_twilio().await;
     let store = Store::connect(&StoreConfig {
         database_url: db_url.clone().into(),
         ..StoreConfig::default()
@@ -323,4 +332,128 @@ pub fn service_missing(what: &str) {
         "{message} (CI=true: the service must be up; scripts/services.sh starts it)"
     );
     eprintln!("{message}");
+}
+
+/// The PostgreSQL server tests use: `DATABASE_URL` when it is a `postgres://` URL, else
+/// `postgres://postgres@127.0.0.1:5432/test`.
+pub fn postgres_base() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh PostgreSQL database for one test, dropped (connections and all) with the value.
+#[derive(Debug)]
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Creates one, or says why not (the server is unreachable).
+    pub async fn create(test: &str) -> Result<Self, String> {
+        use sqlx::Connection as _;
+        let base = postgres_base();
+        let mut admin = sqlx::PgConnection::connect(&base)
+            .await
+            .map_err(|e| format!("{test}: PostgreSQL unreachable at {base}: {e}"))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("voxbridge_api_test_{}_{nanos}", std::process::id());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let (prefix, _) = base.rsplit_once('/').unwrap();
+        Ok(Self {
+            url: format!("{prefix}/{name}"),
+            admin_url: base,
+            name,
+        })
+    }
+
+    /// Drops the database now, closing every connection to it (the store goes down).
+    pub async fn drop_now(&self) {
+        use sqlx::Connection as _;
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // `Drop` cannot await: a thread with its own runtime does it.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                use sqlx::Connection as _;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(&sql).execute(&mut admin).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The Redis server tests use (`REDIS_URL`, else `redis://127.0.0.1:6379`), if it answers.
+pub async fn redis_url(test: &str) -> Option<String> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    match redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+    {
+        Ok(_) => Some(url),
+        Err(e) => {
+            service_missing(&format!("{test}: Redis unreachable at {url}: {e}"));
+            None
+        }
+    }
+}
+
+/// A Redis key prefix no other test run uses.
+pub fn unique_redis_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("voxbridge-api-test:{}:{nanos}:", std::process::id())
+}
+
+impl Harness {
+    /// An inbound call webhook (`CallSid` built from `sid_n`) from `from`: status and body.
+    pub async fn inbound_call(&self, sid_n: usize, from: &str) -> (u16, String) {
+        let sid = format!("CA{sid_n:032x}");
+        let r = self
+            .webhook(
+                "/twilio/voice/inbound",
+                &[
+                    ("AccountSid", ACCOUNT),
+                    ("CallSid", &sid),
+                    ("CallStatus", "ringing"),
+                    ("Direction", "inbound"),
+                    ("From", from),
+                    ("To", FROM),
+                ],
+            )
+            .await;
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
 }

@@ -2,6 +2,7 @@
 
 mod calls;
 mod columns;
+mod intents;
 mod screenings;
 
 use voxbridge_store::{CallStatusEvent, Store};
@@ -27,7 +28,7 @@ pub(crate) const CALL1: &str = "CA00000000000000000000000000000001";
 pub(crate) const CALL4: &str = "CA00000000000000000000000000000004";
 
 pub(crate) async fn behaviour(store: &Store) {
-    assert_eq!(store.applied_migrations().await.unwrap(), [1, 2, 3]);
+    assert_eq!(store.applied_migrations().await.unwrap(), [1, 2, 3, 4]);
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.unwrap();
 
@@ -41,6 +42,8 @@ pub(crate) async fn behaviour(store: &Store) {
     screenings::screening_sessions(store).await;
     calls::sequence_numbers_order_non_terminal_statuses(store).await;
     screenings::media_calls(store).await;
+    intents::inbound_claims(store).await;
+    intents::screening_intents(store).await;
     columns::every_column_reads_back(store).await;
     columns::store_call_to_corrupt(store).await;
 }

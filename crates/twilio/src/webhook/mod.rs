@@ -137,12 +137,26 @@ impl FormParams {
     }
 }
 
+/// Parameters that name a caller or callee: masked in `Debug` even when they are not E.164.
+const PARTY_FIELDS: [&str; 6] = [
+    "From",
+    "To",
+    "Caller",
+    "Called",
+    "ForwardedFrom",
+    "CallerName",
+];
+
 impl fmt::Debug for FormParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for (k, v) in &self.0 {
             match E164::parse(v) {
                 Ok(number) => map.entry(k, &number.masked()),
+                // The call's parties, whatever their shape (SIP URIs, national formats).
+                Err(_) if PARTY_FIELDS.contains(&k.as_str()) => {
+                    map.entry(k, &Address::Other(v.clone()).masked())
+                }
                 Err(_) => map.entry(k, v),
             };
         }

@@ -32,6 +32,13 @@ impl Rfc2822Timestamp {
         self.unix_seconds
     }
 
+    /// The UTC date, `YYYY-MM-DD` (the form of the REST API's date filters, e.g.
+    /// `StartTime>=2023-11-14`).
+    pub fn utc_date(self) -> String {
+        let (year, month, day) = civil_from_days(self.unix_seconds.div_euclid(86_400));
+        format!("{year:04}-{month:02}-{day:02}")
+    }
+
     /// Parses `[Day, ]DD Mon YYYY HH:MM[:SS] zone`, zone being `+hhmm`, `-hhmm`, `GMT`, `UT`,
     /// `UTC` or `Z`.
     pub fn parse(text: &str) -> Result<Self, TimestampError> {
