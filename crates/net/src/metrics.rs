@@ -60,22 +60,23 @@ pub struct ListenerMetrics {
 }
 
 impl ListenerMetrics {
-    /// Registers the families as `{prefix}_connections_open`, `{prefix}_connections_accepted`,
-    /// `{prefix}_connections_refused{reason}`, `{prefix}_connections_timed_out{timeout}` and
-    /// `{prefix}_accept_errors` (counters get the `_total` suffix).
+    /// Registers the families as `{prefix}_tcp_connections_open`,
+    /// `{prefix}_tcp_connections_accepted`, `{prefix}_tcp_connections_refused{reason}`,
+    /// `{prefix}_tcp_connections_timed_out{timeout}` and `{prefix}_tcp_accept_errors`
+    /// (counters get the `_total` suffix).
     pub fn register(&self, registry: &mut Registry, prefix: &str) {
         registry.register(
-            format!("{prefix}_connections_open"),
+            format!("{prefix}_tcp_connections_open"),
             "Open TCP connections (HTTP and upgraded WebSockets)",
             self.open.clone(),
         );
         registry.register(
-            format!("{prefix}_connections_accepted"),
+            format!("{prefix}_tcp_connections_accepted"),
             "TCP connections accepted within the caps",
             self.accepted.clone(),
         );
         registry.register(
-            format!("{prefix}_connections_refused"),
+            format!("{prefix}_tcp_connections_refused"),
             "TCP connections closed at once by a connection cap",
             Series::new(
                 Refusal::LABELS
@@ -85,7 +86,7 @@ impl ListenerMetrics {
             ),
         );
         registry.register(
-            format!("{prefix}_connections_timed_out"),
+            format!("{prefix}_tcp_connections_timed_out"),
             "Connections closed (or requests answered 408) by a listener timeout",
             Series::new(
                 Timeout::LABELS
@@ -95,7 +96,7 @@ impl ListenerMetrics {
             ),
         );
         registry.register(
-            format!("{prefix}_accept_errors"),
+            format!("{prefix}_tcp_accept_errors"),
             "Failed accepts (e.g. out of file descriptors); the listener backs off and goes on",
             self.accept_errors.clone(),
         );
