@@ -3,8 +3,10 @@
 //! slowloris) cannot keep a good signed call out.
 
 mod common;
+mod relay_common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
@@ -76,6 +78,29 @@ async fn beyond_max_calls_upgrades_get_503_while_the_live_call_goes_on() {
     good_call(next, &server).await;
     server.shutdown.cancel();
     server.task.await.expect("server task").expect("clean stop");
+}
+
+#[tokio::test]
+async fn max_calls_counts_relay_and_media_calls_together() {
+    let server = relay_common::start_with(
+        Arc::new(relay_common::screenings()),
+        MediaConfig {
+            max_calls: 1,
+            // The live session is cut at shutdown rather than waited for.
+            drain_timeout: Duration::from_millis(100),
+            ..relay_common::config()
+        },
+    )
+    .await;
+    let mut live = relay_common::Relay::open(&server).await;
+    live.setup("CA10000000000000000000000000000077").await;
+    let signature = relay_common::sign("/relay");
+    let relay = relay_common::connect_relay(server.addr, Some(&signature)).await;
+    assert_eq!(relay.err(), Some(503), "a second relay session");
+    assert_eq!(try_call(server.addr).await.err(), Some(503), "a media call");
+    // The live session still answers.
+    assert!(!live.say("yes").await.is_empty());
+    server.stop().await;
 }
 
 async fn connect_from(ip: [u8; 4], addr: SocketAddr) -> TcpStream {
