@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use voxbridge_twilio::E164;
 use voxbridge_twilio::twiml::{ConversationRelay, Stream};
 
+use voxbridge_config::NoOtherKeys;
 pub use voxbridge_config::{Secret, SecretUrl};
+pub use voxbridge_net::ListenerConfig;
 
 /// A configuration value that cannot work, named by its key, with the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +30,7 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
 
 /// The companion HTTP service.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ApiConfig {
     /// Address to listen on. Default `0.0.0.0:8081`.
     pub listen: String,
@@ -55,6 +57,19 @@ pub struct ApiConfig {
     pub inbound: InboundConfig,
     /// Per-caller rate limit for incoming calls.
     pub rate_limit: RateLimitConfig,
+    /// After SIGTERM (or Ctrl-C) the listener closes at once; requests in flight get this long
+    /// to finish, then their connections are closed and the service exits. Key
+    /// `drain_timeout_ms`, default 10000.
+    #[serde(rename = "drain_timeout_ms", with = "voxbridge_config::millis")]
+    pub drain_timeout: Duration,
+    /// The listener's connection caps and timeouts (`max_connections`,
+    /// `max_connections_per_ip`, `header_read_timeout_ms`, `keep_alive_timeout_ms`,
+    /// `body_timeout_ms`), written directly in `[api]`.
+    #[serde(flatten)]
+    pub listener: ListenerConfig,
+    /// Rejects keys neither this struct nor [`ListenerConfig`] declares.
+    #[serde(flatten, skip_serializing)]
+    pub other_keys: NoOtherKeys,
 }
 
 impl Default for ApiConfig {
@@ -73,6 +88,9 @@ impl Default for ApiConfig {
                 .to_owned(),
             inbound: InboundConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            drain_timeout: Duration::from_secs(10),
+            listener: ListenerConfig::default(),
+            other_keys: NoOtherKeys,
         }
     }
 }
@@ -262,6 +280,15 @@ impl ApiConfig {
         if self.body_limit_bytes < 1024 {
             return Err(invalid("body_limit_bytes", "must be at least 1024"));
         }
+        if self.drain_timeout.is_zero() {
+            return Err(invalid(
+                "drain_timeout_ms",
+                "must be at least 1 (default 10000)",
+            ));
+        }
+        self.listener
+            .validate()
+            .map_err(|e| invalid(e.key, e.problem))?;
         if self.screenings.is_empty() {
             return Err(invalid("screenings", "list at least one screening id"));
         }
@@ -363,6 +390,30 @@ mod tests {
         let mut c = valid();
         c.twilio.reconcile_after = Duration::from_millis(5);
         assert_eq!(c.validate().unwrap_err().key, "twilio.reconcile_after_ms");
+        let mut c = valid();
+        c.drain_timeout = Duration::ZERO;
+        assert_eq!(c.validate().unwrap_err().key, "drain_timeout_ms");
+        let mut c = valid();
+        c.listener.keep_alive_timeout = Duration::ZERO;
+        assert_eq!(c.validate().unwrap_err().key, "keep_alive_timeout_ms");
+    }
+
+    #[test]
+    fn listener_and_drain_keys_sit_in_the_api_section() {
+        let c: ApiConfig = toml::from_str(
+            "drain_timeout_ms = 250\nmax_connections = 3\nbody_timeout_ms = 40\n\
+             [twilio]\nauth_token = \"t\"\n",
+        )
+        .expect("valid keys");
+        assert_eq!(c.drain_timeout, Duration::from_millis(250));
+        assert_eq!(c.listener.max_connections, 3);
+        assert_eq!(c.listener.body_timeout, Duration::from_millis(40));
+        assert_eq!(ApiConfig::default().drain_timeout, Duration::from_secs(10));
+        let err = toml::from_str::<ApiConfig>("drain_timeuot_ms = 1").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown key `drain_timeuot_ms`"),
+            "{err}"
+        );
     }
 
     #[test]

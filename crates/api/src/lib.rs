@@ -39,13 +39,14 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use voxbridge_metrics::exposition;
+use voxbridge_net::{ListenerMetrics, Server};
 use voxbridge_store::{Store, StoreConfig, StoreError};
 use voxbridge_twilio::RequestValidator;
 use voxbridge_twilio::rest::{Credentials, RestClient, RetryPolicy};
 
 pub use config::{
     ApiConfig, ConfigError, ConnectConfig, ConnectMode, InboundConfig, InboundMode, LimiterBackend,
-    RateLimitConfig, Secret, TwilioConfig,
+    ListenerConfig, RateLimitConfig, Secret, TwilioConfig,
 };
 pub use error::ApiError;
 pub use ratelimit::{
@@ -114,6 +115,8 @@ pub struct Metrics {
     pub voicemail_redirects: Counter,
     /// Voicemail redirects that Twilio's REST API refused or that could not reach it.
     pub voicemail_redirect_failures: Counter,
+    /// The TCP listener's connections, caps and timeouts (`voxbridge_api_tcp_*`).
+    pub listener: Arc<ListenerMetrics>,
 }
 
 impl Metrics {
@@ -164,6 +167,7 @@ impl Metrics {
         ] {
             registry.register(name, help, counter.clone());
         }
+        self.listener.register(registry, "voxbridge_api");
     }
 }
 
@@ -331,8 +335,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Opens the store, builds the state and serves on `listener` until `shutdown` is cancelled,
-/// then finishes in-flight requests and closes the store.
+/// Opens the store, builds the state and serves on `listener` (a [`voxbridge_net::Server`] with
+/// `[api]`'s connection caps and timeouts) until `shutdown` is cancelled; then stops accepting,
+/// lets requests in flight finish for at most `drain_timeout_ms`, closes the rest and the store.
 pub async fn serve(
     config: ApiConfig,
     store_config: StoreConfig,
@@ -348,11 +353,25 @@ pub async fn serve(
         "voxbridge api listening"
     );
     let reconciler = tokio::spawn(reconcile::run(state.clone(), shutdown.clone()));
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    let _ = reconciler.await;
+    let drain = state.0.config.drain_timeout;
+    let served = Server::new(state.0.config.listener.clone())
+        .with_metrics(Arc::clone(&state.0.metrics.listener))
+        .serve(listener, router(state), shutdown, drain)
+        .await;
+    if served.closed_at_deadline > 0 {
+        tracing::warn!(
+            connections = served.closed_at_deadline,
+            "drain deadline (api.drain_timeout_ms) passed: closed requests still in flight"
+        );
+    }
+    // The reconciler stops at `shutdown` between passes; a pass still talking to Twilio gets
+    // at most another `drain_timeout_ms`.
+    let mut reconciler = reconciler;
+    if tokio::time::timeout(drain, &mut reconciler).await.is_err() {
+        reconciler.abort();
+    }
     store.close().await;
+    tracing::info!("voxbridge api stopped");
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use voxbridge_config::{NoOtherKeys, Secret};
+use voxbridge_net::ListenerConfig;
 use voxbridge_session::SessionConfig;
 
 /// Settings of the Media Streams bridge (`[media]`): its own keys below, and the per-call
@@ -60,6 +61,15 @@ pub struct MediaConfig {
     pub relay_speech_per_word: Duration,
     /// Agent used when the stream's `start.customParameters` has no `agent`. Default `echo`.
     pub default_agent: String,
+    /// Most calls at once (Media Streams and ConversationRelay together, counted from the
+    /// upgrade): beyond it an upgrade gets 503 and is counted as `max_calls` in
+    /// `voxbridge_upgrades_rejected_total`. Default 500.
+    pub max_calls: usize,
+    /// The listener's connection caps and timeouts (`max_connections`,
+    /// `max_connections_per_ip`, `header_read_timeout_ms`, `keep_alive_timeout_ms`,
+    /// `body_timeout_ms`), written directly in `[media]`.
+    #[serde(flatten)]
+    pub listener: ListenerConfig,
     /// The per-call session settings (`pipeline_rate`, `min_speech_ms`, `hangover_ms`, ...),
     /// written directly in `[media]`.
     #[serde(flatten)]
@@ -84,6 +94,8 @@ impl Default for MediaConfig {
             relay_path: "/relay".to_owned(),
             relay_speech_per_word: Duration::from_millis(400),
             default_agent: "echo".to_owned(),
+            max_calls: 500,
+            listener: ListenerConfig::default(),
             session: SessionConfig::default(),
             other_keys: NoOtherKeys,
         }
@@ -164,6 +176,12 @@ impl MediaConfig {
                 "is empty; \"echo\" is always available",
             ));
         }
+        if self.max_calls == 0 {
+            return Err(bad("max_calls", "must be at least 1 (default 500)"));
+        }
+        self.listener
+            .validate()
+            .map_err(|e| bad(e.key, e.problem))?;
         self.session.validate().map_err(|e| ConfigError {
             key: e.key,
             problem: format!("{} must be {}", e.value, e.expected),
@@ -220,6 +238,8 @@ mod tests {
         assert_eq!(c.default_agent, "echo");
         assert_eq!(c.relay_path, "/relay");
         assert_eq!(c.relay_speech_per_word, Duration::from_millis(400));
+        assert_eq!(c.max_calls, 500);
+        assert_eq!(c.listener, ListenerConfig::default());
         assert!(!c.insecure_skip_signature);
         assert_eq!(c.session, SessionConfig::default());
     }
@@ -262,6 +282,22 @@ mod tests {
             ..valid()
         };
         assert_eq!(bad_rate.validate().unwrap_err().key, "pipeline_rate");
+        let no_calls = MediaConfig {
+            max_calls: 0,
+            ..valid()
+        };
+        assert_eq!(no_calls.validate().unwrap_err().key, "max_calls");
+        let no_connections = MediaConfig {
+            listener: ListenerConfig {
+                max_connections: 0,
+                ..ListenerConfig::default()
+            },
+            ..valid()
+        };
+        assert_eq!(
+            no_connections.validate().unwrap_err().key,
+            "max_connections"
+        );
         let dev = MediaConfig {
             insecure_skip_signature: true,
             ..MediaConfig::default()
@@ -292,6 +328,15 @@ mod tests {
         )
         .expect("valid keys");
         assert_eq!(c.listen.port(), 9000);
+        let limits: MediaConfig =
+            toml::from_str("max_calls = 7\nmax_connections = 9\nheader_read_timeout_ms = 50\n")
+                .expect("listener keys in [media]");
+        assert_eq!(limits.max_calls, 7);
+        assert_eq!(limits.listener.max_connections, 9);
+        assert_eq!(
+            limits.listener.header_read_timeout,
+            Duration::from_millis(50)
+        );
         assert_eq!(c.session.hangover, Duration::from_millis(900));
         assert!(!c.session.barge_in);
         assert_eq!(c.session.pipeline_rate, 8000);

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use voxbridge_brain::Agents;
 use voxbridge_brain::turn::register_agents;
 use voxbridge_metrics::{Computed, Series};
+use voxbridge_net::ListenerMetrics;
 use voxbridge_session::EndReason;
 
 use crate::relay::RelayEnd;
@@ -50,16 +51,19 @@ pub(crate) enum Rejection {
     Forbidden,
     /// Not a valid WebSocket upgrade request (axum's 4xx).
     NotWebSocket,
+    /// `max_calls` calls are live (503).
+    Busy,
 }
 
 impl Rejection {
-    const LABELS: [&'static str; 3] = ["draining", "forbidden", "not_websocket"];
+    const LABELS: [&'static str; 4] = ["draining", "forbidden", "not_websocket", "max_calls"];
 
     fn index(self) -> usize {
         match self {
             Self::Draining => 0,
             Self::Forbidden => 1,
             Self::NotWebSocket => 2,
+            Self::Busy => 3,
         }
     }
 }
@@ -97,6 +101,8 @@ pub(crate) struct BridgeMetrics {
     relay_ended: [Counter; RelayEnd::LABELS.len()],
     /// Refused upgrades, per transport and reason.
     rejected: [[Counter; Rejection::LABELS.len()]; 2],
+    /// The TCP listener's connections, caps and timeouts (`voxbridge_tcp_*`).
+    pub(crate) listener: Arc<ListenerMetrics>,
 }
 
 impl BridgeMetrics {
@@ -213,6 +219,7 @@ pub(crate) fn register(
         "1 while the bridge refuses new calls at shutdown",
         Computed::new(move || i64::from(draining.load(Ordering::Acquire))),
     );
+    metrics.listener.register(registry, "voxbridge");
 
     let voices: Vec<_> = agents
         .iter()

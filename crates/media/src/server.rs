@@ -2,6 +2,7 @@
 //! and [`serve`] with its graceful shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{
@@ -12,7 +13,6 @@ use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures::StreamExt;
 use futures::stream::{SplitSink, SplitStream};
@@ -47,12 +47,15 @@ pub enum ApiError {
     /// `X-Twilio-Signature` missing or wrong.
     #[error("invalid X-Twilio-Signature")]
     Forbidden(#[source] SignatureError),
+    /// `max_calls` calls are live.
+    #[error("the bridge is at its call limit (media.max_calls); try again later")]
+    Busy,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Draining | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
         };
         let body = Json(serde_json::json!({ "error": self.to_string() }));
@@ -115,8 +118,18 @@ where
             return rejection.into_response();
         }
     };
-    // Counted from before the upgrade, so a drain that starts now still waits for this call.
+    // Counted from before the upgrade, so a drain that starts now still waits for this call,
+    // and two upgrades at once cannot both take the last place under `max_calls`.
     let connection = state.connection_token();
+    if state.connections() > state.config().max_calls {
+        drop(connection);
+        metrics.rejected(transport, Rejection::Busy);
+        warn!(
+            max_calls = state.config().max_calls,
+            "refused a {what} upgrade: at the call limit (503)"
+        );
+        return ApiError::Busy.into_response();
+    }
     let limit = state.config().hard_message_limit();
     upgrade
         .read_buffer_size(READ_BUFFER)
@@ -212,9 +225,11 @@ pub async fn serve(
     serve_with_state(state, listener, shutdown).await
 }
 
-/// Runs [`router`] for `state` on `listener`. When `shutdown` fires: upgrades get 503, live
-/// calls get `drain_timeout_ms` to end on their own, then each is closed with 1001; the
-/// server stops once every call is gone (or a short grace after that).
+/// Runs [`router`] for `state` on `listener`, a [`voxbridge_net::Server`] with `[media]`'s
+/// connection caps and timeouts, each accepted socket tuned by [`tune_call_socket`]. When
+/// `shutdown` fires: upgrades get 503, live calls get `drain_timeout_ms` to end on their own,
+/// then each is closed with 1001; the server stops once every call is gone (or a short grace
+/// after that).
 pub async fn serve_with_state(
     state: MediaState,
     listener: TcpListener,
@@ -229,10 +244,16 @@ pub async fn serve_with_state(
     );
     let stop_server = CancellationToken::new();
     // No Nagle delay, a bounded send buffer: see `tune_call_socket`.
-    let listener = listener.tap_io(|stream| tune_call_socket(stream));
-    let server = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(stop_server.clone().cancelled_owned());
-    let mut server = tokio::spawn(async move { server.await });
+    let server = voxbridge_net::Server::new(state.config().listener.clone())
+        .with_metrics(Arc::clone(&state.bridge_metrics().listener))
+        .on_accept(tune_call_socket)
+        .serve(
+            listener,
+            router(state.clone()),
+            stop_server.clone(),
+            SERVER_STOP_GRACE,
+        );
+    let mut server = tokio::spawn(server);
 
     tokio::select! {
         () = shutdown.cancelled() => {}
@@ -267,25 +288,25 @@ pub async fn serve_with_state(
             );
         }
     }
+    // The listener closes, plain HTTP requests get SERVER_STOP_GRACE to finish.
     stop_server.cancel();
-    if let Ok(result) = tokio::time::timeout(SERVER_STOP_GRACE, &mut server).await {
-        server_result(result)
-    } else {
-        warn!("HTTP connections still open at exit; aborting them");
-        server.abort();
-        Ok(())
-    }
+    server_result(server.await)
 }
 
 fn server_result(
-    result: Result<std::io::Result<()>, tokio::task::JoinError>,
+    result: Result<voxbridge_net::Served, tokio::task::JoinError>,
 ) -> Result<(), MediaError> {
     match result {
-        Ok(Ok(())) => {
+        Ok(served) => {
+            if served.closed_at_deadline > 0 {
+                warn!(
+                    connections = served.closed_at_deadline,
+                    "HTTP connections still open at exit; closed them"
+                );
+            }
             info!("media service stopped");
             Ok(())
         }
-        Ok(Err(e)) => Err(MediaError::Server(e)),
         Err(e) => Err(MediaError::Task(e.to_string())),
     }
 }
