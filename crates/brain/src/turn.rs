@@ -228,8 +228,9 @@ const BOUNDS_US: [u64; 16] = [
     1_000_000, 2_000_000, 5_000_000, 20_000_000,
 ];
 
-/// A latency histogram in seconds with the [`BOUNDS_US`] buckets (and `+Inf`).
-fn latency_histogram() -> Histogram {
+/// A latency histogram in seconds with the [`BOUNDS_US`] buckets (and `+Inf`): 1-2-5 steps
+/// from 100 µs to 20 s, shared by every latency family so dashboards can compare them.
+pub fn latency_histogram() -> Histogram {
     Histogram::new(BOUNDS_US.map(|us| us as f64 / 1e6))
 }
 

@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio_util::task::TaskTracker;
 use voxbridge_brain::Agents;
-use voxbridge_brain::turn::register_agents;
+use voxbridge_brain::turn::{latency_histogram, register_agents};
 use voxbridge_metrics::{Computed, Series};
 use voxbridge_net::ListenerMetrics;
 use voxbridge_session::EndReason;
@@ -91,7 +92,7 @@ fn media_end_index(reason: Option<&EndReason>, refused: bool) -> usize {
 }
 
 /// The bridge's counters and gauges. One per [`crate::MediaState`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct BridgeMetrics {
     /// Calls (media: `start` received; relay: `setup` accepted) not yet ended, per transport.
     active: [Gauge; 2],
@@ -103,6 +104,22 @@ pub(crate) struct BridgeMetrics {
     rejected: [[Counter; Rejection::LABELS.len()]; 2],
     /// The TCP listener's connections, caps and timeouts (`voxbridge_tcp_*`).
     pub(crate) listener: Arc<ListenerMetrics>,
+    /// ConversationRelay: caller's prompt in -> the reply's first `text` token queued.
+    relay_first_text: Histogram,
+}
+
+impl Default for BridgeMetrics {
+    fn default() -> Self {
+        Self {
+            active: Default::default(),
+            started: Default::default(),
+            media_ended: Default::default(),
+            relay_ended: Default::default(),
+            rejected: Default::default(),
+            listener: Arc::default(),
+            relay_first_text: latency_histogram(),
+        }
+    }
 }
 
 impl BridgeMetrics {
@@ -122,6 +139,11 @@ impl BridgeMetrics {
     /// A ConversationRelay session ended.
     pub(crate) fn relay_ended(&self, end: &RelayEnd) {
         self.relay_ended[end.index()].inc();
+    }
+
+    /// A relay turn's first `text` token was queued `elapsed` after its prompt arrived.
+    pub(crate) fn relay_first_text(&self, elapsed: std::time::Duration) {
+        self.relay_first_text.observe(elapsed.as_secs_f64());
     }
 
     /// An upgrade was refused.
@@ -220,6 +242,11 @@ pub(crate) fn register(
         Computed::new(move || i64::from(draining.load(Ordering::Acquire))),
     );
     metrics.listener.register(registry, "voxbridge");
+    registry.register(
+        "voxbridge_relay_prompt_first_text_seconds",
+        "ConversationRelay: caller's prompt (or key press) received -> the reply's first text token queued",
+        metrics.relay_first_text.clone(),
+    );
 
     let voices: Vec<_> = agents
         .iter()

@@ -115,6 +115,9 @@ struct Shell<W> {
     summary: Option<RelaySummary>,
     /// The peer stopped reading: do not wait for it to take the close frame.
     slow_peer: bool,
+    /// When the caller's last prompt (or key press) reached the dialog, until its first `text`
+    /// token is queued (`voxbridge_relay_prompt_first_text_seconds`).
+    prompt_at: Option<std::time::Instant>,
 }
 
 /// Drives one ConversationRelay connection to its end and returns its record (also logged and
@@ -174,6 +177,7 @@ where
         started_at: None,
         summary: None,
         slow_peer: false,
+        prompt_at: None,
     };
     let mut dialog: Option<Box<dyn Dialog>> = None;
     debug!("relay connected");
@@ -244,9 +248,17 @@ where
                     request: DialogRequest::Hangup,
                 } => return Step::Hangup(at_ms),
                 RelayOutput::Dialog { at_ms, request } => {
+                    self.prompt_at = matches!(
+                        request,
+                        DialogRequest::UserSaid { .. } | DialogRequest::Dtmf(_)
+                    )
+                    .then(std::time::Instant::now);
                     return Step::Turn(at_ms, conversation_input(request));
                 }
-                RelayOutput::CancelTurn => return Step::CancelTurn,
+                RelayOutput::CancelTurn => {
+                    self.prompt_at = None;
+                    return Step::CancelTurn;
+                }
                 RelayOutput::Close { code, reason } => return Step::Close(code, reason),
                 RelayOutput::Timeout(at) => return Step::Wait(Instant::from_std(at)),
             }
@@ -498,6 +510,14 @@ where
     fn send(&mut self, text: String) {
         if self.outbox.has_failed() || self.slow_peer {
             return;
+        }
+        // The session writes `type` first (an internally tagged enum).
+        if text.starts_with(r#"{"type":"text""#)
+            && let Some(prompt_at) = self.prompt_at.take()
+        {
+            self.state
+                .bridge_metrics()
+                .relay_first_text(prompt_at.elapsed());
         }
         self.outbox.push(Message::Text(text.into()));
     }

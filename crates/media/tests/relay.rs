@@ -67,6 +67,20 @@ async fn happy_path_is_qualified_and_recorded() {
         0,
         "unregistered at the end"
     );
+    // Six prompts, six replies: each timed from the prompt to the reply's first text token
+    // (the greeting answers no prompt).
+    let metrics = raw_get(server.addr, "/metrics").await;
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let count = value("voxbridge_relay_prompt_first_text_seconds_count");
+    assert!((count - 6.0).abs() < f64::EPSILON, "{count}");
+    assert!(value("voxbridge_relay_prompt_first_text_seconds_sum") < 6.0);
     server.stop().await;
 }
 
@@ -99,8 +113,13 @@ async fn text_tokens_have_the_documented_shape() {
     server.stop().await;
 }
 
-/// A plain HTTP GET over a raw TCP socket (no HTTP client dependency).
+/// A plain HTTP GET over a raw TCP socket (no HTTP client dependency), its body as JSON.
 async fn reqwest_like_get(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    serde_json::from_str(&raw_get(addr, path).await).expect("JSON body")
+}
+
+/// A plain HTTP GET over a raw TCP socket: the body.
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     socket
@@ -111,8 +130,11 @@ async fn reqwest_like_get(addr: std::net::SocketAddr, path: &str) -> serde_json:
         .unwrap();
     let mut response = String::new();
     socket.read_to_string(&mut response).await.unwrap();
-    let body = response.split("\r\n\r\n").nth(1).expect("a body");
-    serde_json::from_str(body).expect("JSON body")
+    response
+        .split_once("\r\n\r\n")
+        .expect("a body")
+        .1
+        .to_owned()
 }
 
 #[tokio::test]
