@@ -23,6 +23,7 @@ use voxbridge_media::{CallRecord, CallSink};
 use voxbridge_screening::ScreeningResult;
 use voxbridge_store::{MediaCallEnd, Store, TurnLatencyRecord};
 
+use crate::record_metrics::{Record, RecordMetrics};
 use crate::screening_store::{screening_session, transcript_lines, unix_ms};
 
 /// Stores each finished Media Streams call; [`StoreCalls::flush`] waits for the writes in
@@ -31,14 +32,16 @@ use crate::screening_store::{screening_session, transcript_lines, unix_ms};
 pub(crate) struct StoreCalls {
     store: Store,
     writes: TaskTracker,
+    metrics: RecordMetrics,
 }
 
 impl StoreCalls {
-    /// Stores calls in `store`.
-    pub(crate) fn new(store: Store) -> Self {
+    /// Stores calls in `store`, counting them in `metrics`.
+    pub(crate) fn new(store: Store, metrics: RecordMetrics) -> Self {
         Self {
             store,
             writes: TaskTracker::new(),
+            metrics,
         }
     }
 
@@ -57,9 +60,18 @@ impl CallSink for StoreCalls {
         };
         let call = media_call_of(record, &call_sid, record.report.as_ref(), SystemTime::now());
         let store = self.store.clone();
+        let metrics = self.metrics.clone();
         self.writes.spawn(async move {
-            if let Err(e) = store.record_media_call(&call).await {
-                tracing::error!(call_sid = %call.call_sid, error = %e, "media call not stored");
+            match store.record_media_call(&call).await {
+                Ok(()) => {
+                    if let Some(screening) = &call.screening {
+                        metrics.screening_stored(&screening.outcome);
+                    }
+                }
+                Err(e) => {
+                    metrics.not_stored(Record::MediaCall);
+                    tracing::error!(call_sid = %call.call_sid, error = %e, "media call not stored");
+                }
             }
         });
     }
@@ -303,7 +315,7 @@ mod tests {
             ..StoreConfig::default()
         };
         let store = Store::connect(&config).await.unwrap();
-        let sink = StoreCalls::new(store.clone());
+        let sink = StoreCalls::new(store.clone(), RecordMetrics::default());
         // The driver at teardown, with the report the brain returned.
         let mut voice = record(EndReason::Stopped);
         voice.report = Some(report());

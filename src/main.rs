@@ -4,6 +4,7 @@
 mod call_store;
 mod cli;
 mod config;
+mod record_metrics;
 mod screening_store;
 mod shutdown;
 

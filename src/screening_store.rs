@@ -8,19 +8,24 @@ use voxbridge_media::{RelayEnd, RelayRecord, ScreeningSink};
 use voxbridge_screening::{ScreeningResult, Speaker, TranscriptEntry};
 use voxbridge_store::{ScreeningSession, Store, TranscriptLine};
 
+use crate::record_metrics::{Record, RecordMetrics};
+
 /// Writes each finished session on a background task (the sink must not block the session's
 /// task); [`StoreScreenings::flush`] waits for the writes in flight at shutdown.
 #[derive(Debug, Clone)]
 pub(crate) struct StoreScreenings {
     store: Store,
     writes: TaskTracker,
+    metrics: RecordMetrics,
 }
 
 impl StoreScreenings {
-    pub(crate) fn new(store: Store) -> Self {
+    /// Stores sessions in `store`, counting them in `metrics`.
+    pub(crate) fn new(store: Store, metrics: RecordMetrics) -> Self {
         Self {
             store,
             writes: TaskTracker::new(),
+            metrics,
         }
     }
 
@@ -37,9 +42,14 @@ impl ScreeningSink for StoreScreenings {
             return;
         };
         let store = self.store.clone();
+        let metrics = self.metrics.clone();
         self.writes.spawn(async move {
-            if let Err(e) = store.record_screening_session(&session).await {
-                tracing::error!(call_sid = %session.call_sid, error = %e, "screening result not stored");
+            match store.record_screening_session(&session).await {
+                Ok(()) => metrics.screening_stored(&session.outcome),
+                Err(e) => {
+                    metrics.not_stored(Record::Screening);
+                    tracing::error!(call_sid = %session.call_sid, error = %e, "screening result not stored");
+                }
             }
         });
     }
@@ -243,9 +253,25 @@ mod tests {
             ..StoreConfig::default()
         };
         let store = Store::connect(&config).await.unwrap();
-        let sink = StoreScreenings::new(store.clone());
+        let metrics = RecordMetrics::default();
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let sink = StoreScreenings::new(store.clone(), metrics.clone());
         sink.relay_ended(&record());
         sink.flush().await;
+        // The same session against a closed store: counted as lost, not as stored.
+        let closed = Store::connect(&config).await.unwrap();
+        closed.close().await;
+        let failing = StoreScreenings::new(closed, metrics);
+        failing.relay_ended(&record());
+        failing.flush().await;
+        let body = voxbridge_metrics::Format::PrometheusText.encode(&registry);
+        for line in [
+            "voxbridge_screenings_stored_total{outcome=\"incomplete\"} 1",
+            "voxbridge_records_not_stored_total{record=\"screening\"} 1",
+        ] {
+            assert!(body.lines().any(|l| l == line), "{line}:\n{body}");
+        }
         let detail = store
             .call_detail("CA90000000000000000000000000000001")
             .await

@@ -24,6 +24,7 @@ use voxbridge_store::Store;
 
 use crate::call_store::StoreCalls;
 use crate::config::Config;
+use crate::record_metrics::RecordMetrics;
 use crate::screening_store::StoreScreenings;
 
 /// Credentials that exist only inside this process.
@@ -109,9 +110,10 @@ async fn demo(
     let store = Store::connect(&config.store)
         .await
         .context("cannot open the demo database")?;
-    let results = StoreScreenings::new(store.clone());
+    let records = RecordMetrics::default();
+    let results = StoreScreenings::new(store.clone(), records.clone());
     // Media Streams calls (`--mode echo`) are stored as `serve` stores them.
-    let calls = StoreCalls::new(store.clone());
+    let calls = StoreCalls::new(store.clone(), records.clone());
     // The demo needs no providers (the scripted agent on ConversationRelay); only the LLM
     // screening agent, when a config file enables it, needs [speech].
     let providers = if config.agent.llm.enabled {
@@ -135,6 +137,7 @@ async fn demo(
         Some(relay),
     )
     .context("invalid [media] configuration")?;
+    media_state.register_more_metrics(|registry| records.register(registry));
     let bridge = media_state.clone();
     let media_task = tokio::spawn(voxbridge_media::serve_with_state(
         media_state,

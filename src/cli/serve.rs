@@ -17,6 +17,7 @@ use voxbridge_voice::agents::{MediaAgentOptions, MediaAgents, load_screenings, m
 
 use crate::call_store::StoreCalls;
 use crate::config::Config;
+use crate::record_metrics::RecordMetrics;
 use crate::screening_store::StoreScreenings;
 
 /// What `serve` needs before it binds a socket: the checked `[media]`, `[speech]` and
@@ -63,12 +64,14 @@ pub(crate) fn run(config: Config) -> Result<()> {
                     config.store.database_url
                 )
             })?;
-        let results = StoreScreenings::new(store.clone());
-        let calls = StoreCalls::new(store.clone());
+        let records = RecordMetrics::default();
+        let results = StoreScreenings::new(store.clone(), records.clone());
+        let calls = StoreCalls::new(store.clone(), records.clone());
         let relay = RelayService::new(Arc::new(screenings), Arc::new(results.clone()));
         let state =
             MediaState::with_services(media, set.agents, Arc::new(calls.clone()), Some(relay))
                 .context("invalid [media] configuration")?;
+        state.register_more_metrics(|registry| records.register(registry));
         let shutdown = crate::shutdown::on_signal();
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -126,7 +126,9 @@ struct Shared {
     brain_channels: BrainChannels,
     metrics: metrics::BridgeMetrics,
     /// What `GET /metrics` serves: [`Shared::metrics`] and the agents' voice metrics.
-    metrics_registry: MetricsRegistry,
+    /// Behind a lock only so a process can add its own families at start-up
+    /// ([`MediaState::register_more_metrics`]); scrapes take the read side.
+    metrics_registry: std::sync::RwLock<MetricsRegistry>,
     /// Shared with the `voxbridge_draining` gauge.
     draining: Arc<AtomicBool>,
     force_close: CancellationToken,
@@ -211,7 +213,7 @@ impl MediaState {
                 relay,
                 brain_channels: BrainChannels::default(),
                 metrics,
-                metrics_registry,
+                metrics_registry: std::sync::RwLock::new(metrics_registry),
                 draining,
                 force_close: CancellationToken::new(),
                 connections,
@@ -274,8 +276,23 @@ impl MediaState {
     }
 
     /// The registry `GET /metrics` serves.
-    pub(crate) fn metrics_registry(&self) -> &MetricsRegistry {
-        &self.shared.metrics_registry
+    pub(crate) fn metrics_registry(&self) -> std::sync::RwLockReadGuard<'_, MetricsRegistry> {
+        // A panic while registering leaves the registry as it was: still fine to read.
+        self.shared
+            .metrics_registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Lets the process add its own families to what `GET /metrics` serves (e.g. `voxbridge
+    /// serve`'s record counters). Meant for start-up; a scrape waits while `register` runs.
+    pub fn register_more_metrics(&self, register: impl FnOnce(&mut MetricsRegistry)) {
+        let mut registry = self
+            .shared
+            .metrics_registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        register(&mut registry);
     }
 
     /// Registers the bridge's metrics and its agents' voice metrics in `registry` too (one
@@ -294,7 +311,7 @@ impl MediaState {
     /// The `/metrics` body in the Prometheus text format 0.0.4: what `GET /metrics` serves
     /// unless the scraper asks for OpenMetrics.
     pub fn render_metrics(&self) -> String {
-        voxbridge_metrics::Format::PrometheusText.encode(self.metrics_registry())
+        voxbridge_metrics::Format::PrometheusText.encode(&self.metrics_registry())
     }
 
     pub(crate) fn brain_channels(&self) -> BrainChannels {

@@ -209,7 +209,7 @@ async fn readyz(State(state): State<MediaState>) -> Response {
 /// `GET /metrics`: see [`crate::metrics`]; the format the scraper's `Accept` prefers.
 async fn metrics_text(State(state): State<MediaState>, headers: HeaderMap) -> Response {
     let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
-    let (content_type, body) = voxbridge_metrics::exposition(state.metrics_registry(), accept);
+    let (content_type, body) = voxbridge_metrics::exposition(&state.metrics_registry(), accept);
     ([(CONTENT_TYPE, content_type)], body).into_response()
 }
 
