@@ -209,15 +209,14 @@ fn check_exposition(text: &str) {
             let key = labels.split("le=").next().expect("labels").to_owned() + name;
             buckets.entry(key).or_default().push(value);
             if labels.contains("le=\"+Inf\"") {
-                let key = format!(
-                    "{}{}",
-                    name.trim_end_matches("_bucket"),
-                    labels
-                        .split(",le=")
-                        .next()
-                        .expect("labels")
-                        .trim_start_matches('{')
-                );
+                // The series' labels without `le` (none at all for a histogram without labels).
+                let others: Vec<&str> = labels
+                    .trim_start_matches('{')
+                    .trim_end_matches('}')
+                    .split(',')
+                    .filter(|label| !label.starts_with("le="))
+                    .collect();
+                let key = format!("{}{}", name.trim_end_matches("_bucket"), others.join(","));
                 counts.insert(key, value);
             }
         } else if let Some(base) = name.strip_suffix("_count")
