@@ -182,7 +182,28 @@ pub struct Store {
 
 impl Store {
     /// Connects (creating the SQLite file and its directory if needed) and runs migrations.
+    ///
+    /// Several processes opening one fresh SQLite file together (`serve` and `api`) can get
+    /// `SQLITE_BUSY` straight away, without SQLite's busy handler waiting: switching the file to
+    /// WAL and the first reads of a new WAL take locks that SQLite refuses at once rather than
+    /// risk a deadlock. Such a start is retried (pools closed, after a short pause) for up to
+    /// the busy timeout; any other error is returned at once.
     pub async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
+        let deadline = std::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match Self::connect_once(config).await {
+                Err(e) if e.is_sqlite_busy() && std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "store busy at start; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn connect_once(config: &StoreConfig) -> Result<Self, StoreError> {
         let url = config.database_url.expose();
         let acquire = config.acquire_timeout.max(Duration::from_millis(1));
         let max = config.max_connections.max(1);
@@ -195,7 +216,7 @@ impl Store {
                 } else {
                     SqliteSynchronous::Normal
                 })
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true);
             if let Some(dir) = Path::new(options.get_filename()).parent()
                 && !dir.as_os_str().is_empty()
@@ -230,7 +251,10 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
         let store = Self { pools };
-        store.migrate().await?;
+        if let Err(e) = store.migrate().await {
+            store.close().await;
+            return Err(e);
+        }
         Ok(store)
     }
 
@@ -299,6 +323,24 @@ impl Store {
                 .fetch_all(pool)
                 .await?)
         })
+    }
+}
+
+/// How long an SQLite writer waits for another's lock (the busy handler), and how long
+/// [`Store::connect`] retries a start that SQLite refused with `SQLITE_BUSY`.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl StoreError {
+    /// SQLite's `SQLITE_BUSY` (`database is locked`, any extended code).
+    fn is_sqlite_busy(&self) -> bool {
+        let Self::Database(sqlx::Error::Database(e)) = self else {
+            return false;
+        };
+        // Extended codes keep the primary code in the low byte (SQLITE_BUSY_SNAPSHOT = 517).
+        e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+            && e.code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(|code| code & 0xff == 5)
     }
 }
 
