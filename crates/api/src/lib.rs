@@ -27,18 +27,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use voxbridge_metrics::exposition;
+use voxbridge_metrics::{Series, exposition, latency_histogram};
 use voxbridge_net::{ListenerMetrics, Server};
 use voxbridge_store::{Store, StoreConfig, StoreError};
 use voxbridge_twilio::RequestValidator;
@@ -97,7 +99,7 @@ impl Clock for ManualClock {
 /// Counters exposed at `/metrics` (`prometheus-client` handles: relaxed atomics, no lock).
 /// [`Metrics::register`] puts them in a registry; the service serves its own (see
 /// [`AppState::register_metrics`] for a process-wide one).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Webhooks accepted (signature good, record committed).
     pub webhooks_accepted: Counter,
@@ -117,9 +119,62 @@ pub struct Metrics {
     pub voicemail_redirect_failures: Counter,
     /// The TCP listener's connections, caps and timeouts (`voxbridge_api_tcp_*`).
     pub listener: Arc<ListenerMetrics>,
+    /// Time to answer each request, by matched route (`voxbridge_api_request_duration_seconds`).
+    pub requests: ByRoute,
+    /// Calls to Twilio's REST API, by [`TwilioOperation`] (`voxbridge_api_twilio_rest_seconds`),
+    /// failed ones included.
+    pub twilio_rest: [Histogram; TwilioOperation::LABELS.len()],
+}
+
+/// Latency histograms keyed by `{route="..."}`.
+pub type ByRoute = Family<[(&'static str, String); 1], Histogram, fn() -> Histogram>;
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            webhooks_accepted: Counter::default(),
+            signature_failures: Counter::default(),
+            rate_limit_blocked: Counter::default(),
+            rate_limit_allowed: Counter::default(),
+            rate_limit_store_failures: Counter::default(),
+            screenings_created: Counter::default(),
+            voicemail_redirects: Counter::default(),
+            voicemail_redirect_failures: Counter::default(),
+            listener: Arc::default(),
+            requests: Family::new_with_constructor(latency_histogram),
+            twilio_rest: std::array::from_fn(|_| latency_histogram()),
+        }
+    }
+}
+
+/// A call to Twilio's REST API, as the `operation` label of `voxbridge_api_twilio_rest_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwilioOperation {
+    /// `POST Calls.json` (a screening call).
+    CreateCall,
+    /// `POST Calls/{sid}.json` with new TwiML (the voicemail redirect).
+    UpdateCall,
+    /// `GET Calls.json` (start-up reconciliation).
+    ListCalls,
+}
+
+impl TwilioOperation {
+    const LABELS: [&'static str; 3] = ["create_call", "update_call", "list_calls"];
 }
 
 impl Metrics {
+    /// Runs `call` (a Twilio REST request) and records how long it took.
+    pub(crate) async fn timed_rest<T>(
+        &self,
+        operation: TwilioOperation,
+        call: impl std::future::Future<Output = T>,
+    ) -> T {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        self.twilio_rest[operation as usize].observe(started.elapsed().as_secs_f64());
+        result
+    }
+
     /// Registers the counters in `registry` as `voxbridge_api_*_total` (the registry adds the
     /// `_total` suffix and the final full stop of each help text).
     pub fn register(&self, registry: &mut Registry) {
@@ -168,6 +223,21 @@ impl Metrics {
             registry.register(name, help, counter.clone());
         }
         self.listener.register(registry, "voxbridge_api");
+        registry.register(
+            "voxbridge_api_request_duration_seconds",
+            "Time to answer an HTTP request, by matched route (unmatched for 404s)",
+            self.requests.clone(),
+        );
+        registry.register(
+            "voxbridge_api_twilio_rest_seconds",
+            "Calls to Twilio's REST API, by operation, failed ones included",
+            Series::new(
+                TwilioOperation::LABELS
+                    .into_iter()
+                    .zip(self.twilio_rest.iter().cloned())
+                    .map(|(operation, h)| ([("operation", operation)], h)),
+            ),
+        );
     }
 }
 
@@ -332,6 +402,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), time_request))
         .with_state(state)
 }
 
@@ -373,6 +444,24 @@ pub async fn serve(
     store.close().await;
     tracing::info!("voxbridge api stopped");
     Ok(())
+}
+
+/// Times each request into `voxbridge_api_request_duration_seconds{route}`: the route pattern
+/// (`/api/calls/{call_sid}`), never the raw path, so the label set stays bounded.
+async fn time_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state
+        .0
+        .metrics
+        .requests
+        .get_or_create(&[("route", route)])
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 async fn require_bearer(

@@ -14,7 +14,7 @@ use voxbridge_store::ScreeningIntent;
 use voxbridge_twilio::rest::{CallListFilter, RestClient};
 use voxbridge_twilio::webhook::Rfc2822Timestamp;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, TwilioOperation};
 
 /// A call matches an intent when Twilio created it at most this long before the intent (clock
 /// skew between us and Twilio)...
@@ -118,7 +118,11 @@ async fn find_call(
         from: Some(intent.from_number.clone()),
         started_on_or_after: Some(utc_date(intent.created_at - MATCH_BEFORE_MS)),
     };
-    let calls = twilio.list_calls(&filter).await?;
+    let calls = state
+        .0
+        .metrics
+        .timed_rest(TwilioOperation::ListCalls, twilio.list_calls(&filter))
+        .await?;
     let mut best: Option<(i64, String)> = None;
     for call in calls {
         let Some(created) = call

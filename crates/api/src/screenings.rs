@@ -12,7 +12,7 @@ use voxbridge_store::NewScreening;
 use voxbridge_twilio::E164;
 use voxbridge_twilio::rest::{CreateCall, MachineDetection, RestError};
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, TwilioOperation};
 
 /// Longest accepted text field (keeps `<Parameter>` under Twilio's 500-character limit).
 const MAX_FIELD_CHARS: usize = 120;
@@ -173,7 +173,12 @@ pub(crate) async fn create(
             .then(|| config.public("/twilio/voice/recording")),
         timeout_seconds: None,
     };
-    match twilio.create_call(&call).await {
+    let created = state
+        .0
+        .metrics
+        .timed_rest(TwilioOperation::CreateCall, twilio.create_call(&call))
+        .await;
+    match created {
         Ok(resource) => {
             store
                 .mark_screening_initiated(

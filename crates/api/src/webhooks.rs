@@ -29,7 +29,7 @@ use voxbridge_twilio::webhook::{
 };
 
 use crate::config::{ConnectMode, InboundMode};
-use crate::{ApiError, AppState, caller_key};
+use crate::{ApiError, AppState, TwilioOperation, caller_key};
 
 /// The parameters of a Twilio webhook whose `X-Twilio-Signature` checked out. Every
 /// Twilio-facing handler takes this extractor, so none can skip the check; a bad or missing
@@ -568,7 +568,15 @@ fn redirect_to_voicemail(state: &AppState, call_sid: String) {
     let state = state.clone();
     tokio::spawn(
         async move {
-            match client.update_call_twiml(&call_sid, &twiml).await {
+            let updated = state
+                .0
+                .metrics
+                .timed_rest(
+                    TwilioOperation::UpdateCall,
+                    client.update_call_twiml(&call_sid, &twiml),
+                )
+                .await;
+            match updated {
                 Ok(_) => {
                     tracing::info!("voicemail: call redirected to the message and a hang-up");
                     state.0.metrics.voicemail_redirects.inc();

@@ -408,6 +408,22 @@ async fn async_amd_machine_redirects_the_live_call_to_the_voicemail_message() {
         "{twiml}"
     );
     assert_eq!(h.state.metrics().voicemail_redirects.get(), 1);
+    // The redirect was one timed REST call.
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "voxbridge_api_twilio_rest_seconds_count{operation=\"update_call\"} 1"),
+        "{metrics}"
+    );
     // Both AMD results are on record.
     let (status, body) = h.api_get(&format!("/api/calls/{machine}")).await;
     assert_eq!(status, 200);
@@ -598,6 +614,10 @@ async fn inbound_fails_open_when_redis_is_down_and_dial_mode_forwards() {
         "voxbridge_api_rate_limit_allowed_total 7",
         "# TYPE process_cpu_seconds_total counter",
         "# TYPE process_resident_memory_bytes gauge",
+        // Requests are timed by route pattern; the scrape itself is timed after its answer.
+        "voxbridge_api_request_duration_seconds_count{route=\"/twilio/voice/inbound\"} 7",
+        "# TYPE voxbridge_api_twilio_rest_seconds histogram",
+        "voxbridge_api_twilio_rest_seconds_count{operation=\"create_call\"} 0",
         &format!(
             "voxbridge_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")

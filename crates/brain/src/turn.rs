@@ -222,17 +222,7 @@ pub fn since(
     }
 }
 
-/// Upper bounds (µs) of the histogram buckets: 1-2-5 steps from 100 µs to 20 s.
-const BOUNDS_US: [u64; 16] = [
-    100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
-    1_000_000, 2_000_000, 5_000_000, 20_000_000,
-];
-
-/// A latency histogram in seconds with the [`BOUNDS_US`] buckets (and `+Inf`): 1-2-5 steps
-/// from 100 µs to 20 s, shared by every latency family so dashboards can compare them.
-pub fn latency_histogram() -> Histogram {
-    Histogram::new(BOUNDS_US.map(|us| us as f64 / 1e6))
-}
+pub use voxbridge_metrics::latency_histogram;
 
 /// Voice pipeline metrics: share one (`Arc`) among all calls' brains of an agent. Each field is
 /// a `prometheus-client` handle: counters are relaxed atomics, a histogram observation takes
@@ -536,7 +526,10 @@ mod tests {
             .filter(|l| l.starts_with("voxbridge_voice_turn_seconds_bucket{agent=\"voice\""))
             .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
             .collect();
-        assert_eq!(buckets.len(), BOUNDS_US.len() + 1);
+        assert_eq!(
+            buckets.len(),
+            voxbridge_metrics::LATENCY_BOUNDS_US.len() + 1
+        );
         assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
         assert_eq!(buckets.last(), Some(&2));
     }

@@ -16,8 +16,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio_util::task::TaskTracker;
 use voxbridge_brain::Agents;
-use voxbridge_brain::turn::{latency_histogram, register_agents};
-use voxbridge_metrics::{Computed, Series};
+use voxbridge_brain::turn::register_agents;
+use voxbridge_metrics::{Computed, Series, latency_histogram};
 use voxbridge_net::ListenerMetrics;
 use voxbridge_session::EndReason;
 

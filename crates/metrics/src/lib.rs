@@ -24,10 +24,24 @@ use std::fmt;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::encoding::{prometheus_text, text};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 pub use process::register_process;
+
+/// Upper bounds (µs) of the latency histogram buckets: 1-2-5 steps from 100 µs to 20 s.
+pub const LATENCY_BOUNDS_US: [u64; 16] = [
+    100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
+    1_000_000, 2_000_000, 5_000_000, 20_000_000,
+];
+
+/// A latency histogram in seconds with the [`LATENCY_BOUNDS_US`] buckets (and `+Inf`), shared
+/// by every latency family (voice turns, relay turns, HTTP requests, Twilio REST calls) so
+/// dashboards can compare them.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BOUNDS_US.map(|us| us as f64 / 1e6))
+}
 
 /// A metric family with a fixed, ordered set of series: `(labels, metric)` pairs given once at
 /// registration. Register it like any metric (`registry.register(name, help, series)`); the
