@@ -36,7 +36,8 @@ ENV VOXBRIDGE__AGENT__SCREENINGS_DIR=/etc/voxbridge/screenings \
 VOLUME ["/var/lib/voxbridge/data"]
 USER 10001:10001
 WORKDIR /var/lib/voxbridge
-# 8080: /media, /relay, /healthz, /metrics (serve); 8081: the companion API (api).
+# 8080: `serve`: /media, /relay, the companion API (/api/*, /twilio/*), /healthz, /metrics;
+# 8081: `api` when run as a process of its own (api.in_serve = false).
 EXPOSE 8080 8081
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/usr/local/bin/voxbridge", "healthcheck"]

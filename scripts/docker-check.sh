@@ -23,12 +23,14 @@ python3 - <<'PY'
 import yaml, sys
 c = yaml.safe_load(open("compose.yaml"))
 services = c["services"]
-for name in ("serve", "api", "postgres", "redis"):
+for name in ("voxbridge", "postgres", "redis"):
     assert name in services, f"compose.yaml: no service {name}"
 for name, s in services.items():
     for dep in (s.get("depends_on") or {}):
         assert dep in services, f"compose.yaml: {name} depends on unknown {dep}"
-assert services["serve"]["command"] == ["serve"] and services["api"]["command"] == ["api"]
+assert services["voxbridge"]["command"] == ["serve"], "compose.yaml: voxbridge runs serve (API included)"
+env = services["voxbridge"].get("environment") or {}
+assert env.get("VOXBRIDGE__API__IN_SERVE", "true") != "false", "compose.yaml: one process serves the API"
 print("docker-check: compose.yaml: services", ", ".join(services))
 PY
 

@@ -112,21 +112,23 @@ impl Config {
                 .with_context(|| format!("environment variable {name}"))?;
             origin.push((keys.join("."), name));
         }
-        // One Twilio auth token serves both services: the one
+        // One Twilio auth token serves both services (either key sets the other): the one
         // configured wins over an ambient TWILIO_AUTH_TOKEN.
         let media_token = ["media".to_owned(), "auth_token".to_owned()];
-        if get_path(&merged, &media_token).is_none()
-            && let Some(token) = get_path(
-                &merged,
-                &[
-                    "api".to_owned(),
-                    "twilio".to_owned(),
-                    "auth_token".to_owned(),
-                ],
-            )
-        {
-            let token = token.clone();
-            set_path(&mut merged, &media_token, token)?;
+        let api_token = [
+            "api".to_owned(),
+            "twilio".to_owned(),
+            "auth_token".to_owned(),
+        ];
+        let pairs: [(&[String], &[String]); 2] =
+            [(&media_token, &api_token), (&api_token, &media_token)];
+        for (to, from) in pairs {
+            if get_path(&merged, to).is_none()
+                && let Some(token) = get_path(&merged, from)
+            {
+                let token = token.clone();
+                set_path(&mut merged, to, token)?;
+            }
         }
         for (name, value) in standard {
             if value.trim().is_empty() {
@@ -145,9 +147,107 @@ impl Config {
             }
         }
         let mut config: Config = parse(&merged, &origin)?;
+        let media_from_public_url = origin
+            .iter()
+            .any(|(key, var)| key == "media.public_url" && var == "PUBLIC_URL");
+        config.derive_urls(
+            |key| {
+                let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+                get_path(&merged, &path).is_some()
+            },
+            media_from_public_url,
+        );
         config.source = path.map(Path::to_path_buf);
         config.validate()?;
         Ok(config)
+    }
+
+    /// Fills the public URLs nobody set (`given(key)`: the file or the environment set `key`)
+    /// from the one that was, so one public URL configures everything. Twilio opens
+    /// `WebSockets` over TLS only and signs the `wss://` URL, so every URL of the bridge derived
+    /// here is in `wss://` form, and every URL of the API in `http(s)://` form:
+    /// - `media.public_url`: from `PUBLIC_URL` (`media_from_public_url`), or, when not set and
+    ///   `api.in_serve` (one port), from `api.public_url` (given or derived);
+    /// - `api.public_url`: `media.public_url` when not set; else `http://localhost:<port>` of
+    ///   the listener the API is on (`media.listen` when `api.in_serve`, else `api.listen`);
+    /// - `api.connect.relay_url` / `stream_url`: the bridge's public URL + `media.relay_path` /
+    ///   `media_path`; with no public URL, `wss://localhost:<media.listen port>`.
+    fn derive_urls(&mut self, given: impl Fn(&str) -> bool, media_from_public_url: bool) {
+        let media_port = self.media.listen.port();
+        if media_from_public_url {
+            self.media.public_url = wss_form(self.media.public_url.trim_end_matches('/'));
+        }
+        let media_url = self.media.public_url.trim_end_matches('/').to_owned();
+        if given("api.public_url") {
+            self.api.public_url = http_form(&self.api.public_url);
+        } else {
+            self.api.public_url = if !media_url.is_empty() {
+                http_form(&media_url)
+            } else if self.api.in_serve {
+                format!("http://localhost:{media_port}")
+            } else {
+                let port = self
+                    .api
+                    .listen
+                    .rsplit_once(':')
+                    .map_or("8081", |(_, port)| port);
+                format!("http://localhost:{port}")
+            };
+        }
+        if self.api.in_serve && media_url.is_empty() {
+            self.media.public_url = wss_form(self.api.public_url.trim_end_matches('/'));
+        }
+        let bridge = if self.media.public_url.is_empty() {
+            format!("wss://localhost:{media_port}")
+        } else {
+            wss_form(self.media.public_url.trim_end_matches('/'))
+        };
+        if !given("api.connect.relay_url") {
+            self.api.connect.relay_url = format!("{bridge}{}", self.media.relay_path);
+        }
+        if !given("api.connect.stream_url") {
+            self.api.connect.stream_url = format!("{bridge}{}", self.media.media_path);
+        }
+    }
+
+    /// The URLs Twilio must reach that point at this machine only (`localhost`, a loopback,
+    /// private or unspecified address), as `(key, url)`, for a warning at startup: calls
+    /// cannot work until a public URL (a tunnel's, say) is set. `serve` says whether the
+    /// bridge runs (its `media.public_url`) and `api` whether the API does. Empty when
+    /// Twilio's REST API is itself local (the simulator: an offline run).
+    pub(crate) fn local_only_urls(&self, serve: bool, api: bool) -> Vec<(&'static str, String)> {
+        if is_local_url(&self.api.twilio.rest_base_url) {
+            return Vec::new();
+        }
+        let mut urls = Vec::new();
+        if serve && !self.media.public_url.is_empty() {
+            urls.push(("media.public_url", self.media.public_url.clone()));
+        }
+        if api {
+            urls.push(("api.public_url", self.api.public_url.clone()));
+            urls.push(match self.api.connect.mode {
+                voxbridge_api::ConnectMode::Relay => {
+                    ("api.connect.relay_url", self.api.connect.relay_url.clone())
+                }
+                voxbridge_api::ConnectMode::Stream => (
+                    "api.connect.stream_url",
+                    self.api.connect.stream_url.clone(),
+                ),
+            });
+        }
+        urls.retain(|(_, url)| is_local_url(url));
+        urls
+    }
+
+    /// Logs a warning for each of [`Config::local_only_urls`].
+    pub(crate) fn warn_local_only_urls(&self, serve: bool, api: bool) {
+        for (key, url) in self.local_only_urls(serve, api) {
+            tracing::warn!(
+                "{key} = {url}: Twilio cannot reach this machine-only address, so real calls \
+                 will fail; set PUBLIC_URL to the public https:// URL that reaches this port \
+                 (e.g. your tunnel's)"
+            );
+        }
     }
 
     /// Checks the settings every command relies on (the per-call session settings); each
@@ -196,6 +296,45 @@ fn typed_value(defaults: &toml::Table, keys: &[String], raw: &str) -> Result<tom
             .filter(toml::Value::is_array)
             .ok_or_else(|| anyhow::anyhow!("expected a list such as [\"a\", \"b\"], got {raw:?}")),
         _ => Ok(parse_scalar(raw)),
+    }
+}
+
+/// `url` with a `wss`/`ws` scheme written as `https`/`http`.
+fn http_form(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = url.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else {
+        url.to_owned()
+    }
+}
+
+/// `url` with a `wss` scheme, whatever it had (Twilio opens `WebSockets` over TLS only).
+fn wss_form(url: &str) -> String {
+    match url.split_once("://") {
+        Some((_, rest)) => format!("wss://{rest}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Whether `url`'s host is one Twilio cannot reach: `localhost`, or a loopback, private,
+/// link-local or unspecified IP address.
+fn is_local_url(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    match parsed.host() {
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost") || name.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.is_unspecified() || ip.is_unique_local()
+        }
+        None => false,
     }
 }
 
@@ -390,7 +529,12 @@ mod tests {
     #[test]
     fn a_config_file_needs_only_the_keys_it_changes() {
         let c = Config::load_with_env(None, env(&[])).unwrap();
-        assert_eq!(c.media, voxbridge_media::MediaConfig::default());
+        let media = voxbridge_media::MediaConfig {
+            // Derived: one process, one URL (see `one_public_url_sets_the_others`).
+            public_url: "wss://localhost:8080".to_owned(),
+            ..voxbridge_media::MediaConfig::default()
+        };
+        assert_eq!(c.media, media);
         assert_eq!(c.store, voxbridge_store::StoreConfig::default());
     }
 
@@ -476,7 +620,15 @@ mod tests {
             "redis://:pw@cache:6379"
         );
         assert_eq!(c.api.public_url, "https://voice.example.com");
-        assert_eq!(c.media.public_url, "https://voice.example.com");
+        assert_eq!(
+            c.media.public_url, "wss://voice.example.com",
+            "Twilio signs the wss:// URL of an upgrade"
+        );
+        assert_eq!(
+            c.api.connect.relay_url, "wss://voice.example.com/relay",
+            "one public URL gives the ConversationRelay URL"
+        );
+        assert_eq!(c.api.connect.stream_url, "wss://voice.example.com/media");
 
         // The file and VOXBRIDGE__ variables win over the standard names.
         let dir = tempfile::tempdir().unwrap();
@@ -495,8 +647,116 @@ mod tests {
         assert_eq!(c.media.auth_token.expose(), "from-file");
         assert_eq!(c.api.twilio.from_number, "+14155550199");
 
-        // A token set only in [api.twilio] also validates the bridge's upgrades.
+        // A token set only in [api.twilio] also validates the bridge's upgrades, and the
+        // other way round.
         let c = Config::load_with_env(Some(&path), env(&[])).unwrap();
         assert_eq!(c.media.auth_token.expose(), "from-file");
+        let c = Config::load_with_env(None, env(&[("VOXBRIDGE__MEDIA__AUTH_TOKEN", "m")])).unwrap();
+        assert_eq!(c.api.twilio.auth_token.expose(), "m");
+    }
+
+    #[test]
+    fn one_public_url_sets_the_others() {
+        // The bridge's URL alone: the API and the TwiML URLs follow it.
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                ("VOXBRIDGE__MEDIA__PUBLIC_URL", "wss://abc.example.net/"),
+                ("VOXBRIDGE__MEDIA__RELAY_PATH", "/cr"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.api.public_url, "https://abc.example.net");
+        assert_eq!(c.api.connect.relay_url, "wss://abc.example.net/cr");
+        assert_eq!(c.api.connect.stream_url, "wss://abc.example.net/media");
+
+        // The API's URL alone, one process: the bridge is on the same port and URL.
+        let c = Config::load_with_env(
+            None,
+            env(&[("VOXBRIDGE__API__PUBLIC_URL", "https://abc.example.net")]),
+        )
+        .unwrap();
+        assert_eq!(c.media.public_url, "wss://abc.example.net");
+        assert_eq!(c.api.connect.stream_url, "wss://abc.example.net/media");
+
+        // PUBLIC_URL in either form: the API's is https://, the bridge's wss://.
+        let c =
+            Config::load_with_env(None, env(&[("PUBLIC_URL", "wss://abc.example.net")])).unwrap();
+        assert_eq!(c.api.public_url, "https://abc.example.net");
+        assert_eq!(c.media.public_url, "wss://abc.example.net");
+
+        // Two processes: the API's URL says nothing about the bridge's.
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                ("VOXBRIDGE__API__PUBLIC_URL", "https://api.example.net"),
+                ("VOXBRIDGE__API__IN_SERVE", "false"),
+                ("VOXBRIDGE__MEDIA__LISTEN", "0.0.0.0:9000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.media.public_url, "");
+        assert_eq!(c.api.connect.relay_url, "wss://localhost:9000/relay");
+        assert_eq!(c.api.public_url, "https://api.example.net");
+
+        // Nothing set: this machine, on the port of the listener the API is on.
+        let c = Config::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(c.api.public_url, "http://localhost:8080");
+        assert_eq!(c.api.connect.relay_url, "wss://localhost:8080/relay");
+        let c = Config::load_with_env(None, env(&[("VOXBRIDGE__API__IN_SERVE", "false")])).unwrap();
+        assert_eq!(c.api.public_url, "http://localhost:8081");
+
+        // What is set explicitly is kept.
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                ("PUBLIC_URL", "https://abc.example.net"),
+                (
+                    "VOXBRIDGE__API__CONNECT__RELAY_URL",
+                    "wss://other.example.net/relay",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.api.connect.relay_url, "wss://other.example.net/relay");
+    }
+
+    #[test]
+    fn machine_only_urls_are_named_unless_twilio_is_simulated() {
+        let c = Config::load_with_env(None, env(&[])).unwrap();
+        let keys: Vec<_> = c
+            .local_only_urls(true, true)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "media.public_url",
+                "api.public_url",
+                "api.connect.relay_url"
+            ]
+        );
+        let c = Config::load_with_env(
+            None,
+            env(&[("VOXBRIDGE__MEDIA__PUBLIC_URL", "wss://192.168.1.20:8080")]),
+        )
+        .unwrap();
+        assert_eq!(c.local_only_urls(true, false).len(), 1);
+        let c =
+            Config::load_with_env(None, env(&[("PUBLIC_URL", "https://abc.example.net")])).unwrap();
+        assert!(c.local_only_urls(true, true).is_empty());
+        let c = Config::load_with_env(
+            None,
+            env(&[(
+                "VOXBRIDGE__API__TWILIO__REST_BASE_URL",
+                "http://127.0.0.1:9999",
+            )]),
+        )
+        .unwrap();
+        assert!(c.local_only_urls(true, true).is_empty(), "offline run");
+        assert!(is_local_url("http://[::1]:80"));
+        assert!(is_local_url("wss://10.1.2.3"));
+        assert!(!is_local_url("wss://8.8.8.8"));
     }
 }

@@ -23,12 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use api_process::{free_port, http_response, start_api};
+use api_process::{free_port, signed_webhook, start_api};
 
 use sqlx::Connection as _;
 use voxbridge_store::{Store, StoreConfig};
-use voxbridge_twilio::RequestValidator;
-use voxbridge_twilio::webhook::FormParams;
 
 const TOKEN: &str = "fleet-auth-token";
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -38,26 +36,7 @@ const CALLER: &str = "+14155550123";
 
 /// A webhook signed as Twilio signs it for `PUBLIC_URL{path}`, sent to `addr`.
 fn webhook(addr: &str, path: &str, params: &[(&str, &str)]) -> (u16, String) {
-    let pairs: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let signature = RequestValidator::new(TOKEN).sign(&format!("{PUBLIC_URL}{path}"), &pairs);
-    let body = FormParams::from_pairs(pairs).to_body();
-    http_response(
-        addr,
-        "POST",
-        path,
-        &[
-            (
-                "Content-Type",
-                "application/x-www-form-urlencoded".to_owned(),
-            ),
-            ("X-Twilio-Signature", signature),
-        ],
-        &body,
-    )
-    .unwrap_or_else(|| panic!("{addr}{path}: no answer"))
+    signed_webhook(addr, TOKEN, PUBLIC_URL, path, params)
 }
 
 /// A test whose service is unreachable: a failure under `CI=true`, else a loud skip.

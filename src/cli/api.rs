@@ -12,6 +12,7 @@ pub(crate) fn check(config: &Config) -> Result<()> {
 pub(crate) fn run(config: Config) -> Result<()> {
     // Check the configuration before any socket is bound or file opened.
     check(&config)?;
+    config.warn_local_only_urls(false, true);
     let listen = config.api.listen.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

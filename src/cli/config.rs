@@ -41,7 +41,12 @@ fn check(config: &Config) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "configuration OK: `voxbridge serve` and `voxbridge api` would start{}",
+        "configuration OK: `voxbridge serve`{} and `voxbridge api` would start{}",
+        if crate::cli::serve::serves_api(config) {
+            " (with the API on the same port)"
+        } else {
+            ""
+        },
         config
             .source
             .as_deref()

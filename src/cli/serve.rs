@@ -1,8 +1,10 @@
 //! `voxbridge serve`: the Media Streams bridge (`[media].media_path`) and ConversationRelay
-//! with the screening agent (`[media].relay_path`, scripts from `[agent]`) on `[media].listen`.
-//! Finished screenings (relay and Media Streams) and every Media Streams call, with the voice
-//! pipeline's per-turn latencies, are stored in `[store]`. `GET /metrics` on the same port
-//! serves the bridge's and the voice agents' metrics.
+//! with the screening agent (`[media].relay_path`, scripts from `[agent]`) on `[media].listen`,
+//! and (`api.in_serve`, the default) the companion API's `/api/*` and `/twilio/*` on the same
+//! port: one process, one public URL. Finished screenings (relay and Media Streams) and every
+//! Media Streams call, with the voice pipeline's per-turn latencies, are stored in `[store]`.
+//! `GET /metrics` on the same port (or `media.metrics_listen`) serves the bridge's, the voice
+//! agents' and the API's metrics.
 //!
 //! Which agents `/media` offers is decided by [`voxbridge_voice::agents`] from `[speech]`;
 //! naming an agent in `media.default_agent` whose providers are missing stops the startup with
@@ -11,6 +13,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use voxbridge_api::{AppState, SystemClock};
 use voxbridge_media::{MediaState, RelayService};
 use voxbridge_screening::Screenings;
 use voxbridge_voice::agents::{MediaAgentOptions, MediaAgents, load_screenings, media_agents};
@@ -21,13 +24,30 @@ use crate::record_metrics::RecordMetrics;
 use crate::screening_store::StoreScreenings;
 
 /// What `serve` needs before it binds a socket: the checked `[media]`, `[speech]` and
-/// `[agent]` sections, the loaded screening scripts and the agents they allow. Also what
-/// `voxbridge config check` runs.
+/// `[agent]` sections (and `[api]` when it is served too), the loaded screening scripts and
+/// the agents they allow. Also what `voxbridge config check` runs.
 pub(crate) fn prepare(config: &Config) -> Result<(Screenings, MediaAgents)> {
     config
         .media
         .validate()
         .context("invalid [media] configuration")?;
+    if serves_api(config) {
+        config.api.validate().context(
+            "invalid [api] configuration (`voxbridge serve` serves the API too; \
+             api.in_serve = false leaves it to `voxbridge api`)",
+        )?;
+        for (key, path) in [
+            ("media.media_path", &config.media.media_path),
+            ("media.relay_path", &config.media.relay_path),
+        ] {
+            if path.starts_with("/api/") || path.starts_with("/twilio/") {
+                anyhow::bail!(
+                    "{key} = {path:?} is taken by the API served on the same port \
+                     (api.in_serve): choose a path outside /api/ and /twilio/"
+                );
+            }
+        }
+    }
     let providers = config
         .speech
         .build()
@@ -45,9 +65,25 @@ pub(crate) fn prepare(config: &Config) -> Result<(Screenings, MediaAgents)> {
     Ok((screenings, set))
 }
 
+/// Whether this `serve` mounts the API: `api.in_serve`, and a Twilio auth token to check its
+/// webhooks with (without one, a development run of the bridge alone, the API is left out
+/// with a warning).
+pub(crate) fn serves_api(config: &Config) -> bool {
+    config.api.in_serve && !config.api.twilio.auth_token.is_empty()
+}
+
 pub(crate) fn run(config: Config) -> Result<()> {
     // Check the configuration and load the scripts before any socket is bound.
     let (screenings, set) = prepare(&config)?;
+    let with_api = serves_api(&config);
+    if config.api.in_serve && !with_api {
+        tracing::warn!(
+            "the companion API (/api/*, /twilio/*) is not served: no Twilio auth token to check \
+             its webhooks (set TWILIO_AUTH_TOKEN, or api.in_serve = false to run the bridge alone)"
+        );
+    }
+    config.warn_local_only_urls(true, with_api);
+    let api_config = config.api.clone();
     let media = config.media;
     let listen = media.listen;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -73,12 +109,43 @@ pub(crate) fn run(config: Config) -> Result<()> {
                 .context("invalid [media] configuration")?;
         state.register_more_metrics(|registry| records.register(registry));
         let shutdown = crate::shutdown::on_signal();
+        let api = if with_api {
+            let api = AppState::new(api_config, store.clone(), Arc::new(SystemClock))
+                .context("cannot start the API served by `voxbridge serve`")?;
+            state.register_more_metrics(|registry| api.register_metrics(registry));
+            // At max_calls the answer TwiML says the line is busy instead of connecting a call
+            // the upgrade would refuse.
+            let bridge = state.clone();
+            api.set_busy_check(move || bridge.at_capacity());
+            Some(api)
+        } else {
+            None
+        };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen} (media.listen)"))?;
-        let served = voxbridge_media::serve_with_state(state, listener, shutdown)
+        let (routes, background) = match &api {
+            Some(api) => {
+                tracing::info!("companion API served on the same port: /api/*, /twilio/*");
+                (
+                    voxbridge_api::routes(api.clone()),
+                    Some(voxbridge_api::spawn_background(api, shutdown.clone())),
+                )
+            }
+            None => (axum::Router::new(), None),
+        };
+        let served = voxbridge_media::serve_with_routes(state, routes, listener, shutdown)
             .await
             .context("media server failed");
+        // The reconciler stops at shutdown between passes; one still talking to Twilio gets
+        // the API's drain deadline.
+        if let (Some(mut background), Some(api)) = (background, &api)
+            && tokio::time::timeout(api.drain_timeout(), &mut background)
+                .await
+                .is_err()
+        {
+            background.abort();
+        }
         // Every session has ended: let the last results reach the database.
         results.flush().await;
         calls.flush().await;

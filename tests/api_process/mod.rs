@@ -94,10 +94,15 @@ pub fn free_port() -> u16 {
 /// variables removed from its environment, logging to `<dir>/<log>`, and waits until
 /// `/healthz` on `addr` answers 200.
 pub fn start_api(dir: &Path, addr: &str, log: &str) -> Child {
+    start_voxbridge("api", dir, addr, log)
+}
+
+/// Starts `voxbridge <command> --config <dir>/voxbridge.toml` as [`start_api`] does.
+pub fn start_voxbridge(command_name: &str, dir: &Path, addr: &str, log: &str) -> Child {
     let stderr = std::fs::File::create(dir.join(log)).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_voxbridge"));
     command
-        .args(["api", "--config"])
+        .args([command_name, "--config"])
         .arg(dir.join("voxbridge.toml"))
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -110,15 +115,49 @@ pub fn start_api(dir: &Path, addr: &str, log: &str) -> Child {
             command.env_remove(name);
         }
     }
-    let mut child = command.spawn().expect("spawn voxbridge api");
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn voxbridge {command_name}: {e}"));
     let started = Instant::now();
     while http(addr, "GET", "/healthz", &[], "") != Some(200) {
         if started.elapsed() > Duration::from_secs(60) || child.try_wait().unwrap().is_some() {
             let _ = child.kill();
             let log = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
-            panic!("voxbridge api did not become healthy:\n{log}");
+            panic!("voxbridge {command_name} did not become healthy:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     child
+}
+
+/// A form webhook signed as Twilio signs it with `token` for `public_url` + `path`, posted to
+/// `addr`; returns the status and body.
+pub fn signed_webhook(
+    addr: &str,
+    token: &str,
+    public_url: &str,
+    path: &str,
+    params: &[(&str, &str)],
+) -> (u16, String) {
+    let pairs: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let signature =
+        voxbridge_twilio::RequestValidator::new(token).sign(&format!("{public_url}{path}"), &pairs);
+    let body = voxbridge_twilio::webhook::FormParams::from_pairs(pairs).to_body();
+    http_response(
+        addr,
+        "POST",
+        path,
+        &[
+            (
+                "Content-Type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            ("X-Twilio-Signature", signature),
+        ],
+        &body,
+    )
+    .unwrap_or_else(|| panic!("{addr}{path}: no answer"))
 }

@@ -32,11 +32,22 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct ApiConfig {
-    /// Address to listen on. Default `0.0.0.0:8081`.
+    /// Address `voxbridge api` listens on. Default `0.0.0.0:8081`.
     pub listen: String,
+    /// Whether `voxbridge serve` serves this API too, on `media.listen` beside `/media` and
+    /// `/relay` (one port, one public URL). Default true; false leaves the API to a separate
+    /// `voxbridge api` process.
+    pub in_serve: bool,
+    /// Address of a separate listener for `GET /metrics` (e.g. `127.0.0.1:9091`); empty (the
+    /// default) serves `/metrics` on `listen`. When set, `listen` does not serve `/metrics`.
+    pub metrics_listen: String,
+    /// Said (then `<Hangup/>`) when a screening call is answered while the bridge this API
+    /// runs in is at `media.max_calls`; incoming calls then get `<Reject reason="busy"/>`.
+    pub busy_message: String,
     /// The public base URL Twilio reaches this service at (scheme, host, optional port, no
     /// trailing `/`). Used to validate `X-Twilio-Signature` and to build callback URLs.
-    /// Default `http://localhost:8081`.
+    /// Default `http://localhost:8080` (the binary derives it from `media.public_url` or the
+    /// listener's port when not set: see `config/default.toml`).
     pub public_url: String,
     /// Bearer token for `/api/*`. Empty (the default) refuses every `/api/*` request.
     pub api_token: Secret,
@@ -76,7 +87,12 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:8081".to_owned(),
-            public_url: "http://localhost:8081".to_owned(),
+            in_serve: true,
+            metrics_listen: String::new(),
+            busy_message: "Sorry, all of our lines are busy right now. We will call you back \
+                later. Goodbye."
+                .to_owned(),
+            public_url: "http://localhost:8080".to_owned(),
             api_token: Secret::default(),
             body_limit_bytes: 64 * 1024,
             screenings: vec!["default".to_owned()],
@@ -275,6 +291,12 @@ impl ApiConfig {
             return Err(invalid(
                 "twilio.auth_token",
                 "is required to validate X-Twilio-Signature",
+            ));
+        }
+        if !self.metrics_listen.is_empty() && self.metrics_listen == self.listen {
+            return Err(invalid(
+                "metrics_listen",
+                "must differ from listen (leave it empty to serve /metrics on listen)",
             ));
         }
         if self.body_limit_bytes < 1024 {

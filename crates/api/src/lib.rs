@@ -11,7 +11,10 @@
 //!   `GET /api/rate-limits/{number}` (bearer token)
 //! - `POST /twilio/voice/answer`, `/twilio/voice/inbound`, `/twilio/voice/status`,
 //!   `/twilio/voice/amd`, `/twilio/voice/recording`, `/twilio/relay/action` (signed)
-//! - `GET /healthz`, `GET /readyz`, `GET /metrics`
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics` (the last on `metrics_listen` when set)
+//!
+//! `voxbridge serve` mounts [`routes`] beside the bridge's own (one port; see
+//! [`AppState::set_busy_check`] for the busy answer at the bridge's call limit).
 
 mod calls;
 pub mod config;
@@ -39,6 +42,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use voxbridge_metrics::{Series, exposition, latency_histogram};
 use voxbridge_net::{ListenerMetrics, Server};
@@ -117,6 +121,8 @@ pub struct Metrics {
     pub voicemail_redirects: Counter,
     /// Voicemail redirects that Twilio's REST API refused or that could not reach it.
     pub voicemail_redirect_failures: Counter,
+    /// Calls answered busy because the bridge was at `media.max_calls`.
+    pub busy: Counter,
     /// The TCP listener's connections, caps and timeouts (`voxbridge_api_tcp_*`).
     pub listener: Arc<ListenerMetrics>,
     /// Time to answer each request, by matched route (`voxbridge_api_request_duration_seconds`).
@@ -140,6 +146,7 @@ impl Default for Metrics {
             screenings_created: Counter::default(),
             voicemail_redirects: Counter::default(),
             voicemail_redirect_failures: Counter::default(),
+            busy: Counter::default(),
             listener: Arc::default(),
             requests: Family::new_with_constructor(latency_histogram),
             twilio_rest: std::array::from_fn(|_| latency_histogram()),
@@ -178,6 +185,19 @@ impl Metrics {
     /// Registers the counters in `registry` as `voxbridge_api_*_total` (the registry adds the
     /// `_total` suffix and the final full stop of each help text).
     pub fn register(&self, registry: &mut Registry) {
+        self.register_counters(registry);
+        self.listener.register(registry, "voxbridge_api");
+        self.register_requests(registry);
+    }
+
+    /// Everything but the listener's metrics: for a registry of a process that serves the
+    /// API's routes on another service's listener (`voxbridge serve`).
+    pub fn register_without_listener(&self, registry: &mut Registry) {
+        self.register_counters(registry);
+        self.register_requests(registry);
+    }
+
+    fn register_counters(&self, registry: &mut Registry) {
         for (name, help, counter) in [
             (
                 "voxbridge_api_webhooks_accepted",
@@ -219,10 +239,18 @@ impl Metrics {
                 "Voicemail redirects that failed at Twilio's REST API",
                 &self.voicemail_redirect_failures,
             ),
+            (
+                "voxbridge_api_calls_answered_busy",
+                "Calls answered busy (screening: busy message; incoming: Reject busy) at media.max_calls",
+                &self.busy,
+            ),
         ] {
             registry.register(name, help, counter.clone());
         }
-        self.listener.register(registry, "voxbridge_api");
+    }
+
+    /// The request and Twilio REST histograms.
+    fn register_requests(&self, registry: &mut Registry) {
         registry.register(
             "voxbridge_api_request_duration_seconds",
             "Time to answer an HTTP request, by matched route (unmatched for 404s)",
@@ -269,7 +297,12 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     /// What `GET /metrics` serves: [`Inner::metrics`].
     pub(crate) metrics_registry: Registry,
+    /// Whether the bridge serving the calls is at its call limit (set in one-process mode).
+    pub(crate) busy_check: std::sync::OnceLock<BusyCheck>,
 }
+
+/// See [`AppState::set_busy_check`].
+pub type BusyCheck = Box<dyn Fn() -> bool + Send + Sync>;
 
 /// Shared state of the service. Cheap to clone.
 #[derive(Clone)]
@@ -354,7 +387,23 @@ impl AppState {
             clock,
             metrics,
             metrics_registry,
+            busy_check: std::sync::OnceLock::new(),
         })))
+    }
+
+    /// Tells the service how to see that the bridge taking its calls is full (one-process
+    /// mode: `voxbridge serve` passes its `max_calls` check). While `busy()` is true, an
+    /// answered screening call hears `busy_message` and is hung up, and an incoming call gets
+    /// `<Reject reason="busy"/>` (not counted by the rate limiter), instead of TwiML that
+    /// would connect them to a bridge that must refuse the upgrade. Set once; later calls are
+    /// ignored.
+    pub fn set_busy_check(&self, busy: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.0.busy_check.set(Box::new(busy));
+    }
+
+    /// Whether the bridge is at its call limit (false when no check was set).
+    pub(crate) fn line_busy(&self) -> bool {
+        self.0.busy_check.get().is_some_and(|busy| busy())
     }
 
     /// The counters.
@@ -363,9 +412,15 @@ impl AppState {
     }
 
     /// Registers the service's metrics in `registry` too (one registry for several services
-    /// in one process); its own `GET /metrics` keeps serving them.
+    /// in one process, the API's routes served on another service's listener, so without
+    /// `voxbridge_api_tcp_*`); its own `GET /metrics` keeps serving them.
     pub fn register_metrics(&self, registry: &mut Registry) {
-        self.0.metrics.register(registry);
+        self.0.metrics.register_without_listener(registry);
+    }
+
+    /// How long requests and background work get after shutdown (`drain_timeout_ms`).
+    pub fn drain_timeout(&self) -> Duration {
+        self.0.config.drain_timeout
     }
 
     /// The store.
@@ -378,8 +433,15 @@ impl AppState {
     }
 }
 
-/// The service's routes over `state`.
-pub fn router(state: AppState) -> Router {
+/// The service's own routes over `state`: `/api/*` (bearer) and `/twilio/*` (signed), without
+/// `/healthz`, `/readyz` and `/metrics`, for merging into another server (`voxbridge serve`
+/// mounts them beside `/media` and `/relay`, whose health and metrics routes cover both).
+pub fn routes(state: AppState) -> Router {
+    bare_routes(state.clone()).route_layer(middleware::from_fn_with_state(state, time_request))
+}
+
+/// [`routes`] without the request timing.
+fn bare_routes(state: AppState) -> Router {
     let body_limit = state.0.config.body_limit_bytes;
     let api = Router::new()
         .route("/api/screenings", post(screenings::create))
@@ -398,12 +460,36 @@ pub fn router(state: AppState) -> Router {
         .route("/twilio/voice/amd", post(webhooks::amd))
         .route("/twilio/voice/recording", post(webhooks::recording))
         .route("/twilio/relay/action", post(webhooks::relay_action))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), time_request))
         .with_state(state)
+}
+
+/// The whole service: [`routes`] plus `GET /healthz`, `GET /readyz` and `GET /metrics` (the
+/// last left out when `metrics_listen` gives it a listener of its own: [`metrics_router`]).
+pub fn router(state: AppState) -> Router {
+    let mut health = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    if state.0.config.metrics_listen.is_empty() {
+        health = health.route("/metrics", get(metrics));
+    }
+    bare_routes(state.clone())
+        .merge(health.with_state(state.clone()))
+        .layer(middleware::from_fn_with_state(state, time_request))
+}
+
+/// `GET /metrics` alone, for the `metrics_listen` listener.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Runs the background work of the service until `shutdown`: the reconciliation of
+/// screenings whose call was placed but not linked (see [`reconcile`]). Await the handle
+/// after `shutdown`, bounded: a pass may still be talking to Twilio.
+pub fn spawn_background(state: &AppState, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(reconcile::run(state.clone(), shutdown))
 }
 
 /// Opens the store, builds the state and serves on `listener` (a [`voxbridge_net::Server`] with
@@ -423,12 +509,37 @@ pub async fn serve(
         store = ?store.backend(),
         "voxbridge api listening"
     );
-    let reconciler = tokio::spawn(reconcile::run(state.clone(), shutdown.clone()));
+    let metrics_listener = if state.0.config.metrics_listen.is_empty() {
+        None
+    } else {
+        let listener = TcpListener::bind(&state.0.config.metrics_listen)
+            .await
+            .map_err(|e| {
+                ServeError::Setup(format!(
+                    "cannot listen on {} (api.metrics_listen): {e}",
+                    state.0.config.metrics_listen
+                ))
+            })?;
+        tracing::info!(addr = %listener.local_addr()?, "voxbridge api metrics listening");
+        Some(listener)
+    };
+    let reconciler = spawn_background(&state, shutdown.clone());
     let drain = state.0.config.drain_timeout;
+    let metrics_server = metrics_listener.map(|listener| {
+        tokio::spawn(Server::new(ListenerConfig::default()).serve(
+            listener,
+            metrics_router(state.clone()),
+            shutdown.clone(),
+            drain,
+        ))
+    });
     let served = Server::new(state.0.config.listener.clone())
         .with_metrics(Arc::clone(&state.0.metrics.listener))
         .serve(listener, router(state), shutdown, drain)
         .await;
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
+    }
     if served.closed_at_deadline > 0 {
         tracing::warn!(
             connections = served.closed_at_deadline,

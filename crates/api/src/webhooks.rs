@@ -21,8 +21,8 @@ use voxbridge_twilio::call::AnsweredBy;
 use voxbridge_twilio::e164::Address;
 use voxbridge_twilio::sid::CallSid;
 use voxbridge_twilio::twiml::{
-    Connect, ConversationRelay, Dial, Hangup, Number, Parameter, Response as Twiml, Say, Stream,
-    TwimlError,
+    Connect, ConversationRelay, Dial, Hangup, Number, Parameter, Reject, RejectReason,
+    Response as Twiml, Say, Stream, TwimlError,
 };
 use voxbridge_twilio::webhook::{
     AmdCallback, CallStatusCallback, FormParams, RecordingStatusCallback, RelaySessionCallback,
@@ -216,6 +216,18 @@ pub(crate) async fn answer(
                 return Ok(twiml(&voicemail_twiml(&state)));
             }
         }
+        if state.line_busy() {
+            tracing::warn!(
+                "the bridge is at media.max_calls: telling the candidate the line is busy"
+            );
+            state.0.metrics.busy.inc();
+            state.0.metrics.webhooks_accepted.inc();
+            return Ok(twiml(
+                &Twiml::new()
+                    .push(Say::new(state.0.config.busy_message.clone()))
+                    .push(Hangup),
+            ));
+        }
         let screening = state.0.store.screening_for_call(call_sid.as_str()).await?;
         let mut parameters: Vec<(&str, &str)> =
             vec![("callSid", call_sid.as_str()), ("direction", "outbound")];
@@ -352,7 +364,9 @@ fn inbound_twiml(
 /// A `CallSid` counts once: the first delivery claims the call in `inbound_calls`, decides and
 /// stores the decision with the TwiML it answers; a redelivery (Twilio's retry, a replayed
 /// request) gets that same TwiML and is not counted. The path fails open: if the store is
-/// down the call is connected, not counted, and `rate_limit_store_failures` goes up.
+/// down the call is connected, not counted, and `rate_limit_store_failures` goes up. While the
+/// bridge is at its call limit (one-process mode), an agent call gets `<Reject reason="busy"/>`
+/// before any of that: the caller hears a busy signal and is not counted.
 pub(crate) async fn inbound(
     State(state): State<AppState>,
     TwilioForm(params): TwilioForm,
@@ -366,62 +380,15 @@ pub(crate) async fn inbound(
         let masked = from.masked();
         let now = state.now_ms();
         let store = &state.0.store;
-        let claim = store
-            .claim_inbound_call(call_sid.as_str(), &key, now, now - STALE_CLAIM_MS)
-            .await;
-        let claim = match claim {
-            Ok(InboundClaim::Pending) => match wait_for_decision(&state, &call_sid).await {
-                Some(decided) => Ok(InboundClaim::Decided(decided)),
-                None => Ok(InboundClaim::Pending),
-            },
-            other => other,
-        };
-        let body = match claim {
-            Ok(InboundClaim::Decided(decided)) => {
-                tracing::info!(
-                    decision = %decided.decision,
-                    "repeated delivery of an inbound call: answering as the first time"
-                );
-                decided.twiml
-            }
-            Ok(InboundClaim::Pending) => {
-                tracing::warn!(
-                    "inbound call still being decided by another delivery: connecting without counting"
-                );
-                inbound_twiml(&state, &call_sid, &from, Verdict::FailOpen)?.to_xml()
-            }
-            Ok(InboundClaim::Claimed) => {
-                let (verdict, count) = decide_inbound(&state, &key, &masked, now).await;
-                let counter = if verdict.allowed() {
-                    &state.0.metrics.rate_limit_allowed
-                } else {
-                    &state.0.metrics.rate_limit_blocked
-                };
-                counter.inc();
-                let xml = inbound_twiml(&state, &call_sid, &from, verdict)?.to_xml();
-                let decision = RateLimitDecision {
-                    number: key.clone(),
-                    allowed: verdict.allowed(),
-                    recent_count: i64::from(count),
-                    decided_at_ms: now,
-                };
-                if let Err(error) = store
-                    .decide_inbound_call(call_sid.as_str(), verdict.label(), &decision, &xml)
-                    .await
-                {
-                    store_failed(&state, &error, "cannot store the inbound decision");
-                }
-                xml
-            }
-            Err(error) => {
-                store_failed(
-                    &state,
-                    &error,
-                    &format!("ALLOWED: {masked} (store unavailable: failing open, not counted)"),
-                );
-                state.0.metrics.rate_limit_allowed.inc();
-                inbound_twiml(&state, &call_sid, &from, Verdict::FailOpen)?.to_xml()
-            }
+        let body = if state.0.config.inbound.mode == InboundMode::Agent && state.line_busy() {
+            // Not claimed and not counted: a redelivery is decided afresh.
+            tracing::warn!("REJECTED busy: {masked} (the bridge is at media.max_calls)");
+            state.0.metrics.busy.inc();
+            Twiml::new()
+                .push(Reject::new().reason(RejectReason::Busy))
+                .to_xml()
+        } else {
+            decide_inbound_twiml(&state, &call_sid, &from, &key, &masked, now).await?
         };
         let status = CallStatusEvent {
             call_sid: call_sid.to_string(),
@@ -445,6 +412,78 @@ pub(crate) async fn inbound(
     }
     .instrument(span)
     .await
+}
+
+/// The TwiML for the delivery of an incoming call that is not answered busy: the first
+/// delivery claims the call, decides and stores the decision; a redelivery answers as the
+/// first time; a store failure fails open.
+async fn decide_inbound_twiml(
+    state: &AppState,
+    call_sid: &CallSid,
+    from: &Address,
+    key: &str,
+    masked: &str,
+    now: i64,
+) -> Result<String, ApiError> {
+    let store = &state.0.store;
+    let claim = store
+        .claim_inbound_call(call_sid.as_str(), key, now, now - STALE_CLAIM_MS)
+        .await;
+    let claim = match claim {
+        Ok(InboundClaim::Pending) => match wait_for_decision(state, call_sid).await {
+            Some(decided) => Ok(InboundClaim::Decided(decided)),
+            None => Ok(InboundClaim::Pending),
+        },
+        other => other,
+    };
+    let body = match claim {
+        Ok(InboundClaim::Decided(decided)) => {
+            tracing::info!(
+                decision = %decided.decision,
+                "repeated delivery of an inbound call: answering as the first time"
+            );
+            decided.twiml
+        }
+        Ok(InboundClaim::Pending) => {
+            tracing::warn!(
+                "inbound call still being decided by another delivery: connecting without counting"
+            );
+            inbound_twiml(state, call_sid, from, Verdict::FailOpen)?.to_xml()
+        }
+        Ok(InboundClaim::Claimed) => {
+            let (verdict, count) = decide_inbound(state, key, masked, now).await;
+            let counter = if verdict.allowed() {
+                &state.0.metrics.rate_limit_allowed
+            } else {
+                &state.0.metrics.rate_limit_blocked
+            };
+            counter.inc();
+            let xml = inbound_twiml(state, call_sid, from, verdict)?.to_xml();
+            let decision = RateLimitDecision {
+                number: key.to_owned(),
+                allowed: verdict.allowed(),
+                recent_count: i64::from(count),
+                decided_at_ms: now,
+            };
+            if let Err(error) = store
+                .decide_inbound_call(call_sid.as_str(), verdict.label(), &decision, &xml)
+                .await
+            {
+                store_failed(state, &error, "cannot store the inbound decision");
+            }
+            xml
+        }
+        Err(error) => {
+            store_failed(
+                state,
+                &error,
+                &format!("ALLOWED: {masked} (store unavailable: failing open, not counted)"),
+            );
+            state.0.metrics.rate_limit_allowed.inc();
+            inbound_twiml(state, call_sid, from, Verdict::FailOpen)?.to_xml()
+        }
+    };
+    Ok(body)
 }
 
 /// A store failure on the inbound path, which fails open: logged and counted.

@@ -153,3 +153,46 @@ async fn a_silent_socket_is_closed_and_healthz_still_answers() {
     api.shutdown.cancel();
     api.task.await.expect("serve thread").expect("a clean exit");
 }
+
+/// One request on a fresh connection; the status line's code.
+async fn status_of(addr: SocketAddr, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"))
+}
+
+#[tokio::test]
+async fn metrics_listen_moves_metrics_off_the_public_port() {
+    let metrics_addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("address")
+    };
+    let api = start(ApiConfig {
+        metrics_listen: metrics_addr.to_string(),
+        ..config(ListenerConfig::default(), Duration::from_secs(1))
+    });
+    drop(connect(api.addr).await);
+    assert_eq!(status_of(api.addr, "/metrics").await, 404);
+    assert_eq!(status_of(api.addr, "/healthz").await, 200);
+    assert_eq!(status_of(metrics_addr, "/metrics").await, 200);
+    api.shutdown.cancel();
+    api.task.await.expect("serve thread").expect("a clean exit");
+    assert!(
+        TcpStream::connect(metrics_addr).await.is_err(),
+        "the metrics listener closes with the service"
+    );
+}

@@ -18,6 +18,9 @@ use voxbridge_session::SessionConfig;
 pub struct MediaConfig {
     /// Address the binary binds the media listener to. Default `0.0.0.0:8080`.
     pub listen: SocketAddr,
+    /// Address of a separate listener for `GET /metrics` (e.g. `127.0.0.1:9090`), so the
+    /// public port does not serve them; empty (the default) serves `/metrics` on `listen`.
+    pub metrics_listen: String,
     /// Public base URL Twilio connects to, as written in the TwiML `<Stream url>` minus the
     /// path, e.g. `wss://voice.example.com` (an `https://` URL is accepted and rewritten to
     /// `wss://`). `X-Twilio-Signature` is validated against `public_url + media_path`
@@ -83,6 +86,7 @@ impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            metrics_listen: String::new(),
             public_url: String::new(),
             media_path: "/media".to_owned(),
             auth_token: Secret::default(),
@@ -176,6 +180,12 @@ impl MediaConfig {
                 "is empty; \"echo\" is always available",
             ));
         }
+        if self.metrics_address()? == Some(self.listen) {
+            return Err(bad(
+                "metrics_listen",
+                "must differ from listen (leave it empty to serve /metrics on listen)",
+            ));
+        }
         if self.max_calls == 0 {
             return Err(bad("max_calls", "must be at least 1 (default 500)"));
         }
@@ -185,6 +195,22 @@ impl MediaConfig {
         self.session.validate().map_err(|e| ConfigError {
             key: e.key,
             problem: format!("{} must be {}", e.value, e.expected),
+        })
+    }
+
+    /// The separate `/metrics` listener's address, if `metrics_listen` is set.
+    pub fn metrics_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.metrics_listen.is_empty() {
+            return Ok(None);
+        }
+        self.metrics_listen.parse().map(Some).map_err(|_| {
+            bad(
+                "metrics_listen",
+                format!(
+                    "{:?} is not an address such as \"127.0.0.1:9090\"",
+                    self.metrics_listen
+                ),
+            )
         })
     }
 

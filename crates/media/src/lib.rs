@@ -57,7 +57,7 @@ pub use relay::{
     DialogFactory, LogOnlyScreenings, RelayEnd, RelayRecord, RelayService, ScreeningSink,
     drive_relay,
 };
-pub use server::{ApiError, router, serve, serve_with_state};
+pub use server::{ApiError, metrics_router, router, serve, serve_with_routes, serve_with_state};
 pub use socket::{ReadError, SEND_BUFFER_BYTES, tune_call_socket};
 
 /// Errors starting or running the media service.
@@ -229,6 +229,11 @@ impl MediaState {
     /// Open Media Streams connections, including those whose `start` has not arrived yet.
     pub fn connections(&self) -> usize {
         self.shared.connections.len()
+    }
+
+    /// Whether `max_calls` calls are live (or being upgraded): one more would be refused.
+    pub fn at_capacity(&self) -> bool {
+        self.connections() >= self.config().max_calls
     }
 
     /// Whether shutdown has begun (new upgrades get 503).

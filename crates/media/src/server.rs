@@ -65,18 +65,28 @@ impl IntoResponse for ApiError {
 
 /// The media routes: `config.media_path` (WebSocket), `GET /healthz`, `GET /readyz` (503 while
 /// draining, so a load balancer stops sending new calls), and `GET /metrics` (Prometheus text
-/// format, or OpenMetrics on request), plus `relay_path` when ConversationRelay is served.
+/// format, or OpenMetrics on request; left out when `metrics_listen` puts it on a listener of
+/// its own), plus `relay_path` when ConversationRelay is served.
 pub fn router(state: MediaState) -> Router {
     let path = state.config().media_path.clone();
     let mut router = Router::new()
         .route(&path, get(media_upgrade))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text));
+        .route("/readyz", get(readyz));
+    if state.config().metrics_listen.is_empty() {
+        router = router.route("/metrics", get(metrics_text));
+    }
     if state.relay().is_some() {
         router = router.route(&state.config().relay_path, get(relay_upgrade));
     }
     router.with_state(state)
+}
+
+/// `GET /metrics` alone, for the separate `metrics_listen` listener.
+pub fn metrics_router(state: MediaState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
 }
 
 /// Checks drain state and the signature of an upgrade, applies the WebSocket limits, and runs
@@ -225,21 +235,38 @@ pub async fn serve(
     serve_with_state(state, listener, shutdown).await
 }
 
-/// Runs [`router`] for `state` on `listener`, a [`voxbridge_net::Server`] with `[media]`'s
-/// connection caps and timeouts, each accepted socket tuned by [`tune_call_socket`]. When
-/// `shutdown` fires: upgrades get 503, live calls get `drain_timeout_ms` to end on their own,
-/// then each is closed with 1001; the server stops once every call is gone (or a short grace
-/// after that).
+/// Runs [`router`] for `state` on `listener` (see [`serve_with_routes`]).
 pub async fn serve_with_state(
     state: MediaState,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), MediaError> {
+    serve_with_routes(state, Router::new(), listener, shutdown).await
+}
+
+/// Runs [`router`] for `state`, merged with `extra` (another service's routes on the same
+/// port; they must not repeat the media routes), on `listener`: a [`voxbridge_net::Server`]
+/// with `[media]`'s connection caps and timeouts, each accepted socket tuned by
+/// [`tune_call_socket`]. `GET /metrics` goes to its own listener when `metrics_listen` is
+/// set. When `shutdown` fires: upgrades get 503, live calls get `drain_timeout_ms` to end on
+/// their own, then each is closed with 1001; the server stops once every call is gone (or a
+/// short grace after that).
+pub async fn serve_with_routes(
+    state: MediaState,
+    extra: Router,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), MediaError> {
     let local = listener.local_addr().ok();
+    let metrics_listener = match state.config().metrics_address()? {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(MediaError::Server)?),
+        None => None,
+    };
     info!(
         address = ?local,
         path = %state.config().media_path,
         relay_path = state.relay().map(|_| state.config().relay_path.as_str()),
+        metrics = ?metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
         "media service listening"
     );
     let stop_server = CancellationToken::new();
@@ -249,15 +276,29 @@ pub async fn serve_with_state(
         .on_accept(tune_call_socket)
         .serve(
             listener,
-            router(state.clone()),
+            router(state.clone()).merge(extra),
             stop_server.clone(),
             SERVER_STOP_GRACE,
         );
     let mut server = tokio::spawn(server);
+    // The metrics listener stays up through the drain, so the drain can be watched.
+    let metrics_server = metrics_listener.map(|listener| {
+        tokio::spawn(
+            voxbridge_net::Server::new(voxbridge_net::ListenerConfig::default()).serve(
+                listener,
+                metrics_router(state.clone()),
+                stop_server.clone(),
+                SERVER_STOP_GRACE,
+            ),
+        )
+    });
 
     tokio::select! {
         () = shutdown.cancelled() => {}
-        result = &mut server => return server_result(result),
+        result = &mut server => {
+            stop_server.cancel();
+            return server_result(result);
+        }
     }
 
     let drain = state.config().drain_timeout;
@@ -290,6 +331,9 @@ pub async fn serve_with_state(
     }
     // The listener closes, plain HTTP requests get SERVER_STOP_GRACE to finish.
     stop_server.cancel();
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
+    }
     server_result(server.await)
 }
 
