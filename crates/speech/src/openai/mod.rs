@@ -20,7 +20,6 @@ mod tts;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Once;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -67,20 +66,10 @@ impl OpenAiEndpoint {
     }
 }
 
-/// Installs rustls' ring provider once: reqwest 0.13 is built without a provider of its own
-/// (its default, aws-lc-rs, needs a C/CMake toolchain).
-pub(crate) fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Err means another part of the process installed one first: that one is used.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 /// The reqwest client for one stage: connect timeout, no overall timeout (streams are bounded
 /// by first-byte and idle limits instead), a bounded idle pool.
 pub(crate) fn http_client(timeouts: &StageTimeouts) -> Result<reqwest_openai::Client, String> {
-    install_crypto_provider();
+    voxbridge_config::tls::install_ring_provider();
     reqwest_openai::Client::builder()
         .connect_timeout(timeouts.connect)
         .pool_idle_timeout(Duration::from_secs(60))
