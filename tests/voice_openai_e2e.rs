@@ -316,6 +316,7 @@ fn assert_provider_requests(standin: &voxbridge_openai_standin::StandinHandle) {
 async fn assert_metrics(addr: std::net::SocketAddr) {
     let ended = "voxbridge_calls_ended_total{transport=\"media\",reason=\"stopped\"} 1";
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    voxbridge_config::tls::install_ring_provider();
     let text = loop {
         let response = reqwest::get(format!("http://{addr}/metrics"))
             .await

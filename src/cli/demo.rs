@@ -192,6 +192,7 @@ async fn demo(
             scenario.steps.len()
         )?;
 
+        voxbridge_config::tls::install_ring_provider();
         let http = reqwest::Client::new();
         let candidate = json!({
             "candidateId": "demo-candidate-1",

@@ -76,6 +76,7 @@ fn status_webhook(c: &mut Criterion) {
         config.twilio.auth_token = Secret::new("bench-token");
         let state = AppState::new(config, store, Arc::new(SystemClock)).expect("state");
         tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        voxbridge_config::tls::install_ring_provider();
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(IN_FLIGHT)
             .build()

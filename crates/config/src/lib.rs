@@ -12,7 +12,10 @@
 //!   itself (serde cannot combine the two), e.g. `[media]`, which holds the per-call session
 //!   settings beside its own.
 //!
-//! No I/O, no async: plain data with serde.
+//! - [`tls`] (feature `tls`): installs rustls' *ring* crypto provider once per process, which
+//!   every reqwest client and TLS WebSocket in the workspace needs before it is built.
+//!
+//! No I/O, no async: plain data with serde (and, behind `tls`, one process-wide setting).
 
 use std::fmt;
 
@@ -160,6 +163,9 @@ pub fn redact_url(url: &str) -> String {
         None => url.to_owned(),
     }
 }
+
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// A `Duration` setting in whole milliseconds: `#[serde(rename = "hangover_ms", with =
 /// "voxbridge_config::millis")] hangover: Duration`.

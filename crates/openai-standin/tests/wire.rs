@@ -17,6 +17,7 @@ async fn standin(key: Option<&str>) -> StandinHandle {
 }
 
 fn client() -> reqwest::Client {
+    voxbridge_config::tls::install_ring_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

@@ -222,6 +222,7 @@ fn rfc2822_now() -> String {
 impl TwilioSim {
     /// A simulator; calls' measurements go to `recorder`, transcript lines to `tap`.
     pub fn new(config: SimConfig, recorder: Arc<Recorder>, tap: TranscriptTap) -> Self {
+        voxbridge_config::tls::install_ring_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .build()

@@ -95,6 +95,7 @@ async fn calls_are_listed_with_twilios_filters_and_page_shape() {
 
     // Paging as Twilio pages: PageSize/Page and next_page_uri relative to the host; the client
     // follows it.
+    voxbridge_config::tls::install_ring_provider();
     let http = reqwest::Client::new();
     let page: serde_json::Value = http
         .get(format!(

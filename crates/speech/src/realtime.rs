@@ -62,7 +62,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::config::{OpenAiRealtimeConfig, Secret, StageTimeouts};
-use super::openai::{OpenAiEndpoint, install_crypto_provider, retry_after_of, status_error};
+use super::openai::{OpenAiEndpoint, retry_after_of, status_error};
 use super::{
     ProviderError, SpeechInput, SpeechOutput, SpeechSession, SpeechSessionSetup, SpeechToSpeech,
     Stage, ToolCall,
@@ -208,7 +208,7 @@ impl SpeechToSpeech for OpenAiRealtime {
     ) -> BoxFuture<Result<Box<dyn SpeechSession>, ProviderError>> {
         let this = self.clone();
         Box::pin(async move {
-            install_crypto_provider();
+            voxbridge_config::tls::install_ring_provider();
             let mut request = this.url.as_str().into_client_request().map_err(|e| {
                 ProviderError::Unavailable {
                     stage: STAGE,

@@ -295,6 +295,7 @@ impl RestClient {
         credentials: Credentials,
         retry: RetryPolicy,
     ) -> Result<Self, RestError> {
+        voxbridge_config::tls::install_ring_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .user_agent(concat!("voxbridge/", env!("CARGO_PKG_VERSION")))

@@ -243,6 +243,7 @@ pub async fn start_on(
     let state = AppState::new(config, store, clock.clone()).unwrap();
     let app = router(state.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    voxbridge_config::tls::install_ring_provider();
     Harness {
         base,
         state,

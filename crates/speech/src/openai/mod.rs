@@ -20,7 +20,6 @@ mod tts;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Once;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,8 +28,8 @@ use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::middleware::{HttpRequestFactory, ReqwestService};
 use futures::{Stream, StreamExt};
-use reqwest_openai::header::HeaderMap;
-use reqwest_openai::{Response, StatusCode};
+use reqwest::header::HeaderMap;
+use reqwest::{Response, StatusCode};
 
 pub use asr::OpenAiAsr;
 pub use llm::{OpenAiLlm, ToolCallAssembler};
@@ -67,21 +66,11 @@ impl OpenAiEndpoint {
     }
 }
 
-/// Installs rustls' ring provider once: reqwest 0.13 is built without a provider of its own
-/// (its default, aws-lc-rs, needs a C/CMake toolchain).
-pub(crate) fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Err means another part of the process installed one first: that one is used.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 /// The reqwest client for one stage: connect timeout, no overall timeout (streams are bounded
 /// by first-byte and idle limits instead), a bounded idle pool.
-pub(crate) fn http_client(timeouts: &StageTimeouts) -> Result<reqwest_openai::Client, String> {
-    install_crypto_provider();
-    reqwest_openai::Client::builder()
+pub(crate) fn http_client(timeouts: &StageTimeouts) -> Result<reqwest::Client, String> {
+    voxbridge_config::tls::install_ring_provider();
+    reqwest::Client::builder()
         .connect_timeout(timeouts.connect)
         .pool_idle_timeout(Duration::from_secs(60))
         .tcp_nodelay(true)
@@ -92,7 +81,7 @@ pub(crate) fn http_client(timeouts: &StageTimeouts) -> Result<reqwest_openai::Cl
 /// An async-openai client for `endpoint` that makes exactly one attempt per request.
 pub(crate) fn openai_client(
     endpoint: &OpenAiEndpoint,
-    http: &reqwest_openai::Client,
+    http: &reqwest::Client,
 ) -> Client<OpenAIConfig> {
     let config = OpenAIConfig::new()
         .with_api_base(endpoint.base_url.clone())
@@ -276,7 +265,7 @@ pub(crate) fn map_openai_error(
     match error {
         OpenAIError::Boxed(boxed) => match boxed.downcast::<HttpStatusError>() {
             Ok(http) => http.into_provider_error(stage),
-            Err(other) => match other.downcast::<reqwest_openai::Error>() {
+            Err(other) => match other.downcast::<reqwest::Error>() {
                 Ok(e) => map_reqwest_error(stage, timeouts, &e),
                 Err(other) => ProviderError::Transport {
                     stage,
@@ -307,7 +296,7 @@ pub(crate) fn map_openai_error(
 pub(crate) fn map_reqwest_error(
     stage: Stage,
     timeouts: &StageTimeouts,
-    error: &reqwest_openai::Error,
+    error: &reqwest::Error,
 ) -> ProviderError {
     if error.is_timeout() {
         ProviderError::Timeout {
@@ -362,7 +351,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest_openai::header::HeaderValue;
+    use reqwest::header::HeaderValue;
 
     #[test]
     fn statuses_map_to_error_kinds() {

@@ -26,7 +26,7 @@ pub const TTS_SAMPLE_RATE: u32 = 24_000;
 /// Streaming synthesis against an OpenAI-compatible server.
 #[derive(Clone)]
 pub struct OpenAiTts {
-    http: reqwest_openai::Client,
+    http: reqwest::Client,
     url: String,
     endpoint: OpenAiEndpoint,
     model: String,
