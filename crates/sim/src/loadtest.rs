@@ -130,6 +130,9 @@ pub struct Second {
     pub server_cpu_wait_ms: Option<f64>,
     /// The same for the generator.
     pub generator_cpu_wait_ms: Option<f64>,
+    /// Server RSS at the end of this second, KiB, when its PID was given: the series a soak
+    /// run reads for growth (`scripts/soak.sh`).
+    pub server_rss_kib: Option<u64>,
 }
 
 /// A process's cumulative CPU use, from `/proc`.
@@ -139,6 +142,8 @@ struct Cpu {
     ticks: u64,
     /// Time its threads spent runnable but not running, ns (`None`: no schedstats).
     wait_ns: Option<u64>,
+    /// Resident set size, KiB.
+    rss_kib: u64,
 }
 
 /// Summed run-queue wait of a process's threads (the second field of each task's
@@ -212,6 +217,7 @@ impl Previous {
             generator_cpu_cores: cores(self.generator, generator).unwrap_or(0.0),
             server_cpu_wait_ms: waited(self.server, server),
             generator_cpu_wait_ms: waited(self.generator, generator),
+            server_rss_kib: server.map(|s| s.rss_kib),
         });
         *self = Self {
             at: Some(now),
@@ -339,6 +345,7 @@ impl Sampler {
         Some(Cpu {
             ticks,
             wait_ns: run_queue_wait_ns(pid),
+            rss_kib: rss,
         })
     }
 
@@ -435,6 +442,9 @@ async fn one_call(
                 options: MediaCallOptions {
                     hangup_at: Some(config.duration),
                     max_duration: config.duration + Duration::from_secs(30),
+                    // Count what the bridge sent up to the hang-up, so `media_received` can be
+                    // held against the bridge's own count of frames sent.
+                    drain_after_hangup: Some(Duration::from_secs(5)),
                     ..MediaCallOptions::default()
                 },
             };
@@ -613,6 +623,10 @@ fn build_report(
             Recorder::get(&recorder.frames_sent_late),
         ),
         ("media_received", Recorder::get(&recorder.media_received)),
+        (
+            "media_after_hangup",
+            Recorder::get(&recorder.media_after_hangup),
+        ),
         ("dropped_frames", Recorder::get(&recorder.dropped_frames)),
         ("marks_echoed", Recorder::get(&recorder.marks_echoed)),
         ("clears", Recorder::get(&recorder.clears)),
@@ -828,6 +842,7 @@ mod tests {
         Cpu {
             ticks,
             wait_ns: Some(wait_ns),
+            rss_kib: 10_000 + ticks,
         }
     }
 
@@ -877,6 +892,8 @@ mod tests {
         // 125 ms of the server's threads waiting for a CPU.
         assert!((second.server_cpu_wait_ms.unwrap() - 125.0).abs() < 1e-9);
         assert_eq!(second.generator_cpu_wait_ms, Some(0.0));
+        // The server's RSS at the end of the second.
+        assert_eq!(second.server_rss_kib, Some(10_280));
         // The window maximum starts again; counts are deltas.
         let next = previous
             .second(
@@ -891,6 +908,7 @@ mod tests {
         assert_eq!((next.dropped_frames, next.frames_sent_late), (0, 0));
         assert!(next.max_send_lateness_ms.abs() < 1e-9);
         assert_eq!(next.server_cpu_cores, None);
+        assert_eq!(next.server_rss_kib, None);
     }
 
     #[test]

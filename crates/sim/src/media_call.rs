@@ -54,6 +54,12 @@ pub struct MediaCallOptions {
     pub max_duration: Duration,
     /// WebSocket connect timeout. Default 10 s.
     pub connect_timeout: Duration,
+    /// After the caller hangs up (`stop` and a Close frame), keep reading until the bridge's
+    /// Close, at most this long, counting the `media` it had already sent in
+    /// [`Recorder::media_received`] and [`Recorder::media_after_hangup`]: every frame the
+    /// bridge sent is then accounted for. A bridge that does not close in time is counted as
+    /// an error. `None` (the default): return as soon as the Close frame is sent.
+    pub drain_after_hangup: Option<Duration>,
 }
 
 impl Default for MediaCallOptions {
@@ -65,6 +71,7 @@ impl Default for MediaCallOptions {
             hangup_at: None,
             max_duration: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(10),
+            drain_after_hangup: None,
         }
     }
 }
@@ -421,6 +428,9 @@ async fn run(
                                 reason: "".into(),
                             })))
                             .await;
+                        if let Some(limit) = call.options.drain_after_hangup {
+                            drain(&mut socket, &mut decoder, recorder, limit).await;
+                        }
                         return Ok(CallEnd::CallerHungUp);
                     }
                     if due >= max_us {
@@ -449,6 +459,33 @@ async fn run(
     outcome.duration = start.elapsed();
     outcome.heard = caller.playout.take_heard();
     crate::call::finish(result, outcome, recorder)
+}
+
+/// Reads what the bridge sent before it saw the caller's `stop`, until its Close frame (or
+/// the socket ends) or `limit` passes, counting each `media` as received.
+async fn drain(
+    socket: &mut ws::Socket,
+    decoder: &mut OutboundDecoder,
+    recorder: &Recorder,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => {
+                recorder.error("bridge did not close after the caller hung up");
+                return;
+            }
+            Ok(Some(Ok(Message::Text(text)))) => {
+                if let Ok(OutboundEvent::Media { .. }) = decoder.decode(text.as_str()) {
+                    Recorder::bump(&recorder.media_received);
+                    Recorder::bump(&recorder.media_after_hangup);
+                }
+            }
+            Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => return,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
 }
 
 async fn send(socket: &mut ws::Socket, message: Message) -> Result<(), MediaCallError> {

@@ -181,8 +181,12 @@ pub struct Recorder {
     pub frames_sent: AtomicU64,
     /// Inbound frames sent more than one frame (20 ms) late.
     pub frames_sent_late: AtomicU64,
-    /// Outbound `media` messages received.
+    /// Outbound `media` messages received (including those read after hanging up, see
+    /// [`crate::media_call::MediaCallOptions::drain_after_hangup`]).
     pub media_received: AtomicU64,
+    /// Of those, the ones the bridge had sent before it read the caller's `stop`, read while
+    /// waiting for its Close.
+    pub media_after_hangup: AtomicU64,
     /// 20 ms slots of silence inside bot turns (underruns the caller heard).
     pub dropped_frames: AtomicU64,
     /// Marks echoed.
