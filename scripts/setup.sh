@@ -8,7 +8,8 @@ set -euo pipefail
 #   espeak-ng                     local text-to-speech (no cloud account needed)
 #   sox opus-tools                audio fixtures and independent cross-checks in tests
 #   redis-server postgresql       shared state and durable records when running several instances
-PACKAGES=(build-essential pkg-config cmake libopus-dev espeak-ng sox opus-tools python3 redis-server postgresql)
+#   curl ca-certificates          README's first-call guide (run by tests/first_call.rs); TLS roots
+PACKAGES=(build-essential pkg-config cmake libopus-dev espeak-ng sox opus-tools python3 redis-server postgresql curl ca-certificates)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
