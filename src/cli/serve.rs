@@ -117,6 +117,18 @@ pub(crate) fn run(config: Config) -> Result<()> {
             // the upgrade would refuse.
             let bridge = state.clone();
             api.set_busy_check(move || bridge.at_capacity());
+            // Webhooks are committed before their 2xx: not ready while the store is down, as
+            // `voxbridge api`'s /readyz.
+            let readiness_store = store.clone();
+            state.set_readiness_check(move || {
+                let store = readiness_store.clone();
+                Box::pin(async move {
+                    store
+                        .ping()
+                        .await
+                        .map_err(|_| "store unreachable".to_owned())
+                })
+            });
             Some(api)
         } else {
             None

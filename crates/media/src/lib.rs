@@ -133,7 +133,17 @@ struct Shared {
     draining: Arc<AtomicBool>,
     force_close: CancellationToken,
     connections: TaskTracker,
+    /// What `GET /readyz` checks besides the drain flag ([`MediaState::set_readiness_check`]).
+    readiness: std::sync::OnceLock<ReadinessCheck>,
 }
+
+/// Longest a readiness check may take before `/readyz` counts it as failed.
+const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A check `GET /readyz` runs while not draining: `Err` (why) answers 503. See
+/// [`MediaState::set_readiness_check`].
+pub type ReadinessCheck =
+    Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 impl fmt::Debug for MediaState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -217,8 +227,36 @@ impl MediaState {
                 draining,
                 force_close: CancellationToken::new(),
                 connections,
+                readiness: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Adds a check to `GET /readyz` (e.g. "the store answers"): while not draining, `/readyz`
+    /// answers 503 with the check's error when it fails or takes over 2 s. Set once (by the
+    /// process, at start-up); later calls are ignored.
+    pub fn set_readiness_check(
+        &self,
+        check: impl Fn() -> futures::future::BoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync
+        + 'static,
+    ) {
+        let _ = self.shared.readiness.set(Box::new(check));
+    }
+
+    /// Runs the readiness check, if any.
+    pub(crate) async fn check_readiness(&self) -> Result<(), String> {
+        let Some(check) = self.shared.readiness.get() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(READINESS_TIMEOUT, check()).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "readiness check took over {} s",
+                READINESS_TIMEOUT.as_secs()
+            )),
+        }
     }
 
     /// The live calls.

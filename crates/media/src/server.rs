@@ -202,17 +202,27 @@ async fn healthz(State(state): State<MediaState>) -> Json<serde_json::Value> {
     }))
 }
 
-/// `GET /readyz`: 200 while taking calls, 503 from the moment the drain starts (the process
-/// stays up and healthy until its live calls end).
+/// `GET /readyz`: 200 while taking calls; 503 from the moment the drain starts (the process
+/// stays up and healthy until its live calls end), or while the process's readiness check
+/// fails ([`MediaState::set_readiness_check`]: `serve` checks the store when it serves the API).
 async fn readyz(State(state): State<MediaState>) -> Response {
     if state.is_draining() {
-        (
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({ "status": "draining" })),
         )
-            .into_response()
-    } else {
-        Json(serde_json::json!({ "status": "ready" })).into_response()
+            .into_response();
+    }
+    match state.check_readiness().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(error) => {
+            warn!(%error, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "status": "unavailable", "error": error })),
+            )
+                .into_response()
+        }
     }
 }
 

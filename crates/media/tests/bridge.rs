@@ -527,3 +527,33 @@ async fn shutdown_refuses_upgrades_then_closes_live_calls_with_1001() {
     assert!(server.state.registry().is_empty());
     assert_eq!(server.state.connections(), 0);
 }
+
+#[tokio::test]
+async fn readyz_answers_503_while_the_readiness_check_fails() {
+    let server = start_server(config()).await;
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&healthy);
+    server.state.set_readiness_check(move || {
+        let up = flag.load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if up {
+                Ok(())
+            } else {
+                Err("store unreachable".to_owned())
+            }
+        })
+    });
+    let ready = http_get(server.addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.contains(r#""error":"store unreachable""#), "{ready}");
+    let health = http_get(server.addr, "/healthz").await;
+    assert!(
+        health.starts_with("HTTP/1.1 200"),
+        "alive all the same: {health}"
+    );
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ready = http_get(server.addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    server.shutdown.cancel();
+    server.task.await.expect("server task").expect("clean exit");
+}
