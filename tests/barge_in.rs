@@ -74,34 +74,11 @@ async fn barge_in_clears_the_bot_and_truncates_its_turn() {
         outcome.transcript
     );
 
-    // Speech onset -> clear: the bridge needs min_speech_ms (200 ms) of speech audio to
-    // decide, and the clear goes out in the same step. Counted in audio: the caller had sent
-    // at least 200 ms of talk-over (frames leave at the start of their 20 ms, so in wall time
-    // the tenth frame goes 180 ms after the first) and, with a generous bound for a busy
-    // machine, not much more.
-    let latency = recorder.barge_in_us.summary();
-    let audio = recorder.barge_in_audio_us.summary();
-    assert_eq!(latency.count, 1);
-    assert_eq!(audio.count, 1);
-    eprintln!(
-        "barge-in: speech onset -> clear {} ms, after {} ms of caller audio",
-        latency.max / 1000,
-        audio.max / 1000
-    );
-    assert!(
-        audio.max >= 200_000,
-        "cleared before 200 ms of speech audio: {audio:?}"
-    );
-    assert!(
-        latency.max >= 180_000,
-        "cleared before the tenth frame of speech was sent: {latency:?}"
-    );
-    assert!(latency.max <= 1_000_000, "clear too late: {latency:?}");
-    assert!(audio.max <= 1_000_000, "clear too late: {audio:?}");
+    assert_clear_in_time(&recorder);
 
     // Nothing of the cut turn plays after the clear.
     let heard = outcome.heard.as_deref().expect("recorded");
-    let clear_at_ms = talk_over.at_ms + latency.max / 1000;
+    let clear_at_ms = talk_over.at_ms + recorder.barge_in_us.summary().max / 1000;
     let after = (clear_at_ms as usize + 20) * 8;
     assert!(after < heard.len());
     assert!(
@@ -126,4 +103,40 @@ async fn barge_in_clears_the_bot_and_truncates_its_turn() {
         "{summary:?}"
     );
     bridge.shutdown.cancel();
+}
+
+/// Speech onset -> clear, in caller audio and in wall time.
+fn assert_clear_in_time(recorder: &Recorder) {
+    // The bridge needs min_speech_ms (200 ms) of speech audio to
+    // decide, and the clear goes out in the same step. Counted in audio: the caller had sent
+    // at least 200 ms of talk-over (frames leave at the start of their 20 ms, so in wall time
+    // the tenth frame goes 180 ms after the first) and not much more.
+    let latency = recorder.barge_in_us.summary();
+    let audio = recorder.barge_in_audio_us.summary();
+    assert_eq!(latency.count, 1);
+    assert_eq!(audio.count, 1);
+    eprintln!(
+        "barge-in: speech onset -> clear {} ms, after {} ms of caller audio",
+        latency.max / 1000,
+        audio.max / 1000
+    );
+    assert!(
+        audio.max >= 200_000,
+        "cleared before 200 ms of speech audio: {audio:?}"
+    );
+    assert!(
+        latency.max >= 180_000,
+        "cleared before the tenth frame of speech was sent: {latency:?}"
+    );
+    // The promise: the clear goes out with the frame that completes min_speech_ms (200 ms) of
+    // speech; allow 3 frames (60 ms) for the VAD's frame alignment, counted in caller audio,
+    // which a busy machine cannot stretch. Wall clock gets a separate, generous bound.
+    assert!(
+        audio.max <= 260_000,
+        "clear later than min_speech_ms + 3 frames of caller audio: {audio:?}"
+    );
+    assert!(
+        latency.max <= 1_000_000,
+        "clear too late in wall time: {latency:?}"
+    );
 }
