@@ -135,7 +135,8 @@ fn media_call_of(
         "utterances": summary.utterances,
         "bargeIns": summary.barge_ins,
         "dtmf": summary.dtmf,
-        "botTurns": summary.bot_turns.len(),
+        "botTurns": summary.bot_turns,
+        "interruptedBotTurns": summary.interrupted_bot_turns,
         "voiceTurns": report.map(|r| r.turns.len()),
         "framesIn": summary.frames_in,
         "framesOut": summary.frames_out,
@@ -230,6 +231,8 @@ mod tests {
         record.summary.stream_sid = Some("MZ91000000000000000000000000000001".into());
         record.summary.utterances = 1;
         record.summary.barge_ins = 1;
+        record.summary.bot_turns = 3;
+        record.summary.interrupted_bot_turns = 1;
         record.summary.end_reason = Some(end);
         record
     }
@@ -249,6 +252,8 @@ mod tests {
         assert_eq!(summary["end"], "brain-hangup");
         assert_eq!(summary["endReason"], reason);
         assert_eq!(summary["voiceTurns"], 2);
+        assert_eq!(summary["botTurns"], 3);
+        assert_eq!(summary["interruptedBotTurns"], 1);
         let session = call
             .screening
             .as_ref()

@@ -95,13 +95,7 @@ async fn barge_in_clears_the_bot_and_truncates_its_turn() {
     assert_eq!(records.len(), 1);
     let summary = &records[0].summary;
     assert_eq!(summary.barge_ins, 1, "{summary:?}");
-    assert!(
-        summary
-            .bot_turns
-            .iter()
-            .any(|(_, _, interrupted)| *interrupted),
-        "{summary:?}"
-    );
+    assert!(summary.interrupted_bot_turns >= 1, "{summary:?}");
     bridge.shutdown.cancel();
 }
 

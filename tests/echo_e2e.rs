@@ -120,7 +120,10 @@ async fn echo_call_heard_audio_matches_what_was_sent() {
     assert_eq!(records.len(), 1);
     let summary = &records[0].summary;
     assert_eq!(summary.utterances, 1);
-    assert_eq!(summary.bot_turns.len(), 1);
-    assert!(!summary.bot_turns[0].2, "the echo was heard to the end");
+    assert_eq!(summary.bot_turns, 1);
+    assert_eq!(
+        summary.interrupted_bot_turns, 0,
+        "the echo was heard to the end"
+    );
     bridge.shutdown.cancel();
 }

@@ -20,7 +20,7 @@ use voxbridge_brain::Agents;
 use voxbridge_brain::turn::TurnOutcome;
 use voxbridge_media::{MediaState, serve_with_state};
 use voxbridge_openai_standin::{Endpoint, RealtimeScript, Standin, StandinConfig, StandinHandle};
-use voxbridge_session::{EndReason, TurnId};
+use voxbridge_session::EndReason;
 use voxbridge_speech::config::OpenAiRealtimeConfig;
 use voxbridge_speech::fake::FakeTts;
 use voxbridge_speech::openai::OpenAiEndpoint;
@@ -359,9 +359,14 @@ fn assert_records(rig: &Rig, call_sid: &str, audio_end_ms: u64) {
     assert_eq!(record.agent.as_deref(), Some("realtime"));
     assert_eq!(record.summary.barge_ins, 1);
     assert_eq!(record.summary.utterances, 0, "no local VAD on this agent");
+    // The greeting cut by the caller (its heard position is the truncate's, checked above and
+    // in the transcript below), and the reply still playing when the phone hung up.
     assert_eq!(
-        record.summary.bot_turns[0],
-        (TurnId(1), String::new(), true)
+        (
+            record.summary.bot_turns,
+            record.summary.interrupted_bot_turns
+        ),
+        (2, 2)
     );
     // The reply's latency: provider speech stop -> first frame sent.
     let report = record.report.as_ref().expect("the realtime brain's report");

@@ -388,7 +388,11 @@ pub struct CallSummary {
     /// Input samples of brain audio dropped because their turn was interrupted or finished.
     pub dropped_brain_samples: u64,
     pub end_reason: Option<EndReason>,
-    /// Bot turns with the text the caller heard and whether each was interrupted (by barge-in,
-    /// or by the call ending before it finished playing).
-    pub bot_turns: Vec<(TurnId, String, bool)>,
+    /// Bot turns finished: played to the end, interrupted, or cut by the end of the call (a
+    /// count, not a list: a long call's summary does not grow with its turns; the brain is told
+    /// of each as [`BrainEvent::TurnPlayed`] or, with the text heard, [`BrainEvent::BargeIn`]).
+    pub bot_turns: u64,
+    /// Of [`CallSummary::bot_turns`], those interrupted (by barge-in or
+    /// [`BrainCommand::Interrupt`], or by the call ending before they finished playing).
+    pub interrupted_bot_turns: u64,
 }

@@ -684,9 +684,7 @@ impl Session {
                 "barge-in"
             );
             tracing::debug!(call_sid = self.call_sid().unwrap_or("-"), heard = %record.heard, "barge-in: text the caller heard");
-            self.summary
-                .bot_turns
-                .push((record.id, record.heard.clone(), true));
+            self.count_bot_turn(true);
             self.pending.push_back(Output::Brain(BrainEvent::BargeIn {
                 turn: record.id,
                 heard: record.heard,
@@ -698,12 +696,16 @@ impl Session {
 
     fn finish_played_turns(&mut self) {
         while let Some(record) = self.turns.take_played() {
-            self.summary
-                .bot_turns
-                .push((record.id, record.heard, false));
+            self.count_bot_turn(false);
             self.pending
                 .push_back(Output::Brain(BrainEvent::TurnPlayed { turn: record.id }));
         }
+    }
+
+    /// A bot turn finished: played out, or `interrupted`.
+    fn count_bot_turn(&mut self, interrupted: bool) {
+        self.summary.bot_turns += 1;
+        self.summary.interrupted_bot_turns += u64::from(interrupted);
     }
 
     // ---- brain -> session ----
@@ -871,9 +873,10 @@ impl Session {
         self.playout.clear(self.now);
         let drained = matches!(reason, EndReason::BrainHangup(_));
         if self.turns.has_unfinished() {
-            let records: Vec<_> = self.turns.interrupt_all().collect();
-            for r in records {
-                self.summary.bot_turns.push((r.id, r.heard, !drained));
+            let unfinished = self.turns.interrupt_all().count() as u64;
+            self.summary.bot_turns += unfinished;
+            if !drained {
+                self.summary.interrupted_bot_turns += unfinished;
             }
         }
         info!(

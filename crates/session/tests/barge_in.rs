@@ -55,11 +55,15 @@ fn marks_echoed_in_order_report_turn_played_with_all_text() {
         (Duration::from_secs(1)..=Duration::from_millis(1040)).contains(&echo_at),
         "{echo_at:?}"
     );
-    let summary = call.session.summary();
+    // Every chunk was heard: its three marks came back, in order.
     assert_eq!(
-        summary.bot_turns,
-        vec![(TurnId(1), "Hello. How are you? Bye.".to_owned(), false)]
+        call.echoes(),
+        ["t1c0", "t1c1", "t1c2"],
+        "Hello. How are you? Bye. heard in full"
     );
+    assert!(events.contains(&BrainEvent::TurnPlayed { turn: TurnId(1) }));
+    let summary = call.session.summary();
+    assert_eq!((summary.bot_turns, summary.interrupted_bot_turns), (1, 0));
     assert_eq!(summary.marks_sent, 3);
     // 310 ms = 15 frames + 10 ms, 500 ms = 25 frames, 190 ms = 9 frames + 10 ms: chunks end
     // with a short frame rather than padding, so the caller hears exactly 1 s.
@@ -119,10 +123,9 @@ fn barge_in_clears_within_one_frame_and_stops_output() {
     // Twilio was holding at most the lead when the clear came.
     let summary = call.session.summary();
     assert_eq!(summary.barge_ins, 1);
-    assert_eq!(
-        summary.bot_turns,
-        vec![(TurnId(1), "Hello there. ".to_owned(), true)]
-    );
+    // The one turn, interrupted (what was heard: the BargeIn above), and no other report of it.
+    assert_eq!((summary.bot_turns, summary.interrupted_bot_turns), (1, 1));
+    assert_eq!(call.barge_ins(), [(TurnId(1), "Hello there. ".to_owned())]);
     // Late audio for the interrupted turn is dropped.
     let before = summary.frames_out;
     call.say(1, &tone(24_000, 500), 24_000, "More. ");
@@ -195,10 +198,9 @@ fn marks_echoed_after_clear_are_not_heard() {
             .iter()
             .any(|e| matches!(e, BrainEvent::TurnPlayed { .. }))
     );
-    assert_eq!(
-        call.session.summary().bot_turns,
-        vec![(TurnId(1), heard, true)]
-    );
+    assert_eq!(call.barge_ins(), [(TurnId(1), heard)]);
+    let summary = call.session.summary();
+    assert_eq!((summary.bot_turns, summary.interrupted_bot_turns), (1, 1));
 }
 
 #[test]

@@ -109,11 +109,10 @@ fn after_stop_nothing_is_sent() {
     call.advance(Duration::from_secs(5));
     assert_eq!(call.session.summary().frames_out, media_before);
     assert_eq!(call.session.summary().end_reason, Some(EndReason::Stopped));
-    // The unfinished turn is in the record, interrupted.
-    assert_eq!(
-        call.session.summary().bot_turns,
-        vec![(TurnId(1), String::new(), true)]
-    );
+    // The unfinished turn is counted, interrupted; none of it was heard (no mark came back).
+    let summary = call.session.summary();
+    assert_eq!((summary.bot_turns, summary.interrupted_bot_turns), (1, 1));
+    assert!(call.echoes().is_empty(), "{:?}", call.log);
     assert_silent_after_end(&mut call);
 }
 
@@ -286,10 +285,10 @@ fn hangup_plays_the_queued_audio_then_closes_normally() {
         .unwrap()
         .0;
     assert_eq!(close_at - call.t0, Duration::from_millis(1500));
-    assert_eq!(
-        call.session.summary().bot_turns,
-        vec![(TurnId(1), "Thanks, goodbye.".into(), false)]
-    );
+    // Its one chunk ("Thanks, goodbye.") was heard: the turn played out, not interrupted.
+    assert_eq!(call.echoes(), ["t1c0"]);
+    let summary = call.session.summary();
+    assert_eq!((summary.bot_turns, summary.interrupted_bot_turns), (1, 0));
     assert!(
         call.brain_events()
             .contains(&BrainEvent::TurnPlayed { turn: TurnId(1) })
@@ -370,10 +369,11 @@ fn audio_for_a_newer_turn_ends_the_open_one() {
         !events.contains(&BrainEvent::TurnPlayed { turn: TurnId(2) }),
         "no TurnEnd yet"
     );
-    assert_eq!(
-        call.session.summary().bot_turns,
-        vec![(TurnId(1), "One. ".into(), false)]
-    );
+    // Turn 1 was heard in full ("One. " and the unmarked tail) and played out; turn 2 is not
+    // finished.
+    assert_eq!(call.echoes(), ["t1c0", "t1c1", "t2c0"]);
+    let summary = call.session.summary();
+    assert_eq!((summary.bot_turns, summary.interrupted_bot_turns), (1, 0));
 }
 
 #[test]

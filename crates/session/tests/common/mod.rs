@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use voxbridge_audio::{mulaw, wav};
-use voxbridge_session::{BrainEvent, Input, Output, Session, SessionConfig};
+use voxbridge_session::{BrainEvent, Input, Output, Session, SessionConfig, TurnId};
 use voxbridge_twilio::media::{OutboundDecoder, OutboundEvent, Track, TwilioEncoder};
 use voxbridge_twilio::sid::{AccountSid, CallSid, StreamSid};
 
@@ -288,6 +288,26 @@ impl Call {
 
     pub fn sent(&self) -> impl Iterator<Item = &Out> {
         self.log.iter().map(|(_, o)| o)
+    }
+
+    /// The mark names Twilio echoed, in order.
+    pub fn echoes(&self) -> Vec<&str> {
+        self.sent()
+            .filter_map(|o| match o {
+                Out::Echo(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every [`BrainEvent::BargeIn`] the brain got: the turn and the text heard.
+    pub fn barge_ins(&self) -> Vec<(TurnId, String)> {
+        self.sent()
+            .filter_map(|o| match o {
+                Out::Brain(BrainEvent::BargeIn { turn, heard, .. }) => Some((*turn, heard.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn brain_events(&self) -> Vec<BrainEvent> {
