@@ -41,9 +41,11 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the voice bridge on `[media].listen`: Media Streams (`<Connect><Stream>`) and
-    /// ConversationRelay with the screening agent (`<Connect><ConversationRelay>`).
+    /// ConversationRelay with the screening agent (`<Connect><ConversationRelay>`), and the
+    /// companion API on the same port (`api.in_serve`, the default).
     Serve,
-    /// Run the companion HTTP service: screening calls, TwiML, Twilio webhooks ([api], [store]).
+    /// Run the companion HTTP service alone on `[api].listen`: screening calls, TwiML, Twilio
+    /// webhooks ([api], [store]); for `api.in_serve = false`.
     Api,
     /// Push a WAV file through the inbound Media Streams path exactly as Twilio would send it
     /// (mu-law 20 ms frames as `media` JSON) and report the utterances the pipeline detects.
