@@ -239,15 +239,7 @@ async fn store_down_behaviour(h: &common::Harness) {
         assert_eq!(status, 200, "inbound call {i}: {xml}");
         assert!(xml.contains(CONNECT), "inbound call {i}: {xml}");
     }
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics_text().await;
     assert!(
         metrics
             .lines()

@@ -409,15 +409,7 @@ async fn async_amd_machine_redirects_the_live_call_to_the_voicemail_message() {
     );
     assert_eq!(h.state.metrics().voicemail_redirects.get(), 1);
     // The redirect was one timed REST call.
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics_text().await;
     assert!(
         metrics
             .lines()

@@ -276,6 +276,18 @@ impl Harness {
             .unwrap()
     }
 
+    /// `GET /metrics`: the exposition text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn api_get(&self, path: &str) -> (StatusCode, Value) {
         let response = self
             .http
