@@ -10,23 +10,21 @@
 //! - Both drain on SIGTERM: each exits 0 within `api.drain_timeout_ms`-like bounds, and every
 //!   webhook answered 2xx before the signal is in the database afterwards.
 //!
-//! PostgreSQL comes from `DATABASE_URL` (a `postgres://` URL) or `127.0.0.1:5432/test`, Redis
-//! from `REDIS_URL` or `127.0.0.1:6379`; a fresh database and a fresh Redis key prefix per run.
-//! If either is unreachable the test prints `SKIPPED` and returns (and fails under `CI=true`,
-//! where `scripts/services.sh` starts both).
+//! PostgreSQL comes from `DATABASE_URL` (a `postgres://` URL) or the role and database
+//! `scripts/services.sh` provisions, Redis from `REDIS_URL` or `127.0.0.1:6379`; a fresh database
+//! and a fresh Redis key prefix per run. If either does not answer, the test records a skip and
+//! returns (a failure under `CI=true`, where `scripts/services.sh` starts both).
 
 mod api_process;
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use api_process::{free_port, signed_webhook, start_api};
 
-use sqlx::Connection as _;
 use voxbridge_store::{Store, StoreConfig};
+use voxbridge_testkit::TestDatabase;
 
 const TOKEN: &str = "fleet-auth-token";
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -39,41 +37,18 @@ fn webhook(addr: &str, path: &str, params: &[(&str, &str)]) -> (u16, String) {
     signed_webhook(addr, TOKEN, PUBLIC_URL, path, params)
 }
 
-/// A test whose service is unreachable: a failure under `CI=true`, else a loud skip.
-fn service_missing(what: &str) {
-    let message = format!("SKIPPED: fleet: {what}");
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{message} (CI=true: the service must be up; scripts/services.sh starts it)"
-    );
-    eprintln!("{message}");
-}
-
-fn redis_addr() -> String {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let rest = url.trim_start_matches("redis://");
-    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    host.split('/').next().unwrap_or(host).to_owned()
-}
-
-fn redis_answers(addr: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut reply = [0u8; 16];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream
-            .read(&mut reply)
-            .is_ok_and(|n| reply[..n].starts_with(b"+PONG"))
-}
-
 fn unique() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     format!("{}_{nanos}", std::process::id())
+}
+
+/// The fleet's shared Redis and the run's key prefix.
+struct Redis {
+    url: String,
+    prefix: String,
 }
 
 /// One `voxbridge api` of the fleet; killed if the test ends early.
@@ -85,7 +60,7 @@ struct Instance {
 
 impl Instance {
     /// Starts an instance in its own directory under `dir` and waits until it is healthy.
-    fn start(dir: &Path, name: &str, database_url: &str, redis_prefix: &str) -> Self {
+    fn start(dir: &Path, name: &str, database_url: &str, redis: &Redis) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -94,10 +69,10 @@ impl Instance {
             format!(
                 "[api]\nlisten = \"{addr}\"\npublic_url = \"{PUBLIC_URL}\"\n\n\
                  [api.twilio]\nauth_token = \"{TOKEN}\"\n\n\
-                 [api.rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://{}\"\n\
-                 redis_key_prefix = \"{redis_prefix}\"\n\n\
+                 [api.rate_limit]\nbackend = \"redis\"\nredis_url = \"{}\"\n\
+                 redis_key_prefix = \"{}\"\n\n\
                  [store]\ndatabase_url = \"{database_url}\"\n",
-                redis_addr()
+                redis.url, redis.prefix
             ),
         )
         .unwrap();
@@ -182,62 +157,24 @@ fn status(addr: &str, call_sid: &str, status: &str, sequence: u32) -> u16 {
     code
 }
 
-/// Drops the run's database even when the test panics.
-struct DropDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(&sql).execute(&mut admin).await;
-                    }
-                });
-        })
-        .join();
-    }
-}
-
 #[tokio::test]
 async fn two_instances_share_limits_records_and_drain() {
-    let base = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let mut admin = match sqlx::PgConnection::connect(&base).await {
-        Ok(c) => c,
-        Err(e) => return service_missing(&format!("PostgreSQL unreachable at {base}: {e}")),
+    let test = "fleet: two_instances_share_limits_records_and_drain";
+    let Some(redis_url) = voxbridge_testkit::require_redis(test) else {
+        return;
     };
-    if !redis_answers(&redis_addr()) {
-        return service_missing(&format!("Redis unreachable at {}", redis_addr()));
-    }
-    let run = unique();
-    let db = format!("voxbridge_fleet_{run}");
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    admin.close().await.unwrap();
-    let _drop = DropDatabase {
-        admin_url: base.clone(),
-        name: db.clone(),
+    let Some(db) = TestDatabase::create(test).await else {
+        return;
     };
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    let database_url = format!("{prefix}/{db}");
-    let redis_prefix = format!("voxbridge:fleet:{run}:");
+    let database_url = db.url.clone();
+    let redis = Redis {
+        url: redis_url,
+        prefix: format!("voxbridge:fleet:{}:", unique()),
+    };
     let dir = tempfile::tempdir().unwrap();
 
-    let mut a = Instance::start(dir.path(), "a", &database_url, &redis_prefix);
-    let mut b = Instance::start(dir.path(), "b", &database_url, &redis_prefix);
+    let mut a = Instance::start(dir.path(), "a", &database_url, &redis);
+    let mut b = Instance::start(dir.path(), "b", &database_url, &redis);
     let fleet = [a.addr.clone(), b.addr.clone()];
 
     // Shared rate limit: 7 calls from one number, alternating instances: 5 connect, 2 refused.

@@ -113,7 +113,7 @@ async fn a_redelivered_inbound_call_counts_once_on_sqlite_in_memory() {
 #[tokio::test]
 async fn a_redelivered_inbound_call_counts_once_on_sqlite_with_redis() {
     let Some(url) =
-        common::redis_url("a_redelivered_inbound_call_counts_once_on_sqlite_with_redis").await
+        common::redis_url("a_redelivered_inbound_call_counts_once_on_sqlite_with_redis")
     else {
         return;
     };
@@ -130,11 +130,10 @@ async fn a_redelivered_inbound_call_counts_once_on_sqlite_with_redis() {
 #[tokio::test]
 async fn a_redelivered_inbound_call_counts_once_on_postgres_with_redis() {
     let test = "a_redelivered_inbound_call_counts_once_on_postgres_with_redis";
-    let db = match common::TestDatabase::create(test).await {
-        Ok(db) => db,
-        Err(why) => return common::service_missing(&why),
+    let Some(db) = common::TestDatabase::create(test).await else {
+        return;
     };
-    let Some(url) = common::redis_url(test).await else {
+    let Some(url) = common::redis_url(test) else {
         return;
     };
     let h = start_on(tempfile::tempdir().unwrap(), db.url.clone(), |c| {
@@ -148,13 +147,12 @@ async fn a_redelivered_inbound_call_counts_once_on_postgres_with_redis() {
 
 #[tokio::test]
 async fn a_redelivered_inbound_call_counts_once_on_postgres_in_memory() {
-    let db = match common::TestDatabase::create(
+    let Some(db) = common::TestDatabase::create(
         "a_redelivered_inbound_call_counts_once_on_postgres_in_memory",
     )
     .await
-    {
-        Ok(db) => db,
-        Err(why) => return common::service_missing(&why),
+    else {
+        return;
     };
     let h = start_on(tempfile::tempdir().unwrap(), db.url.clone(), |_| {}).await;
     a_call_sid_counts_once(&h).await;
@@ -220,13 +218,12 @@ async fn with_the_sqlite_store_closed_inbound_fails_open_and_callbacks_get_503()
 /// The same with the PostgreSQL database dropped under the running service.
 #[tokio::test]
 async fn with_the_postgres_database_gone_inbound_fails_open_and_callbacks_get_503() {
-    let db = match common::TestDatabase::create(
+    let Some(db) = common::TestDatabase::create(
         "with_the_postgres_database_gone_inbound_fails_open_and_callbacks_get_503",
     )
     .await
-    {
-        Ok(db) => db,
-        Err(why) => return common::service_missing(&why),
+    else {
+        return;
     };
     let h = start_on(tempfile::tempdir().unwrap(), db.url.clone(), |_| {}).await;
     db.drop_now().await;

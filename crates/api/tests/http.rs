@@ -538,18 +538,9 @@ async fn inbound_calls_are_rate_limited_in_memory() {
 
 #[tokio::test]
 async fn inbound_calls_are_rate_limited_in_redis() {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    if redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .is_err()
-    {
-        common::service_missing(&format!(
-            "inbound_calls_are_rate_limited_in_redis: Redis unreachable at {url}"
-        ));
+    let Some(url) = common::redis_url("inbound_calls_are_rate_limited_in_redis") else {
         return;
-    }
+    };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -563,6 +554,35 @@ async fn inbound_calls_are_rate_limited_in_redis() {
     .await;
     inbound_limit_behaviour(&h).await;
     assert_eq!(h.state.metrics().rate_limit_store_failures.get(), 0);
+}
+
+/// A hung Redis (the connection opens, nothing ever answers) is not a refused one: each inbound
+/// call still gets its TwiML, connected (fail open), within the limiter's timeout plus a little,
+/// so Twilio's 15 s webhook timeout is never near.
+#[tokio::test]
+async fn inbound_fails_open_within_the_timeout_when_redis_hangs() {
+    // Bound, never accepted: handshakes complete in the backlog, no byte comes back.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let timeout = std::time::Duration::from_millis(200);
+    let address = hung.local_addr().unwrap();
+    let h = start(move |c| {
+        c.rate_limit.backend = LimiterBackend::Redis;
+        c.rate_limit.redis_url = format!("redis://{address}").into();
+        c.rate_limit.redis_timeout = timeout;
+    })
+    .await;
+    for i in 0..3 {
+        let started = std::time::Instant::now();
+        let xml = inbound(&h, i, "+14158675309").await;
+        let took = started.elapsed();
+        assert!(xml.contains("<ConversationRelay"), "call {i}: {xml}");
+        assert!(
+            took >= timeout && took < timeout + std::time::Duration::from_millis(400),
+            "call {i} answered after {took:?} (limiter timeout {timeout:?})"
+        );
+    }
+    assert_eq!(h.state.metrics().rate_limit_store_failures.get(), 3);
+    drop(hung);
 }
 
 #[tokio::test]

@@ -17,15 +17,13 @@ fn request(text: &str) -> TtsRequest {
     }
 }
 
-/// Loud skip when espeak-ng is missing (CI installs it; see scripts/setup).
-fn espeak(config: EspeakConfig) -> Option<EspeakTts> {
-    match EspeakTts::new(config) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            eprintln!("SKIPPED: espeak-ng not installed ({e})");
-            None
-        }
+/// The synthesiser, or `None` (a counted skip, a failure under CI) when espeak-ng is not
+/// installed. When it is, any error building it fails the test.
+fn espeak(test: &str, config: EspeakConfig) -> Option<EspeakTts> {
+    if !voxbridge_testkit::require_tool(test, "espeak-ng") {
+        return None;
     }
+    Some(EspeakTts::new(config).expect("espeak-ng is installed: the synthesiser must build"))
 }
 
 async fn speak(tts: &EspeakTts, text: &str) -> (Vec<i16>, u32, usize) {
@@ -48,7 +46,7 @@ async fn speak(tts: &EspeakTts, text: &str) -> (Vec<i16>, u32, usize) {
 
 #[tokio::test]
 async fn speaks_a_sentence_at_its_rate() {
-    let Some(tts) = espeak(EspeakConfig::default()) else {
+    let Some(tts) = espeak("speaks_a_sentence_at_its_rate", EspeakConfig::default()) else {
         return;
     };
     let (pcm, rate, chunks) =
@@ -65,16 +63,22 @@ async fn speaks_a_sentence_at_its_rate() {
 #[tokio::test]
 async fn rate_setting_changes_the_length() {
     let text = "One two three four five six seven eight nine ten.";
-    let Some(slow) = espeak(EspeakConfig {
-        rate_wpm: 100,
-        ..EspeakConfig::default()
-    }) else {
+    let Some(slow) = espeak(
+        "rate_setting_changes_the_length",
+        EspeakConfig {
+            rate_wpm: 100,
+            ..EspeakConfig::default()
+        },
+    ) else {
         return;
     };
-    let fast = espeak(EspeakConfig {
-        rate_wpm: 300,
-        ..EspeakConfig::default()
-    })
+    let fast = espeak(
+        "rate_setting_changes_the_length",
+        EspeakConfig {
+            rate_wpm: 300,
+            ..EspeakConfig::default()
+        },
+    )
     .expect("espeak exists");
     let (slow_pcm, ..) = speak(&slow, text).await;
     let (fast_pcm, ..) = speak(&fast, text).await;
@@ -88,7 +92,7 @@ async fn rate_setting_changes_the_length() {
 
 #[tokio::test]
 async fn text_is_never_an_option() {
-    let Some(tts) = espeak(EspeakConfig::default()) else {
+    let Some(tts) = espeak("text_is_never_an_option", EspeakConfig::default()) else {
         return;
     };
     // Passed on stdin, so this is spoken (not parsed as `--help` or `-w file`).
@@ -106,10 +110,10 @@ fn process_state(pid: u32) -> Option<char> {
 
 #[tokio::test]
 async fn dropping_the_stream_kills_espeak() {
-    let Some(binary) = which("espeak-ng") else {
-        eprintln!("SKIPPED: espeak-ng not installed");
+    if !voxbridge_testkit::require_tool("dropping_the_stream_kills_espeak", "espeak-ng") {
         return;
-    };
+    }
+    let binary = voxbridge_testkit::find_on_path("espeak-ng").expect("found just now");
     // A wrapper that records its PID, then becomes espeak-ng (exec keeps the PID). The text is
     // minutes of speech and nobody reads the pipe after the first chunk, so espeak-ng blocks
     // on its full stdout: it is alive until something kills it.
@@ -183,12 +187,6 @@ async fn a_failing_binary_is_unavailable_with_its_stderr() {
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 fn tempdir() -> PathBuf {

@@ -1,16 +1,15 @@
 //! The same behaviour checks against a real SQLite file and a real PostgreSQL server (a fresh
 //! database per test run, dropped afterwards). PostgreSQL comes from `DATABASE_URL` when it is a
-//! `postgres://` URL, else `postgres://postgres@127.0.0.1:5432/test`; if it is unreachable the
-//! PostgreSQL half prints `SKIPPED` and returns (and fails under `CI=true`). The checks
+//! `postgres://` URL, else the role and database `scripts/services.sh` provisions; if no server
+//! answers, the PostgreSQL half records a skip and returns (a failure under `CI=true`). The checks
 //! themselves are in `scenarios/`; after them each test corrupts two JSON columns through its
 //! own connection and checks the error names the column.
 
 mod scenarios;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use sqlx::Connection as _;
 use voxbridge_store::{Backend, Store, StoreConfig};
+use voxbridge_testkit::TestDatabase;
 
 use scenarios::{CORRUPT_JSON, behaviour, invalid_json_names_its_column};
 
@@ -51,69 +50,15 @@ async fn sqlite_file_store_behaves() {
     assert_eq!(journal, "wal");
 }
 
-fn postgres_base() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// Drops the per-run database even when the test panics (from a thread with its own runtime,
-/// since `Drop` cannot await).
-struct DropDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-                sqlx::query(&sql).execute(&mut admin).await.unwrap();
-            });
-        })
-        .join();
-    }
-}
-
-/// A fresh PostgreSQL database for this run (dropped when the guard goes), or `None` after
-/// [`service_missing`] when the server is unreachable.
-async fn fresh_postgres(test: &str) -> Option<(StoreConfig, DropDatabase)> {
-    let base = postgres_base();
-    let mut admin = match sqlx::PgConnection::connect(&base).await {
-        Ok(c) => c,
-        Err(e) => {
-            service_missing(&format!("{test}: PostgreSQL unreachable at {base}: {e}"));
-            return None;
-        }
-    };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let db = format!("voxbridge_test_{}_{nanos}", std::process::id());
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    admin.close().await.unwrap();
-    let guard = DropDatabase {
-        admin_url: base.clone(),
-        name: db.clone(),
-    };
-    let (prefix, _) = base.rsplit_once('/').unwrap();
+/// A fresh PostgreSQL database for this run (dropped with the guard), or `None` (a counted
+/// skip) when no server answers.
+async fn fresh_postgres(test: &str) -> Option<(StoreConfig, TestDatabase)> {
+    let db = TestDatabase::create(test).await?;
     let config = StoreConfig {
-        database_url: format!("{prefix}/{db}").into(),
+        database_url: db.url.clone().into(),
         ..StoreConfig::default()
     };
-    Some((config, guard))
+    Some((config, db))
 }
 
 #[tokio::test]
@@ -209,15 +154,4 @@ async fn unsupported_urls_name_the_key() {
         text.contains("store.database_url") && !text.contains("pw"),
         "{text}"
     );
-}
-
-/// A test whose service (Redis/PostgreSQL) is unreachable: under `CI=true` that is a failure,
-/// because `.ci/run` starts the services; elsewhere the test says so loudly and skips.
-fn service_missing(what: &str) {
-    let message = format!("SKIPPED: {what}");
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{message} (CI=true: the service must be up; scripts/services.sh starts it)"
-    );
-    eprintln!("{message}");
 }

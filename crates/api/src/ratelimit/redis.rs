@@ -130,11 +130,14 @@ impl RedisLimiter {
         &self,
         work: impl Future<Output = Result<T, LimiterError>>,
     ) -> Result<T, LimiterError> {
+        let timed_out =
+            || LimiterError::Timeout(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX));
         let result = match tokio::time::timeout(self.timeout, work).await {
+            // The client's own connection/response timeout (the same figure) may fire first:
+            // it is the same event, reported the same way.
+            Ok(Err(LimiterError::Redis(e))) if e.is_timeout() => Err(timed_out()),
             Ok(result) => result,
-            Err(_) => Err(LimiterError::Timeout(
-                u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
-            )),
+            Err(_) => Err(timed_out()),
         };
         if result.is_err() {
             self.reset().await;

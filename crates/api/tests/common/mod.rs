@@ -336,109 +336,13 @@ pub fn status_params<'a>(
     ]
 }
 
-/// A test whose service (Redis/PostgreSQL) is unreachable: under `CI=true` that is a failure,
-/// because `.ci/run` starts the services; elsewhere the test says so loudly and skips.
-pub fn service_missing(what: &str) {
-    let message = format!("SKIPPED: {what}");
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{message} (CI=true: the service must be up; scripts/services.sh starts it)"
-    );
-    eprintln!("{message}");
-}
+#[allow(unused_imports)]
+pub use voxbridge_testkit::TestDatabase;
 
-/// The PostgreSQL server tests use: `DATABASE_URL` when it is a `postgres://` URL, else
-/// `postgres://postgres@127.0.0.1:5432/test`.
-pub fn postgres_base() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A fresh PostgreSQL database for one test, dropped (connections and all) with the value.
-#[derive(Debug)]
-pub struct TestDatabase {
-    admin_url: String,
-    name: String,
-    /// Its URL.
-    pub url: String,
-}
-
-impl TestDatabase {
-    /// Creates one, or says why not (the server is unreachable).
-    pub async fn create(test: &str) -> Result<Self, String> {
-        use sqlx::Connection as _;
-        let base = postgres_base();
-        let mut admin = sqlx::PgConnection::connect(&base)
-            .await
-            .map_err(|e| format!("{test}: PostgreSQL unreachable at {base}: {e}"))?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!("voxbridge_api_test_{}_{nanos}", std::process::id());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let (prefix, _) = base.rsplit_once('/').unwrap();
-        Ok(Self {
-            url: format!("{prefix}/{name}"),
-            admin_url: base,
-            name,
-        })
-    }
-
-    /// Drops the database now, closing every connection to it (the store goes down).
-    pub async fn drop_now(&self) {
-        use sqlx::Connection as _;
-        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        // `Drop` cannot await: a thread with its own runtime does it.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                use sqlx::Connection as _;
-                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(&sql).execute(&mut admin).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-/// The Redis server tests use (`REDIS_URL`, else `redis://127.0.0.1:6379`), if it answers.
-pub async fn redis_url(test: &str) -> Option<String> {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    match redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-    {
-        Ok(_) => Some(url),
-        Err(e) => {
-            service_missing(&format!("{test}: Redis unreachable at {url}: {e}"));
-            None
-        }
-    }
+/// The Redis server tests use (`REDIS_URL`, else `redis://127.0.0.1:6379`), if one answers
+/// `PING`; otherwise the skip is recorded (a failure under CI).
+pub fn redis_url(test: &str) -> Option<String> {
+    voxbridge_testkit::require_redis(test)
 }
 
 /// A Redis key prefix no other test run uses.
