@@ -50,6 +50,9 @@ pub struct RelaySession {
     bad_in_a_row: u32,
     /// Words of the current bot turn (the speaking-time estimate).
     turn_words: usize,
+    /// Whether the current bot turn's text so far ends inside a word: a piece that goes on
+    /// without a space (an LLM token like `lo` after `Hel`, or `,`) continues that word.
+    turn_in_word: bool,
     /// Whether the last `text` sent had `last: true`.
     turn_closed: bool,
     /// When the last bot turn is expected to have been spoken.
@@ -82,6 +85,7 @@ impl RelaySession {
             held: None,
             bad_in_a_row: 0,
             turn_words: 0,
+            turn_in_word: false,
             turn_closed: true,
             spoken_at: None,
             pending_end: None,
@@ -508,9 +512,10 @@ impl RelaySession {
                 if self.turn_closed {
                     self.turn_closed = false;
                     self.turn_words = 0;
+                    self.turn_in_word = false;
                     self.spoken_at = None;
                 }
-                self.turn_words += word_count(&text);
+                self.count_words(&text);
                 self.held = Some((text, interruptible));
             }
             DialogEvent::TurnEnd { .. } => self.close_turn(),
@@ -530,6 +535,19 @@ impl RelaySession {
                     Err(e) => warn!(error = %e, "dialog asked for an invalid language; not sent"),
                 }
             }
+        }
+    }
+
+    /// Adds the words `piece` starts to the turn's count. Pieces are counted as one text, not
+    /// each on its own: the model's tokens split words (`Hel` `lo`) and punctuation (`Hi` `,`),
+    /// and counting each token as a word would stretch the speaking-time estimate.
+    fn count_words(&mut self, piece: &str) {
+        for c in piece.chars() {
+            let in_word = !c.is_whitespace();
+            if in_word && !self.turn_in_word {
+                self.turn_words += 1;
+            }
+            self.turn_in_word = in_word;
         }
     }
 
@@ -649,10 +667,6 @@ impl RelaySession {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn word_count(text: &str) -> usize {
-    text.split_whitespace().count()
 }
 
 /// An instant so far ahead that a shell sleeping until it will be woken by something else.
