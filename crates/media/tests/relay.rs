@@ -19,15 +19,6 @@ use voxbridge_session::relay::Handoff;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// The value of the metric line starting with `prefix` in the bridge's `/metrics` text.
-fn metric(server: &relay_common::TestServer, prefix: &str) -> u64 {
-    let text = server.state.render_metrics();
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{prefix} missing:\n{text}"))
-}
-
 /// A binary frame the size of a Media Streams payload: ConversationRelay only sends text.
 async fn send_binary(twilio: &mut Relay) {
     twilio
@@ -483,8 +474,8 @@ async fn a_run_of_binary_frames_closes_1007_at_the_tenth() {
     assert_eq!(record.bad_messages, 19);
     assert_eq!(record.call_sid, "CA10000000000000000000000000000016");
     assert_eq!(
-        metric(
-            &server,
+        relay_common::metric(
+            &server.state,
             "voxbridge_calls_ended_total{transport=\"relay\",reason=\"malformed-messages\"} "
         ),
         1
@@ -527,8 +518,8 @@ async fn max_call_duration_sends_end_max_duration_and_records_it() {
     assert_eq!(result.outcome, Some(Outcome::Incomplete));
     assert_eq!(result.answers.len(), 1);
     assert_eq!(
-        metric(
-            &server,
+        relay_common::metric(
+            &server.state,
             "voxbridge_calls_ended_total{transport=\"relay\",reason=\"max-duration\"} "
         ),
         1
@@ -593,8 +584,8 @@ async fn after_the_drain_deadline_live_sessions_close_1001_and_are_recorded() {
         "the session without setup: {records:?}"
     );
     assert_eq!(
-        metric(
-            &server,
+        relay_common::metric(
+            &server.state,
             "voxbridge_calls_ended_total{transport=\"relay\",reason=\"shutdown\"} "
         ),
         2

@@ -78,14 +78,8 @@ impl Peer {
     /// The tokens of one talk cycle, up to the one with `last: true`, concatenated.
     async fn turn(&mut self) -> String {
         let mut text = String::new();
-        loop {
-            let message = self.next_json().await;
-            assert_eq!(message["type"], "text", "expected text, got {message}");
-            text.push_str(message["token"].as_str().expect("token is a string"));
-            if message["last"] == true {
-                return text;
-            }
-        }
+        while !relay_common::add_token(&mut text, &self.next_json().await) {}
+        text
     }
 
     fn send_text(&self, text: &str) {
