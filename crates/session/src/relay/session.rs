@@ -49,10 +49,7 @@ pub struct RelaySession {
     held: Option<(String, bool)>,
     bad_in_a_row: u32,
     /// Words of the current bot turn (the speaking-time estimate).
-    turn_words: usize,
-    /// Whether the current bot turn's text so far ends inside a word: a piece that goes on
-    /// without a space (an LLM token like `lo` after `Hel`, or `,`) continues that word.
-    turn_in_word: bool,
+    turn_words: WordCount,
     /// Whether the last `text` sent had `last: true`.
     turn_closed: bool,
     /// When the last bot turn is expected to have been spoken.
@@ -84,8 +81,7 @@ impl RelaySession {
             in_turn: false,
             held: None,
             bad_in_a_row: 0,
-            turn_words: 0,
-            turn_in_word: false,
+            turn_words: WordCount::default(),
             turn_closed: true,
             spoken_at: None,
             pending_end: None,
@@ -511,11 +507,10 @@ impl RelaySession {
             } => {
                 if self.turn_closed {
                     self.turn_closed = false;
-                    self.turn_words = 0;
-                    self.turn_in_word = false;
+                    self.turn_words = WordCount::default();
                     self.spoken_at = None;
                 }
-                self.count_words(&text);
+                self.turn_words.add(&text);
                 self.held = Some((text, interruptible));
             }
             DialogEvent::TurnEnd { .. } => self.close_turn(),
@@ -535,19 +530,6 @@ impl RelaySession {
                     Err(e) => warn!(error = %e, "dialog asked for an invalid language; not sent"),
                 }
             }
-        }
-    }
-
-    /// Adds the words `piece` starts to the turn's count. Pieces are counted as one text, not
-    /// each on its own: the model's tokens split words (`Hel` `lo`) and punctuation (`Hi` `,`),
-    /// and counting each token as a word would stretch the speaking-time estimate.
-    fn count_words(&mut self, piece: &str) {
-        for c in piece.chars() {
-            let in_word = !c.is_whitespace();
-            if in_word && !self.turn_in_word {
-                self.turn_words += 1;
-            }
-            self.turn_in_word = in_word;
         }
     }
 
@@ -583,7 +565,7 @@ impl RelaySession {
     fn turn_spoken(&mut self) {
         self.turn_closed = true;
         self.summary.bot_turns += 1;
-        let speaking = self.speaking_time(self.turn_words);
+        let speaking = self.speaking_time(self.turn_words.words);
         self.spoken_at = Some(
             self.now
                 .checked_add(speaking)
@@ -662,6 +644,28 @@ impl RelaySession {
         self.summary.end = Some(why);
         self.out.push_back(RelayOutput::Ended(self.summary.clone()));
         self.out.push_back(RelayOutput::Close { code, reason });
+    }
+}
+
+/// The words of a bot turn streamed in pieces, counted as one text: the model's tokens split
+/// words (`Hel` `lo`) and punctuation (`Hi` `,`), and counting each piece on its own would
+/// stretch the speaking-time estimate.
+#[derive(Debug, Default)]
+struct WordCount {
+    words: usize,
+    /// The text so far ends inside a word: a piece that goes on without a space continues it.
+    in_word: bool,
+}
+
+impl WordCount {
+    fn add(&mut self, piece: &str) {
+        for c in piece.chars() {
+            let in_word = !c.is_whitespace();
+            if in_word && !self.in_word {
+                self.words += 1;
+            }
+            self.in_word = in_word;
+        }
     }
 }
 
