@@ -5,12 +5,28 @@
 mod common;
 mod relay_common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use relay_common::{Relay, ScreeningOf, connect_relay, setup_json, start};
-use voxbridge_media::RelayEnd;
+use futures::SinkExt;
+use relay_common::{Relay, ScreeningOf, connect_relay, setup_json, start, start_with};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use voxbridge_media::{MediaConfig, RelayEnd};
 use voxbridge_screening::{AnswerStatus, AnswerValue, Outcome, Speaker};
+use voxbridge_session::SessionConfig;
 use voxbridge_session::relay::Handoff;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A binary frame the size of a Media Streams payload: ConversationRelay only sends text.
+async fn send_binary(twilio: &mut Relay) {
+    twilio
+        .ws
+        .send(Message::binary(vec![0xFF_u8; 160]))
+        .await
+        .expect("send a binary frame");
+}
 
 #[tokio::test]
 async fn happy_path_is_qualified_and_recorded() {
@@ -413,4 +429,166 @@ async fn shutdown_drains_live_sessions() {
     let record = server.sessions.wait_one().await;
     assert_eq!(record.end, RelayEnd::CallerHungUp);
     (&mut server.task).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn binary_frames_and_messages_before_setup_are_bad_messages_the_session_survives() {
+    let server = start().await;
+    let mut twilio = Relay::open(&server).await;
+    // Before `setup`: a prompt and a binary frame are malformed and skipped.
+    twilio
+        .send(r#"{ "type": "prompt", "voicePrompt": "hello?", "lang": "en-US", "last": true }"#)
+        .await;
+    send_binary(&mut twilio).await;
+    let greeting = twilio.setup("CA10000000000000000000000000000015").await;
+    assert!(greeting.contains("legally authorized"), "{greeting}");
+    // After `setup`: a binary frame is skipped, the interview goes on.
+    send_binary(&mut twilio).await;
+    assert!(twilio.say("yes").await.contains("at least 18"));
+    twilio.close().await;
+    let record = server.sessions.wait_one().await;
+    assert_eq!(record.end, RelayEnd::CallerHungUp);
+    assert_eq!(record.bad_messages, 3);
+    // The prompt before `setup` was no caller turn.
+    assert_eq!(record.caller_turns, 1);
+    assert_eq!(record.screening().unwrap().answers.len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_of_binary_frames_closes_1007_at_the_tenth() {
+    let server = start().await;
+    let mut twilio = Relay::open(&server).await;
+    // Nine in a row before `setup` leave the session alive: `setup` is still answered.
+    for _ in 0..9 {
+        send_binary(&mut twilio).await;
+    }
+    twilio.setup("CA10000000000000000000000000000016").await;
+    for _ in 0..10 {
+        send_binary(&mut twilio).await;
+    }
+    assert_eq!(twilio.expect_close().await, Some(1007));
+    let record = server.sessions.wait_one().await;
+    assert_eq!(record.end, RelayEnd::Malformed);
+    assert_eq!(record.end.label(), "malformed-messages");
+    assert_eq!(record.bad_messages, 19);
+    assert_eq!(record.call_sid, "CA10000000000000000000000000000016");
+    assert_eq!(
+        relay_common::metric(
+            &server.state,
+            "voxbridge_calls_ended_total{transport=\"relay\",reason=\"malformed-messages\"} "
+        ),
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn max_call_duration_sends_end_max_duration_and_records_it() {
+    let max = Duration::from_millis(1500);
+    let server = start_with(
+        Arc::new(relay_common::screenings()),
+        MediaConfig {
+            session: SessionConfig {
+                max_call_duration: max,
+                ..SessionConfig::default()
+            },
+            ..relay_common::config()
+        },
+    )
+    .await;
+    let opened = Instant::now();
+    let mut twilio = Relay::open(&server).await;
+    twilio.setup("CA10000000000000000000000000000017").await;
+    assert!(twilio.say("yes").await.contains("at least 18"));
+    // The caller then says nothing; the silence timeout (8 s) is far off.
+    let handoff = twilio.expect_end().await;
+    let at = opened.elapsed();
+    assert!(at >= max, "end after {at:?}, before {max:?}");
+    assert!(at < max + SECOND / 2, "end after {at:?}, {max:?} promised");
+    assert_eq!(handoff["reasonCode"], "max-duration");
+    assert_eq!(handoff["reason"], "Maximum call duration reached");
+    // Twilio closes after `end`.
+    twilio.close().await;
+    let record = server.sessions.wait_one().await;
+    assert_eq!(record.end, RelayEnd::MaxDuration);
+    assert_eq!(record.end.label(), "max-duration");
+    assert!(record.duration >= max, "{:?}", record.duration);
+    let result = record.screening().expect("a dialog ran");
+    assert_eq!(result.outcome, Some(Outcome::Incomplete));
+    assert_eq!(result.answers.len(), 1);
+    assert_eq!(
+        relay_common::metric(
+            &server.state,
+            "voxbridge_calls_ended_total{transport=\"relay\",reason=\"max-duration\"} "
+        ),
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn after_the_drain_deadline_live_sessions_close_1001_and_are_recorded() {
+    let drain = Duration::from_millis(600);
+    let mut server = start_with(
+        Arc::new(relay_common::screenings()),
+        MediaConfig {
+            drain_timeout: drain,
+            ..relay_common::config()
+        },
+    )
+    .await;
+    let mut live = Relay::open(&server).await;
+    live.setup("CA10000000000000000000000000000018").await;
+    // A second socket that has not sent `setup` yet.
+    let mut early = Relay::open(&server).await;
+    common::eventually(SECOND, "both sockets counted", || {
+        server.state.connections() == 2
+    })
+    .await;
+    let began = Instant::now();
+    server.shutdown.cancel();
+    // During the drain the live session goes on.
+    assert!(live.say("yes").await.contains("at least 18"));
+    assert_eq!(live.expect_close().await, Some(1001));
+    assert_eq!(early.expect_close().await, Some(1001));
+    let closed = began.elapsed();
+    assert!(closed >= drain, "closed after {closed:?}, drain {drain:?}");
+    assert!(
+        closed < drain + SECOND,
+        "closed after {closed:?}, drain {drain:?}"
+    );
+    (&mut server.task)
+        .await
+        .expect("server task")
+        .expect("serve returns Ok after the drain");
+    // Both records went to the sink before `serve` returned.
+    let records = server.sessions.0.lock().expect("not poisoned").clone();
+    assert_eq!(records.len(), 2, "{records:?}");
+    for record in &records {
+        assert_eq!(record.end, RelayEnd::Shutdown);
+        assert_eq!(record.end.label(), "shutdown");
+    }
+    let gathered = records
+        .iter()
+        .find(|r| r.call_sid == "CA10000000000000000000000000000018")
+        .expect("the live session's record");
+    let result = gathered.screening().expect("a dialog ran");
+    assert_eq!(result.outcome, Some(Outcome::Incomplete));
+    assert_eq!(result.answers.len(), 1);
+    assert_eq!(gathered.bot_turns, 2);
+    assert!(
+        records
+            .iter()
+            .any(|r| r.call_sid.is_empty() && r.agent.is_none()),
+        "the session without setup: {records:?}"
+    );
+    assert_eq!(
+        relay_common::metric(
+            &server.state,
+            "voxbridge_calls_ended_total{transport=\"relay\",reason=\"shutdown\"} "
+        ),
+        2
+    );
+    assert_eq!(server.state.connections(), 0);
 }

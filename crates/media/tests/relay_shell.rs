@@ -75,6 +75,17 @@ impl Peer {
         }
     }
 
+    /// The tokens of one talk cycle, up to the one with `last: true`, concatenated.
+    async fn turn(&mut self) -> String {
+        let mut text = String::new();
+        while !relay_common::add_token(&mut text, &self.next_json().await) {}
+        text
+    }
+
+    fn send_text(&self, text: &str) {
+        self.send(Message::Text(text.into()));
+    }
+
     /// The close frame (code, reason).
     async fn expect_close(&mut self) -> (u16, String) {
         match self.next().await {
@@ -241,4 +252,94 @@ async fn a_session_whose_output_is_held_up_still_reads_the_caller() {
     assert_eq!(record.end, RelayEnd::SlowPeer);
     assert_eq!(record.bad_messages, 3);
     assert_eq!(record.caller_turns, 3);
+}
+
+/// Not the 400 ms default, so a driver that did not pass `relay_speech_ms_per_word` on fails.
+const PER_WORD: Duration = Duration::from_millis(250);
+/// The shipped script's `silence_timeout_ms` (the default, 8000).
+const SCRIPT_SILENCE: Duration = Duration::from_secs(8);
+const AGENT_SILENT: &str =
+    r#"{"type":"info","name":"agentSpeaking","value":"off","ts":1752091234567}"#;
+
+/// How long Twilio is assumed to speak `line`: `relay_speech_ms_per_word` x its words.
+fn speaking_time(line: &str) -> Duration {
+    PER_WORD * u32::try_from(line.split_whitespace().count()).expect("a short line")
+}
+
+fn estimating_state() -> (MediaState, relay_common::Sessions) {
+    state(MediaConfig {
+        relay_speech_per_word: PER_WORD,
+        ..relay_common::config()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_silence_timer_starts_once_the_turn_has_been_spoken_by_the_estimate() {
+    let (state, _sessions) = estimating_state();
+    let mut twilio = Peer::open(&state);
+    twilio.send(setup());
+    let greeting = twilio.turn().await;
+    let sent = tokio::time::Instant::now();
+    assert!(
+        speaking_time(&greeting) > Duration::from_secs(2),
+        "{greeting}"
+    );
+    let reprompt = twilio.turn().await;
+    assert!(reprompt.contains("still there"), "{reprompt}");
+    assert_eq!(sent.elapsed(), speaking_time(&greeting) + SCRIPT_SILENCE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn agent_speaking_off_starts_the_silence_timer_at_once() {
+    let (state, _sessions) = estimating_state();
+    let mut twilio = Peer::open(&state);
+    twilio.send(setup());
+    let greeting = twilio.turn().await;
+    let sent = tokio::time::Instant::now();
+    // Twilio finished speaking after 1 s, well before the estimate.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        speaking_time(&greeting) > Duration::from_secs(2),
+        "{greeting}"
+    );
+    twilio.send_text(AGENT_SILENT);
+    let reprompt = twilio.turn().await;
+    assert!(reprompt.contains("still there"), "{reprompt}");
+    assert_eq!(sent.elapsed(), Duration::from_secs(1) + SCRIPT_SILENCE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn end_waits_for_the_closing_line_by_the_estimate_or_until_agent_speaking_off() {
+    let (state, sessions) = estimating_state();
+    for twilio_says_when in [None, Some(Duration::from_millis(300))] {
+        let mut twilio = Peer::open(&state);
+        twilio.send(setup());
+        twilio.turn().await;
+        twilio.send_text(
+            r#"{ "type": "prompt", "voicePrompt": "no, I'm not authorized", "lang": "en-US", "last": true }"#,
+        );
+        let closing = twilio.turn().await;
+        let sent = tokio::time::Instant::now();
+        assert!(closing.contains("requires work authorization"), "{closing}");
+        if let Some(after) = twilio_says_when {
+            tokio::time::sleep(after).await;
+            twilio.send_text(AGENT_SILENT);
+        }
+        let end = twilio.next_json().await;
+        assert_eq!(end["type"], "end", "{end}");
+        assert_eq!(
+            sent.elapsed(),
+            twilio_says_when.unwrap_or_else(|| speaking_time(&closing)),
+            "agentSpeaking off after {twilio_says_when:?}"
+        );
+        // Twilio closes after `end`.
+        twilio.send(Message::Close(None));
+        let record = twilio.task.await.expect("driver task");
+        assert!(
+            matches!(&record.end, RelayEnd::Agent(handoff) if handoff.reason_code == "knock-out"),
+            "{:?}",
+            record.end
+        );
+    }
+    assert_eq!(sessions.len(), 2);
 }

@@ -9,7 +9,8 @@ use relay_common::{
     Out, Relay, SILENCE, config, dialog_end, interrupt, partial, prompt, say, text, turn_end,
 };
 use voxbridge_session::relay::{
-    DialogEvent, DialogRequest, MAX_PENDING_INPUTS, RelayInput, RelayOutput, RelayState,
+    DialogEvent, DialogRequest, MAX_PENDING_INPUTS, RelayConfig, RelayInput, RelayOutput,
+    RelayState,
 };
 
 fn user_said(at_ms: u64, words: &str) -> Out {
@@ -268,6 +269,83 @@ fn agent_speaking_off_during_an_open_talk_cycle_is_ignored() {
     relay.input(turn_end());
     relay.input(RelayInput::TurnFinished);
     assert_eq!(relay.wake, relay.opened + Duration::from_secs(1) + SILENCE);
+}
+
+#[test]
+fn the_default_estimate_is_400_ms_per_word() {
+    // README, `[media].relay_speech_ms_per_word`: 400 by default.
+    let defaults = RelayConfig::default();
+    assert_eq!(defaults.speech_per_word, Duration::from_millis(400));
+    let mut relay = Relay::started(defaults);
+    // Five words: spoken by 2 s, then the silence timeout.
+    relay.answer("Hi Ana, are you ready?");
+    assert_eq!(relay.wake, relay.opened + Duration::from_secs(2) + SILENCE);
+    assert_eq!(relay.advance(Duration::from_millis(9_999)), []);
+    assert_eq!(
+        relay.advance(Duration::from_millis(1)),
+        [Out::Dialog(10_000, DialogRequest::Silence { ms: 8000 })]
+    );
+}
+
+#[test]
+fn the_estimate_counts_the_words_of_the_whole_turn_not_its_pieces() {
+    let mut relay = Relay::started(config());
+    // An LLM's tokens split words and punctuation: "Hello there, Ana. Are you 18?" is six
+    // words however it is cut.
+    for piece in [
+        "Hel", "lo", " there", ",", " Ana", ".", " Are", " you", " ", "18", "?",
+    ] {
+        relay.input(say(piece));
+        relay.input(RelayInput::DialogWaiting);
+    }
+    relay.input(turn_end());
+    relay.input(RelayInput::TurnFinished);
+    assert_eq!(
+        relay.wake,
+        relay.opened + Duration::from_millis(600) + SILENCE
+    );
+    // The next turn counts afresh, even though the last piece ended inside a word.
+    relay.frame(&prompt("yes"));
+    relay.input(say("Good"));
+    relay.input(RelayInput::DialogWaiting);
+    relay.input(say("."));
+    relay.input(turn_end());
+    relay.input(RelayInput::TurnFinished);
+    assert_eq!(
+        relay.wake,
+        relay.opened + Duration::from_millis(100) + SILENCE
+    );
+}
+
+#[test]
+fn agent_speaking_off_sends_the_pending_end_at_once() {
+    let mut relay = Relay::started(config());
+    relay.input(RelayInput::Dialog(DialogEvent::Text {
+        text: "one two three four five six seven eight nine ten, goodbye.".into(),
+        interruptible: false,
+    }));
+    relay.input(RelayInput::Dialog(DialogEvent::TurnEnd { last: true }));
+    relay.input(dialog_end("screening-complete", "All questions answered"));
+    relay.input(RelayInput::TurnFinished);
+    // Eleven words: `end` would wait 1.1 s for them.
+    assert_eq!(relay.wake, relay.opened + Duration::from_millis(1100));
+    assert_eq!(relay.advance(Duration::from_millis(300)), []);
+    // Twilio says the line is over: nothing is left to wait for.
+    assert_eq!(
+        relay.frame(
+            r#"{ "type": "info", "name": "agentSpeaking", "value": "off", "ts": 1752091234567 }"#
+        ),
+        []
+    );
+    assert_eq!(relay.wake, relay.now);
+    assert_eq!(
+        relay.advance(Duration::ZERO),
+        [relay_common::end(
+            "screening-complete",
+            "All questions answered"
+        )]
+    );
+    assert_eq!(relay.session.state(), RelayState::Ending);
 }
 
 #[test]

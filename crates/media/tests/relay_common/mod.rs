@@ -167,6 +167,23 @@ pub fn setup_json(call_sid: &str, screening: &str) -> String {
     )
 }
 
+/// Adds the token of a `text` message to `turn`; whether it closed the talk cycle
+/// (`last: true`). Panics on any other message.
+pub fn add_token(turn: &mut String, message: &serde_json::Value) -> bool {
+    assert_eq!(message["type"], "text", "expected text, got {message}");
+    turn.push_str(message["token"].as_str().expect("token is a string"));
+    message["last"] == true
+}
+
+/// The value of the metric line starting with `prefix` in the bridge's `/metrics` text.
+pub fn metric(state: &MediaState, prefix: &str) -> u64 {
+    let text = state.render_metrics();
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{prefix} missing:\n{text}"))
+}
+
 const WAIT: Duration = Duration::from_secs(5);
 
 /// One simulated ConversationRelay session.
@@ -219,14 +236,8 @@ impl Relay {
     /// The tokens of one talk cycle, up to the one with `last: true`, concatenated.
     pub async fn turn(&mut self) -> String {
         let mut text = String::new();
-        loop {
-            let message = self.next_json().await;
-            assert_eq!(message["type"], "text", "expected text, got {message}");
-            text.push_str(message["token"].as_str().expect("token is a string"));
-            if message["last"] == true {
-                return text;
-            }
-        }
+        while !add_token(&mut text, &self.next_json().await) {}
+        text
     }
 
     /// Says something (a final prompt) and returns the agent's answer.

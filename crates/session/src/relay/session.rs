@@ -49,7 +49,7 @@ pub struct RelaySession {
     held: Option<(String, bool)>,
     bad_in_a_row: u32,
     /// Words of the current bot turn (the speaking-time estimate).
-    turn_words: usize,
+    turn_words: WordCount,
     /// Whether the last `text` sent had `last: true`.
     turn_closed: bool,
     /// When the last bot turn is expected to have been spoken.
@@ -81,7 +81,7 @@ impl RelaySession {
             in_turn: false,
             held: None,
             bad_in_a_row: 0,
-            turn_words: 0,
+            turn_words: WordCount::default(),
             turn_closed: true,
             spoken_at: None,
             pending_end: None,
@@ -507,10 +507,10 @@ impl RelaySession {
             } => {
                 if self.turn_closed {
                     self.turn_closed = false;
-                    self.turn_words = 0;
+                    self.turn_words = WordCount::default();
                     self.spoken_at = None;
                 }
-                self.turn_words += word_count(&text);
+                self.turn_words.add(&text);
                 self.held = Some((text, interruptible));
             }
             DialogEvent::TurnEnd { .. } => self.close_turn(),
@@ -565,7 +565,7 @@ impl RelaySession {
     fn turn_spoken(&mut self) {
         self.turn_closed = true;
         self.summary.bot_turns += 1;
-        let speaking = self.speaking_time(self.turn_words);
+        let speaking = self.speaking_time(self.turn_words.words);
         self.spoken_at = Some(
             self.now
                 .checked_add(speaking)
@@ -647,12 +647,30 @@ impl RelaySession {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+/// The words of a bot turn streamed in pieces, counted as one text: the model's tokens split
+/// words (`Hel` `lo`) and punctuation (`Hi` `,`), and counting each piece on its own would
+/// stretch the speaking-time estimate.
+#[derive(Debug, Default)]
+struct WordCount {
+    words: usize,
+    /// The text so far ends inside a word: a piece that goes on without a space continues it.
+    in_word: bool,
 }
 
-fn word_count(text: &str) -> usize {
-    text.split_whitespace().count()
+impl WordCount {
+    fn add(&mut self, piece: &str) {
+        for c in piece.chars() {
+            let in_word = !c.is_whitespace();
+            if in_word && !self.in_word {
+                self.words += 1;
+            }
+            self.in_word = in_word;
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// An instant so far ahead that a shell sleeping until it will be woken by something else.
