@@ -50,6 +50,10 @@ enum Command {
     /// Push a WAV file through the inbound Media Streams path exactly as Twilio would send it
     /// (mu-law 20 ms frames as `media` JSON) and report the utterances the pipeline detects.
     Replay(cli::replay::Args),
+    /// Recognise WAV files through the inbound Media Streams path (8 kHz mu-law frames ->
+    /// resample -> VAD) and `[speech]`'s recogniser; prints each utterance's span, text and
+    /// recognition time.
+    Transcribe(cli::transcribe::Args),
     /// Compute or check an X-Twilio-Signature (auth token read from the environment).
     #[command(subcommand)]
     Signature(cli::signature::Command),
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
         Command::Serve => cli::serve::run(config),
         Command::Api => cli::api::run(config),
         Command::Replay(args) => cli::replay::run(&config, &args),
+        Command::Transcribe(args) => cli::transcribe::run(&config, &args),
         Command::Signature(cmd) => cli::signature::run(&cmd),
         Command::Twiml(cmd) => cli::twiml::run(&cmd),
         Command::Config(args) => cli::config::run(&config, &args),

@@ -9,6 +9,7 @@ pub(crate) mod replay;
 pub(crate) mod serve;
 pub(crate) mod signature;
 pub(crate) mod sim;
+pub(crate) mod transcribe;
 pub(crate) mod twiml;
 
 /// Parses `KEY=VALUE` command-line pairs.

@@ -41,22 +41,63 @@ pub(crate) fn run(config: &Config, args: &Args) -> Result<()> {
     if samples.is_empty() {
         bail!("{} holds no audio", args.wav.display());
     }
-
-    // What Twilio would put on the wire: 8 kHz mu-law in 20 ms frames.
-    let mut to_8k = StreamResampler::new(rate, TWILIO_RATE)?;
-    let mut pcm8k = Vec::with_capacity(samples.len() * TWILIO_RATE as usize / rate as usize + 1);
-    to_8k.process(&samples, &mut pcm8k);
-    to_8k.flush(&mut pcm8k);
-    let mut wire = Vec::with_capacity(pcm8k.len());
-    mulaw::encode(&pcm8k, &mut wire);
-    let messages = twilio_media_messages(&wire);
+    let mut replayed = inbound(config, &samples, rate)?;
     if let Some(path) = &args.write_frames {
         let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-        for m in &messages {
+        for m in &replayed.messages {
             writeln!(file, "{m}")?;
         }
         file.flush()?;
     }
+    let pipeline_rate = replayed.pipeline_rate;
+    if let Some(path) = &args.write_heard {
+        let mut heard: Vec<i16> = Vec::new();
+        for utterance in &replayed.utterances {
+            if let Some(pcm) = &utterance.pcm {
+                heard.extend_from_slice(pcm);
+            }
+        }
+        wav::write_wav(path, &heard, pipeline_rate)?;
+    }
+
+    let audio = Duration::from_secs_f64(replayed.wire_samples as f64 / f64::from(TWILIO_RATE));
+    let resampler_delay = StreamResampler::new(TWILIO_RATE, pipeline_rate)?.delay();
+    report(
+        &args.wav,
+        audio,
+        pipeline_rate,
+        &replayed.utterances,
+        &mut replayed.costs,
+        resampler_delay,
+    )
+}
+
+/// What the inbound path made of a file.
+pub(crate) struct Replayed {
+    /// The `media` messages Twilio would have sent.
+    messages: Vec<String>,
+    /// Samples on the wire (8 kHz mu-law).
+    wire_samples: usize,
+    /// The utterances the session handed the brain.
+    pub(crate) utterances: Vec<Heard>,
+    /// What each frame cost the session.
+    costs: Vec<Duration>,
+    /// The rate of the utterances' audio.
+    pub(crate) pipeline_rate: u32,
+}
+
+/// Pushes `samples` (at `rate`) through the inbound Media Streams path: resampled to 8 kHz,
+/// mu-law encoded in 20 ms `media` messages, then into the call's real [`Session`] with
+/// `[media]`'s settings (decode, resample to the pipeline rate, VAD).
+pub(crate) fn inbound(config: &Config, samples: &[i16], rate: u32) -> Result<Replayed> {
+    // What Twilio would put on the wire: 8 kHz mu-law in 20 ms frames.
+    let mut to_8k = StreamResampler::new(rate, TWILIO_RATE)?;
+    let mut pcm8k = Vec::with_capacity(samples.len() * TWILIO_RATE as usize / rate as usize + 1);
+    to_8k.process(samples, &mut pcm8k);
+    to_8k.flush(&mut pcm8k);
+    let mut wire = Vec::with_capacity(pcm8k.len());
+    mulaw::encode(&pcm8k, &mut wire);
+    let messages = twilio_media_messages(&wire);
 
     // The production inbound path: the call's real sans-IO `Session`, fed `connected`, `start`
     // and one `media` message per 20 ms of stream time, as the `/media` driver feeds it.
@@ -70,7 +111,6 @@ pub(crate) fn run(config: &Config, args: &Args) -> Result<()> {
         session.handle_input(origin, Input::Text(text));
         drain(&mut session, Duration::ZERO, &mut utterances);
     }
-    let mut heard: Vec<i16> = Vec::new();
     let mut costs = Vec::with_capacity(messages.len());
     for (i, text) in messages.iter().enumerate() {
         let at = Duration::from_millis(20 * i as u64);
@@ -82,25 +122,13 @@ pub(crate) fn run(config: &Config, args: &Args) -> Result<()> {
     if let Some(error) = session.last_error() {
         bail!("the session refused a replayed frame: {error}");
     }
-    if let Some(path) = &args.write_heard {
-        for utterance in &utterances {
-            if let Some(pcm) = &utterance.pcm {
-                heard.extend_from_slice(pcm);
-            }
-        }
-        wav::write_wav(path, &heard, pipeline_rate)?;
-    }
-
-    let audio = Duration::from_secs_f64(wire.len() as f64 / f64::from(TWILIO_RATE));
-    let resampler_delay = StreamResampler::new(TWILIO_RATE, pipeline_rate)?.delay();
-    report(
-        &args.wav,
-        audio,
+    Ok(Replayed {
+        messages,
+        wire_samples: wire.len(),
+        utterances,
+        costs,
         pipeline_rate,
-        &utterances,
-        &mut costs,
-        resampler_delay,
-    )
+    })
 }
 
 /// Twilio's `connected` message, as the Media Streams docs show it.
@@ -111,13 +139,13 @@ const START: &str = r#"{"event":"start","sequenceNumber":"1","start":{"accountSi
 
 /// One utterance as the brain would get it.
 #[derive(Debug)]
-struct Heard {
+pub(crate) struct Heard {
     /// When the session reported speech (stream time of the frame that triggered it).
     onset: Duration,
     /// The utterance's audio boundaries; `None` while still speaking at the end.
-    span: Option<(Duration, Duration)>,
+    pub(crate) span: Option<(Duration, Duration)>,
     /// Its audio at the pipeline rate.
-    pcm: Option<Vec<i16>>,
+    pub(crate) pcm: Option<Vec<i16>>,
 }
 
 /// Takes the session's output after one input: brain events become [`Heard`] entries;

@@ -59,8 +59,15 @@ pub use voxbridge_config::Secret;
 pub enum AsrKind {
     /// `/v1/audio/transcriptions` of an OpenAI-compatible server.
     Openai,
-    /// No ASR: agents that need one fail to start with a message naming this key.
+    /// The embedded Whisper recogniser (`[speech.local]`); startup fails naming the model
+    /// directory when its model is missing.
+    Local,
+    /// `local` when its model is installed (and the binary was built with the `whisper`
+    /// feature), else `none`. The default: a machine set up with `scripts/setup.sh` hears
+    /// speech with no account.
     #[default]
+    Auto,
+    /// No ASR: agents that need one fail to start with a message naming this key.
     None,
 }
 
@@ -158,7 +165,8 @@ impl StageTimeouts {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpeechConfig {
-    /// Recogniser: `openai` or `none` (default `none`).
+    /// Recogniser: `openai`, `local`, `auto` or `none` (default `auto`: `local` when its model
+    /// is installed, else `none`).
     pub asr: AsrKind,
     /// Language model: `openai` or `none` (default `none`).
     pub llm: LlmKind,
@@ -168,6 +176,8 @@ pub struct SpeechConfig {
     pub speech_to_speech: SpeechToSpeechKind,
     /// OpenAI-compatible servers.
     pub openai: OpenAiConfig,
+    /// `[speech.local]`: the embedded Whisper recogniser.
+    pub local: LocalAsrConfig,
     /// The local espeak-ng synthesiser (also the spoken fallback when it is installed).
     pub espeak: EspeakConfig,
     /// `[speech.pipeline]`: turn budget, stage timeouts, retries and fallbacks of the `voice`
@@ -183,11 +193,12 @@ pub struct SpeechConfig {
 impl Default for SpeechConfig {
     fn default() -> Self {
         Self {
-            asr: AsrKind::None,
+            asr: AsrKind::Auto,
             llm: LlmKind::None,
             tts: TtsKind::Espeak,
             speech_to_speech: SpeechToSpeechKind::None,
             openai: OpenAiConfig::default(),
+            local: LocalAsrConfig::default(),
             espeak: EspeakConfig::default(),
             pipeline: PipelineConfig::default(),
             assistant: AssistantConfig::default(),
@@ -357,6 +368,67 @@ impl Default for OpenAiRealtimeConfig {
             transcription_model: "gpt-4o-mini-transcribe".to_owned(),
             timeouts: StageTimeouts::new(5_000, 5_000, 10_000),
         }
+    }
+}
+
+/// `[speech.local]`: the embedded Whisper recogniser (`speech.asr = "local"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalAsrConfig {
+    /// A `CTranslate2` Whisper model directory (`model.bin`, `config.json`, `tokenizer.json`). Empty =
+    /// `$VOXBRIDGE_MODEL_DIR/whisper-tiny.en`, else `~/.cache/voxbridge/models/whisper-tiny.en`,
+    /// where `scripts/setup.sh` installs Whisper tiny.en.
+    pub model_dir: String,
+    /// Worker threads decoding at once, each with its own copy of the model (1..=64, default 1:
+    /// one decode already uses both cores of a small machine).
+    pub workers: usize,
+    /// `CTranslate2` threads per decode (0 = its default, 0..=64).
+    pub threads_per_worker: usize,
+    /// Utterances waiting for a worker (1..=1024, default 8); when full, a request is refused at
+    /// once and the turn retries or speaks the fallback line. The wait counts against the turn
+    /// budget (`speech.pipeline.turn_budget_ms`).
+    pub queue: usize,
+    /// Beam width (1 = greedy, 1..=16, default 5: greedy decoding of tiny.en loops on some
+    /// noisy answers, "our ex-wife, our ex-wife, ...").
+    pub beam_size: usize,
+    /// Text put before every utterance as previous context (names, vocabulary); a request's own
+    /// prompt follows it. Empty = none.
+    pub initial_prompt: String,
+    /// Language hint (ISO-639-1) for multilingual models (default `en`); English-only `.en`
+    /// models ignore it.
+    pub language: String,
+}
+
+impl Default for LocalAsrConfig {
+    fn default() -> Self {
+        Self {
+            model_dir: String::new(),
+            workers: 1,
+            threads_per_worker: 0,
+            queue: 8,
+            beam_size: 5,
+            initial_prompt: String::new(),
+            language: "en".to_owned(),
+        }
+    }
+}
+
+impl LocalAsrConfig {
+    pub(crate) fn validate(&self) -> Result<(), SpeechConfigError> {
+        for (key, value, lo, hi) in [
+            ("workers", self.workers, 1, 64),
+            ("threads_per_worker", self.threads_per_worker, 0, 64),
+            ("queue", self.queue, 1, 1024),
+            ("beam_size", self.beam_size, 1, 16),
+        ] {
+            if !(lo..=hi).contains(&value) {
+                return Err(SpeechConfigError::Invalid {
+                    key: format!("local.{key}"),
+                    problem: format!("{value} is out of range; use {lo}..={hi}"),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -15,6 +15,7 @@ pub mod config;
 pub mod espeak;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
+pub mod local;
 pub mod openai;
 pub mod providers;
 pub mod realtime;
@@ -154,6 +155,10 @@ pub struct AsrRequest {
     pub language: Option<String>,
     /// Prompt hint: words to expect (job title, names), or the bot's last question.
     pub prompt: Option<String>,
+    /// When the transcript stops being useful (the turn budget's end, wall clock). The local
+    /// recogniser does not start a request it cannot finish by then and gives up waiting at it;
+    /// remote providers are bounded by the caller's timeout instead.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// What a recogniser reports for one utterance.

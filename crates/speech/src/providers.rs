@@ -58,6 +58,9 @@ impl SpeechConfig {
                 .and_then(|e| invalid("openai.asr", OpenAiAsr::new(&e, &openai.asr)))?;
             providers.asr = Some(Arc::new(asr));
         }
+        if matches!(self.asr, AsrKind::Local | AsrKind::Auto) {
+            providers.asr = self.build_local_asr(env)?;
+        }
         if self.llm == LlmKind::Openai {
             if openai.llm.temperature > 2.0 {
                 return Err(SpeechConfigError::Invalid {
@@ -129,6 +132,53 @@ impl SpeechConfig {
             providers.speech_to_speech = Some(Arc::new(realtime));
         }
         Ok(providers)
+    }
+
+    /// The embedded recogniser: required for `local` (a missing model is an error naming the
+    /// directory and the setup command), used by `auto` when its model is installed.
+    fn build_local_asr(
+        &self,
+        env: EnvLookup<'_>,
+    ) -> Result<Option<Arc<dyn Asr>>, SpeechConfigError> {
+        self.local.validate()?;
+        let explicit = self.asr == AsrKind::Local;
+        let dir = if self.local.model_dir.trim().is_empty() {
+            crate::local::default_model_dir(env)
+        } else {
+            std::path::PathBuf::from(self.local.model_dir.trim())
+        };
+        if let Err(problem) = crate::local::check_model_dir(&dir) {
+            if explicit {
+                return Err(SpeechConfigError::Invalid {
+                    key: "local.model_dir".into(),
+                    problem,
+                });
+            }
+            tracing::info!(%problem, "speech.asr = \"auto\": no local recogniser, ASR off");
+            return Ok(None);
+        }
+        #[cfg(feature = "whisper")]
+        {
+            let asr = invalid("local", crate::local::start_whisper(dir, &self.local))?;
+            Ok(Some(Arc::new(asr)))
+        }
+        #[cfg(not(feature = "whisper"))]
+        {
+            let problem = format!(
+                "a model is installed in {} but this binary was built without the `whisper` feature",
+                dir.display()
+            );
+            if explicit {
+                return Err(SpeechConfigError::Invalid {
+                    key: "asr".into(),
+                    problem: format!(
+                        "{problem}; rebuild with default features, or set speech.asr to \"openai\" or \"none\""
+                    ),
+                });
+            }
+            tracing::info!(%problem, "speech.asr = \"auto\": ASR off");
+            Ok(None)
+        }
     }
 
     /// The espeak-ng synthesiser: required when it is the TTS, else the optional fallback.
@@ -532,6 +582,59 @@ mod tests {
             };
             assert!(message.contains(key), "{text:?} -> {message}");
         }
+    }
+
+    #[test]
+    fn a_missing_local_model_is_named_with_the_setup_command() {
+        let config = parse("asr = \"local\"\n[local]\nmodel_dir = \"/nonexistent/whisper\"\n")
+            .expect("parse");
+        let err = config
+            .build_with_env(&no_env)
+            .expect_err("no model")
+            .to_string();
+        assert!(
+            err.contains("speech.local.model_dir")
+                && err.contains("/nonexistent/whisper")
+                && err.contains("model.bin")
+                && err.contains("scripts/setup.sh"),
+            "{err}"
+        );
+        // `auto` (the default) quietly goes without.
+        let config = parse("[local]\nmodel_dir = \"/nonexistent/whisper\"\n").expect("parse");
+        assert_eq!(config.asr, AsrKind::Auto);
+        let providers = config
+            .build_with_env(&no_env)
+            .expect("auto without a model");
+        assert!(providers.asr("voice").is_err());
+        let err = parse("asr = \"local\"\n[local]\nbeam_size = 0\n")
+            .expect("parse")
+            .build_with_env(&no_env)
+            .expect_err("beam 0")
+            .to_string();
+        assert!(err.contains("speech.local.beam_size"), "{err}");
+    }
+
+    #[test]
+    fn the_default_model_dir_follows_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(
+            crate::local::default_model_dir(&env(&[("HOME", "/home/u")])),
+            std::path::Path::new("/home/u/.cache/voxbridge/models/whisper-tiny.en")
+        );
+        assert_eq!(
+            crate::local::default_model_dir(&env(&[
+                ("HOME", "/home/u"),
+                ("VOXBRIDGE_MODEL_DIR", "/models")
+            ])),
+            std::path::Path::new("/models/whisper-tiny.en")
+        );
     }
 
     #[test]

@@ -211,6 +211,7 @@ async fn asr_sends_wav_and_hints_as_multipart() {
         },
         language: Some("en".into()),
         prompt: Some("Software engineer, Rust, Kubernetes".into()),
+        deadline: None,
     }))
     .await;
     assert_eq!(
@@ -392,6 +393,7 @@ async fn http_errors_map_to_provider_errors() {
         },
         language: None,
         prompt: None,
+        deadline: None,
     }))
     .await;
     assert!(

@@ -160,6 +160,7 @@ impl Reply {
             audio: AudioChunk { pcm, sample_rate },
             language: None,
             prompt: None,
+            deadline: Some(deadline.into_std()),
         };
         let limit = self.config().asr_timeout;
         let mut failed = 0;

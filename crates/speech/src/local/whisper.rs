@@ -1,0 +1,304 @@
+//! Whisper through `CTranslate2` (`ct2rs`): the [`Recognizer`] behind `speech.asr = "local"`.
+//!
+//! ct2rs's high-level `Whisper` is not used, for three reasons that cost words on short phone
+//! answers: it always puts a language and task token in the prompt (English-only `.en` models
+//! are trained without them), it has no previous-text prompt (the question being asked), and its
+//! features are normalised frame by frame with the 30 s padding left at zero, where Whisper
+//! normalises over the whole window and pads with silence. So the features are computed here as
+//! Whisper's own `log_mel_spectrogram` does, and the prompt is built here; `CTranslate2` does the
+//! encoder and the decoding (int8, no timestamps, configurable beam).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ct2rs::Tokenizer as _;
+use ct2rs::sys::{ComputeType, Config, Device, Whisper, WhisperOptions};
+use ct2rs::tokenizers::hf::Tokenizer;
+use rustfft::num_complex::Complex;
+use rustfft::{Fft, FftPlanner};
+
+use super::{Recognizer, check_model_dir};
+
+/// Whisper's feature extractor (its `preprocessor_config.json`): 16 kHz, 25 ms windows every
+/// 10 ms, 30 s windows of 3000 frames.
+const N_FFT: usize = 400;
+const HOP: usize = 160;
+const CHUNK_SAMPLES: usize = 480_000;
+const CHUNK_FRAMES: usize = CHUNK_SAMPLES / HOP;
+/// Most previous-text tokens Whisper takes (half its 448-token context, less one).
+const MAX_PROMPT_TOKENS: usize = 223;
+/// Whisper's silence rule: a window whose no-speech probability is above this and whose
+/// average log-probability is below [`SILENCE_LOGPROB`] is taken as no speech.
+const NO_SPEECH_THRESHOLD: f32 = 0.6;
+const SILENCE_LOGPROB: f32 = -1.0;
+
+/// How to decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhisperSettings {
+    /// Beam width (1 = greedy).
+    pub beam_size: usize,
+    /// `CTranslate2` threads for one decode (0 = its default).
+    pub threads: usize,
+}
+
+/// One loaded model with its tokenizer and feature extractor. Not shared: each pool worker
+/// loads its own (tiny.en in int8 is about 40 MB).
+pub struct WhisperRecognizer {
+    model: Whisper,
+    tokenizer: Tokenizer,
+    mel: MelFilters,
+    fft: Arc<dyn Fft<f32>>,
+    window: Vec<f32>,
+    options: WhisperOptions,
+    multilingual: bool,
+}
+
+impl std::fmt::Debug for WhisperRecognizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperRecognizer")
+            .field("model", &self.model)
+            .field("multilingual", &self.multilingual)
+            .field("beam_size", &self.options.beam_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WhisperRecognizer {
+    /// Loads the `CTranslate2` Whisper model in `dir` for int8 inference on the CPU.
+    pub fn load(dir: &Path, settings: &WhisperSettings) -> Result<Self, String> {
+        check_model_dir(dir)?;
+        let config = Config {
+            device: Device::CPU,
+            compute_type: ComputeType::INT8,
+            num_threads_per_replica: settings.threads,
+            ..Config::default()
+        };
+        let model = Whisper::new(dir, config)
+            .map_err(|e| format!("cannot load the Whisper model in {}: {e}", dir.display()))?;
+        let mut tokenizer = Tokenizer::new(dir)
+            .map_err(|e| format!("cannot load {}/tokenizer.json: {e}", dir.display()))?;
+        // Prompt text is encoded as plain tokens: the special ones are placed by `prompt`.
+        tokenizer.disable_spacial_token();
+        let n_mels = model.n_mels();
+        let mut planner = FftPlanner::new();
+        Ok(Self {
+            multilingual: model.is_multilingual(),
+            model,
+            tokenizer,
+            mel: MelFilters::new(n_mels),
+            fft: planner.plan_fft_forward(N_FFT),
+            window: (0..N_FFT)
+                .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / N_FFT as f32).cos())
+                .collect(),
+            options: WhisperOptions {
+                beam_size: settings.beam_size.max(1),
+                return_scores: true,
+                return_no_speech_prob: true,
+                ..WhisperOptions::default()
+            },
+        })
+    }
+
+    /// The decoder's start: previous text (when given), then the start-of-transcript sequence
+    /// (language and task tokens only for multilingual models), no timestamps.
+    fn prompt(
+        &self,
+        previous: Option<&str>,
+        language: Option<&str>,
+    ) -> Result<Vec<String>, String> {
+        let mut prompt = Vec::new();
+        if let Some(text) = previous.map(str::trim).filter(|t| !t.is_empty()) {
+            let tokens = self
+                .tokenizer
+                .encode(&format!(" {text}"))
+                .map_err(|e| format!("cannot tokenize the prompt: {e}"))?;
+            prompt.push("<|startofprev|>".to_owned());
+            let skip = tokens.len().saturating_sub(MAX_PROMPT_TOKENS);
+            prompt.extend(tokens.into_iter().skip(skip));
+        }
+        prompt.push("<|startoftranscript|>".to_owned());
+        if self.multilingual {
+            prompt.push(format!("<|{}|>", language.unwrap_or("en")));
+            prompt.push("<|transcribe|>".to_owned());
+        }
+        prompt.push("<|notimestamps|>".to_owned());
+        Ok(prompt)
+    }
+
+    /// Whisper's log-mel features of one window of up to 30 s, zero-padded to 30 s, as
+    /// `[n_mels, 3000]` row-major.
+    fn features(&self, audio: &[f32]) -> Vec<f32> {
+        let mut padded = vec![0.0f32; CHUNK_SAMPLES];
+        let n = audio.len().min(CHUNK_SAMPLES);
+        padded[..n].copy_from_slice(&audio[..n]);
+        let n_mels = self.mel.rows.len();
+        let mut out = vec![0.0f32; n_mels * CHUNK_FRAMES];
+        let mut buffer = vec![Complex::new(0.0f32, 0.0); N_FFT];
+        let mut scratch = vec![Complex::new(0.0f32, 0.0); self.fft.get_inplace_scratch_len()];
+        let mut power = vec![0.0f32; N_FFT / 2 + 1];
+        for frame in 0..CHUNK_FRAMES {
+            // torch.stft(center=True, pad_mode="reflect"): frame t is centred on sample t*HOP.
+            let centre = (frame * HOP) as isize;
+            for (k, slot) in buffer.iter_mut().enumerate() {
+                let at = reflect(centre + k as isize - (N_FFT / 2) as isize, CHUNK_SAMPLES);
+                *slot = Complex::new(padded[at] * self.window[k], 0.0);
+            }
+            self.fft.process_with_scratch(&mut buffer, &mut scratch);
+            for (p, c) in power.iter_mut().zip(&buffer) {
+                *p = c.norm_sqr();
+            }
+            for (m, row) in self.mel.rows.iter().enumerate() {
+                let energy: f32 = row
+                    .weights
+                    .iter()
+                    .zip(&power[row.start..])
+                    .map(|(w, p)| w * p)
+                    .sum();
+                out[m * CHUNK_FRAMES + frame] = energy.max(1e-10).log10();
+            }
+        }
+        let top = out.iter().copied().fold(f32::NEG_INFINITY, f32::max) - 8.0;
+        for v in &mut out {
+            *v = (v.max(top) + 4.0) / 4.0;
+        }
+        out
+    }
+
+    /// Decodes one 30 s window.
+    fn window_text(&self, audio: &[f32], prompt: &[String]) -> Result<String, String> {
+        let n_mels = self.mel.rows.len();
+        let started = std::time::Instant::now();
+        let mut features = self.features(audio);
+        let features_took = started.elapsed();
+        let view =
+            ct2rs::sys::StorageView::new(&[1, n_mels, CHUNK_FRAMES], &mut features, Device::CPU)
+                .map_err(|e| format!("cannot pass the features to CTranslate2: {e}"))?;
+        let mut options = self.options.clone();
+        // A bound on the words the audio can hold (fast speech is about 4 tokens a second):
+        // keeps a hallucination loop on noise from running to the 448-token limit.
+        options.max_length = (prompt.len() + 16 + audio.len() * 8 / 16_000).min(448);
+        let result = self
+            .model
+            .generate(&view, &[prompt.to_vec()], &options)
+            .map_err(|e| format!("Whisper decoding failed: {e}"))?
+            .into_iter()
+            .next()
+            .ok_or("Whisper returned no result")?;
+        tracing::debug!(
+            ?features_took,
+            decode = ?started.elapsed().saturating_sub(features_took),
+            "whisper window decoded"
+        );
+        let score = result.scores.first().copied().unwrap_or(0.0);
+        if result.no_speech_prob > NO_SPEECH_THRESHOLD && score < SILENCE_LOGPROB {
+            return Ok(String::new());
+        }
+        let tokens: Vec<String> = result
+            .sequences
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !(t.starts_with("<|") && t.ends_with("|>")))
+            .collect();
+        self.tokenizer
+            .decode(tokens)
+            .map(|t| t.trim().to_owned())
+            .map_err(|e| format!("cannot detokenize Whisper's output: {e}"))
+    }
+}
+
+impl Recognizer for WhisperRecognizer {
+    fn recognize(
+        &mut self,
+        audio: &[f32],
+        prompt: Option<&str>,
+        language: Option<&str>,
+    ) -> Result<String, String> {
+        let prompt = self.prompt(prompt, language)?;
+        let mut texts = Vec::new();
+        // Utterances longer than Whisper's window are decoded window by window.
+        for window in audio.chunks(CHUNK_SAMPLES) {
+            let text = self.window_text(window, &prompt)?;
+            if !text.is_empty() {
+                texts.push(text);
+            }
+        }
+        Ok(texts.join(" "))
+    }
+}
+
+/// `index` reflected into `0..len` (numpy's "reflect": the edge sample is not repeated).
+fn reflect(index: isize, len: usize) -> usize {
+    let last = len as isize - 1;
+    let mut i = index;
+    if i < 0 {
+        i = -i;
+    }
+    if i > last {
+        i = 2 * last - i;
+    }
+    i.clamp(0, last) as usize
+}
+
+/// One mel filter: its non-zero weights from FFT bin `start`.
+struct MelRow {
+    start: usize,
+    weights: Vec<f32>,
+}
+
+/// Whisper's Slaney-normalised mel filterbank (librosa's), stored sparsely.
+struct MelFilters {
+    rows: Vec<MelRow>,
+}
+
+impl MelFilters {
+    fn new(n_mels: usize) -> Self {
+        let dense = mel_spec::mel::mel(16_000.0, N_FFT, n_mels, None, None, false, true);
+        let rows = dense
+            .outer_iter()
+            .map(|row| {
+                let start = row.iter().position(|&w| w > 0.0).unwrap_or(0);
+                let end = row.iter().rposition(|&w| w > 0.0).map_or(start, |e| e + 1);
+                MelRow {
+                    start,
+                    weights: row
+                        .iter()
+                        .skip(start)
+                        .take(end - start)
+                        .map(|&w| w as f32)
+                        .collect(),
+                }
+            })
+            .collect();
+        Self { rows }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflection_mirrors_without_repeating_the_edge() {
+        assert_eq!(reflect(-1, 10), 1);
+        assert_eq!(reflect(-3, 10), 3);
+        assert_eq!(reflect(0, 10), 0);
+        assert_eq!(reflect(9, 10), 9);
+        assert_eq!(reflect(10, 10), 8);
+        assert_eq!(reflect(12, 10), 6);
+    }
+
+    #[test]
+    fn the_filterbank_covers_the_band_once() {
+        let mel = MelFilters::new(80);
+        assert_eq!(mel.rows.len(), 80);
+        assert!(mel.rows.iter().all(|r| !r.weights.is_empty()));
+        assert!(mel.rows.windows(2).all(|w| w[0].start <= w[1].start));
+        assert!(
+            mel.rows
+                .iter()
+                .all(|r| r.start + r.weights.len() <= N_FFT / 2 + 1)
+        );
+    }
+}
