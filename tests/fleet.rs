@@ -23,9 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use api_process::{free_port, signed_webhook, start_api};
+use api_process::{FreshDatabase, service_missing, signed_webhook, start_api};
 
-use sqlx::Connection as _;
 use voxbridge_store::{Store, StoreConfig};
 
 const TOKEN: &str = "fleet-auth-token";
@@ -37,16 +36,6 @@ const CALLER: &str = "+14155550123";
 /// A webhook signed as Twilio signs it for `PUBLIC_URL{path}`, sent to `addr`.
 fn webhook(addr: &str, path: &str, params: &[(&str, &str)]) -> (u16, String) {
     signed_webhook(addr, TOKEN, PUBLIC_URL, path, params)
-}
-
-/// A test whose service is unreachable: a failure under `CI=true`, else a loud skip.
-fn service_missing(what: &str) {
-    let message = format!("SKIPPED: fleet: {what}");
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{message} (CI=true: the service must be up; scripts/services.sh starts it)"
-    );
-    eprintln!("{message}");
 }
 
 fn redis_addr() -> String {
@@ -86,13 +75,12 @@ struct Instance {
 impl Instance {
     /// Starts an instance in its own directory under `dir` and waits until it is healthy.
     fn start(dir: &Path, name: &str, database_url: &str, redis_prefix: &str) -> Self {
-        let addr = format!("127.0.0.1:{}", free_port());
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("voxbridge.toml"),
             format!(
-                "[api]\nlisten = \"{addr}\"\npublic_url = \"{PUBLIC_URL}\"\n\n\
+                "[api]\nlisten = \"127.0.0.1:0\"\npublic_url = \"{PUBLIC_URL}\"\n\n\
                  [api.twilio]\nauth_token = \"{TOKEN}\"\n\n\
                  [api.rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://{}\"\n\
                  redis_key_prefix = \"{redis_prefix}\"\n\n\
@@ -101,7 +89,7 @@ impl Instance {
             ),
         )
         .unwrap();
-        let child = start_api(&dir, &addr, "stderr.log");
+        let (child, addr) = start_api(&dir, "stderr.log");
         Self {
             addr,
             child,
@@ -182,57 +170,17 @@ fn status(addr: &str, call_sid: &str, status: &str, sequence: u32) -> u16 {
     code
 }
 
-/// Drops the run's database even when the test panics.
-struct DropDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(&sql).execute(&mut admin).await;
-                    }
-                });
-        })
-        .join();
-    }
-}
-
 #[tokio::test]
 async fn two_instances_share_limits_records_and_drain() {
-    let base = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let mut admin = match sqlx::PgConnection::connect(&base).await {
-        Ok(c) => c,
-        Err(e) => return service_missing(&format!("PostgreSQL unreachable at {base}: {e}")),
+    let database = match FreshDatabase::create("fleet").await {
+        Ok(database) => database,
+        Err(e) => return service_missing(&format!("fleet: {e}")),
     };
     if !redis_answers(&redis_addr()) {
-        return service_missing(&format!("Redis unreachable at {}", redis_addr()));
+        return service_missing(&format!("fleet: Redis unreachable at {}", redis_addr()));
     }
     let run = unique();
-    let db = format!("voxbridge_fleet_{run}");
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    admin.close().await.unwrap();
-    let _drop = DropDatabase {
-        admin_url: base.clone(),
-        name: db.clone(),
-    };
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    let database_url = format!("{prefix}/{db}");
+    let database_url = database.url.clone();
     let redis_prefix = format!("voxbridge:fleet:{run}:");
     let dir = tempfile::tempdir().unwrap();
 

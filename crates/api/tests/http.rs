@@ -392,7 +392,14 @@ async fn async_amd_machine_redirects_the_live_call_to_the_voicemail_message() {
     // same client and runtime (current-thread: spawned tasks run in order), so it has reached
     // the stand-in by then.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !h.fake.updates.lock().unwrap().iter().any(|(s, _)| s == sentinel) {
+    while !h
+        .fake
+        .updates
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(s, _)| s == sentinel)
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "no redirect for the sentinel call in 5 s"
@@ -419,7 +426,10 @@ async fn async_amd_machine_redirects_the_live_call_to_the_voicemail_message() {
     );
     // Counted once each redirect's REST call has returned: poll for the sentinel's.
     while h.state.metrics().voicemail_redirects.get() < 2 {
-        assert!(std::time::Instant::now() < deadline, "redirects not counted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redirects not counted"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_eq!(h.state.metrics().voicemail_redirects.get(), 2);

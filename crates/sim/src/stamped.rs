@@ -153,7 +153,10 @@ mod tests {
             if reader.last_arrival().is_some() {
                 break;
             }
-            assert!(Instant::now() < deadline, "loopback TCP reads are never stamped");
+            assert!(
+                Instant::now() < deadline,
+                "loopback TCP reads are never stamped"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
 
