@@ -342,8 +342,8 @@ fn sigterm_drains_a_live_call_then_stores_it_and_exits_0() {
         log_of(&dir)
     );
     assert!(
-        closed_after >= DRAIN - Duration::from_millis(100)
-            && closed_after <= DRAIN + Duration::from_millis(1000),
+        closed_after >= DRAIN.saturating_sub(Duration::from_millis(100))
+            && closed_after <= DRAIN + Duration::from_secs(1),
         "closed {closed_after:?} after SIGTERM, drain_timeout_ms {DRAIN:?}"
     );
     drop(ws);

@@ -163,13 +163,13 @@ mod tests {
         let sent = Instant::now();
         writer.write_all(b"first").await.unwrap();
         // Wait until the bytes are in the socket's buffer, then keep the reader busy for
-        // STALL before it reads: a stamp taken at the read would be at least STALL after
-        // `ready_at`, the kernel's arrival stamp is before it. (The stall is the stimulus
+        // `stall` before it reads: a stamp taken at the read would be at least `stall` after
+        // `readable_at`, the kernel's arrival stamp is before it. (The stall is the stimulus
         // under test, not a wait for a condition.)
-        const STALL: Duration = Duration::from_millis(50);
+        let stall = Duration::from_millis(50);
         reader.inner.readable().await.unwrap();
-        let ready_at = Instant::now();
-        tokio::time::sleep(STALL).await;
+        let readable_at = Instant::now();
+        tokio::time::sleep(stall).await;
         let n = reader.read(&mut buf).await.unwrap();
         let read_at = Instant::now();
         assert_eq!(&buf[..n], b"first");
@@ -177,15 +177,15 @@ mod tests {
             .last_arrival()
             .expect("loopback TCP is stamped on Linux");
         // The stamp is on the wall clock, moved onto the monotonic one: allow 2 ms for that.
-        let slack = Duration::from_millis(2);
-        assert!(arrival + slack >= sent, "not before the send");
+        let margin = Duration::from_millis(2);
+        assert!(arrival + margin >= sent, "not before the send");
         assert!(
-            arrival <= ready_at + slack,
+            arrival <= readable_at + margin,
             "stamped {:?} after the bytes were already readable",
-            arrival.duration_since(ready_at)
+            arrival.duration_since(readable_at)
         );
         assert!(
-            read_at.duration_since(arrival) >= STALL,
+            read_at.duration_since(arrival) >= stall,
             "stamped at arrival, {:?} before the read",
             read_at.duration_since(arrival)
         );
