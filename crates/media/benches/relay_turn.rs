@@ -10,6 +10,8 @@
 //! `prompt` -> first `text` p99 <= 1 ms, promised at 1,000 concurrent sessions), instead of
 //! criterion's one unchecked pass.
 
+#![allow(clippy::print_stdout)] // a benchmark report
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

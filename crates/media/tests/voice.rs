@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use voxbridge_brain::Agents;
-use voxbridge_brain::turn::TurnOutcome;
+use voxbridge_brain::turn::{TurnLatency, TurnOutcome};
 use voxbridge_media::{MediaState, serve_with_state};
 use voxbridge_openai_standin::UtteranceCheck;
 use voxbridge_screening::{Screenings, ScriptLibrary};
@@ -173,23 +173,7 @@ async fn screening_call_through_the_voice_pipeline() {
         "{:?}",
         tts.texts()
     );
-    // What reached ASR is the caller's first utterance (speech_clean_8k.labels line 1):
-    // its length within a margin of the label, its voiced time and loudness, not silence
-    // or a cut clip (the check the OpenAI stand-in applies to queued transcripts).
-    let requests = asr.requests();
-    assert_eq!(requests.len(), 1);
-    let audio = &requests[0].audio;
-    assert_eq!(audio.sample_rate, 16_000);
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
-    let utterance = UtteranceCheck::from_fixture(
-        &data.join("speech_clean_8k.wav"),
-        &data.join("speech_clean_8k.labels"),
-        0,
-    )
-    .expect("the fixture utterance");
-    if let Err(mismatch) = utterance.check(&audio.pcm, audio.sample_rate) {
-        panic!("ASR got something else than the utterance: {mismatch}");
-    }
+    assert_asr_heard_the_first_utterance(&asr);
 
     twilio.stop().await;
     assert_eq!(twilio.expect_close(Duration::from_secs(3)).await, 1000);
@@ -213,20 +197,44 @@ async fn screening_call_through_the_voice_pipeline() {
     assert_eq!(turns.len(), 1, "{turns:?}");
     assert_eq!(turns[0].outcome, TurnOutcome::Spoken);
     assert_eq!(turns[0].turn, Some(2));
-    let total = turns[0].total.expect("first frame measured");
-    // The fakes' latencies are on the critical path (the scripted dialog answers at once);
-    // the rest is the bridge's own share, held to its promise.
-    let providers = ASR_LATENCY + TTS_FIRST_BYTE;
-    assert!(total >= providers, "ASR + TTS first byte: {total:?}");
-    let share = total - providers;
-    assert!(
-        share <= BRIDGE_SHARE_BOUND,
-        "the bridge's share of the turn is {share:?} (total {total:?} minus the providers' \
-         {providers:?}), over {BRIDGE_SHARE_BOUND:?}: {:?}",
-        turns[0]
-    );
+    assert_bridge_share(&turns[0]);
     assert_eq!(voice.metrics().turn_total.count(), 1);
 
     shutdown.cancel();
     server.await.expect("server task").expect("clean stop");
+}
+
+/// What reached ASR is the caller's first utterance (`speech_clean_8k.labels` line 1): its
+/// length within a margin of the label, its voiced time and loudness, not silence or a cut
+/// clip (the check the OpenAI stand-in applies to queued transcripts).
+fn assert_asr_heard_the_first_utterance(asr: &FakeAsr) {
+    let requests = asr.requests();
+    assert_eq!(requests.len(), 1);
+    let audio = &requests[0].audio;
+    assert_eq!(audio.sample_rate, 16_000);
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
+    let utterance = UtteranceCheck::from_fixture(
+        &data.join("speech_clean_8k.wav"),
+        &data.join("speech_clean_8k.labels"),
+        0,
+    )
+    .expect("the fixture utterance");
+    if let Err(mismatch) = utterance.check(&audio.pcm, audio.sample_rate) {
+        panic!("ASR got something else than the utterance: {mismatch}");
+    }
+}
+
+/// The fakes' latencies are on the critical path (the scripted dialog answers at once); the
+/// rest of the turn is the bridge's own share, held to its promise.
+fn assert_bridge_share(turn: &TurnLatency) {
+    let total = turn.total.expect("first frame measured");
+    let providers = ASR_LATENCY + TTS_FIRST_BYTE;
+    let share = total
+        .checked_sub(providers)
+        .unwrap_or_else(|| panic!("shorter than ASR + TTS first byte: {turn:?}"));
+    assert!(
+        share <= BRIDGE_SHARE_BOUND,
+        "the bridge's share of the turn is {share:?} (total {total:?} minus the providers' \
+         {providers:?}), over {BRIDGE_SHARE_BOUND:?}: {turn:?}"
+    );
 }
