@@ -16,9 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{ACCOUNT_SID, AUTH_TOKEN, utterance_mulaw};
+use common::{ACCOUNT_SID, AUTH_TOKEN, fixture, utterance_mulaw};
 use tokio_util::sync::CancellationToken;
-use voxbridge_openai_standin::{Endpoint, Latency, Reply, Standin, StandinConfig};
+use voxbridge_openai_standin::{Endpoint, Latency, Reply, Standin, StandinConfig, UtteranceCheck};
 use voxbridge_sim::media_call::{MediaCall, MediaCallOptions, run_media_call};
 use voxbridge_sim::ws::Route;
 use voxbridge_sim::{Action, CallEnd, Recorder, Step, TranscriptTap, Trigger};
@@ -278,8 +278,21 @@ async fn scripted_standin() -> voxbridge_openai_standin::StandinHandle {
             "Great. How many years have you driven a forklift?",
         ),
     );
-    standin.push_transcript("Yes, I am.");
-    standin.push_transcript("Yes, I'm twenty five.");
+    // Each transcript is answered only for audio that is its utterance (duration within a
+    // margin of the label, voiced time and loudness of the fixture's), so the test checks that
+    // the bridge sent ASR the caller's words, not silence or a cut clip.
+    for (index, text) in ["Yes, I am.", "Yes, I'm twenty five."]
+        .into_iter()
+        .enumerate()
+    {
+        let check = UtteranceCheck::from_fixture(
+            &fixture("speech_clean_8k.wav"),
+            &fixture("speech_clean_8k.labels"),
+            index,
+        )
+        .expect("the fixture utterance");
+        standin.push_transcript_expecting(text, check);
+    }
 
     standin
 }
@@ -486,6 +499,12 @@ async fn voice_screening_over_real_openai_http_providers_is_stored_with_turn_lat
     )
     .await
     .unwrap_or_else(|e| panic!("call failed: {e}\n{}", bridge.logs()));
+    let mismatches = standin.audio_mismatches();
+    assert!(
+        mismatches.is_empty(),
+        "the bridge sent ASR audio that is not the caller's utterance:\n{}",
+        mismatches.join("\n")
+    );
 
     // The caller heard the greeting and both replies, and echoed their marks.
     assert_eq!(
