@@ -8,6 +8,7 @@
 //! counts the turns, and after SIGTERM the stored call has the answers, the transcript and
 //! every turn's latency breakdown.
 
+mod api_process;
 mod common;
 
 use std::collections::BTreeMap;
@@ -39,12 +40,11 @@ impl Bridge {
     /// Runs `voxbridge --config <config> --log-format json serve` and waits for the address
     /// it logs (it listens on port 0).
     fn start(config: &std::path::Path) -> (Self, std::net::SocketAddr) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
+        let mut child = api_process::voxbridge_command()
             .args(["--log-format", "json", "--config"])
             .arg(config)
             .arg("serve")
             .env("RUST_LOG", "info")
-            .env_remove("OPENAI_API_KEY")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -440,7 +440,14 @@ async fn assert_stored(database: &str, logs: &str) {
         assert!(tts >= 30_000, "{turn:?}");
         assert!(total >= asr + first_text + tts, "{turn:?}");
         assert!(frame < total, "{turn:?}");
-        assert!(total < 3_000_000, "{turn:?}");
+        // The bridge's own share over real HTTP (clients, JSON/SSE parsing, sentence assembly
+        // from 2 ms tokens, pacing): the total beyond the stand-in's configured 60 + 40 + 30 ms.
+        // README promises <= 30 ms in a debug build (measured 11-16 ms).
+        let share = total.saturating_sub(130_000);
+        assert!(
+            share <= 30_000,
+            "the bridge's share is {share} us, over its 30 ms: {turn:?}"
+        );
     }
     assert!(turns[0].speech_ended_at_ms < turns[1].speech_ended_at_ms);
 }

@@ -19,7 +19,13 @@ const INHERITED_ENV: &[&str] = &["PATH", "HOME", "TMPDIR", "LLVM_PROFILE_FILE"];
 
 /// `voxbridge` with an empty environment but for [`INHERITED_ENV`]: a test sets what it means.
 pub fn voxbridge_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_voxbridge"));
+    clean_command(env!("CARGO_BIN_EXE_voxbridge"))
+}
+
+/// `program` (a shell that starts `voxbridge`, say) with an empty environment but for
+/// [`INHERITED_ENV`].
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
     command.env_clear();
     for name in INHERITED_ENV {
         if let Some(value) = std::env::var_os(name) {
