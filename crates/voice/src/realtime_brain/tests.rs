@@ -240,7 +240,9 @@ async fn greets_then_speaks_each_item_as_a_turn_of_mulaw_chunks() {
     );
 }
 
-#[tokio::test]
+// Paused time: the "nothing more comes" wait below ends when every task is idle (time only
+// advances then), not after 200 ms of a busy machine's wall clock.
+#[tokio::test(start_paused = true)]
 async fn provider_speech_interrupts_at_once_and_truncates_at_the_heard_ms() {
     let provider = Arc::new(FakeProvider::default());
     let (mut handle, mut remote) = greeted(&provider).await;
