@@ -90,8 +90,7 @@ async fn barge_in_clears_the_bot_and_truncates_its_turn() {
     assert!(heard[before].iter().any(|&b| b != MULAW_SILENCE));
 
     // Server side: one barge-in, the turn recorded as interrupted.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let records = bridge.records.0.lock().unwrap().clone();
+    let records = bridge.records.wait_for(1).await;
     assert_eq!(records.len(), 1);
     let summary = &records[0].summary;
     assert_eq!(summary.barge_ins, 1, "{summary:?}");

@@ -1,20 +1,14 @@
 //! `voxbridge config` and `voxbridge config check` as a user runs them: the real binary, a
 //! `.env` file in the working directory, environment variables copied from README.
 
+mod api_process;
+
 use std::process::Command;
 
+/// The binary in `dir` with an empty environment but for `RUST_LOG=warn`.
 fn voxbridge(dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_voxbridge"));
-    cmd.current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("VOXBRIDGE_CONFIG")
-        .env("RUST_LOG", "warn");
-    for (name, _) in std::env::vars() {
-        if name.starts_with("VOXBRIDGE__") || name.starts_with("TWILIO_") || name == "PUBLIC_URL" {
-            cmd.env_remove(name);
-        }
-    }
+    let mut cmd = api_process::voxbridge_command();
+    cmd.current_dir(dir).env("RUST_LOG", "warn");
     cmd
 }
 

@@ -4,7 +4,7 @@
 //! transcript and the stored result. Each scenario must end with its expected outcome;
 //! `--mode echo` runs the call over Media Streams and must leave the bridge's record of it.
 
-use std::process::Command;
+mod api_process;
 
 /// Runs the relay demo with `scenario`; returns stdout. Panics with the output if it fails.
 fn demo(scenario: &str) -> String {
@@ -18,7 +18,7 @@ fn demo(scenario: &str) -> String {
 
 /// Runs `voxbridge demo ARGS`; returns stdout. Panics with the output if it fails.
 fn demo_with(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_voxbridge"))
+    let output = api_process::voxbridge_command()
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("demo")
         .args(args)

@@ -115,8 +115,7 @@ async fn echo_call_heard_audio_matches_what_was_sent() {
     let sent_at = 400 * 8;
     assert!(lag > sent_at + sent.len(), "lag {lag}");
     // Server side: one utterance, one bot turn heard in full.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let records = bridge.records.0.lock().unwrap().clone();
+    let records = bridge.records.wait_for(1).await;
     assert_eq!(records.len(), 1);
     let summary = &records[0].summary;
     assert_eq!(summary.utterances, 1);

@@ -10,11 +10,11 @@ mod api_process;
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use api_process::{free_port, http, http_response, scratch_dir, signed_webhook};
+use api_process::{clean_command, free_port, http, http_response, scratch_dir, signed_webhook};
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "first-call-auth-token";
@@ -54,14 +54,13 @@ struct Shell {
 
 impl Shell {
     fn start(dir: &Path, path: &str) -> Self {
-        let mut child = Command::new("bash")
+        // The guide's reader starts from a clean shell: nothing of the developer's or CI's
+        // environment (DATABASE_URL, VOXBRIDGE__*, TWILIO_*, ...) may stand in for a step.
+        let mut child = clean_command("bash")
             .arg("--noprofile")
             .arg("--norc")
             .current_dir(dir)
             .env("PATH", path)
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("VOXBRIDGE_CONFIG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("shell.log")).unwrap())
@@ -283,14 +282,12 @@ fn the_first_call_guide_works_as_written() {
 /// `voxbridge sim twilio`: Twilio's REST API for the guide's run; it dials each call with the
 /// happy-path candidate, routing the TwiML's `wss://` URLs to `listen`.
 fn start_sim(dir: &Path, path: &str, sim: &str, listen: &str) -> Child {
-    let child = Command::new("voxbridge")
+    let child = clean_command("voxbridge")
         .args(["sim", "twilio", "--listen", sim, "--scenario"])
         .arg(repo().join("config/scenarios/happy-path.toml"))
         .args(["--route", &format!("ws://{listen}")])
         .current_dir(dir)
         .env("PATH", path)
-        .env_remove("DATABASE_URL")
-        .env_remove("VOXBRIDGE_CONFIG")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("sim.log")).unwrap())
         .spawn()

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use api_process::{free_port, signed_webhook, start_api};
+use api_process::{signed_webhook, start_api};
 
 use voxbridge_store::{Store, StoreConfig};
 use voxbridge_testkit::TestDatabase;
@@ -61,13 +61,12 @@ struct Instance {
 impl Instance {
     /// Starts an instance in its own directory under `dir` and waits until it is healthy.
     fn start(dir: &Path, name: &str, database_url: &str, redis: &Redis) -> Self {
-        let addr = format!("127.0.0.1:{}", free_port());
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("voxbridge.toml"),
             format!(
-                "[api]\nlisten = \"{addr}\"\npublic_url = \"{PUBLIC_URL}\"\n\n\
+                "[api]\nlisten = \"127.0.0.1:0\"\npublic_url = \"{PUBLIC_URL}\"\n\n\
                  [api.twilio]\nauth_token = \"{TOKEN}\"\n\n\
                  [api.rate_limit]\nbackend = \"redis\"\nredis_url = \"{}\"\n\
                  redis_key_prefix = \"{}\"\n\n\
@@ -76,7 +75,7 @@ impl Instance {
             ),
         )
         .unwrap();
-        let child = start_api(&dir, &addr, "stderr.log");
+        let (child, addr) = start_api(&dir, "stderr.log");
         Self {
             addr,
             child,

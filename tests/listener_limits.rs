@@ -3,6 +3,10 @@
 //! try to exhaust them, and `voxbridge api` exits at its drain deadline after SIGTERM although a
 //! request's body never finishes.
 
+mod api_process;
+
+use api_process::free_port;
+
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -19,25 +23,14 @@ use voxbridge_twilio::sid::{AccountSid, CallSid, StreamSid};
 
 const TOKEN: &str = "listener-limits-token";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind port 0")
-        .local_addr()
-        .expect("address")
-        .port()
-}
-
-/// Runs `voxbridge <args>` with its fd limit at `fd_limit`, without the database URLs of the
-/// environment (the config names its own SQLite file).
+/// Runs `voxbridge <args>` with its fd limit at `fd_limit`, with none of the environment's
+/// settings (the config names its own SQLite file).
 fn spawn(dir: &Path, fd_limit: u32, args: &str) -> Child {
     let log = std::fs::File::create(dir.join("stderr.log")).expect("log file");
-    Command::new("sh")
+    api_process::clean_command("sh")
         .arg("-c")
         .arg(format!("ulimit -n {fd_limit} && exec \"$0\" {args}"))
         .arg(env!("CARGO_BIN_EXE_voxbridge"))
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("VOXBRIDGE_CONFIG")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)

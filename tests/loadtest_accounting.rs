@@ -44,14 +44,7 @@ async fn every_frame_is_accounted_for_on_both_sides() {
     assert_eq!(report.counters["calls_failed"], 0);
 
     // The sink runs once each session has finished.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let records = loop {
-        let records = bridge.records.0.lock().unwrap().clone();
-        if records.len() >= CALLS || tokio::time::Instant::now() > deadline {
-            break records;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let records = bridge.records.wait_for(CALLS).await;
     assert_eq!(records.len(), CALLS, "one record per call");
     let frames_in: u64 = records.iter().map(|r| r.summary.frames_in).sum();
     let frames_out: u64 = records.iter().map(|r| r.summary.frames_out).sum();

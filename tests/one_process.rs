@@ -1,7 +1,8 @@
 //! One process, one port: `voxbridge serve` serves the companion API (`/twilio/*`, `/api/*`)
 //! beside `/media` and `/relay` (`api.in_serve`, the default), derives the TwiML's WebSocket
 //! URLs from the one public URL, answers busy at `media.max_calls`, and can put `/metrics` on
-//! a listener of its own. The real binary, real sockets, a real SQLite file.
+//! a listener of its own, and drains a live call on SIGTERM. The real binary, real sockets, a
+//! real SQLite file.
 
 mod api_process;
 
@@ -10,7 +11,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use api_process::{free_port, http, http_response, scratch_dir, signed_webhook, start_voxbridge};
-use futures::SinkExt as _;
+use futures::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use voxbridge_twilio::RequestValidator;
@@ -227,6 +228,7 @@ fn serve_answers_twilio_webhooks_on_the_bridge_port_and_says_busy_at_max_calls()
 /// `[media]` listen address is set here: `more` may add keys to `[media]` after it).
 fn serve_with(what: &str, more: &str) -> (PathBuf, String, Child) {
     let dir = scratch_dir(what);
+    // A fixed port: the URLs `serve` derives from its listen address are checked here.
     let addr = format!("127.0.0.1:{}", free_port());
     let more = more.strip_prefix("[media]\n").unwrap_or(more);
     let more = if more.starts_with('[') {
@@ -242,7 +244,7 @@ fn serve_with(what: &str, more: &str) -> (PathBuf, String, Child) {
         ),
     )
     .unwrap();
-    let child = start_voxbridge("serve", &dir, &addr, "stderr.log");
+    let (child, addr) = start_voxbridge("serve", &dir, "stderr.log");
     (dir, addr, child)
 }
 
@@ -281,4 +283,97 @@ fn serve_without_a_token_runs_the_bridge_alone_and_says_why() {
         "{log}"
     );
     terminate(&mut child, &dir);
+}
+
+/// README, "Shutdown (SIGTERM)": new upgrades get 503, live sessions continue for
+/// `drain_timeout_ms`, then close with 1001; results are flushed to the store before the
+/// process exits (0).
+#[test]
+fn sigterm_drains_a_live_call_then_stores_it_and_exits_0() {
+    const DRAIN: Duration = Duration::from_millis(1500);
+    let (dir, addr, mut child) = serve_with(
+        "one-process-drain",
+        &format!(
+            "drain_timeout_ms = {}\n\n[api]\npublic_url = \"{PUBLIC_URL}\"\n\n\
+             [api.twilio]\nauth_token = \"{TOKEN}\"\n",
+            DRAIN.as_millis()
+        ),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut ws = runtime.block_on(open_media_call(&addr));
+    wait_for("the call to count", &dir, || {
+        http_response(&addr, "GET", "/healthz", &[], "")
+            .is_some_and(|(_, body)| body.contains("\"calls\":1"))
+    });
+
+    let signalled = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let term = Instant::now();
+    // Draining: not ready for new calls, the live one still up.
+    wait_for("readyz to say draining", &dir, || {
+        http_response(&addr, "GET", "/readyz", &[], "")
+            .is_some_and(|(status, body)| status == 503 && body.contains("draining"))
+    });
+    // The live call is closed with 1001 at the drain deadline, not before.
+    let close = runtime.block_on(async {
+        let wait = DRAIN + Duration::from_secs(5);
+        tokio::time::timeout(wait, async {
+            while let Some(message) = ws.next().await {
+                if let Ok(Message::Close(frame)) = message {
+                    return frame;
+                }
+            }
+            None
+        })
+        .await
+        .expect("a close frame within the drain deadline")
+    });
+    let closed_after = term.elapsed();
+    assert_eq!(
+        close.map(|f| u16::from(f.code)),
+        Some(1001),
+        "{}",
+        log_of(&dir)
+    );
+    assert!(
+        closed_after >= DRAIN.saturating_sub(Duration::from_millis(100))
+            && closed_after <= DRAIN + Duration::from_secs(1),
+        "closed {closed_after:?} after SIGTERM, drain_timeout_ms {DRAIN:?}"
+    );
+    drop(ws);
+    // Then the process exits 0, promptly, with the call's record stored.
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit {status}\n{}", log_of(&dir));
+            break;
+        }
+        assert!(
+            term.elapsed() < DRAIN + Duration::from_secs(3),
+            "still running {:?} after SIGTERM\n{}",
+            term.elapsed(),
+            log_of(&dir)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let call = runtime.block_on(async {
+        let store = voxbridge_store::Store::connect(&voxbridge_store::StoreConfig {
+            database_url: format!("sqlite://{}", dir.join("voxbridge.db").display()).into(),
+            ..voxbridge_store::StoreConfig::default()
+        })
+        .await
+        .expect("reopen the SQLite file");
+        let call = store.call(&call_sid(3)).await.unwrap();
+        store.close().await;
+        call
+    });
+    let summary = call
+        .and_then(|c| c.summary)
+        .unwrap_or_else(|| panic!("the drained call has no stored summary\n{}", log_of(&dir)));
+    assert!(summary.contains("\"transport\""), "{summary}");
 }

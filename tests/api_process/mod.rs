@@ -1,5 +1,6 @@
-//! Shared by the tests that run the real `voxbridge api` binary: a scratch directory, a free
-//! port, one raw HTTP/1.1 request, and the child process started with a scrubbed environment.
+//! Shared by the tests that run the real `voxbridge` binary: a scratch directory, one raw
+//! HTTP/1.1 request, the child process started with an empty environment on a port it binds
+//! itself, and a fresh PostgreSQL database.
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
 
@@ -10,22 +11,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Variables the binary reads as configuration ([`STANDARD_ENV`] in `src/config.rs`, plus
-/// `DATABASE_URL`, `VOXBRIDGE_CONFIG` and every `VOXBRIDGE__*`): removed from the child's
-/// environment so a developer's or CI's settings (a `DATABASE_URL` pointing at PostgreSQL)
-/// cannot replace the test's own configuration.
-const CONFIG_ENV: &[&str] = &[
-    "DATABASE_URL",
-    "REDIS_URL",
-    "PUBLIC_URL",
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_API_KEY",
-    "TWILIO_API_SECRET",
-    "TWILIO_PHONE_NUMBER",
-    "OPENAI_API_KEY",
-    "VOXBRIDGE_CONFIG",
-];
+/// What a spawned binary may inherit: where programs and temp files are, and coverage output.
+/// Nothing else: the binary reads `DATABASE_URL`, `REDIS_URL`, `PUBLIC_URL`, `TWILIO_*`,
+/// `OPENAI_*`, `VOXBRIDGE_CONFIG`, every `VOXBRIDGE__*` and `RUST_LOG`, and a developer's or
+/// CI's settings must not replace the test's own configuration.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "TMPDIR", "LLVM_PROFILE_FILE"];
+
+/// `voxbridge` with an empty environment but for [`INHERITED_ENV`]: a test sets what it means.
+pub fn voxbridge_command() -> Command {
+    clean_command(env!("CARGO_BIN_EXE_voxbridge"))
+}
+
+/// `program` (a shell that starts `voxbridge`, say) with an empty environment but for
+/// [`INHERITED_ENV`].
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    command.env_clear();
+    for name in INHERITED_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
+}
 
 /// One HTTP/1.1 request on a fresh connection; returns the status code.
 pub fn http(
@@ -81,7 +89,8 @@ pub fn scratch_dir(what: &str) -> PathBuf {
     dir
 }
 
-/// A port nothing listens on now.
+/// A port nothing listens on now (another process may take it before it is used: only for
+/// an address that must be known before the binary starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -90,44 +99,65 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `voxbridge api --config <dir>/voxbridge.toml` in `dir` with the configuration
-/// variables removed from its environment, logging to `<dir>/<log>`, and waits until
-/// `/healthz` on `addr` answers 200.
-pub fn start_api(dir: &Path, addr: &str, log: &str) -> Child {
-    start_voxbridge("api", dir, addr, log)
+/// Starts `voxbridge api --config <dir>/voxbridge.toml` in `dir` (see [`start_voxbridge`]).
+/// Its `[api] listen` should be `127.0.0.1:0`.
+pub fn start_api(dir: &Path, log: &str) -> (Child, String) {
+    start_voxbridge("api", dir, log)
 }
 
-/// Starts `voxbridge <command> --config <dir>/voxbridge.toml` as [`start_api`] does.
-pub fn start_voxbridge(command_name: &str, dir: &Path, addr: &str, log: &str) -> Child {
-    let stderr = std::fs::File::create(dir.join(log)).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_voxbridge"));
-    command
+/// The log line each command writes once its listener is bound, and the field with the address.
+fn listening_line(command_name: &str) -> (&'static str, &'static str) {
+    match command_name {
+        "api" => ("voxbridge api listening", "addr="),
+        _ => ("media service listening", "address="),
+    }
+}
+
+/// The bound address in the `listening` line of `log`, if it has been written yet.
+fn logged_address(log: &str, (line, field): (&str, &str)) -> Option<String> {
+    let rest = log.lines().find(|l| l.contains(line))?.split_once(field)?.1;
+    let rest = rest.strip_prefix("Some(").unwrap_or(rest);
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    addr.contains(':').then_some(addr)
+}
+
+/// Starts `voxbridge <command> --config <dir>/voxbridge.toml` in `dir` with an empty
+/// environment ([`voxbridge_command`]), logging to `<dir>/<log>`. The binary binds the port
+/// its configuration names (`127.0.0.1:0`: the kernel picks one, so no other process can take
+/// it between a test's choice and the bind); its address is read from the log line that says
+/// it listens. Waits until `/healthz` there answers 200; returns the child and the address.
+pub fn start_voxbridge(command_name: &str, dir: &Path, log: &str) -> (Child, String) {
+    let log_path = dir.join(log);
+    let stderr = std::fs::File::create(&log_path).unwrap();
+    let mut child = voxbridge_command()
         .args([command_name, "--config"])
         .arg(dir.join("voxbridge.toml"))
         .current_dir(dir)
         .stdout(Stdio::null())
-        .stderr(stderr);
-    for name in CONFIG_ENV {
-        command.env_remove(name);
-    }
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("VOXBRIDGE__") {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command
+        .stderr(stderr)
         .spawn()
         .unwrap_or_else(|e| panic!("spawn voxbridge {command_name}: {e}"));
     let started = Instant::now();
-    while http(addr, "GET", "/healthz", &[], "") != Some(200) {
+    let mut addr = None;
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if addr.is_none() {
+            addr = logged_address(&text, listening_line(command_name));
+        }
+        if let Some(addr) = &addr
+            && http(addr, "GET", "/healthz", &[], "") == Some(200)
+        {
+            return (child, addr.clone());
+        }
         if started.elapsed() > Duration::from_secs(60) || child.try_wait().unwrap().is_some() {
             let _ = child.kill();
-            let log = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
-            panic!("voxbridge {command_name} did not become healthy:\n{log}");
+            panic!("voxbridge {command_name} did not become healthy:\n{text}");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    child
 }
 
 /// A form webhook signed as Twilio signs it with `token` for `public_url` + `path`, posted to

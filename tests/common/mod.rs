@@ -17,6 +17,27 @@ pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 #[derive(Clone, Default)]
 pub struct Records(pub Arc<Mutex<Vec<CallRecord>>>);
 
+impl Records {
+    /// The records once `count` calls have ended, polled until a 10 s deadline: a call's
+    /// record is written when the bridge has torn the call down, which may be after the
+    /// caller saw the hang-up.
+    pub async fn wait_for(&self, count: usize) -> Vec<CallRecord> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let records = self.0.lock().expect("not poisoned").clone();
+            if records.len() >= count {
+                return records;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} call record(s) after 10 s, expected {count}",
+                records.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
+
 impl CallSink for Records {
     fn call_ended(&self, record: &CallRecord) {
         self.0.lock().expect("not poisoned").push(record.clone());

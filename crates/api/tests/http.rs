@@ -355,6 +355,9 @@ async fn async_amd_machine_redirects_the_live_call_to_the_voicemail_message() {
     let machine = "CA0123456789abcdef0123456789abc001";
     let human = "CA0123456789abcdef0123456789abc002";
     let ended = "CA0123456789abcdef0123456789abc003";
+    // A live machine-answered call whose callback comes last: its redirect is the sign that
+    // every callback before it has been handled.
+    let sentinel = "CA0123456789abcdef0123456789abc004";
     let r = h
         .webhook(
             "/twilio/voice/status",
@@ -369,6 +372,7 @@ async fn async_amd_machine_redirects_the_live_call_to_the_voicemail_message() {
         (machine, "machine_end_beep"),
         (machine, "machine_end_beep"),
         (ended, "machine_end_silence"),
+        (sentinel, "machine_start"),
     ] {
         let r = h
             .webhook(
@@ -383,14 +387,27 @@ async fn async_amd_machine_redirects_the_live_call_to_the_voicemail_message() {
             .await;
         assert!(r.status().is_success(), "{}", r.status());
     }
-    // The redirect runs after the 2xx; wait for the stand-in to see it.
+    // Redirects run after the 2xx, each spawned before its callback is answered. Wait for the
+    // sentinel's: a redirect wrongly spawned for an earlier callback started before it on the
+    // same client and runtime (current-thread: spawned tasks run in order), so it has reached
+    // the stand-in by then.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while h.fake.updates.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+    while !h
+        .fake
+        .updates
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(s, _)| s == sentinel)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no redirect for the sentinel call in 5 s"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    // Give a wrongly spawned second redirect time to show up before counting.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let updates = h.fake.updates.lock().unwrap().clone();
+    let mut updates = h.fake.updates.lock().unwrap().clone();
+    updates.retain(|(s, _)| s != sentinel);
     assert_eq!(
         updates.len(),
         1,
@@ -407,13 +424,21 @@ async fn async_amd_machine_redirects_the_live_call_to_the_voicemail_message() {
         twiml.contains("<Say>Sorry we missed you.</Say><Hangup/>"),
         "{twiml}"
     );
-    assert_eq!(h.state.metrics().voicemail_redirects.get(), 1);
-    // The redirect was one timed REST call.
+    // Counted once each redirect's REST call has returned: poll for the sentinel's.
+    while h.state.metrics().voicemail_redirects.get() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redirects not counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.state.metrics().voicemail_redirects.get(), 2);
+    // Each redirect was one timed REST call.
     let metrics = h.metrics_text().await;
     assert!(
         metrics
             .lines()
-            .any(|l| l == "voxbridge_api_twilio_rest_seconds_count{operation=\"update_call\"} 1"),
+            .any(|l| l == "voxbridge_api_twilio_rest_seconds_count{operation=\"update_call\"} 2"),
         "{metrics}"
     );
     // Both AMD results are on record.

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::utterance::AudioStats;
 use crate::{
     Endpoint, HANG, Shared, StreamGuard, api_error, authorization, fault_response, paced_body,
 };
@@ -44,17 +45,18 @@ pub(crate) async fn transcriptions(
             return response;
         }
     };
-    // Parse the WAV so tests can assert what arrived (rate, length).
+    // Parse the WAV so tests can assert what arrived (rate, length, loudness).
     let mut parsed = None;
     if let Some((bytes, mut meta)) = audio {
         if let Ok((samples, rate)) = voxbridge_audio::wav::read_wav_from(Cursor::new(&bytes)) {
             meta["sample_rate"] = json!(rate);
             meta["samples"] = json!(samples.len());
-            parsed = Some((samples.len(), rate));
+            meta["rms_dbfs"] = json!(AudioStats::measure(&samples, rate, 0.0).rms_dbfs);
+            parsed = Some((samples, rate));
         }
         fields.insert("file".into(), meta);
     }
-    let (_, fault) = shared.record(
+    let (id, fault) = shared.record(
         Endpoint::Transcriptions,
         authorization(&headers),
         Value::Object(fields.clone()),
@@ -79,8 +81,11 @@ pub(crate) async fn transcriptions(
         );
     };
     tokio::time::sleep(shared.config().latency.transcription).await;
-    let text = shared.next_transcript();
-    let seconds = samples as f64 / f64::from(rate);
+    let text = match shared.next_transcript(id, &samples, rate) {
+        Ok(text) => text,
+        Err(mismatch) => return bad_request(&mismatch, Some("file")),
+    };
+    let seconds = samples.len() as f64 / f64::from(rate);
     match fields
         .get("response_format")
         .and_then(Value::as_str)

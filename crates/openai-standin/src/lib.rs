@@ -6,7 +6,7 @@
 //! | endpoint | behaviour |
 //! |---|---|
 //! | `POST /v1/chat/completions` | scripted reply; `stream: true` -> SSE `data: {chat.completion.chunk}` ... `data: [DONE]` with token deltas and streamed `tool_calls` deltas; else one `chat.completion` JSON |
-//! | `POST /v1/audio/transcriptions` | multipart (`file`, `model`, `language`, `prompt`, `response_format`); the WAV is parsed; answers the next queued transcript (or the default) as `json`, `text` or `verbose_json` |
+//! | `POST /v1/audio/transcriptions` | multipart (`file`, `model`, `language`, `prompt`, `response_format`); the WAV is parsed; answers the next queued transcript (or the default) as `json`, `text` or `verbose_json`; a transcript queued with an [`UtteranceCheck`] is answered only when the audio is that utterance (else 400, recorded in [`StandinHandle::audio_mismatches`]) |
 //! | `GET /v1/realtime?model=` | Realtime WebSocket (see [`realtime`]) |
 //! | `POST /v1/audio/speech` | a synthetic tone whose length is proportional to the text ([`StandinConfig::tts_ms_per_char`]), as `pcm` (24 kHz s16le), `wav` or `opus` (real Ogg Opus), streamed in paced chunks (chunked transfer) |
 //!
@@ -32,9 +32,11 @@
 mod audio;
 mod chat;
 pub mod realtime;
+pub mod utterance;
 
 pub use audio::{SPEECH_RATE, synthetic_speech};
 pub use realtime::RealtimeScript;
+pub use utterance::{AudioStats, UtteranceCheck};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -175,7 +177,8 @@ pub struct RecordedRequest {
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
     /// The body: JSON as sent for chat and speech; for transcriptions an object of the text
-    /// fields plus `file` = `{"name", "content_type", "bytes", "sample_rate", "samples"}`; for
+    /// fields plus `file` = `{"name", "content_type", "bytes", "sample_rate", "samples",
+    /// "rms_dbfs"}` (`rms_dbfs` is `null` for digital silence); for
     /// realtime `{"model": ...}` from the query.
     pub body: serde_json::Value,
 }
@@ -193,7 +196,8 @@ pub struct Cancelled {
 struct Inner {
     config: StandinConfig,
     replies: Vec<(String, Reply)>,
-    transcripts: VecDeque<String>,
+    transcripts: VecDeque<(String, Option<UtteranceCheck>)>,
+    audio_mismatches: Vec<String>,
     faults: BTreeMap<Endpoint, VecDeque<Fault>>,
     requests: Vec<RecordedRequest>,
     cancelled: Vec<Cancelled>,
@@ -271,12 +275,31 @@ impl Shared {
             .map_or_else(|| inner.config.default_reply.clone(), |(_, r)| r.clone())
     }
 
-    pub(crate) fn next_transcript(&self) -> String {
+    /// The next queued transcript (or the default) for request `id` with audio `pcm` at
+    /// `rate`. When the transcript carries an [`UtteranceCheck`] the audio does not pass, the
+    /// mismatch is recorded, the transcript stays queued, and the error says why.
+    pub(crate) fn next_transcript(
+        &self,
+        id: u64,
+        pcm: &[i16],
+        rate: u32,
+    ) -> Result<String, String> {
         let mut inner = self.lock();
-        inner
-            .transcripts
-            .pop_front()
-            .unwrap_or_else(|| inner.config.default_transcript.clone())
+        let Some((text, check)) = inner.transcripts.front() else {
+            return Ok(inner.config.default_transcript.clone());
+        };
+        if let Some(Err(problem)) = check.map(|c| c.check(pcm, rate)) {
+            let message = format!(
+                "request {id}: the audio sent for {text:?} is not its utterance: {problem}"
+            );
+            inner.audio_mismatches.push(message.clone());
+            drop(inner);
+            self.changed.notify_waiters();
+            return Err(message);
+        }
+        let text = text.clone();
+        inner.transcripts.pop_front();
+        Ok(text)
     }
 
     pub(crate) fn realtime_script(&self) -> realtime::RealtimeScript {
@@ -353,6 +376,7 @@ impl Standin {
                 config,
                 replies: Vec::new(),
                 transcripts: VecDeque::new(),
+                audio_mismatches: Vec::new(),
                 faults: BTreeMap::new(),
                 requests: Vec::new(),
                 cancelled: Vec::new(),
@@ -694,7 +718,26 @@ impl StandinHandle {
 
     /// Queues a transcript for the next transcription request.
     pub fn push_transcript(&self, text: &str) {
-        self.shared.lock().transcripts.push_back(text.to_owned());
+        self.shared
+            .lock()
+            .transcripts
+            .push_back((text.to_owned(), None));
+    }
+
+    /// Queues a transcript that is answered only for audio that passes `check` (the
+    /// utterance it transcribes); other audio gets a 400 and is listed in
+    /// [`Self::audio_mismatches`].
+    pub fn push_transcript_expecting(&self, text: &str, check: UtteranceCheck) {
+        self.shared
+            .lock()
+            .transcripts
+            .push_back((text.to_owned(), Some(check)));
+    }
+
+    /// Every transcription whose audio failed its queued [`UtteranceCheck`], with what
+    /// differed (empty when all audio was the expected utterance).
+    pub fn audio_mismatches(&self) -> Vec<String> {
+        self.shared.lock().audio_mismatches.clone()
     }
 
     /// Replaces the stage latencies.

@@ -1,11 +1,13 @@
 //! The stand-in's wire format seen by a plain HTTP client (the provider tests in
 //! voxbridge-speech cover the paths async-openai uses): non-streamed chat, transcription
-//! formats, WAV speech, OpenAI error bodies and statuses.
+//! formats, WAV speech, OpenAI error bodies and statuses, expected-utterance checks.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use voxbridge_openai_standin::{Endpoint, Fault, Reply, Standin, StandinConfig, StandinHandle};
+use voxbridge_openai_standin::{
+    Endpoint, Fault, Reply, Standin, StandinConfig, StandinHandle, UtteranceCheck,
+};
 
 async fn standin(key: Option<&str>) -> StandinHandle {
     Standin::start(StandinConfig {
@@ -196,4 +198,63 @@ async fn transcription_formats_and_wav_speech() {
         voxbridge_audio::wav::read_wav_from(std::io::Cursor::new(body)).expect("valid wav");
     assert_eq!(rate, 24_000);
     assert_eq!(pcm.len(), 11 * 60 * 24, "60 ms per character");
+}
+
+/// A transcript queued with an `UtteranceCheck` is answered only for its utterance: silence
+/// and a truncated clip get a 400 naming the mismatch, are recorded, and leave it queued.
+#[tokio::test]
+async fn expected_utterance_is_checked_before_the_transcript() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
+    let (wav, labels) = (
+        data.join("speech_clean_8k.wav"),
+        data.join("speech_clean_8k.labels"),
+    );
+    let check = UtteranceCheck::from_fixture(&wav, &labels, 1).expect("fixture utterance");
+    let (pcm, rate) = voxbridge_audio::wav::read_wav(&wav).expect("fixture");
+    let utterance = &pcm[41_035..56_113];
+    let s = standin(None).await;
+    s.push_transcript_expecting("Yes, I am.", check);
+    let c = client();
+    let transcribe = |clip: &[i16]| {
+        let mut file = std::io::Cursor::new(Vec::new());
+        voxbridge_audio::wav::write_wav_to(&mut file, clip, rate).expect("wav");
+        let form = reqwest::multipart::Form::new()
+            .text("model", "whisper-1")
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(file.into_inner()).file_name("a.wav"),
+            );
+        c.post(format!("{}/audio/transcriptions", s.base_url()))
+            .multipart(form)
+            .send()
+    };
+
+    let silence = vec![0i16; utterance.len()];
+    let refused = transcribe(&silence).await.expect("send");
+    assert_eq!(refused.status(), 400);
+    let message = error_message(&refused.json().await.expect("json"));
+    assert!(message.contains("not its utterance"), "{message}");
+    let truncated = transcribe(&utterance[..utterance.len() / 3])
+        .await
+        .expect("send");
+    assert_eq!(truncated.status(), 400);
+    let mismatches = s.audio_mismatches();
+    assert_eq!(mismatches.len(), 2, "{mismatches:?}");
+    assert!(mismatches[0].contains("RMS"), "{mismatches:?}");
+    assert!(mismatches[1].contains("long, expected"), "{mismatches:?}");
+
+    let heard: Value = transcribe(utterance)
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        heard["text"], "Yes, I am.",
+        "still queued after the refusals"
+    );
+    let requests = s.requests_to(Endpoint::Transcriptions);
+    assert_eq!(requests[0].body["file"]["rms_dbfs"], Value::Null, "silence");
+    let rms = requests[2].body["file"]["rms_dbfs"].as_f64().expect("rms");
+    assert!((-26.0..-22.0).contains(&rms), "{rms}");
 }

@@ -144,34 +144,48 @@ mod tests {
         let (mut writer, _) = accepted.unwrap();
         assert!(reader.last_arrival().is_none());
         // The kernel turns receive stamping on from a background worker the first time any
-        // socket asks, so the very first segments may go unstamped: wait until one is.
+        // socket asks, so the very first segments may go unstamped: poll until one is.
         let mut buf = [0u8; 64];
-        for attempt in 0.. {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
             writer.write_all(b"w").await.unwrap();
             let _ = reader.read(&mut buf).await.unwrap();
             if reader.last_arrival().is_some() {
                 break;
             }
-            assert!(attempt < 50, "loopback TCP reads are never stamped");
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(
+                Instant::now() < deadline,
+                "loopback TCP reads are never stamped"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
 
         let sent = Instant::now();
         writer.write_all(b"first").await.unwrap();
-        // Read well after the data arrived: the stamp is the arrival, not the read.
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        // Wait until the bytes are in the socket's buffer, then keep the reader busy for
+        // `stall` before it reads: a stamp taken at the read would be at least `stall` after
+        // `readable_at`, the kernel's arrival stamp is before it. (The stall is the stimulus
+        // under test, not a wait for a condition.)
+        let stall = Duration::from_millis(50);
+        reader.inner.readable().await.unwrap();
+        let readable_at = Instant::now();
+        tokio::time::sleep(stall).await;
         let n = reader.read(&mut buf).await.unwrap();
         let read_at = Instant::now();
         assert_eq!(&buf[..n], b"first");
         let arrival = reader
             .last_arrival()
             .expect("loopback TCP is stamped on Linux");
+        // The stamp is on the wall clock, moved onto the monotonic one: allow 2 ms for that.
+        let margin = Duration::from_millis(2);
+        assert!(arrival + margin >= sent, "not before the send");
         assert!(
-            arrival + Duration::from_millis(2) >= sent,
-            "not before the send"
+            arrival <= readable_at + margin,
+            "stamped {:?} after the bytes were already readable",
+            arrival.duration_since(readable_at)
         );
         assert!(
-            read_at.duration_since(arrival) >= Duration::from_millis(70),
+            read_at.duration_since(arrival) >= stall,
             "stamped at arrival, {:?} before the read",
             read_at.duration_since(arrival)
         );

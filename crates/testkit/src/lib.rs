@@ -161,7 +161,7 @@ pub fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
 pub fn probe_redis(url: &str) -> Result<(), String> {
     probe(
         url,
-        Probe {
+        &Probe {
             service: "Redis",
             default_port: 6379,
             request: b"*1\r\n$4\r\nPING\r\n",
@@ -176,7 +176,7 @@ pub fn probe_redis(url: &str) -> Result<(), String> {
 pub fn probe_postgres(url: &str) -> Result<(), String> {
     probe(
         url,
-        Probe {
+        &Probe {
             service: "PostgreSQL",
             default_port: 5432,
             // Length 8, then the SSLRequest code 80877103.
@@ -196,7 +196,7 @@ struct Probe {
     answers: &'static [u8],
 }
 
-fn probe(url: &str, p: Probe) -> Result<(), String> {
+fn probe(url: &str, p: &Probe) -> Result<(), String> {
     let (service, shown) = (p.service, redact(url));
     let mut stream = connect(url, p.default_port)?;
     stream

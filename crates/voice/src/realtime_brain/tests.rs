@@ -48,6 +48,8 @@ impl SpeechSession for FakeSession {
 #[derive(Default)]
 struct FakeProvider {
     remotes: Mutex<Vec<Remote>>,
+    /// Signalled (a stored permit) at each connect.
+    connected: tokio::sync::Notify,
     failures: Mutex<VecDeque<ProviderError>>,
     connects: Mutex<u32>,
 }
@@ -72,6 +74,7 @@ impl SpeechToSpeech for FakeProvider {
             outputs: out_tx,
             setup,
         });
+        self.connected.notify_one();
         let session = FakeSession {
             inputs: in_tx,
             outputs: Arc::new(tokio::sync::Mutex::new(out_rx)),
@@ -81,17 +84,20 @@ impl SpeechToSpeech for FakeProvider {
 }
 
 impl FakeProvider {
-    async fn remote(&self, index: usize) -> Remote {
-        for _ in 0..1000 {
+    /// The oldest session not yet taken, waiting (up to [`LIMIT`]) for the brain to connect
+    /// one. A connect between the check and the wait leaves a permit, so none is missed.
+    async fn remote(&self) -> Remote {
+        loop {
             {
                 let mut remotes = self.remotes.lock().unwrap();
-                if remotes.len() > index {
-                    return remotes.remove(index);
+                if !remotes.is_empty() {
+                    return remotes.remove(0);
                 }
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::timeout(LIMIT, self.connected.notified())
+                .await
+                .expect("a session connected in time");
         }
-        panic!("no session {index} was connected");
     }
 }
 
@@ -149,7 +155,7 @@ async fn greeted(provider: &Arc<FakeProvider>) -> (BrainHandle, Remote) {
         RealtimeConfig::default(),
         RealtimeOptions::default(),
     );
-    let mut remote = provider.remote(0).await;
+    let mut remote = provider.remote().await;
     let greeting = next_input(&mut remote).await;
     assert!(matches!(greeting, SpeechInput::Respond { .. }));
     (handle, remote)
@@ -170,7 +176,7 @@ async fn greets_then_speaks_each_item_as_a_turn_of_mulaw_chunks() {
         ..RealtimeConfig::default()
     };
     let mut handle = start(&provider, config.clone(), RealtimeOptions::default());
-    let mut remote = provider.remote(0).await;
+    let mut remote = provider.remote().await;
     assert_eq!(remote.setup.instructions, "Screen Ada for the job.");
     assert!(remote.setup.tools.iter().any(|t| t.name == "end_call"));
     assert_eq!(
@@ -234,7 +240,9 @@ async fn greets_then_speaks_each_item_as_a_turn_of_mulaw_chunks() {
     );
 }
 
-#[tokio::test]
+// Paused time: the "nothing more comes" wait below ends when every task is idle (time only
+// advances then), not after 200 ms of a busy machine's wall clock.
+#[tokio::test(start_paused = true)]
 async fn provider_speech_interrupts_at_once_and_truncates_at_the_heard_ms() {
     let provider = Arc::new(FakeProvider::default());
     let (mut handle, mut remote) = greeted(&provider).await;
@@ -344,9 +352,10 @@ async fn a_lost_session_is_resumed_with_the_conversation_so_far() {
         .outputs
         .send(Ok(SpeechOutput::CallerTranscript("I am Ada".into())))
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The session is lost right after: the channel hands the brain the transcript before it
+    // reports the close, so the brain must have heard it before it resumes (no grace time).
     drop(remote);
-    let mut second = provider.remote(0).await;
+    let mut second = provider.remote().await;
     assert!(
         second.setup.instructions.contains("Caller: I am Ada"),
         "{}",
@@ -380,7 +389,7 @@ async fn a_dead_session_still_plays_what_it_delivered() {
         }
     );
     // Then the loss is handled: a new session.
-    let _second = provider.remote(0).await;
+    let _second = provider.remote().await;
 }
 
 #[tokio::test]
