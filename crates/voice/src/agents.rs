@@ -20,7 +20,7 @@ use voxbridge_brain::dialog::Dialog;
 use voxbridge_screening::catalog::ScriptsOrigin;
 use voxbridge_screening::llm::LlmScreeningAgent;
 use voxbridge_screening::{AgentConfig, Screenings, ScriptError};
-use voxbridge_speech::config::{SpeechConfig, SpeechConfigError};
+use voxbridge_speech::config::{AsrKind, SpeechConfig, SpeechConfigError};
 use voxbridge_speech::providers::SpeechProviders;
 
 use crate::assistant::AssistantSource;
@@ -255,9 +255,15 @@ mod tests {
         message
     }
 
+    /// Without a recognizer (`asr = "none"`, also what the default `auto` resolves to when the
+    /// Whisper model is not installed or the binary has no `whisper` feature) only echo runs.
+    /// `none` is set explicitly: whether `auto` finds a model depends on the machine.
     #[test]
-    fn defaults_offer_echo_only() {
-        let speech = SpeechConfig::default();
+    fn without_a_recognizer_only_echo_is_offered() {
+        let speech = SpeechConfig {
+            asr: AsrKind::None,
+            ..SpeechConfig::default()
+        };
         let providers = speech.build().expect("defaults build");
         let set = media_agents(
             &speech,
