@@ -21,7 +21,7 @@ fn candidate(phone: &str) -> serde_json::Value {
 async fn screening_call_end_to_end_through_twilio_and_webhooks() {
     let h = start(|_| {}).await;
     let (status, body) = h.create_screening(&candidate("+1 (415) 867-5309")).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     assert_eq!(body["success"], true);
     assert_eq!(body["message"], "Screening call initiated for Ada");
     let call_sid = body["callSid"].as_str().unwrap().to_owned();
@@ -288,7 +288,7 @@ async fn twilio_errors_reach_the_caller_and_5xx_are_retried() {
     assert_eq!(*h.fake.attempts.lock().unwrap(), 1, "4xx is not retried");
 
     let (status, body) = h.create_screening(&candidate(FLAKY_TO)).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     assert_eq!(
         *h.fake.attempts.lock().unwrap(),
         4,
@@ -306,7 +306,7 @@ async fn twilio_errors_reach_the_caller_and_5xx_are_retried() {
 async fn a_candidate_is_not_called_more_than_the_daily_limit() {
     let h = start(|c| c.max_calls_per_candidate_per_day = 2).await;
     for _ in 0..2 {
-        assert_eq!(h.create_screening(&candidate("+14158675309")).await.0, 200);
+        assert_eq!(h.create_screening(&candidate("+14158675309")).await.0, 201);
     }
     let (status, body) = h.create_screening(&candidate("+14158675309")).await;
     assert_eq!(status, 429, "{body}");
@@ -315,13 +315,13 @@ async fn a_candidate_is_not_called_more_than_the_daily_limit() {
     other["candidateId"] = json!("cand-43");
     assert_eq!(
         h.create_screening(&other).await.0,
-        200,
+        201,
         "other candidates are not affected"
     );
     h.clock.advance(24 * 3_600_000 + 1);
     assert_eq!(
         h.create_screening(&candidate("+14158675309")).await.0,
-        200,
+        201,
         "a day later"
     );
 }

@@ -63,7 +63,7 @@ pub use order::{StatusPoint, is_terminal, status_rank, supersedes};
 pub use rate_limits::RateLimitDecision;
 pub use recordings::RecordingEvent;
 pub use relay::RelaySessionEvent;
-pub use screenings::{NewScreening, ScreeningIntent, ScreeningRecord};
+pub use screenings::{IdempotencyKey, KeyedInsert, NewScreening, ScreeningIntent, ScreeningRecord};
 pub use sessions::ScreeningSession;
 pub use transcripts::TranscriptLine;
 

@@ -152,6 +152,19 @@ CREATE TABLE IF NOT EXISTS screening_intents (
 CREATE INDEX IF NOT EXISTS screening_intents_open ON screening_intents (resolved_at, created_at);
 ";
 
+/// Migration 5: the `Idempotency-Key` of each keyed `POST /api/screenings`, with a digest of the
+/// request it came with, so a retry (even after a restart, on any instance) finds the screening
+/// the first request created instead of placing a second call. The primary key is what makes
+/// concurrent requests with one key create one screening. Idempotent.
+const V5: &str = r"
+CREATE TABLE IF NOT EXISTS screening_idempotency_keys (
+    idempotency_key TEXT PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    screening_id BIGINT NOT NULL REFERENCES screenings (id),
+    created_at BIGINT NOT NULL
+);
+";
+
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![
         Migration {
@@ -178,6 +191,12 @@ pub(crate) fn migrations() -> Vec<Migration> {
             description: "inbound_calls (one decision per CallSid), screening_intents (reconciliation)",
             sqlite: V4,
             postgres: V4,
+        },
+        Migration {
+            version: 5,
+            description: "screening_idempotency_keys (Idempotency-Key of POST /api/screenings)",
+            sqlite: V5,
+            postgres: V5,
         },
     ]
 }

@@ -129,6 +129,29 @@ pub struct ScreeningIntent {
     pub created_at: i64,
 }
 
+/// A client's `Idempotency-Key` and a digest of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The key as the client sent it.
+    pub key: String,
+    /// A digest of the request, to tell a retry from a different request reusing the key.
+    pub request_hash: String,
+}
+
+/// What [`Store::insert_keyed_screening_intent`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyedInsert {
+    /// The screening (and its intent) was recorded with this id.
+    Created(i64),
+    /// The key was already used: by this screening, for the request with this digest.
+    Existing {
+        /// The screening the key's first request created.
+        screening_id: i64,
+        /// That request's digest.
+        request_hash: String,
+    },
+}
+
 /// What [`Store::mark_screening_initiated`] copies from the screening onto the call row.
 #[derive(sqlx::FromRow)]
 struct InitiatedScreening {
@@ -163,7 +186,26 @@ impl Store {
         new: &NewScreening,
         from: &str,
     ) -> Result<i64, StoreError> {
-        on_writer!(self, pool => {
+        match self.insert_keyed_screening_intent(new, from, None).await? {
+            KeyedInsert::Created(id)
+            | KeyedInsert::Existing {
+                screening_id: id, ..
+            } => Ok(id),
+        }
+    }
+
+    /// [`Store::insert_screening_intent`] under an `Idempotency-Key`: the key is recorded in the
+    /// same transaction as the screening, so exactly one of several requests with one key (at
+    /// once, or retried after a restart) creates a screening; the others get
+    /// [`KeyedInsert::Existing`] and nothing is recorded for them. Without a key it always
+    /// creates.
+    pub async fn insert_keyed_screening_intent(
+        &self,
+        new: &NewScreening,
+        from: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<KeyedInsert, StoreError> {
+        let created = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let id: i64 = sqlx::query_scalar(INSERT_SCREENING)
                 .bind(&new.candidate_id)
@@ -174,19 +216,76 @@ impl Store {
                 .bind(new.created_at_ms)
                 .fetch_one(&mut *tx)
                 .await?;
-            sqlx::query(
-                "INSERT INTO screening_intents (screening_id, to_number, from_number, created_at) \
-                 VALUES ($1, $2, $3, $4)",
+            // PostgreSQL makes a concurrent insert of the same key wait for the first
+            // transaction, then do nothing; SQLite's writers are serialised by the pool.
+            let claimed = match key {
+                None => true,
+                Some(key) => {
+                    sqlx::query(
+                        "INSERT INTO screening_idempotency_keys \
+                         (idempotency_key, request_hash, screening_id, created_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+                    )
+                    .bind(&key.key)
+                    .bind(&key.request_hash)
+                    .bind(id)
+                    .bind(new.created_at_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1
+                }
+            };
+            if claimed {
+                sqlx::query(
+                    "INSERT INTO screening_intents (screening_id, to_number, from_number, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(&new.phone)
+                .bind(from)
+                .bind(new.created_at_ms)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Some(id)
+            } else {
+                tx.rollback().await?;
+                None
+            }
+        });
+        if let Some(id) = created {
+            return Ok(KeyedInsert::Created(id));
+        }
+        let key = key.map_or("", |k| k.key.as_str());
+        match self.screening_for_idempotency_key(key).await? {
+            Some(existing) => Ok(existing),
+            // The key's row is never deleted, so this is a store that lost a committed row.
+            None => Err(StoreError::Database(sqlx::Error::RowNotFound)),
+        }
+    }
+
+    /// The screening an `Idempotency-Key` created, as [`KeyedInsert::Existing`], if the key was
+    /// used.
+    pub async fn screening_for_idempotency_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<KeyedInsert>, StoreError> {
+        let row: Option<(i64, String)> = on_writer!(self, pool => {
+            sqlx::query_as(
+                "SELECT screening_id, request_hash FROM screening_idempotency_keys \
+                 WHERE idempotency_key = $1",
             )
-            .bind(id)
-            .bind(&new.phone)
-            .bind(from)
-            .bind(new.created_at_ms)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(id)
-        })
+            .bind(key)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(
+            row.map(|(screening_id, request_hash)| KeyedInsert::Existing {
+                screening_id,
+                request_hash,
+            }),
+        )
     }
 
     /// Twilio created the call: links the screening to `call_sid` and creates the call row

@@ -28,7 +28,7 @@ pub(crate) const CALL1: &str = "CA00000000000000000000000000000001";
 pub(crate) const CALL4: &str = "CA00000000000000000000000000000004";
 
 pub(crate) async fn behaviour(store: &Store) {
-    assert_eq!(store.applied_migrations().await.unwrap(), [1, 2, 3, 4]);
+    assert_eq!(store.applied_migrations().await.unwrap(), [1, 2, 3, 4, 5]);
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.unwrap();
 
@@ -44,6 +44,7 @@ pub(crate) async fn behaviour(store: &Store) {
     screenings::media_calls(store).await;
     intents::inbound_claims(store).await;
     intents::screening_intents(store).await;
+    intents::idempotency_keys(store).await;
     columns::every_column_reads_back(store).await;
     columns::store_call_to_corrupt(store).await;
 }
