@@ -7,7 +7,8 @@
 //! answers 2xx only after its record is committed. `/api/*` needs the bearer token.
 //!
 //! Routes:
-//! - `POST /api/screenings` (honours `Idempotency-Key`), `GET /api/screenings/{id}`,
+//! - `POST /api/screenings` (honours `Idempotency-Key`), `GET /api/screenings`,
+//!   `GET /api/screenings/{id}`,
 //!   `GET /api/calls`, `GET /api/calls/{callSid}`,
 //!   `GET /api/rate-limits/{number}` (bearer token)
 //! - `POST /twilio/voice/answer`, `/twilio/voice/inbound`, `/twilio/voice/status`,
@@ -445,7 +446,10 @@ pub fn routes(state: AppState) -> Router {
 fn bare_routes(state: AppState) -> Router {
     let body_limit = state.0.config.body_limit_bytes;
     let api = Router::new()
-        .route("/api/screenings", post(screenings::create))
+        .route(
+            "/api/screenings",
+            post(screenings::create).get(screenings::list),
+        )
         .route("/api/screenings/{id}", get(screenings::detail))
         .route("/api/calls", get(calls::list))
         .route("/api/calls/{call_sid}", get(calls::detail))

@@ -1,19 +1,23 @@
 //! `POST /api/screenings`: validate, replay a retried `Idempotency-Key`, check the
 //! per-candidate daily limit, record the request, create the call through Twilio's REST API,
-//! link the call to the screening. `GET /api/screenings/{id}`: one screening.
+//! link the call to the screening. `GET /api/screenings`: the list, filtered by state and
+//! outcome; `GET /api/screenings/{id}`: one screening.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use voxbridge_store::{IdempotencyKey, KeyedInsert, NewScreening, ScreeningRecord};
+use voxbridge_store::{
+    IdempotencyKey, KeyedInsert, NewScreening, ScreeningFilter, ScreeningRecord,
+};
 use voxbridge_twilio::E164;
 use voxbridge_twilio::rest::{CreateCall, MachineDetection, RestError};
 
+use crate::calls::ListQuery;
 use crate::{ApiError, AppState, TwilioOperation};
 
 /// Longest accepted text field (keeps `<Parameter>` under Twilio's 500-character limit).
@@ -182,21 +186,24 @@ async fn replay(
         tracing::info!(screening = screening_id, "Idempotency-Key replayed");
         return Ok(created_response(&record, true));
     }
-    let why = record.error.as_deref().unwrap_or("no detail");
-    Err(ApiError::Conflict(match record.state.as_str() {
-        "requested" => format!(
-            "the first request with this Idempotency-Key (screening {screening_id}) is still \
+    Err(ApiError::Conflict(
+        match (record.state.as_str(), &record.error) {
+            ("requested", None) => format!(
+                "the first request with this Idempotency-Key (screening {screening_id}) is still \
              placing the call; retry shortly"
-        ),
-        "create_failed" => format!(
-            "the first request with this Idempotency-Key (screening {screening_id}) placed no \
-             call: {why}; send a new key to try again"
-        ),
-        state => format!(
-            "the first request with this Idempotency-Key (screening {screening_id}) ended \
-             {state} ({why}); GET /api/screenings/{screening_id} shows how it resolves"
-        ),
-    }))
+            ),
+            ("failed", error) => format!(
+                "the first request with this Idempotency-Key (screening {screening_id}) placed no \
+             call: {}; send a new key to try again",
+                error.as_deref().unwrap_or("Twilio refused it")
+            ),
+            (state, error) => format!(
+                "the first request with this Idempotency-Key (screening {screening_id}) is {state} \
+             with no call known ({}); GET /api/screenings/{screening_id} shows how it resolves",
+                error.as_deref().unwrap_or("no detail")
+            ),
+        },
+    ))
 }
 
 /// 201 with `Location: /api/screenings/{id}` and the screening (also the answer to a replayed
@@ -218,6 +225,25 @@ fn created_response(record: &ScreeningRecord, replayed: bool) -> Response {
         );
     }
     response
+}
+
+/// `GET /api/screenings?state=&outcome=&candidateId=&from=&to=&limit=&offset=`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let query = ListQuery::parse(raw.as_deref(), &[])?;
+    let filter = ScreeningFilter {
+        state: query.state.clone(),
+        outcome: query.outcome.clone(),
+        candidate_id: query.candidate_id.clone(),
+        since_ms: query.since_ms,
+        until_ms: query.until_ms,
+        limit: query.limit,
+        offset: query.offset,
+    };
+    let (screenings, total) = state.0.store.list_screenings(&filter).await?;
+    Ok(query.page("screenings", screenings, total))
 }
 
 /// `GET /api/screenings/{id}`.

@@ -38,6 +38,7 @@ mod rate_limits;
 mod recordings;
 mod relay;
 mod schema;
+mod screening_state;
 mod screenings;
 mod sessions;
 mod sms_consent;
@@ -63,7 +64,10 @@ pub use order::{StatusPoint, is_terminal, status_rank, supersedes};
 pub use rate_limits::RateLimitDecision;
 pub use recordings::RecordingEvent;
 pub use relay::RelaySessionEvent;
-pub use screenings::{IdempotencyKey, KeyedInsert, NewScreening, ScreeningIntent, ScreeningRecord};
+pub use screening_state::{CALL_STATUSES, SCREENING_OUTCOMES, SCREENING_STATES};
+pub use screenings::{
+    IdempotencyKey, KeyedInsert, NewScreening, ScreeningFilter, ScreeningIntent, ScreeningRecord,
+};
 pub use sessions::ScreeningSession;
 pub use transcripts::TranscriptLine;
 

@@ -165,6 +165,20 @@ CREATE TABLE IF NOT EXISTS screening_idempotency_keys (
 );
 ";
 
+/// Migration 6: the screening state machine (`crate::screening_state`). Renames the states of
+/// the create path (`initiated` -> `calling`, `create_failed` -> `failed`, `create_unknown` ->
+/// `requested`, its error kept), derives the state of every linked screening from its call and
+/// stores machine-answered `no_answer` outcomes as `voicemail`; indexes for the state and
+/// outcome filters. Idempotent.
+const V6: &str = concat!(
+    "UPDATE screenings SET state = 'calling' WHERE state = 'initiated';\n",
+    "UPDATE screenings SET state = 'failed' WHERE state = 'create_failed';\n",
+    "UPDATE screenings SET state = 'requested' WHERE state = 'create_unknown';\n",
+    crate::screening_state::sync_all!(),
+    "CREATE INDEX IF NOT EXISTS screenings_state ON screenings (state, created_at);\n",
+    "CREATE INDEX IF NOT EXISTS screenings_outcome ON screenings (outcome, created_at);\n"
+);
+
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![
         Migration {
@@ -197,6 +211,12 @@ pub(crate) fn migrations() -> Vec<Migration> {
             description: "screening_idempotency_keys (Idempotency-Key of POST /api/screenings)",
             sqlite: V5,
             postgres: V5,
+        },
+        Migration {
+            version: 6,
+            description: "screening state machine (states from the call, voicemail outcome)",
+            sqlite: V6,
+            postgres: V6,
         },
     ]
 }

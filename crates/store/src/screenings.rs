@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::order::status_rank;
+use crate::screening_state::sync_screening;
 use crate::{Store, StoreError, json_column, on_reader, on_writer};
 
 /// A screening request before Twilio was asked to call.
@@ -41,7 +42,9 @@ pub struct ScreeningRecord {
     pub job_title: String,
     /// Screening id.
     pub screening: String,
-    /// `requested`, `initiated` or `create_failed`.
+    /// `requested`, `calling`, `in_progress`, `completed`, `failed`, `no_answer`, `voicemail`,
+    /// `canceled` (see [`crate::SCREENING_STATES`]), or `unrequested` for a call nobody
+    /// requested.
     pub state: String,
     /// Why creating the call failed.
     pub error: Option<String>,
@@ -55,6 +58,25 @@ pub struct ScreeningRecord {
     pub created_at: i64,
     /// Last change (Unix ms).
     pub updated_at: i64,
+}
+
+/// Filter and page for [`Store::list_screenings`].
+#[derive(Debug, Clone, Default)]
+pub struct ScreeningFilter {
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// Only this candidate.
+    pub candidate_id: Option<String>,
+    /// Requested at or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Requested before (Unix ms).
+    pub until_ms: Option<i64>,
+    /// Page size.
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
 }
 
 /// The columns of [`ScreeningRow`].
@@ -288,8 +310,9 @@ impl Store {
         )
     }
 
-    /// Twilio created the call: links the screening to `call_sid` and creates the call row
-    /// (status `queued`, direction `outbound-api`) in one transaction.
+    /// Twilio created the call: links the screening to `call_sid` (state `calling`, or later if
+    /// callbacks came first) and creates the call row (status `queued`, direction
+    /// `outbound-api`) in one transaction.
     pub async fn mark_screening_initiated(
         &self,
         id: i64,
@@ -300,7 +323,7 @@ impl Store {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let screening: InitiatedScreening = sqlx::query_as(
-                "UPDATE screenings SET call_sid = $1, state = 'initiated', updated_at = $2 \
+                "UPDATE screenings SET call_sid = $1, state = 'calling', updated_at = $2 \
                  WHERE id = $3 RETURNING candidate_id, phone, screening",
             )
             .bind(call_sid)
@@ -333,6 +356,8 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            // Callbacks for the call may have come in before it was linked.
+            sync_screening!(tx, call_sid, now_ms);
             tx.commit().await?;
             Ok(())
         })
@@ -349,7 +374,7 @@ impl Store {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
-                "UPDATE screenings SET state = 'create_failed', error = $1, updated_at = $2 WHERE id = $3",
+                "UPDATE screenings SET state = 'failed', error = $1, updated_at = $2 WHERE id = $3",
             )
             .bind(error)
             .bind(now_ms)
@@ -369,7 +394,8 @@ impl Store {
 
     /// The call create ended without a definite answer (timeout, unreadable 2xx, 5xx after
     /// retries): Twilio may have placed the call, so the attempt keeps counting toward the
-    /// per-candidate daily limit (state `create_unknown`).
+    /// per-candidate daily limit. The screening stays `requested`, with the error, until
+    /// reconciliation finds the call or fails it.
     pub async fn mark_screening_uncertain(
         &self,
         id: i64,
@@ -378,7 +404,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         on_writer!(self, pool => {
             sqlx::query(
-                "UPDATE screenings SET state = 'create_unknown', error = $1, updated_at = $2 WHERE id = $3",
+                "UPDATE screenings SET error = $1, updated_at = $2 WHERE id = $3",
             )
             .bind(error)
             .bind(now_ms)
@@ -416,7 +442,49 @@ impl Store {
         row.map(ScreeningRecord::try_from).transpose()
     }
 
-    /// Screenings of `candidate_id` requested at or after `since_ms`, failed creates excluded.
+    /// Screenings, newest first, filtered and paged. Returns the page and the total matching.
+    pub async fn list_screenings(
+        &self,
+        filter: &ScreeningFilter,
+    ) -> Result<(Vec<ScreeningRecord>, i64), StoreError> {
+        let condition = "($1 IS NULL OR state = $1) AND ($2 IS NULL OR outcome = $2) \
+            AND ($3 IS NULL OR candidate_id = $3) AND ($4 IS NULL OR created_at >= $4) \
+            AND ($5 IS NULL OR created_at < $5)";
+        let page_sql = format!(
+            "SELECT {SCREENING_COLUMNS} FROM screenings WHERE {condition} \
+             ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"
+        );
+        let count_sql = format!("SELECT COUNT(*) AS n FROM screenings WHERE {condition}");
+        let (rows, total): (Vec<ScreeningRow>, i64) = on_reader!(self, pool => {
+            let rows = sqlx::query_as(&page_sql)
+                .bind(&filter.state)
+                .bind(&filter.outcome)
+                .bind(&filter.candidate_id)
+                .bind(filter.since_ms)
+                .bind(filter.until_ms)
+                .bind(filter.limit)
+                .bind(filter.offset)
+                .fetch_all(pool)
+                .await?;
+            let total = sqlx::query_scalar(&count_sql)
+                .bind(&filter.state)
+                .bind(&filter.outcome)
+                .bind(&filter.candidate_id)
+                .bind(filter.since_ms)
+                .bind(filter.until_ms)
+                .fetch_one(pool)
+                .await?;
+            (rows, total)
+        });
+        let page = rows
+            .into_iter()
+            .map(ScreeningRecord::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok((page, total))
+    }
+
+    /// Screenings of `candidate_id` requested at or after `since_ms`, failed creates (failed
+    /// with no call) excluded.
     pub async fn count_screenings_since(
         &self,
         candidate_id: &str,
@@ -425,7 +493,7 @@ impl Store {
         on_writer!(self, pool => {
             Ok(sqlx::query_scalar(
                 "SELECT COUNT(*) AS n FROM screenings WHERE candidate_id = $1 AND created_at >= $2 \
-                 AND state <> 'create_failed'",
+                 AND NOT (state = 'failed' AND call_sid IS NULL)",
             )
             .bind(candidate_id)
             .bind(since_ms)
@@ -446,7 +514,8 @@ impl Store {
         row.map(ScreeningRecord::try_from).transpose()
     }
 
-    /// Saves what the screening agent collected. Returns false if no screening has that call.
+    /// Saves what the screening agent collected and moves the screening's state with it.
+    /// Returns false if no screening has that call.
     pub async fn save_screening_result(
         &self,
         call_sid: &str,
@@ -457,6 +526,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let answers = answers.to_string();
         on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
             let n = sqlx::query(
                 "UPDATE screenings SET answers = $1, outcome = $2, summary = $3, updated_at = $4 \
                  WHERE call_sid = $5",
@@ -466,9 +536,11 @@ impl Store {
             .bind(summary)
             .bind(now_ms)
             .bind(call_sid)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+            sync_screening!(tx, call_sid, now_ms);
+            tx.commit().await?;
             Ok(n > 0)
         })
     }

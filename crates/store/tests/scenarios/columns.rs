@@ -36,7 +36,7 @@ fn transcript() -> Vec<TranscriptLine> {
 
 /// Writes [`CALL`] so that every column of its call row, screening, events and transcript
 /// holds a distinct value; returns the screening id. The screening goes through
-/// `create_unknown` before its call is linked only so that its `error` column is set too.
+/// an uncertain create before its call is linked only so that its `error` column is set too.
 async fn fill_every_column(store: &Store) -> i64 {
     let id = store
         .insert_screening(&NewScreening {
@@ -137,6 +137,8 @@ fn expected_call() -> CallRecord {
         relay_session_status: Some("ended".into()),
         handoff_data: Some(r#"{"reasonCode":"live-agent"}"#.into()),
         summary: Some(r#"{"turns":1}"#.into()),
+        state: Some("completed".into()),
+        outcome: Some("qualified".into()),
         created_at: 5_002,
         updated_at: 5_093,
     }
@@ -152,7 +154,7 @@ fn expected_screening(id: i64) -> ScreeningRecord {
         phone: "+14155550113".into(),
         job_title: "Welder".into(),
         screening: "welding".into(),
-        state: "initiated".into(),
+        state: "completed".into(),
         error: Some("timeout".into()),
         answers: Some(serde_json::json!({"welds": ["mig", "tig"]})),
         outcome: Some("qualified".into()),

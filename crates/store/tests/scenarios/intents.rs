@@ -117,11 +117,8 @@ pub(super) async fn screening_intents(store: &Store) {
         "linked and failed screenings close their intents; an uncertain one stays open"
     );
     let screening = store.screening(a).await.unwrap().unwrap();
-    assert_eq!(screening.state, "initiated");
-    assert_eq!(
-        store.screening(b).await.unwrap().unwrap().state,
-        "create_failed"
-    );
+    assert_eq!(screening.state, "calling");
+    assert_eq!(store.screening(b).await.unwrap().unwrap().state, "failed");
 }
 
 /// One screening per `Idempotency-Key`: the second insert records nothing (no screening, no

@@ -255,7 +255,10 @@ pub(super) async fn screening_sessions(store: &Store) {
     let detail = store.call_detail(call).await.unwrap().unwrap();
     let screening = detail.screening.unwrap();
     assert_eq!(screening.id, requested);
-    assert_eq!(screening.state, "initiated");
+    assert_eq!(
+        screening.state, "completed",
+        "the stored outcome ends the screening"
+    );
     assert_eq!(screening.outcome.as_deref(), Some("qualified"));
     assert_eq!(screening.answers.unwrap()[0]["raw"], "yes I do");
     assert_eq!(
