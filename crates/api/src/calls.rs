@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use serde_json::{Value, json};
-use voxbridge_store::{CALL_STATUSES, CallFilter, SCREENING_OUTCOMES, SCREENING_STATES};
+use voxbridge_store::{CALL_STATUSES, CallFilter, SCREENING_OUTCOMES, SCREENING_STATES, rfc3339};
 use voxbridge_twilio::E164;
 use voxbridge_twilio::sid::CallSid;
 
@@ -248,9 +248,9 @@ pub(crate) async fn rate_limit_stats(
         "maxCalls": window.max_calls,
         "windowSecs": window.window_ms / 1000,
         "allowlisted": state.0.allowlist.contains(number.as_str()),
-        "recent": snapshot.recent,
+        "recent": snapshot.recent.iter().map(|ms| rfc3339(*ms)).collect::<Vec<_>>(),
         "recentCount": snapshot.recent.len(),
-        "lastAllowed": snapshot.last_allowed,
+        "lastAllowed": snapshot.last_allowed.map(rfc3339),
         "totalAllowed": snapshot.total_allowed,
         "totalBlocked": snapshot.total_blocked,
     })))

@@ -45,8 +45,8 @@ async fn conversation_ended(h: &Harness, call_sid: &str, outcome: &str) {
             call_sid: call_sid.to_owned(),
             direction: Some("outbound-api".into()),
             outcome: outcome.into(),
-            answers: json!([]),
-            summary: "{}".into(),
+            answers: json!([{"question_id": "work_authorization", "raw": "yes", "parsed_value": true}]),
+            summary: r#"{"transport":"relay","endReason":"agent"}"#.into(),
             ended_at_ms: common::T0 + 60_000,
             ..ScreeningSession::default()
         })
@@ -67,6 +67,20 @@ async fn callbacks_and_the_outcome_move_a_screening_to_completed() {
     let done = screening(&h, id).await;
     assert_eq!(done["state"], "completed", "{done}");
     assert_eq!(done["outcome"], "qualified");
+    // The stored answers and summary, as the rest of the API: camelCase keys, nested JSON.
+    assert_eq!(
+        done["answers"],
+        json!([{"questionId": "work_authorization", "raw": "yes", "parsedValue": true}])
+    );
+    assert_eq!(
+        done["summary"],
+        json!({"transport": "relay", "endReason": "agent"})
+    );
+    assert_eq!(done["createdAt"], "2023-11-14T22:13:20.000Z");
+    assert_eq!(
+        done["updatedAt"], "2023-11-14T22:14:20.000Z",
+        "the conversation's end"
+    );
     callback(&h, &call_sid, "completed", "3").await;
     assert_eq!(screening(&h, id).await["state"], "completed");
 

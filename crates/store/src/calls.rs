@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
-use crate::{CallEvent, ScreeningRecord, Store, StoreError, TranscriptLine, on_reader, on_writer};
+use crate::{
+    CallEvent, ScreeningRecord, Store, StoreError, TranscriptLine, json_shape, on_reader, on_writer,
+};
 
 /// A call's current state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,17 +41,19 @@ pub struct CallRecord {
     pub recording_status: Option<String>,
     /// ConversationRelay session status.
     pub relay_session_status: Option<String>,
-    /// ConversationRelay handoff data.
-    pub handoff_data: Option<String>,
-    /// Summary written by the agent (JSON or text).
-    pub summary: Option<String>,
+    /// ConversationRelay handoff data: the JSON nested, or the text as a string.
+    pub handoff_data: Option<serde_json::Value>,
+    /// Summary written by the agent: the JSON nested, or the text as a string.
+    pub summary: Option<serde_json::Value>,
     /// The state of the call's screening (`crate::SCREENING_STATES`), if it has one.
     pub state: Option<String>,
     /// The outcome of the call's screening, once the agent stored it.
     pub outcome: Option<String>,
-    /// First seen (Unix ms).
+    /// First seen (Unix ms; RFC 3339 in JSON).
+    #[serde(serialize_with = "json_shape::time")]
     pub created_at: i64,
-    /// Last change (Unix ms).
+    /// Last change (Unix ms; RFC 3339 in JSON).
+    #[serde(serialize_with = "json_shape::time")]
     pub updated_at: i64,
 }
 
@@ -143,8 +147,8 @@ impl From<CallRow> for CallRecord {
             recording_url: row.recording_url,
             recording_status: row.recording_status,
             relay_session_status: row.relay_session_status,
-            handoff_data: row.handoff_data,
-            summary: row.summary,
+            handoff_data: row.handoff_data.map(json_shape::json_or_text),
+            summary: row.summary.map(json_shape::json_or_text),
             state: row.state,
             outcome: row.outcome,
             created_at: row.created_at,

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::order::status_rank;
 use crate::screening_state::sync_screening;
-use crate::{Store, StoreError, json_column, on_reader, on_writer};
+use crate::{Store, StoreError, json_column, json_shape, on_reader, on_writer};
 
 /// A screening request before Twilio was asked to call.
 #[derive(Debug, Clone, Default)]
@@ -48,15 +48,17 @@ pub struct ScreeningRecord {
     pub state: String,
     /// Why creating the call failed.
     pub error: Option<String>,
-    /// Answers as JSON (set by the agent).
+    /// Answers as JSON, keys in camelCase (set by the agent).
     pub answers: Option<serde_json::Value>,
     /// Outcome (set by the agent).
     pub outcome: Option<String>,
-    /// Summary (set by the agent).
-    pub summary: Option<String>,
-    /// Requested at (Unix ms).
+    /// Summary (set by the agent): the JSON nested, or the text as a string.
+    pub summary: Option<serde_json::Value>,
+    /// Requested at (Unix ms; RFC 3339 in JSON).
+    #[serde(serialize_with = "json_shape::time")]
     pub created_at: i64,
-    /// Last change (Unix ms).
+    /// Last change (Unix ms; RFC 3339 in JSON).
+    #[serde(serialize_with = "json_shape::time")]
     pub updated_at: i64,
 }
 
@@ -119,9 +121,10 @@ impl TryFrom<ScreeningRow> for ScreeningRecord {
             answers: row
                 .answers
                 .map(|text| json_column(&text, "screenings.answers"))
-                .transpose()?,
+                .transpose()?
+                .map(json_shape::camel_case_keys),
             outcome: row.outcome,
-            summary: row.summary,
+            summary: row.summary.map(json_shape::json_or_text),
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
