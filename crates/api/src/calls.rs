@@ -14,24 +14,54 @@ use crate::{ApiError, AppState};
 
 const MAX_PAGE: i64 = 200;
 
-/// Unix ms from `1700000000000` or a UTC date `2025-01-31`.
+/// Unix ms from `1700000000000`, a UTC date `2025-01-31`, or an RFC 3339 UTC time as the API
+/// writes them (`2025-01-31T09:30:00.000Z`, fraction optional).
 fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
     let bad = || {
         ApiError::BadRequest(format!(
-            "{name} must be Unix milliseconds or a date YYYY-MM-DD, got {text:?}"
+            "{name} must be Unix milliseconds, a date YYYY-MM-DD or a UTC time \
+             YYYY-MM-DDTHH:MM:SS[.mmm]Z, got {text:?}"
         ))
     };
-    let mut parts = text.splitn(3, '-');
+    let (date, time) = text
+        .split_once('T')
+        .map_or((text, None), |(d, t)| (d, Some(t)));
+    let mut parts = date.splitn(3, '-');
     let year: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
     let month: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
     let day: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || !(1970..=9999).contains(&year) {
         return Err(bad());
     }
-    Ok(days_from_civil(year, month, day) * 86_400_000)
+    let in_day = match time {
+        None => 0,
+        Some(time) => time_of_day_ms(time).ok_or_else(bad)?,
+    };
+    Ok(days_from_civil(year, month, day) * 86_400_000 + in_day)
+}
+
+/// Milliseconds into the day of `HH:MM:SS[.fff]Z`.
+fn time_of_day_ms(time: &str) -> Option<i64> {
+    let time = time.strip_suffix('Z')?;
+    let (clock, fraction) = time
+        .split_once('.')
+        .map_or((time, None), |(c, f)| (c, Some(f)));
+    let mut fields = clock.split(':').map(|f| f.parse::<i64>().ok());
+    let (hour, minute, second) = (fields.next()??, fields.next()??, fields.next()??);
+    if fields.next().is_some() || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let millis = match fraction {
+        None => 0,
+        Some(f) if !f.is_empty() && f.len() <= 3 && f.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{f:0<3}").parse::<i64>().ok()?
+        }
+        Some(_) => return None,
+    };
+    Some(((hour * 60 + minute) * 60 + second) * 1_000 + millis)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -265,6 +295,28 @@ mod tests {
         assert_eq!(parse_time("from", "1970-01-02").unwrap(), 86_400_000);
         assert_eq!(parse_time("from", "2000-03-01").unwrap(), 951_868_800_000);
         assert_eq!(parse_time("from", "123").unwrap(), 123);
+        // What the API writes reads back.
+        assert_eq!(
+            parse_time("from", "2023-11-14T22:13:20.000Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_time("from", &voxbridge_store::rfc3339(1_700_000_123_450)).unwrap(),
+            1_700_000_123_450
+        );
+        assert_eq!(
+            parse_time("from", "2000-03-01T00:00:01.5Z").unwrap(),
+            951_868_801_500
+        );
+        for bad in [
+            "2023-11-14T22:13:20",
+            "2023-11-14T24:00:00Z",
+            "2023-11-14T22:13Z",
+            "2023-11-14T22:13:20.1234Z",
+            "2023-11-14T22:13:20+01:00",
+        ] {
+            assert!(parse_time("from", bad).is_err(), "{bad}");
+        }
         assert!(parse_time("from", "2000-13-01").is_err());
         assert!(parse_time("from", "yesterday").is_err());
     }
