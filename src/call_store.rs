@@ -334,8 +334,7 @@ mod tests {
         let turns = store.turn_latencies(CALL).await.unwrap();
         store.close().await;
         std::fs::remove_dir_all(&dir).unwrap();
-        let summary: serde_json::Value =
-            serde_json::from_str(detail.call.summary.as_deref().unwrap()).unwrap();
+        let summary = detail.call.summary.clone().unwrap();
         assert_eq!(summary["agent"], "voice");
         let screening = detail.screening.expect("a screening row");
         assert_eq!(screening.answers.unwrap()[0]["raw"], "Yes, I am.");

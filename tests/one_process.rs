@@ -375,5 +375,5 @@ fn sigterm_drains_a_live_call_then_stores_it_and_exits_0() {
     let summary = call
         .and_then(|c| c.summary)
         .unwrap_or_else(|| panic!("the drained call has no stored summary\n{}", log_of(&dir)));
-    assert!(summary.contains("\"transport\""), "{summary}");
+    assert!(summary.get("transport").is_some(), "{summary}");
 }

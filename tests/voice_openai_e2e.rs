@@ -393,8 +393,7 @@ async fn assert_stored(database: &str, logs: &str) {
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("the call is stored\n{logs}"));
-    let summary: serde_json::Value =
-        serde_json::from_str(detail.call.summary.as_deref().expect("a summary")).unwrap();
+    let summary = detail.call.summary.clone().expect("a summary");
     assert_eq!(summary["transport"], "media");
     assert_eq!(summary["agent"], "voice");
     assert_eq!(summary["end"], "stopped");
@@ -406,10 +405,10 @@ async fn assert_stored(database: &str, logs: &str) {
     let answers = screening.answers.expect("answers");
     let answers = answers.as_array().expect("a list");
     assert_eq!(answers.len(), 2, "{answers:?}");
-    assert_eq!(answers[0]["question_id"], "work_authorization");
+    assert_eq!(answers[0]["questionId"], "work_authorization");
     assert_eq!(answers[0]["raw"], "Yes, I am.");
     assert_eq!(answers[0]["agent"], "llm");
-    assert_eq!(answers[1]["question_id"], "age_18_plus");
+    assert_eq!(answers[1]["questionId"], "age_18_plus");
     let roles: Vec<_> = detail.transcript.iter().map(|l| l.role.as_str()).collect();
     assert_eq!(
         roles.iter().filter(|r| **r == "caller").count(),

@@ -355,7 +355,7 @@ fn print_stored(out: &mut impl Write, detail: &Value) -> Result<()> {
         writeln!(
             out,
             "  {:<20} {:<30} -> {} ({}, confidence {})",
-            text(&answer["question_id"]),
+            text(&answer["questionId"]),
             format!("{:?}", text(&answer["raw"])),
             text(&answer["value"]),
             text(&answer["status"]),

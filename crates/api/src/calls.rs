@@ -1,12 +1,12 @@
 //! Read endpoints: `GET /api/calls`, `GET /api/calls/{callSid}`,
-//! `GET /api/rate-limits/{number}`.
+//! `GET /api/rate-limits/{number}`, and the query-string parsing the lists share ([`ListQuery`]).
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use serde_json::{Value, json};
-use voxbridge_store::CallFilter;
+use voxbridge_store::{CALL_STATUSES, CallFilter, SCREENING_OUTCOMES, SCREENING_STATES, rfc3339};
 use voxbridge_twilio::E164;
 use voxbridge_twilio::sid::CallSid;
 
@@ -14,24 +14,54 @@ use crate::{ApiError, AppState};
 
 const MAX_PAGE: i64 = 200;
 
-/// Unix ms from `1700000000000` or a UTC date `2025-01-31`.
+/// Unix ms from `1700000000000`, a UTC date `2025-01-31`, or an RFC 3339 UTC time as the API
+/// writes them (`2025-01-31T09:30:00.000Z`, fraction optional).
 fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
     let bad = || {
         ApiError::BadRequest(format!(
-            "{name} must be Unix milliseconds or a date YYYY-MM-DD, got {text:?}"
+            "{name} must be Unix milliseconds, a date YYYY-MM-DD or a UTC time \
+             YYYY-MM-DDTHH:MM:SS[.mmm]Z, got {text:?}"
         ))
     };
-    let mut parts = text.splitn(3, '-');
+    let (date, time) = text
+        .split_once('T')
+        .map_or((text, None), |(d, t)| (d, Some(t)));
+    let mut parts = date.splitn(3, '-');
     let year: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
     let month: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
     let day: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || !(1970..=9999).contains(&year) {
         return Err(bad());
     }
-    Ok(days_from_civil(year, month, day) * 86_400_000)
+    let in_day = match time {
+        None => 0,
+        Some(time) => time_of_day_ms(time).ok_or_else(bad)?,
+    };
+    Ok(days_from_civil(year, month, day) * 86_400_000 + in_day)
+}
+
+/// Milliseconds into the day of `HH:MM:SS[.fff]Z`.
+fn time_of_day_ms(time: &str) -> Option<i64> {
+    let time = time.strip_suffix('Z')?;
+    let (clock, fraction) = time
+        .split_once('.')
+        .map_or((time, None), |(c, f)| (c, Some(f)));
+    let mut fields = clock.split(':').map(|f| f.parse::<i64>().ok());
+    let (hour, minute, second) = (fields.next()??, fields.next()??, fields.next()??);
+    if fields.next().is_some() || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let millis = match fraction {
+        None => 0,
+        Some(f) if !f.is_empty() && f.len() <= 3 && f.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{f:0<3}").parse::<i64>().ok()?
+        }
+        Some(_) => return None,
+    };
+    Some(((hour * 60 + minute) * 60 + second) * 1_000 + millis)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -81,40 +111,134 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `GET /api/calls?status=&candidateId=&from=&to=&limit=&offset=`.
+/// A query string's parameters, checked against the names an endpoint knows, so a misspelt
+/// filter is a 400 rather than a silently unfiltered list.
+pub(crate) struct Params(HashMap<String, String>);
+
+impl Params {
+    /// Parses `raw`; 400 naming the first parameter not in `known`.
+    pub(crate) fn parse(raw: Option<&str>, known: &[&str]) -> Result<Self, ApiError> {
+        let map = query_map(raw);
+        if let Some(unknown) = map.keys().filter(|k| !known.contains(&k.as_str())).min() {
+            return Err(ApiError::BadRequest(format!(
+                "unknown query parameter {unknown:?}; known: {}",
+                known.join(", ")
+            )));
+        }
+        Ok(Self(map))
+    }
+
+    /// A non-empty value.
+    pub(crate) fn text(&self, name: &str) -> Option<String> {
+        self.0.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+
+    /// A non-empty value that must be one of `allowed`; 400 listing them otherwise.
+    pub(crate) fn one_of(&self, name: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+        match self.text(name) {
+            Some(value) if !allowed.contains(&value.as_str()) => {
+                Err(ApiError::BadRequest(format!(
+                    "unknown {name} {value:?}; use one of: {}",
+                    allowed.join(", ")
+                )))
+            }
+            value => Ok(value),
+        }
+    }
+
+    /// A time (see [`parse_time`]).
+    pub(crate) fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.0.get(name).map(|v| parse_time(name, v)).transpose()
+    }
+
+    /// `limit` (default 50, at most [`MAX_PAGE`]) and `offset` (default 0).
+    pub(crate) fn page(&self) -> Result<(i64, i64), ApiError> {
+        let number = |name: &str, default: i64| -> Result<i64, ApiError> {
+            self.0.get(name).map_or(Ok(default), |v| {
+                v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    ApiError::BadRequest(format!("{name} must be a non-negative integer"))
+                })
+            })
+        };
+        Ok((
+            number("limit", 50)?.clamp(1, MAX_PAGE),
+            number("offset", 0)?,
+        ))
+    }
+}
+
+/// The filters and page both lists take (`state`, `outcome`, `candidateId`, `from`, `to`,
+/// `limit`, `offset`), checked.
+pub(crate) struct ListQuery {
+    /// The parameters, for an endpoint's own filters.
+    pub(crate) params: Params,
+    pub(crate) state: Option<String>,
+    pub(crate) outcome: Option<String>,
+    pub(crate) candidate_id: Option<String>,
+    pub(crate) since_ms: Option<i64>,
+    pub(crate) until_ms: Option<i64>,
+    pub(crate) limit: i64,
+    pub(crate) offset: i64,
+}
+
+impl ListQuery {
+    /// Parses `raw`, knowing the shared parameters and `extra` ones.
+    pub(crate) fn parse(raw: Option<&str>, extra: &[&str]) -> Result<Self, ApiError> {
+        let mut known = vec![
+            "state",
+            "outcome",
+            "candidateId",
+            "from",
+            "to",
+            "limit",
+            "offset",
+        ];
+        known.extend_from_slice(extra);
+        let params = Params::parse(raw, &known)?;
+        let (limit, offset) = params.page()?;
+        Ok(Self {
+            state: params.one_of("state", &SCREENING_STATES)?,
+            outcome: params.one_of("outcome", &SCREENING_OUTCOMES)?,
+            candidate_id: params.text("candidateId"),
+            since_ms: params.time("from")?,
+            until_ms: params.time("to")?,
+            limit,
+            offset,
+            params,
+        })
+    }
+
+    /// The answer: `{"success": true, <name>: items, "total", "limit", "offset"}`.
+    pub(crate) fn page(&self, name: &str, items: impl serde::Serialize, total: i64) -> Json<Value> {
+        let mut body = json!({
+            "success": true,
+            "total": total,
+            "limit": self.limit,
+            "offset": self.offset,
+        });
+        body[name] = json!(items);
+        Json(body)
+    }
+}
+
+/// `GET /api/calls?status=&state=&outcome=&candidateId=&from=&to=&limit=&offset=`.
 pub(crate) async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let query = query_map(raw.as_deref());
-    let number = |name: &str, default: i64| -> Result<i64, ApiError> {
-        query.get(name).map_or(Ok(default), |v| {
-            v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                ApiError::BadRequest(format!("{name} must be a non-negative integer"))
-            })
-        })
-    };
-    let limit = number("limit", 50)?.clamp(1, MAX_PAGE);
-    let offset = number("offset", 0)?;
+    let query = ListQuery::parse(raw.as_deref(), &["status"])?;
     let filter = CallFilter {
-        status: query.get("status").filter(|s| !s.is_empty()).cloned(),
-        candidate_id: query.get("candidateId").filter(|s| !s.is_empty()).cloned(),
-        since_ms: query
-            .get("from")
-            .map(|v| parse_time("from", v))
-            .transpose()?,
-        until_ms: query.get("to").map(|v| parse_time("to", v)).transpose()?,
-        limit,
-        offset,
+        status: query.params.one_of("status", &CALL_STATUSES)?,
+        state: query.state.clone(),
+        outcome: query.outcome.clone(),
+        candidate_id: query.candidate_id.clone(),
+        since_ms: query.since_ms,
+        until_ms: query.until_ms,
+        limit: query.limit,
+        offset: query.offset,
     };
     let (calls, total) = state.0.store.list_calls(&filter).await?;
-    Ok(Json(json!({
-        "success": true,
-        "calls": calls,
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    })))
+    Ok(query.page("calls", calls, total))
 }
 
 /// `GET /api/calls/{callSid}`.
@@ -154,9 +278,9 @@ pub(crate) async fn rate_limit_stats(
         "maxCalls": window.max_calls,
         "windowSecs": window.window_ms / 1000,
         "allowlisted": state.0.allowlist.contains(number.as_str()),
-        "recent": snapshot.recent,
+        "recent": snapshot.recent.iter().map(|ms| rfc3339(*ms)).collect::<Vec<_>>(),
         "recentCount": snapshot.recent.len(),
-        "lastAllowed": snapshot.last_allowed,
+        "lastAllowed": snapshot.last_allowed.map(rfc3339),
         "totalAllowed": snapshot.total_allowed,
         "totalBlocked": snapshot.total_blocked,
     })))
@@ -171,6 +295,28 @@ mod tests {
         assert_eq!(parse_time("from", "1970-01-02").unwrap(), 86_400_000);
         assert_eq!(parse_time("from", "2000-03-01").unwrap(), 951_868_800_000);
         assert_eq!(parse_time("from", "123").unwrap(), 123);
+        // What the API writes reads back.
+        assert_eq!(
+            parse_time("from", "2023-11-14T22:13:20.000Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_time("from", &voxbridge_store::rfc3339(1_700_000_123_450)).unwrap(),
+            1_700_000_123_450
+        );
+        assert_eq!(
+            parse_time("from", "2000-03-01T00:00:01.5Z").unwrap(),
+            951_868_801_500
+        );
+        for bad in [
+            "2023-11-14T22:13:20",
+            "2023-11-14T24:00:00Z",
+            "2023-11-14T22:13Z",
+            "2023-11-14T22:13:20.1234Z",
+            "2023-11-14T22:13:20+01:00",
+        ] {
+            assert!(parse_time("from", bad).is_err(), "{bad}");
+        }
         assert!(parse_time("from", "2000-13-01").is_err());
         assert!(parse_time("from", "yesterday").is_err());
     }

@@ -31,6 +31,13 @@ pub enum ApiError {
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with one already made (an `Idempotency-Key` whose first request
+    /// is still being served, or failed).
+    #[error("{0}")]
+    Conflict(String),
+    /// Well-formed but refused (an `Idempotency-Key` reused with a different body).
+    #[error("{0}")]
+    Unprocessable(String),
     /// A limit was reached.
     #[error("{0}")]
     TooManyRequests(String),
@@ -81,6 +88,8 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             // Twilio's 4xx about the request (bad number, ...) are the caller's; auth and
             // server errors on Twilio's side are ours.

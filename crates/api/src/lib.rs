@@ -7,7 +7,9 @@
 //! answers 2xx only after its record is committed. `/api/*` needs the bearer token.
 //!
 //! Routes:
-//! - `POST /api/screenings`, `GET /api/calls`, `GET /api/calls/{callSid}`,
+//! - `POST /api/screenings` (honours `Idempotency-Key`), `GET /api/screenings`,
+//!   `GET /api/screenings/{id}`,
+//!   `GET /api/calls`, `GET /api/calls/{callSid}`,
 //!   `GET /api/rate-limits/{number}` (bearer token)
 //! - `POST /twilio/voice/answer`, `/twilio/voice/inbound`, `/twilio/voice/status`,
 //!   `/twilio/voice/amd`, `/twilio/voice/recording`, `/twilio/relay/action` (signed)
@@ -444,7 +446,11 @@ pub fn routes(state: AppState) -> Router {
 fn bare_routes(state: AppState) -> Router {
     let body_limit = state.0.config.body_limit_bytes;
     let api = Router::new()
-        .route("/api/screenings", post(screenings::create))
+        .route(
+            "/api/screenings",
+            post(screenings::create).get(screenings::list),
+        )
+        .route("/api/screenings/{id}", get(screenings::detail))
         .route("/api/calls", get(calls::list))
         .route("/api/calls/{call_sid}", get(calls::detail))
         .route("/api/rate-limits/{number}", get(calls::rate_limit_stats))

@@ -6,7 +6,7 @@
 //! then every `api.twilio.reconcile_after_ms`, every intent at least that old with no call
 //! linked is looked up at Twilio (`GET Calls.json?To=&From=&StartTime>=`): the call created
 //! nearest the intent, within 2 minutes before and 10 minutes after it and not linked to another
-//! screening, is linked; if Twilio has none, the screening is marked `create_failed`. If
+//! screening, is linked; if Twilio has none, the screening is marked `failed`. If
 //! Twilio cannot be reached the intent stays open for the next pass.
 
 use tokio_util::sync::CancellationToken;

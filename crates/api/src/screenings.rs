@@ -1,22 +1,30 @@
-//! `POST /api/screenings`: validate, check the per-candidate daily limit, record the request,
-//! create the call through Twilio's REST API, link the call to the screening.
+//! `POST /api/screenings`: validate, replay a retried `Idempotency-Key`, check the
+//! per-candidate daily limit, record the request, create the call through Twilio's REST API,
+//! link the call to the screening. `GET /api/screenings`: the list, filtered by state and
+//! outcome; `GET /api/screenings/{id}`: one screening.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use voxbridge_store::NewScreening;
+use voxbridge_store::{
+    IdempotencyKey, KeyedInsert, NewScreening, ScreeningFilter, ScreeningRecord,
+};
 use voxbridge_twilio::E164;
 use voxbridge_twilio::rest::{CreateCall, MachineDetection, RestError};
 
+use crate::calls::ListQuery;
 use crate::{ApiError, AppState, TwilioOperation};
 
 /// Longest accepted text field (keeps `<Parameter>` under Twilio's 500-character limit).
 const MAX_FIELD_CHARS: usize = 120;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// Longest accepted `Idempotency-Key` (a UUID is 36 characters).
+const MAX_KEY_CHARS: usize = 255;
 
 /// A validated request.
 #[derive(Debug)]
@@ -112,13 +120,172 @@ fn parse_request(body: &[u8], known: &[String]) -> Result<ScreeningRequest, ApiE
     }
 }
 
+impl ScreeningRequest {
+    /// SHA-256 (hex) of the validated fields: a retry is "the same request" when it asks for
+    /// the same screening, however its JSON is spaced, ordered or its number written.
+    fn digest(&self) -> String {
+        use sha2::{Digest as _, Sha256};
+        let canonical = json!([
+            self.candidate_id,
+            self.first_name,
+            self.phone.as_str(),
+            self.job_title,
+            self.screening,
+        ]);
+        format!("{:x}", Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// The request's `Idempotency-Key` header, if any: 1 to [`MAX_KEY_CHARS`] visible ASCII
+/// characters.
+fn idempotency_key(
+    headers: &HeaderMap,
+    request: &ScreeningRequest,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_CHARS} visible ASCII characters (a UUID, say)"
+        ))
+    };
+    let key = value.to_str().map_err(|_| bad())?;
+    if key.is_empty() || key.len() > MAX_KEY_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(IdempotencyKey {
+        key: key.to_owned(),
+        request_hash: request.digest(),
+    }))
+}
+
+/// The answer to a request whose `Idempotency-Key` was already used: the screening its first
+/// request created, as that request was answered, when it placed a call; 422 for a different
+/// body; 409 while the first request is still being served or when it placed no call.
+async fn replay(
+    state: &AppState,
+    key: &IdempotencyKey,
+    screening_id: i64,
+    request_hash: &str,
+) -> Result<Response, ApiError> {
+    if request_hash != key.request_hash {
+        return Err(ApiError::Unprocessable(format!(
+            "Idempotency-Key {:?} was already used with a different request body (screening \
+             {screening_id}); send a new key for a new screening",
+            key.key
+        )));
+    }
+    let record = state
+        .0
+        .store
+        .screening(screening_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("screening {screening_id} of a key is gone")))?;
+    if record.call_sid.is_some() {
+        tracing::info!(screening = screening_id, "Idempotency-Key replayed");
+        return Ok(created_response(&record, true));
+    }
+    Err(ApiError::Conflict(
+        match (record.state.as_str(), &record.error) {
+            ("requested", None) => format!(
+                "the first request with this Idempotency-Key (screening {screening_id}) is still \
+             placing the call; retry shortly"
+            ),
+            ("failed", error) => format!(
+                "the first request with this Idempotency-Key (screening {screening_id}) placed no \
+             call: {}; send a new key to try again",
+                error.as_deref().unwrap_or("Twilio refused it")
+            ),
+            (state, error) => format!(
+                "the first request with this Idempotency-Key (screening {screening_id}) is {state} \
+             with no call known ({}); GET /api/screenings/{screening_id} shows how it resolves",
+                error.as_deref().unwrap_or("no detail")
+            ),
+        },
+    ))
+}
+
+/// 201 with `Location: /api/screenings/{id}` and the screening (also the answer to a replayed
+/// `Idempotency-Key`, then with `Idempotent-Replayed: true`).
+fn created_response(record: &ScreeningRecord, replayed: bool) -> Response {
+    let location = format!("/api/screenings/{}", record.id);
+    let body = Json(json!({
+        "success": true,
+        "id": record.id,
+        "callSid": record.call_sid,
+        "message": format!("Screening call initiated for {}", record.first_name),
+        "screening": record,
+    }));
+    let mut response = (StatusCode::CREATED, [(header::LOCATION, location)], body).into_response();
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+/// `GET /api/screenings?state=&outcome=&candidateId=&from=&to=&limit=&offset=`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let query = ListQuery::parse(raw.as_deref(), &[])?;
+    let filter = ScreeningFilter {
+        state: query.state.clone(),
+        outcome: query.outcome.clone(),
+        candidate_id: query.candidate_id.clone(),
+        since_ms: query.since_ms,
+        until_ms: query.until_ms,
+        limit: query.limit,
+        offset: query.offset,
+    };
+    let (screenings, total) = state.0.store.list_screenings(&filter).await?;
+    Ok(query.page("screenings", screenings, total))
+}
+
+/// `GET /api/screenings/{id}`.
+pub(crate) async fn detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "screening id must be a positive integer, got {id:?}"
+        ))
+    })?;
+    let record = state
+        .0
+        .store
+        .screening(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no screening {id}")))?;
+    Ok(Json(json!({"success": true, "screening": record})))
+}
+
 /// `POST /api/screenings`.
 pub(crate) async fn create(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let config = &state.0.config;
     let request = parse_request(&body, &config.screenings)?;
+    let key = idempotency_key(&headers, &request)?;
+    if let Some(key) = &key
+        && let Some(KeyedInsert::Existing {
+            screening_id,
+            request_hash,
+        }) = state
+            .0
+            .store
+            .screening_for_idempotency_key(&key.key)
+            .await?
+    {
+        return replay(&state, key, screening_id, &request_hash).await;
+    }
     let Some(twilio) = &state.0.twilio else {
         return Err(ApiError::Unavailable(
             "placing calls is not configured: set api.twilio.account_sid".to_owned(),
@@ -143,8 +310,8 @@ pub(crate) async fn create(
     }
     // The intent is committed before Twilio is asked: if this process dies between Twilio's
     // 201 and the commit below, start-up reconciliation finds the call (crate::reconcile).
-    let id = store
-        .insert_screening_intent(
+    let inserted = store
+        .insert_keyed_screening_intent(
             &NewScreening {
                 candidate_id: request.candidate_id.clone(),
                 first_name: request.first_name.clone(),
@@ -154,25 +321,22 @@ pub(crate) async fn create(
                 created_at_ms: now,
             },
             &config.twilio.from_number,
+            key.as_ref(),
         )
         .await?;
-    let call = CreateCall {
-        to: request.phone.as_str().to_owned(),
-        from: config.twilio.from_number.clone(),
-        url: config.public("/twilio/voice/answer"),
-        status_callback: Some(config.public("/twilio/voice/status")),
-        status_callback_events: ["initiated", "ringing", "answered", "completed"]
-            .map(str::to_owned)
-            .to_vec(),
-        machine_detection: Some(MachineDetection::DetectMessageEnd),
-        async_amd_status_callback: Some(config.public("/twilio/voice/amd")),
-        record: config.twilio.record.then_some(true),
-        recording_status_callback: config
-            .twilio
-            .record
-            .then(|| config.public("/twilio/voice/recording")),
-        timeout_seconds: None,
+    let id = match (inserted, &key) {
+        (KeyedInsert::Created(id), _) => id,
+        // Another request with this key got there between the look-up above and the insert.
+        (
+            KeyedInsert::Existing {
+                screening_id,
+                request_hash,
+            },
+            Some(key),
+        ) => return replay(&state, key, screening_id, &request_hash).await,
+        (KeyedInsert::Existing { screening_id, .. }, None) => screening_id,
     };
+    let call = call_request(config, &request.phone);
     let created = state
         .0
         .metrics
@@ -195,14 +359,34 @@ pub(crate) async fn create(
                 candidate = %request.candidate_id,
                 "screening call created"
             );
-            Ok(Json(json!({
-                "success": true,
-                "callSid": resource.sid,
-                "message": format!("Screening call initiated for {}", request.first_name),
-            }))
-            .into_response())
+            let record = store.screening(id).await?.ok_or_else(|| {
+                ApiError::Internal(format!("screening {id} vanished after its call was linked"))
+            })?;
+            Ok(created_response(&record, false))
         }
         Err(error) => Err(record_create_failure(&state, id, &request.phone, error).await?),
+    }
+}
+
+/// The `Calls.json` request for a screening call to `phone`: answer TwiML, status callbacks,
+/// async AMD and optional recording, all at `public_url`.
+fn call_request(config: &crate::ApiConfig, phone: &E164) -> CreateCall {
+    CreateCall {
+        to: phone.as_str().to_owned(),
+        from: config.twilio.from_number.clone(),
+        url: config.public("/twilio/voice/answer"),
+        status_callback: Some(config.public("/twilio/voice/status")),
+        status_callback_events: ["initiated", "ringing", "answered", "completed"]
+            .map(str::to_owned)
+            .to_vec(),
+        machine_detection: Some(MachineDetection::DetectMessageEnd),
+        async_amd_status_callback: Some(config.public("/twilio/voice/amd")),
+        record: config.twilio.record.then_some(true),
+        recording_status_callback: config
+            .twilio
+            .record
+            .then(|| config.public("/twilio/voice/recording")),
+        timeout_seconds: None,
     }
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{BROKEN_TO, FLAKY_TO, FROM, INVALID_TO, T0, start, status_params};
+use common::{BROKEN_TO, FLAKY_TO, FROM, INVALID_TO, start, status_params};
 use serde_json::json;
 use voxbridge_api::{ConnectMode, InboundMode, LimiterBackend};
 use voxbridge_store::{Store, StoreConfig};
@@ -21,7 +21,7 @@ fn candidate(phone: &str) -> serde_json::Value {
 async fn screening_call_end_to_end_through_twilio_and_webhooks() {
     let h = start(|_| {}).await;
     let (status, body) = h.create_screening(&candidate("+1 (415) 867-5309")).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     assert_eq!(body["success"], true);
     assert_eq!(body["message"], "Screening call initiated for Ada");
     let call_sid = body["callSid"].as_str().unwrap().to_owned();
@@ -201,6 +201,22 @@ async fn screening_call_end_to_end_through_twilio_and_webhooks() {
         "timeline in Twilio's order, no duplicates"
     );
     assert_eq!(detail["call"]["screening"]["firstName"], "Ada");
+    // One JSON shape: nested JSON, RFC 3339 times in UTC.
+    assert_eq!(
+        call["handoffData"],
+        json!({"reasonCode": "screening-complete"}),
+        "nested, not JSON in a string"
+    );
+    assert_eq!(call["createdAt"], "2023-11-14T22:13:20.000Z");
+    assert_eq!(
+        detail["call"]["screening"]["createdAt"],
+        "2023-11-14T22:13:20.000Z"
+    );
+    assert_eq!(timeline[0]["receivedAt"], "2023-11-14T22:13:20.000Z");
+    assert_eq!(
+        timeline[0]["eventAt"], "2023-11-14T22:13:20.000Z",
+        "Twilio's Timestamp"
+    );
 
     let (status, list) = h
         .api_get("/api/calls?status=completed&candidateId=cand-42&limit=10")
@@ -288,7 +304,7 @@ async fn twilio_errors_reach_the_caller_and_5xx_are_retried() {
     assert_eq!(*h.fake.attempts.lock().unwrap(), 1, "4xx is not retried");
 
     let (status, body) = h.create_screening(&candidate(FLAKY_TO)).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     assert_eq!(
         *h.fake.attempts.lock().unwrap(),
         4,
@@ -306,7 +322,7 @@ async fn twilio_errors_reach_the_caller_and_5xx_are_retried() {
 async fn a_candidate_is_not_called_more_than_the_daily_limit() {
     let h = start(|c| c.max_calls_per_candidate_per_day = 2).await;
     for _ in 0..2 {
-        assert_eq!(h.create_screening(&candidate("+14158675309")).await.0, 200);
+        assert_eq!(h.create_screening(&candidate("+14158675309")).await.0, 201);
     }
     let (status, body) = h.create_screening(&candidate("+14158675309")).await;
     assert_eq!(status, 429, "{body}");
@@ -315,13 +331,13 @@ async fn a_candidate_is_not_called_more_than_the_daily_limit() {
     other["candidateId"] = json!("cand-43");
     assert_eq!(
         h.create_screening(&other).await.0,
-        200,
+        201,
         "other candidates are not affected"
     );
     h.clock.advance(24 * 3_600_000 + 1);
     assert_eq!(
         h.create_screening(&candidate("+14158675309")).await.0,
-        200,
+        201,
         "a day later"
     );
 }
@@ -541,7 +557,11 @@ async fn inbound_limit_behaviour(h: &common::Harness) {
     assert_eq!(stats["recentCount"], 5);
     assert_eq!(stats["totalAllowed"], 5);
     assert_eq!(stats["totalBlocked"], 1);
-    assert_eq!(stats["lastAllowed"], T0 + 4 * 60_000);
+    assert_eq!(
+        stats["lastAllowed"], "2023-11-14T22:17:20.000Z",
+        "T0 + 4 min"
+    );
+    assert_eq!(stats["recent"][0], "2023-11-14T22:13:20.000Z", "T0");
     assert_eq!(stats["maxCalls"], 5);
     // The first call leaves the window one hour after it was made.
     h.clock.advance(3_600_000 - 5 * 60_000);

@@ -4,6 +4,7 @@
 
 use crate::events::{EventRow, record_event};
 use crate::order::{is_terminal, status_rank};
+use crate::screening_state::sync_screening;
 use crate::{EventOutcome, Store, StoreError};
 
 /// A call-progress event (`StatusCallback`).
@@ -81,7 +82,8 @@ const UPSERT_STATUS: &str = "INSERT INTO calls (call_sid, direction, from_number
 
 impl Store {
     /// Stores a call-progress event and moves the call's status forward if the event is newer
-    /// (see [`crate::supersedes`]). Unknown `CallSid`s create the call. Committed on return.
+    /// (see [`crate::supersedes`]), and its screening's state with it. Unknown `CallSid`s
+    /// create the call. Committed on return.
     pub async fn record_call_status(
         &self,
         event: &CallStatusEvent,
@@ -106,7 +108,7 @@ impl Store {
             params_json: &event.params_json,
         };
         record_event!(self, row, tx => {
-            sqlx::query(UPSERT_STATUS)
+            let applied = sqlx::query(UPSERT_STATUS)
                 .bind(&event.call_sid)
                 .bind(&event.direction)
                 .bind(&event.from)
@@ -123,11 +125,14 @@ impl Store {
                 .bind(event.received_at_ms)
                 .execute(&mut *tx)
                 .await?
-                .rows_affected()
+                .rows_affected();
+            sync_screening!(tx, &event.call_sid, event.received_at_ms);
+            applied
         })
     }
 
-    /// Stores an asynchronous AMD result on the call. Idempotent.
+    /// Stores an asynchronous AMD result on the call (a machine makes its screening
+    /// `voicemail`). Idempotent.
     pub async fn record_amd(&self, event: &AmdEvent) -> Result<EventOutcome, StoreError> {
         let dedupe = format!("amd:{}", event.call_sid);
         let row = EventRow {
@@ -141,7 +146,7 @@ impl Store {
             params_json: &event.params_json,
         };
         record_event!(self, row, tx => {
-            sqlx::query(
+            let applied = sqlx::query(
                 "INSERT INTO calls (call_sid, answered_by, amd_duration_ms, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $4) ON CONFLICT (call_sid) DO UPDATE SET \
                  answered_by = excluded.answered_by, amd_duration_ms = excluded.amd_duration_ms, \
@@ -153,7 +158,9 @@ impl Store {
             .bind(event.received_at_ms)
             .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            sync_screening!(tx, &event.call_sid, event.received_at_ms);
+            applied
         })
     }
 }

@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
-use crate::{CallEvent, ScreeningRecord, Store, StoreError, TranscriptLine, on_reader, on_writer};
+use crate::{
+    CallEvent, ScreeningRecord, Store, StoreError, TranscriptLine, json_shape, on_reader, on_writer,
+};
 
 /// A call's current state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,13 +41,19 @@ pub struct CallRecord {
     pub recording_status: Option<String>,
     /// ConversationRelay session status.
     pub relay_session_status: Option<String>,
-    /// ConversationRelay handoff data.
-    pub handoff_data: Option<String>,
-    /// Summary written by the agent (JSON or text).
-    pub summary: Option<String>,
-    /// First seen (Unix ms).
+    /// ConversationRelay handoff data: the JSON nested, or the text as a string.
+    pub handoff_data: Option<serde_json::Value>,
+    /// Summary written by the agent: the JSON nested, or the text as a string.
+    pub summary: Option<serde_json::Value>,
+    /// The state of the call's screening (`crate::SCREENING_STATES`), if it has one.
+    pub state: Option<String>,
+    /// The outcome of the call's screening, once the agent stored it.
+    pub outcome: Option<String>,
+    /// First seen (Unix ms; RFC 3339 in JSON).
+    #[serde(serialize_with = "json_shape::time")]
     pub created_at: i64,
-    /// Last change (Unix ms).
+    /// Last change (Unix ms; RFC 3339 in JSON).
+    #[serde(serialize_with = "json_shape::time")]
     pub updated_at: i64,
 }
 
@@ -68,6 +76,10 @@ pub struct CallDetail {
 pub struct CallFilter {
     /// Only this status.
     pub status: Option<String>,
+    /// Only calls whose screening is in this state.
+    pub state: Option<String>,
+    /// Only calls whose screening has this outcome.
+    pub outcome: Option<String>,
     /// Only this candidate.
     pub candidate_id: Option<String>,
     /// Created at or after (Unix ms).
@@ -80,11 +92,16 @@ pub struct CallFilter {
     pub offset: i64,
 }
 
-/// The columns of [`CallRow`], in its order.
-const CALL_COLUMNS: &str = "call_sid, direction, from_number, to_number, candidate_id, screening, \
-    status, status_seq, duration_seconds, answered_by, amd_duration_ms, recording_sid, \
-    recording_url, recording_status, relay_session_status, handoff_data, summary, created_at, \
-    updated_at";
+/// The columns of [`CallRow`], in its order, from `calls c` and its screening `s`
+/// ([`CALLS_WITH_SCREENING`]).
+const CALL_COLUMNS: &str = "c.call_sid, c.direction, c.from_number, c.to_number, \
+    c.candidate_id, c.screening, c.status, c.status_seq, c.duration_seconds, c.answered_by, \
+    c.amd_duration_ms, c.recording_sid, c.recording_url, c.recording_status, \
+    c.relay_session_status, c.handoff_data, c.summary, s.state, s.outcome, c.created_at, \
+    c.updated_at";
+
+/// Calls with their screening, if any (`call_sid` is unique in `screenings`).
+const CALLS_WITH_SCREENING: &str = "calls c LEFT JOIN screenings s ON s.call_sid = c.call_sid";
 
 /// A `calls` row as read ([`CALL_COLUMNS`]).
 #[derive(sqlx::FromRow)]
@@ -106,6 +123,8 @@ struct CallRow {
     relay_session_status: Option<String>,
     handoff_data: Option<String>,
     summary: Option<String>,
+    state: Option<String>,
+    outcome: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -128,8 +147,10 @@ impl From<CallRow> for CallRecord {
             recording_url: row.recording_url,
             recording_status: row.recording_status,
             relay_session_status: row.relay_session_status,
-            handoff_data: row.handoff_data,
-            summary: row.summary,
+            handoff_data: row.handoff_data.map(json_shape::json_or_text),
+            summary: row.summary.map(json_shape::json_or_text),
+            state: row.state,
+            outcome: row.outcome,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -161,7 +182,8 @@ impl Store {
 
     /// One call's current state.
     pub async fn call(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
-        let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE call_sid = $1");
+        let sql =
+            format!("SELECT {CALL_COLUMNS} FROM {CALLS_WITH_SCREENING} WHERE c.call_sid = $1");
         let row: Option<CallRow> = on_reader!(self, pool => {
             sqlx::query_as(&sql).bind(call_sid).fetch_optional(pool).await?
         });
@@ -173,19 +195,23 @@ impl Store {
         &self,
         filter: &CallFilter,
     ) -> Result<(Vec<CallRecord>, i64), StoreError> {
-        let condition = "($1 IS NULL OR status = $1) AND ($2 IS NULL OR candidate_id = $2) \
-            AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4)";
+        let condition = "($1 IS NULL OR c.status = $1) AND ($2 IS NULL OR c.candidate_id = $2) \
+            AND ($3 IS NULL OR c.created_at >= $3) AND ($4 IS NULL OR c.created_at < $4) \
+            AND ($5 IS NULL OR s.state = $5) AND ($6 IS NULL OR s.outcome = $6)";
         let page_sql = format!(
-            "SELECT {CALL_COLUMNS} FROM calls WHERE {condition} \
-             ORDER BY created_at DESC, call_sid LIMIT $5 OFFSET $6"
+            "SELECT {CALL_COLUMNS} FROM {CALLS_WITH_SCREENING} WHERE {condition} \
+             ORDER BY c.created_at DESC, c.call_sid LIMIT $7 OFFSET $8"
         );
-        let count_sql = format!("SELECT COUNT(*) AS n FROM calls WHERE {condition}");
+        let count_sql =
+            format!("SELECT COUNT(*) AS n FROM {CALLS_WITH_SCREENING} WHERE {condition}");
         let (rows, total): (Vec<CallRow>, i64) = on_reader!(self, pool => {
             let rows = sqlx::query_as(&page_sql)
                 .bind(&filter.status)
                 .bind(&filter.candidate_id)
                 .bind(filter.since_ms)
                 .bind(filter.until_ms)
+                .bind(&filter.state)
+                .bind(&filter.outcome)
                 .bind(filter.limit)
                 .bind(filter.offset)
                 .fetch_all(pool)
@@ -195,6 +221,8 @@ impl Store {
                 .bind(&filter.candidate_id)
                 .bind(filter.since_ms)
                 .bind(filter.until_ms)
+                .bind(&filter.state)
+                .bind(&filter.outcome)
                 .fetch_one(pool)
                 .await?;
             (rows, total)

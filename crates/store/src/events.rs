@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::{Store, StoreError, json_column, on_reader};
+use crate::{Store, StoreError, json_column, json_shape, on_reader};
 
 /// What happened to a webhook event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,9 +25,11 @@ pub struct CallEvent {
     pub status: Option<String>,
     /// `SequenceNumber`.
     pub sequence_number: Option<i64>,
-    /// `Timestamp` (Unix ms).
+    /// Twilio's `Timestamp` (Unix ms; RFC 3339 in JSON, as `eventAt`).
+    #[serde(rename = "eventAt", serialize_with = "json_shape::optional_time")]
     pub event_ts: Option<i64>,
-    /// Received at (Unix ms).
+    /// Received at (Unix ms; RFC 3339 in JSON).
+    #[serde(serialize_with = "json_shape::time")]
     pub received_at: i64,
     /// Every parameter as received.
     pub params: serde_json::Value,

@@ -32,12 +32,14 @@ mod call_status;
 mod calls;
 mod events;
 mod inbound_calls;
+mod json_shape;
 mod media_calls;
 mod order;
 mod rate_limits;
 mod recordings;
 mod relay;
 mod schema;
+mod screening_state;
 mod screenings;
 mod sessions;
 mod sms_consent;
@@ -58,12 +60,16 @@ pub use call_status::{AmdEvent, CallStatusEvent};
 pub use calls::{CallDetail, CallFilter, CallRecord};
 pub use events::{CallEvent, EventOutcome};
 pub use inbound_calls::{InboundClaim, InboundDecision};
+pub use json_shape::rfc3339;
 pub use media_calls::{MediaCallEnd, TurnLatencyRecord};
 pub use order::{StatusPoint, is_terminal, status_rank, supersedes};
 pub use rate_limits::RateLimitDecision;
 pub use recordings::RecordingEvent;
 pub use relay::RelaySessionEvent;
-pub use screenings::{NewScreening, ScreeningIntent, ScreeningRecord};
+pub use screening_state::{CALL_STATUSES, SCREENING_OUTCOMES, SCREENING_STATES};
+pub use screenings::{
+    IdempotencyKey, KeyedInsert, NewScreening, ScreeningFilter, ScreeningIntent, ScreeningRecord,
+};
 pub use sessions::ScreeningSession;
 pub use transcripts::TranscriptLine;
 

@@ -152,6 +152,33 @@ CREATE TABLE IF NOT EXISTS screening_intents (
 CREATE INDEX IF NOT EXISTS screening_intents_open ON screening_intents (resolved_at, created_at);
 ";
 
+/// Migration 5: the `Idempotency-Key` of each keyed `POST /api/screenings`, with a digest of the
+/// request it came with, so a retry (even after a restart, on any instance) finds the screening
+/// the first request created instead of placing a second call. The primary key is what makes
+/// concurrent requests with one key create one screening. Idempotent.
+const V5: &str = r"
+CREATE TABLE IF NOT EXISTS screening_idempotency_keys (
+    idempotency_key TEXT PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    screening_id BIGINT NOT NULL REFERENCES screenings (id),
+    created_at BIGINT NOT NULL
+);
+";
+
+/// Migration 6: the screening state machine (`crate::screening_state`). Renames the states of
+/// the create path (`initiated` -> `calling`, `create_failed` -> `failed`, `create_unknown` ->
+/// `requested`, its error kept), derives the state of every linked screening from its call and
+/// stores machine-answered `no_answer` outcomes as `voicemail`; indexes for the state and
+/// outcome filters. Idempotent.
+const V6: &str = concat!(
+    "UPDATE screenings SET state = 'calling' WHERE state = 'initiated';\n",
+    "UPDATE screenings SET state = 'failed' WHERE state = 'create_failed';\n",
+    "UPDATE screenings SET state = 'requested' WHERE state = 'create_unknown';\n",
+    crate::screening_state::sync_all!(),
+    "CREATE INDEX IF NOT EXISTS screenings_state ON screenings (state, created_at);\n",
+    "CREATE INDEX IF NOT EXISTS screenings_outcome ON screenings (outcome, created_at);\n"
+);
+
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![
         Migration {
@@ -178,6 +205,18 @@ pub(crate) fn migrations() -> Vec<Migration> {
             description: "inbound_calls (one decision per CallSid), screening_intents (reconciliation)",
             sqlite: V4,
             postgres: V4,
+        },
+        Migration {
+            version: 5,
+            description: "screening_idempotency_keys (Idempotency-Key of POST /api/screenings)",
+            sqlite: V5,
+            postgres: V5,
+        },
+        Migration {
+            version: 6,
+            description: "screening state machine (states from the call, voicemail outcome)",
+            sqlite: V6,
+            postgres: V6,
         },
     ]
 }

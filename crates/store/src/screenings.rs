@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use crate::order::status_rank;
-use crate::{Store, StoreError, json_column, on_reader, on_writer};
+use crate::screening_state::sync_screening;
+use crate::{Store, StoreError, json_column, json_shape, on_reader, on_writer};
 
 /// A screening request before Twilio was asked to call.
 #[derive(Debug, Clone, Default)]
@@ -41,20 +42,43 @@ pub struct ScreeningRecord {
     pub job_title: String,
     /// Screening id.
     pub screening: String,
-    /// `requested`, `initiated` or `create_failed`.
+    /// `requested`, `calling`, `in_progress`, `completed`, `failed`, `no_answer`, `voicemail`,
+    /// `canceled` (see [`crate::SCREENING_STATES`]), or `unrequested` for a call nobody
+    /// requested.
     pub state: String,
     /// Why creating the call failed.
     pub error: Option<String>,
-    /// Answers as JSON (set by the agent).
+    /// Answers as JSON, keys in camelCase (set by the agent).
     pub answers: Option<serde_json::Value>,
     /// Outcome (set by the agent).
     pub outcome: Option<String>,
-    /// Summary (set by the agent).
-    pub summary: Option<String>,
-    /// Requested at (Unix ms).
+    /// Summary (set by the agent): the JSON nested, or the text as a string.
+    pub summary: Option<serde_json::Value>,
+    /// Requested at (Unix ms; RFC 3339 in JSON).
+    #[serde(serialize_with = "json_shape::time")]
     pub created_at: i64,
-    /// Last change (Unix ms).
+    /// Last change (Unix ms; RFC 3339 in JSON).
+    #[serde(serialize_with = "json_shape::time")]
     pub updated_at: i64,
+}
+
+/// Filter and page for [`Store::list_screenings`].
+#[derive(Debug, Clone, Default)]
+pub struct ScreeningFilter {
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// Only this candidate.
+    pub candidate_id: Option<String>,
+    /// Requested at or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Requested before (Unix ms).
+    pub until_ms: Option<i64>,
+    /// Page size.
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
 }
 
 /// The columns of [`ScreeningRow`].
@@ -97,9 +121,10 @@ impl TryFrom<ScreeningRow> for ScreeningRecord {
             answers: row
                 .answers
                 .map(|text| json_column(&text, "screenings.answers"))
-                .transpose()?,
+                .transpose()?
+                .map(json_shape::camel_case_keys),
             outcome: row.outcome,
-            summary: row.summary,
+            summary: row.summary.map(json_shape::json_or_text),
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -127,6 +152,29 @@ pub struct ScreeningIntent {
     pub from_number: String,
     /// When it was recorded, just before the REST call (Unix ms).
     pub created_at: i64,
+}
+
+/// A client's `Idempotency-Key` and a digest of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The key as the client sent it.
+    pub key: String,
+    /// A digest of the request, to tell a retry from a different request reusing the key.
+    pub request_hash: String,
+}
+
+/// What [`Store::insert_keyed_screening_intent`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyedInsert {
+    /// The screening (and its intent) was recorded with this id.
+    Created(i64),
+    /// The key was already used: by this screening, for the request with this digest.
+    Existing {
+        /// The screening the key's first request created.
+        screening_id: i64,
+        /// That request's digest.
+        request_hash: String,
+    },
 }
 
 /// What [`Store::mark_screening_initiated`] copies from the screening onto the call row.
@@ -163,7 +211,26 @@ impl Store {
         new: &NewScreening,
         from: &str,
     ) -> Result<i64, StoreError> {
-        on_writer!(self, pool => {
+        match self.insert_keyed_screening_intent(new, from, None).await? {
+            KeyedInsert::Created(id)
+            | KeyedInsert::Existing {
+                screening_id: id, ..
+            } => Ok(id),
+        }
+    }
+
+    /// [`Store::insert_screening_intent`] under an `Idempotency-Key`: the key is recorded in the
+    /// same transaction as the screening, so exactly one of several requests with one key (at
+    /// once, or retried after a restart) creates a screening; the others get
+    /// [`KeyedInsert::Existing`] and nothing is recorded for them. Without a key it always
+    /// creates.
+    pub async fn insert_keyed_screening_intent(
+        &self,
+        new: &NewScreening,
+        from: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<KeyedInsert, StoreError> {
+        let created = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let id: i64 = sqlx::query_scalar(INSERT_SCREENING)
                 .bind(&new.candidate_id)
@@ -174,23 +241,81 @@ impl Store {
                 .bind(new.created_at_ms)
                 .fetch_one(&mut *tx)
                 .await?;
-            sqlx::query(
-                "INSERT INTO screening_intents (screening_id, to_number, from_number, created_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id)
-            .bind(&new.phone)
-            .bind(from)
-            .bind(new.created_at_ms)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(id)
-        })
+            // PostgreSQL makes a concurrent insert of the same key wait for the first
+            // transaction, then do nothing; SQLite's writers are serialised by the pool.
+            let claimed = match key {
+                None => true,
+                Some(key) => {
+                    sqlx::query(
+                        "INSERT INTO screening_idempotency_keys \
+                         (idempotency_key, request_hash, screening_id, created_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+                    )
+                    .bind(&key.key)
+                    .bind(&key.request_hash)
+                    .bind(id)
+                    .bind(new.created_at_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1
+                }
+            };
+            if claimed {
+                sqlx::query(
+                    "INSERT INTO screening_intents (screening_id, to_number, from_number, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(&new.phone)
+                .bind(from)
+                .bind(new.created_at_ms)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Some(id)
+            } else {
+                tx.rollback().await?;
+                None
+            }
+        });
+        if let Some(id) = created {
+            return Ok(KeyedInsert::Created(id));
+        }
+        let key = key.map_or("", |k| k.key.as_str());
+        match self.screening_for_idempotency_key(key).await? {
+            Some(existing) => Ok(existing),
+            // The key's row is never deleted, so this is a store that lost a committed row.
+            None => Err(StoreError::Database(sqlx::Error::RowNotFound)),
+        }
     }
 
-    /// Twilio created the call: links the screening to `call_sid` and creates the call row
-    /// (status `queued`, direction `outbound-api`) in one transaction.
+    /// The screening an `Idempotency-Key` created, as [`KeyedInsert::Existing`], if the key was
+    /// used.
+    pub async fn screening_for_idempotency_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<KeyedInsert>, StoreError> {
+        let row: Option<(i64, String)> = on_writer!(self, pool => {
+            sqlx::query_as(
+                "SELECT screening_id, request_hash FROM screening_idempotency_keys \
+                 WHERE idempotency_key = $1",
+            )
+            .bind(key)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(
+            row.map(|(screening_id, request_hash)| KeyedInsert::Existing {
+                screening_id,
+                request_hash,
+            }),
+        )
+    }
+
+    /// Twilio created the call: links the screening to `call_sid` (state `calling`, or later if
+    /// callbacks came first) and creates the call row (status `queued`, direction
+    /// `outbound-api`) in one transaction.
     pub async fn mark_screening_initiated(
         &self,
         id: i64,
@@ -201,7 +326,7 @@ impl Store {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let screening: InitiatedScreening = sqlx::query_as(
-                "UPDATE screenings SET call_sid = $1, state = 'initiated', updated_at = $2 \
+                "UPDATE screenings SET call_sid = $1, state = 'calling', updated_at = $2 \
                  WHERE id = $3 RETURNING candidate_id, phone, screening",
             )
             .bind(call_sid)
@@ -234,6 +359,8 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            // Callbacks for the call may have come in before it was linked.
+            sync_screening!(tx, call_sid, now_ms);
             tx.commit().await?;
             Ok(())
         })
@@ -250,7 +377,7 @@ impl Store {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
-                "UPDATE screenings SET state = 'create_failed', error = $1, updated_at = $2 WHERE id = $3",
+                "UPDATE screenings SET state = 'failed', error = $1, updated_at = $2 WHERE id = $3",
             )
             .bind(error)
             .bind(now_ms)
@@ -270,7 +397,8 @@ impl Store {
 
     /// The call create ended without a definite answer (timeout, unreadable 2xx, 5xx after
     /// retries): Twilio may have placed the call, so the attempt keeps counting toward the
-    /// per-candidate daily limit (state `create_unknown`).
+    /// per-candidate daily limit. The screening stays `requested`, with the error, until
+    /// reconciliation finds the call or fails it.
     pub async fn mark_screening_uncertain(
         &self,
         id: i64,
@@ -279,7 +407,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         on_writer!(self, pool => {
             sqlx::query(
-                "UPDATE screenings SET state = 'create_unknown', error = $1, updated_at = $2 WHERE id = $3",
+                "UPDATE screenings SET error = $1, updated_at = $2 WHERE id = $3",
             )
             .bind(error)
             .bind(now_ms)
@@ -317,7 +445,49 @@ impl Store {
         row.map(ScreeningRecord::try_from).transpose()
     }
 
-    /// Screenings of `candidate_id` requested at or after `since_ms`, failed creates excluded.
+    /// Screenings, newest first, filtered and paged. Returns the page and the total matching.
+    pub async fn list_screenings(
+        &self,
+        filter: &ScreeningFilter,
+    ) -> Result<(Vec<ScreeningRecord>, i64), StoreError> {
+        let condition = "($1 IS NULL OR state = $1) AND ($2 IS NULL OR outcome = $2) \
+            AND ($3 IS NULL OR candidate_id = $3) AND ($4 IS NULL OR created_at >= $4) \
+            AND ($5 IS NULL OR created_at < $5)";
+        let page_sql = format!(
+            "SELECT {SCREENING_COLUMNS} FROM screenings WHERE {condition} \
+             ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"
+        );
+        let count_sql = format!("SELECT COUNT(*) AS n FROM screenings WHERE {condition}");
+        let (rows, total): (Vec<ScreeningRow>, i64) = on_reader!(self, pool => {
+            let rows = sqlx::query_as(&page_sql)
+                .bind(&filter.state)
+                .bind(&filter.outcome)
+                .bind(&filter.candidate_id)
+                .bind(filter.since_ms)
+                .bind(filter.until_ms)
+                .bind(filter.limit)
+                .bind(filter.offset)
+                .fetch_all(pool)
+                .await?;
+            let total = sqlx::query_scalar(&count_sql)
+                .bind(&filter.state)
+                .bind(&filter.outcome)
+                .bind(&filter.candidate_id)
+                .bind(filter.since_ms)
+                .bind(filter.until_ms)
+                .fetch_one(pool)
+                .await?;
+            (rows, total)
+        });
+        let page = rows
+            .into_iter()
+            .map(ScreeningRecord::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok((page, total))
+    }
+
+    /// Screenings of `candidate_id` requested at or after `since_ms`, failed creates (failed
+    /// with no call) excluded.
     pub async fn count_screenings_since(
         &self,
         candidate_id: &str,
@@ -326,7 +496,7 @@ impl Store {
         on_writer!(self, pool => {
             Ok(sqlx::query_scalar(
                 "SELECT COUNT(*) AS n FROM screenings WHERE candidate_id = $1 AND created_at >= $2 \
-                 AND state <> 'create_failed'",
+                 AND NOT (state = 'failed' AND call_sid IS NULL)",
             )
             .bind(candidate_id)
             .bind(since_ms)
@@ -347,7 +517,8 @@ impl Store {
         row.map(ScreeningRecord::try_from).transpose()
     }
 
-    /// Saves what the screening agent collected. Returns false if no screening has that call.
+    /// Saves what the screening agent collected and moves the screening's state with it.
+    /// Returns false if no screening has that call.
     pub async fn save_screening_result(
         &self,
         call_sid: &str,
@@ -358,6 +529,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let answers = answers.to_string();
         on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
             let n = sqlx::query(
                 "UPDATE screenings SET answers = $1, outcome = $2, summary = $3, updated_at = $4 \
                  WHERE call_sid = $5",
@@ -367,9 +539,11 @@ impl Store {
             .bind(summary)
             .bind(now_ms)
             .bind(call_sid)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+            sync_screening!(tx, call_sid, now_ms);
+            tx.commit().await?;
             Ok(n > 0)
         })
     }

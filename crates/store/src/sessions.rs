@@ -36,7 +36,8 @@ pub struct ScreeningSession {
 
 /// Writes a finished screening with `$tx` (a transaction of either backend): the call row
 /// (created if unknown, its summary set), the screening's answers and outcome (the screening
-/// requested for this call, or a new `unrequested` row), and the transcript lines (appended).
+/// requested for this call, or a new `unrequested` row), and the transcript lines (appended);
+/// then the screening's state from its call and outcome (`crate::screening_state`).
 /// A macro because the queries run on two database types.
 macro_rules! write_screening_session {
     ($tx:ident, $session:expr) => {{
@@ -105,6 +106,7 @@ macro_rules! write_screening_session {
         for line in &$session.transcript {
             $crate::transcripts::insert_transcript_line!(&mut *$tx, &$session.call_sid, line)?;
         }
+        $crate::screening_state::sync_screening!($tx, &$session.call_sid, now);
     }};
 }
 

@@ -12,7 +12,8 @@ pub struct TranscriptLine {
     pub role: String,
     /// What was said.
     pub text: String,
-    /// When (Unix ms).
+    /// When (Unix ms; RFC 3339 in JSON, as `at`).
+    #[serde(rename = "at", serialize_with = "crate::json_shape::time")]
     pub at_ms: i64,
     /// An agent line the caller cut off; `text` is then what the caller heard.
     #[serde(default)]

@@ -11,10 +11,13 @@ use sqlx::Connection as _;
 use voxbridge_store::{Backend, Store, StoreConfig};
 use voxbridge_testkit::TestDatabase;
 
-use scenarios::{CORRUPT_JSON, behaviour, invalid_json_names_its_column};
+use scenarios::{
+    CORRUPT_JSON, behaviour, invalid_json_names_its_column, migrated_by_6, rewind_to_v5,
+    rows_for_migration_6,
+};
 
 /// Every migration version, as `applied_migrations` lists them once the schema is current.
-const MIGRATED: [i64; 4] = [1, 2, 3, 4];
+const MIGRATED: [i64; 6] = [1, 2, 3, 4, 5, 6];
 
 #[tokio::test]
 async fn sqlite_file_store_behaves() {
@@ -33,6 +36,14 @@ async fn sqlite_file_store_behaves() {
     }
     raw.close().await.unwrap();
     invalid_json_names_its_column(&store).await;
+    let old = rows_for_migration_6(&store).await;
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for sql in rewind_to_v5(old) {
+        sqlx::query(&sql).execute(&mut raw).await.unwrap();
+    }
+    raw.close().await.unwrap();
+    store.migrate().await.unwrap();
+    migrated_by_6(&store, old).await;
     store.close().await;
     // Reopening runs no migration twice and keeps every row.
     let reopened = Store::connect(&config).await.unwrap();
@@ -75,7 +86,13 @@ async fn postgres_store_behaves() {
     for sql in CORRUPT_JSON {
         sqlx::query(sql).execute(&mut raw).await.unwrap();
     }
+    let old = rows_for_migration_6(&store).await;
+    for sql in rewind_to_v5(old) {
+        sqlx::query(&sql).execute(&mut raw).await.unwrap();
+    }
     raw.close().await.unwrap();
+    store.migrate().await.unwrap();
+    migrated_by_6(&store, old).await;
     invalid_json_names_its_column(&store).await;
     store.close().await;
 }

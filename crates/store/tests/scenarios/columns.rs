@@ -36,7 +36,7 @@ fn transcript() -> Vec<TranscriptLine> {
 
 /// Writes [`CALL`] so that every column of its call row, screening, events and transcript
 /// holds a distinct value; returns the screening id. The screening goes through
-/// `create_unknown` before its call is linked only so that its `error` column is set too.
+/// an uncertain create before its call is linked only so that its `error` column is set too.
 async fn fill_every_column(store: &Store) -> i64 {
     let id = store
         .insert_screening(&NewScreening {
@@ -135,8 +135,10 @@ fn expected_call() -> CallRecord {
         recording_url: Some("https://api.twilio.com/RE13".into()),
         recording_status: Some("completed".into()),
         relay_session_status: Some("ended".into()),
-        handoff_data: Some(r#"{"reasonCode":"live-agent"}"#.into()),
-        summary: Some(r#"{"turns":1}"#.into()),
+        handoff_data: Some(serde_json::json!({"reasonCode": "live-agent"})),
+        summary: Some(serde_json::json!({"turns": 1})),
+        state: Some("completed".into()),
+        outcome: Some("qualified".into()),
         created_at: 5_002,
         updated_at: 5_093,
     }
@@ -152,11 +154,11 @@ fn expected_screening(id: i64) -> ScreeningRecord {
         phone: "+14155550113".into(),
         job_title: "Welder".into(),
         screening: "welding".into(),
-        state: "initiated".into(),
+        state: "completed".into(),
         error: Some("timeout".into()),
         answers: Some(serde_json::json!({"welds": ["mig", "tig"]})),
         outcome: Some("qualified".into()),
-        summary: Some("two processes".into()),
+        summary: Some(serde_json::Value::String("two processes".into())),
         created_at: 5_000,
         updated_at: 5_092,
     }

@@ -1,6 +1,8 @@
 //! Inbound call claims (one decision per `CallSid`) and screening call intents.
 
-use voxbridge_store::{InboundClaim, NewScreening, RateLimitDecision, Store};
+use voxbridge_store::{
+    IdempotencyKey, InboundClaim, KeyedInsert, NewScreening, RateLimitDecision, Store,
+};
 
 pub(super) async fn inbound_claims(store: &Store) {
     let sid = "CA00000000000000000000000000000c1a";
@@ -115,9 +117,66 @@ pub(super) async fn screening_intents(store: &Store) {
         "linked and failed screenings close their intents; an uncertain one stays open"
     );
     let screening = store.screening(a).await.unwrap().unwrap();
-    assert_eq!(screening.state, "initiated");
+    assert_eq!(screening.state, "calling");
+    assert_eq!(store.screening(b).await.unwrap().unwrap().state, "failed");
+}
+
+/// One screening per `Idempotency-Key`: the second insert records nothing (no screening, no
+/// intent) and names the first screening and its request digest.
+pub(super) async fn idempotency_keys(store: &Store) {
+    let new = NewScreening {
+        candidate_id: "keyed".into(),
+        first_name: "Ada".into(),
+        phone: "+14155550042".into(),
+        job_title: "Engineer".into(),
+        screening: "default".into(),
+        created_at_ms: 50_000,
+    };
+    let key = |hash: &str| IdempotencyKey {
+        key: "store-key".into(),
+        request_hash: hash.into(),
+    };
     assert_eq!(
-        store.screening(b).await.unwrap().unwrap().state,
-        "create_failed"
+        store
+            .screening_for_idempotency_key("store-key")
+            .await
+            .unwrap(),
+        None
+    );
+    let KeyedInsert::Created(id) = store
+        .insert_keyed_screening_intent(&new, "+14155550199", Some(&key("h1")))
+        .await
+        .unwrap()
+    else {
+        panic!("a new key creates");
+    };
+    let existing = KeyedInsert::Existing {
+        screening_id: id,
+        request_hash: "h1".into(),
+    };
+    let again = store
+        .insert_keyed_screening_intent(&new, "+14155550199", Some(&key("h2")))
+        .await
+        .unwrap();
+    assert_eq!(again, existing);
+    assert_eq!(
+        store
+            .screening_for_idempotency_key("store-key")
+            .await
+            .unwrap(),
+        Some(existing)
+    );
+    assert_eq!(
+        store.count_screenings_since("keyed", 0).await.unwrap(),
+        1,
+        "the refused insert left no screening"
+    );
+    let open = store.open_screening_intents(60_000).await.unwrap();
+    assert_eq!(
+        open.iter()
+            .filter(|i| i.to_number == "+14155550042")
+            .count(),
+        1,
+        "and no intent"
     );
 }

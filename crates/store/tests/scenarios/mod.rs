@@ -4,10 +4,12 @@ mod calls;
 mod columns;
 mod intents;
 mod screenings;
+mod states;
 
 use voxbridge_store::{CallStatusEvent, Store};
 
 pub(crate) use columns::{CORRUPT_JSON, invalid_json_names_its_column};
+pub(crate) use states::{migrated_by_6, rewind_to_v5, rows_for_migration_6};
 
 pub(crate) fn status(call: &str, status: &str, seq: Option<i64>, at: i64) -> CallStatusEvent {
     CallStatusEvent {
@@ -28,7 +30,10 @@ pub(crate) const CALL1: &str = "CA00000000000000000000000000000001";
 pub(crate) const CALL4: &str = "CA00000000000000000000000000000004";
 
 pub(crate) async fn behaviour(store: &Store) {
-    assert_eq!(store.applied_migrations().await.unwrap(), [1, 2, 3, 4]);
+    assert_eq!(
+        store.applied_migrations().await.unwrap(),
+        [1, 2, 3, 4, 5, 6]
+    );
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.unwrap();
 
@@ -44,6 +49,8 @@ pub(crate) async fn behaviour(store: &Store) {
     screenings::media_calls(store).await;
     intents::inbound_claims(store).await;
     intents::screening_intents(store).await;
+    intents::idempotency_keys(store).await;
+    states::screening_states(store).await;
     columns::every_column_reads_back(store).await;
     columns::store_call_to_corrupt(store).await;
 }

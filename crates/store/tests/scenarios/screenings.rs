@@ -64,8 +64,17 @@ pub(super) async fn media_calls(store: &Store) {
     store.record_media_call(&call).await.unwrap();
     assert_eq!(store.turn_latencies(voice).await.unwrap(), turns);
     let detail = store.call_detail(voice).await.unwrap().unwrap();
-    assert_eq!(detail.call.summary, Some(call.summary.clone()));
+    assert_eq!(
+        detail.call.summary,
+        Some(serde_json::json!({"transport": "media", "agent": "voice"})),
+        "nested JSON, not JSON in a string"
+    );
     let screening = detail.screening.expect("an unrequested screening row");
+    assert_eq!(
+        screening.answers.as_ref().unwrap()[0]["questionId"],
+        "work_authorization",
+        "answers' keys in camelCase"
+    );
     assert_eq!(screening.state, "unrequested");
     assert_eq!(screening.outcome.as_deref(), Some("incomplete"));
     assert_eq!(screening.answers.unwrap()[0]["raw"], "Yes, I am.");
@@ -192,7 +201,7 @@ pub(super) async fn screenings(store: &Store) {
     let detail = store.call_detail(call4).await.unwrap().unwrap();
     assert_eq!(detail.call.candidate_id.as_deref(), Some("cand-1"));
     assert_eq!(detail.call.status.as_deref(), Some("ringing"));
-    assert_eq!(detail.call.summary.as_deref(), Some(r#"{"turns":2}"#));
+    assert_eq!(detail.call.summary, Some(serde_json::json!({"turns": 2})));
     assert_eq!(detail.transcript.len(), 2);
     assert_eq!(detail.timeline.len(), 1);
     let screening = detail.screening.unwrap();
@@ -255,12 +264,15 @@ pub(super) async fn screening_sessions(store: &Store) {
     let detail = store.call_detail(call).await.unwrap().unwrap();
     let screening = detail.screening.unwrap();
     assert_eq!(screening.id, requested);
-    assert_eq!(screening.state, "initiated");
+    assert_eq!(
+        screening.state, "completed",
+        "the stored outcome ends the screening"
+    );
     assert_eq!(screening.outcome.as_deref(), Some("qualified"));
     assert_eq!(screening.answers.unwrap()[0]["raw"], "yes I do");
     assert_eq!(
-        detail.call.summary.as_deref(),
-        Some(r#"{"end":"screening-complete"}"#)
+        detail.call.summary,
+        Some(serde_json::json!({"end": "screening-complete"}))
     );
     assert_eq!(
         detail.call.to.as_deref(),

@@ -1,0 +1,125 @@
+//! The screening state machine: `requested` -> `calling` -> `in_progress` -> `completed` |
+//! `failed` | `no_answer` | `voicemail` | `canceled`, derived in SQL from the call row (its
+//! Twilio status and AMD answer) and the screening's stored outcome, so every write that
+//! touches either keeps `screenings.state` current in the same transaction, whatever order
+//! Twilio's callbacks and the agent's result arrive in.
+//!
+//! `requested` and the create failures are set by the API's create path
+//! ([`crate::Store::mark_screening_failed`]); from the moment a call is linked, the state is
+//! `state_of_call!` of the call. Rows for calls nobody requested (inbound) stay
+//! `unrequested`.
+
+/// Every screening state, in lifecycle order (`unrequested` last: not part of the machine).
+pub const SCREENING_STATES: [&str; 9] = [
+    "requested",
+    "calling",
+    "in_progress",
+    "completed",
+    "failed",
+    "no_answer",
+    "voicemail",
+    "canceled",
+    "unrequested",
+];
+
+/// Every outcome the screening agent stores: `voxbridge_screening::Outcome` in snake case.
+pub const SCREENING_OUTCOMES: [&str; 8] = [
+    "qualified",
+    "not_qualified",
+    "incomplete",
+    "callback_requested",
+    "handoff",
+    "voicemail",
+    "no_answer",
+    "failed",
+];
+
+/// Every Twilio `CallStatus`.
+pub const CALL_STATUSES: [&str; 9] = [
+    "queued",
+    "initiated",
+    "ringing",
+    "in-progress",
+    "completed",
+    "busy",
+    "failed",
+    "no-answer",
+    "canceled",
+];
+
+/// The state of a linked screening from its call `c` and its own `outcome`: a machine answer
+/// (or the agent's `voicemail`) wins, then Twilio's terminal statuses, then a stored outcome
+/// (the conversation ended before the `completed` callback came), then progress.
+macro_rules! state_of_call {
+    () => {
+        "CASE \
+           WHEN c.answered_by LIKE 'machine%' OR screenings.outcome = 'voicemail' THEN 'voicemail' \
+           WHEN c.status IN ('busy', 'no-answer') THEN 'no_answer' \
+           WHEN c.status = 'failed' THEN 'failed' \
+           WHEN c.status = 'canceled' THEN 'canceled' \
+           WHEN c.status = 'completed' OR screenings.outcome IS NOT NULL THEN 'completed' \
+           WHEN c.status = 'in-progress' THEN 'in_progress' \
+           ELSE 'calling' END"
+    };
+}
+
+/// The screenings the machine applies to: not `unrequested`, linked to a call that has a row.
+macro_rules! linked {
+    () => {
+        "state <> 'unrequested' AND call_sid IS NOT NULL \
+         AND EXISTS (SELECT 1 FROM calls c WHERE c.call_sid = screenings.call_sid)"
+    };
+}
+
+/// Sets the state of every linked screening from its call, and the voicemail outcome (migration
+/// 6 runs it once over the rows written before the machine existed).
+macro_rules! sync_all {
+    () => {
+        concat!(
+            "UPDATE screenings SET outcome = 'voicemail' WHERE outcome = 'no_answer' \
+             AND EXISTS (SELECT 1 FROM calls c WHERE c.call_sid = screenings.call_sid \
+             AND c.answered_by LIKE 'machine%');\n",
+            "UPDATE screenings SET state = (SELECT ",
+            $crate::screening_state::state_of_call!(),
+            " FROM calls c WHERE c.call_sid = screenings.call_sid) WHERE ",
+            $crate::screening_state::linked!(),
+            ";\n"
+        )
+    };
+}
+pub(crate) use {linked, state_of_call, sync_all};
+
+/// An answering machine picked up and the agent heard nobody: the outcome is `voicemail`, not
+/// `no_answer`. `$1` the call SID.
+pub(crate) const VOICEMAIL_OUTCOME: &str = "UPDATE screenings SET outcome = 'voicemail' \
+    WHERE call_sid = $1 AND outcome = 'no_answer' \
+    AND EXISTS (SELECT 1 FROM calls c WHERE c.call_sid = $1 AND c.answered_by LIKE 'machine%')";
+
+/// The state of the screening of call `$1` from its call, `updated_at` set to `$2` (Unix ms)
+/// when it changes.
+pub(crate) const SYNC_ONE: &str = concat!(
+    "UPDATE screenings SET updated_at = $2, state = (SELECT ",
+    state_of_call!(),
+    " FROM calls c WHERE c.call_sid = screenings.call_sid) WHERE call_sid = $1 AND ",
+    linked!(),
+    " AND state <> (SELECT ",
+    state_of_call!(),
+    " FROM calls c WHERE c.call_sid = screenings.call_sid)"
+);
+
+/// Brings the screening of call `$call_sid` up to date inside the transaction `$tx` (the
+/// voicemail outcome, then the state); `?` on failure.
+macro_rules! sync_screening {
+    ($tx:ident, $call_sid:expr, $now_ms:expr) => {{
+        sqlx::query($crate::screening_state::VOICEMAIL_OUTCOME)
+            .bind($call_sid)
+            .execute(&mut *$tx)
+            .await?;
+        sqlx::query($crate::screening_state::SYNC_ONE)
+            .bind($call_sid)
+            .bind($now_ms)
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+pub(crate) use sync_screening;
