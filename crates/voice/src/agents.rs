@@ -20,7 +20,7 @@ use voxbridge_brain::dialog::Dialog;
 use voxbridge_screening::catalog::ScriptsOrigin;
 use voxbridge_screening::llm::LlmScreeningAgent;
 use voxbridge_screening::{AgentConfig, Screenings, ScriptError};
-use voxbridge_speech::config::{AsrKind, SpeechConfig, SpeechConfigError};
+use voxbridge_speech::config::{SpeechConfig, SpeechConfigError};
 use voxbridge_speech::providers::SpeechProviders;
 
 use crate::assistant::AssistantSource;
@@ -261,7 +261,7 @@ mod tests {
     #[test]
     fn without_a_recognizer_only_echo_is_offered() {
         let speech = SpeechConfig {
-            asr: AsrKind::None,
+            asr: voxbridge_speech::config::AsrKind::None,
             ..SpeechConfig::default()
         };
         let providers = speech.build().expect("defaults build");
