@@ -23,6 +23,8 @@ wait_port() { for _ in $(seq 100); do port_open "$1" "$2" && return 0; sleep 0.1
 # host and port of a URL such as redis://[user:pw@]host[:port][/db]
 url_host() { local a="${1#*://}"; a="${a%%/*}"; a="${a##*@}"; echo "${a%:*}"; }
 url_port() { local a="${1#*://}"; a="${a%%/*}"; a="${a##*@}"; [[ "$a" == *:* ]] && echo "${a##*:}" || echo "$2"; }
+# The URL with any password replaced by *** (never print a secret).
+masked() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
 root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # A server named by the user's URL ($2, e.g. REDIS_URL): checked, never started or provisioned.
 check_given() {
@@ -62,7 +64,7 @@ else
 fi
 if [[ ! " ${failed[*]} " =~ " redis " ]] && command -v redis-cli >/dev/null; then
   pong=$(redis-cli -u "$redis_url" PING 2>&1)
-  [ "$pong" = PONG ] || { say "ERROR: redis at $redis_url answers PING with: $pong"; failed+=("redis"); }
+  [ "$pong" = PONG ] || { say "ERROR: redis at $(masked "$redis_url") answers PING with: $pong"; failed+=("redis"); }
 fi
 
 # --- PostgreSQL --------------------------------------------------------------------------
@@ -125,7 +127,7 @@ SQL
 fi
 if [[ ! " ${failed[*]} " =~ " postgresql " ]]; then
   if ! out=$(PGCONNECT_TIMEOUT=5 psql -w "$pg_url" -tAc 'SELECT 1' 2>&1) || [ "$out" != 1 ]; then
-    say "ERROR: SELECT 1 at ${pg_url/:voxbridge@/:***@} failed: $out"
+    say "ERROR: SELECT 1 at $(masked "$pg_url") failed: $out"
     failed+=("postgresql")
   fi
 fi
