@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use serde_json::{Value, json};
-use voxbridge_store::{CALL_STATUSES, CallFilter, SCREENING_OUTCOMES, SCREENING_STATES, rfc3339};
+use voxbridge_store::{
+    CALL_STATUSES, CallFilter, SCREENING_OUTCOMES, SCREENING_STATES, ScreeningFilter, rfc3339,
+};
 use voxbridge_twilio::E164;
 use voxbridge_twilio::sid::CallSid;
 
@@ -172,13 +174,8 @@ impl Params {
 pub(crate) struct ListQuery {
     /// The parameters, for an endpoint's own filters.
     pub(crate) params: Params,
-    pub(crate) state: Option<String>,
-    pub(crate) outcome: Option<String>,
-    pub(crate) candidate_id: Option<String>,
-    pub(crate) since_ms: Option<i64>,
-    pub(crate) until_ms: Option<i64>,
-    pub(crate) limit: i64,
-    pub(crate) offset: i64,
+    /// The shared filters and page (the screenings list's whole filter).
+    pub(crate) filter: ScreeningFilter,
 }
 
 impl ListQuery {
@@ -196,7 +193,7 @@ impl ListQuery {
         known.extend_from_slice(extra);
         let params = Params::parse(raw, &known)?;
         let (limit, offset) = params.page()?;
-        Ok(Self {
+        let filter = ScreeningFilter {
             state: params.one_of("state", &SCREENING_STATES)?,
             outcome: params.one_of("outcome", &SCREENING_OUTCOMES)?,
             candidate_id: params.text("candidateId"),
@@ -204,8 +201,8 @@ impl ListQuery {
             until_ms: params.time("to")?,
             limit,
             offset,
-            params,
-        })
+        };
+        Ok(Self { params, filter })
     }
 
     /// The answer: `{"success": true, <name>: items, "total", "limit", "offset"}`.
@@ -213,8 +210,8 @@ impl ListQuery {
         let mut body = json!({
             "success": true,
             "total": total,
-            "limit": self.limit,
-            "offset": self.offset,
+            "limit": self.filter.limit,
+            "offset": self.filter.offset,
         });
         body[name] = json!(items);
         Json(body)
@@ -229,13 +226,7 @@ pub(crate) async fn list(
     let query = ListQuery::parse(raw.as_deref(), &["status"])?;
     let filter = CallFilter {
         status: query.params.one_of("status", &CALL_STATUSES)?,
-        state: query.state.clone(),
-        outcome: query.outcome.clone(),
-        candidate_id: query.candidate_id.clone(),
-        since_ms: query.since_ms,
-        until_ms: query.until_ms,
-        limit: query.limit,
-        offset: query.offset,
+        ..CallFilter::from(query.filter.clone())
     };
     let (calls, total) = state.0.store.list_calls(&filter).await?;
     Ok(query.page("calls", calls, total))

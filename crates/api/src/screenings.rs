@@ -11,9 +11,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use voxbridge_store::{
-    IdempotencyKey, KeyedInsert, NewScreening, ScreeningFilter, ScreeningRecord,
-};
+use voxbridge_store::{IdempotencyKey, KeyedInsert, NewScreening, ScreeningRecord};
 use voxbridge_twilio::E164;
 use voxbridge_twilio::rest::{CreateCall, MachineDetection, RestError};
 
@@ -233,16 +231,7 @@ pub(crate) async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let query = ListQuery::parse(raw.as_deref(), &[])?;
-    let filter = ScreeningFilter {
-        state: query.state.clone(),
-        outcome: query.outcome.clone(),
-        candidate_id: query.candidate_id.clone(),
-        since_ms: query.since_ms,
-        until_ms: query.until_ms,
-        limit: query.limit,
-        offset: query.offset,
-    };
-    let (screenings, total) = state.0.store.list_screenings(&filter).await?;
+    let (screenings, total) = state.0.store.list_screenings(&query.filter).await?;
     Ok(query.page("screenings", screenings, total))
 }
 

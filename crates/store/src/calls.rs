@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use crate::{
-    CallEvent, ScreeningRecord, Store, StoreError, TranscriptLine, json_shape, on_reader, on_writer,
+    CallEvent, ScreeningFilter, ScreeningRecord, Store, StoreError, TranscriptLine, json_shape,
+    on_reader, on_writer,
 };
 
 /// A call's current state.
@@ -90,6 +91,22 @@ pub struct CallFilter {
     pub limit: i64,
     /// Rows to skip.
     pub offset: i64,
+}
+
+impl From<ScreeningFilter> for CallFilter {
+    /// The calls whose screening the filter selects (any call status).
+    fn from(f: ScreeningFilter) -> Self {
+        Self {
+            status: None,
+            state: f.state,
+            outcome: f.outcome,
+            candidate_id: f.candidate_id,
+            since_ms: f.since_ms,
+            until_ms: f.until_ms,
+            limit: f.limit,
+            offset: f.offset,
+        }
+    }
 }
 
 /// The columns of [`CallRow`], in its order, from `calls c` and its screening `s`
