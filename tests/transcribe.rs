@@ -6,6 +6,8 @@
 //!
 //! Without the model the tests record a counted skip (a failure under `CI=true`).
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
@@ -14,24 +16,14 @@ use serde_json::Value;
 use voxbridge_screening::script::ChoiceOption;
 use voxbridge_screening::understand::{self, Availability, Intent, Weekday};
 
+use common::whisper_model_installed as model_installed;
+
 /// One utterance as `transcribe --json` prints it.
 #[derive(Debug)]
 struct Heard {
     start_ms: u64,
     end_ms: u64,
     text: String,
-}
-
-/// Whether the default model is installed; else the skip is recorded.
-fn model_installed(test: &str) -> bool {
-    let dir = voxbridge_speech::local::default_model_dir(&|name| std::env::var(name).ok());
-    match voxbridge_speech::local::check_model_dir(&dir) {
-        Ok(()) => true,
-        Err(why) => {
-            voxbridge_testkit::skip(test, &why);
-            false
-        }
-    }
 }
 
 /// `voxbridge transcribe --json FILES` with the default configuration, by file.

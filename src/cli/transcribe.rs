@@ -7,6 +7,10 @@
 //! voice pipeline sends it (`speech.asr`: the embedded Whisper with `local`/`auto`). It prints
 //! each utterance's span in the file, its text and how long recognition took (queue included),
 //! and the median recognition time.
+//!
+//! `--accuracy MANIFEST` runs the ASR accuracy set instead (see [`accuracy`]).
+
+mod accuracy;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,16 +35,30 @@ const TRAILING_SILENCE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// WAV files with caller audio (any sample rate, mono or stereo).
-    #[arg(required = true)]
+    /// WAV files with caller audio (any sample rate, mono or stereo; PCM, float or mu-law).
+    #[arg(required_unless_present = "accuracy")]
     files: Vec<PathBuf>,
     /// Text the caller is answering (the question), passed to the recogniser as its prompt.
+    /// With `--accuracy`, replaces each answer's question.
     #[arg(long)]
     prompt: Option<String>,
     /// One JSON object per utterance (`file`, `index`, `start_ms`, `end_ms`, `recognition_ms`, `text`)
-    /// instead of the text report.
+    /// instead of the text report; with `--accuracy`, one per answer and condition, then the
+    /// summary.
     #[arg(long)]
     json: bool,
+    /// Runs an ASR accuracy set (e.g. `tests/data/asr-accuracy/manifest.toml`): every answer,
+    /// clean and at 15 dB SNR, through the inbound path and the recogniser, prompted with the
+    /// question it answers; prints word error rate, parsed answers correct and recognition time.
+    #[arg(long, value_name = "MANIFEST", conflicts_with = "files")]
+    accuracy: Option<PathBuf>,
+    /// With `--accuracy`: no prompt (not the question, not `--prompt`).
+    #[arg(long, requires = "accuracy")]
+    no_prompt: bool,
+    /// With `--accuracy`: score the manifest's own texts instead of recognising the audio (no
+    /// recogniser needed; checks the manifest and the scoring: everything must be correct).
+    #[arg(long, requires = "accuracy")]
+    reference: bool,
 }
 
 /// One recognised utterance.
@@ -52,23 +70,81 @@ struct Recognised {
 }
 
 pub(crate) fn run(config: &Config, args: &Args) -> Result<()> {
-    let providers = config
-        .speech
-        .build()
-        .context("invalid [speech] configuration")?;
-    let asr = providers.asr("transcribe").context(
-        "no recogniser: run scripts/setup.sh to install the embedded Whisper model, or set speech.asr",
-    )?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    if let Some(manifest) = &args.accuracy {
+        let options = accuracy::Options {
+            prompt: if args.no_prompt {
+                accuracy::Prompt::None
+            } else {
+                args.prompt
+                    .clone()
+                    .map_or(accuracy::Prompt::Question, accuracy::Prompt::Fixed)
+            },
+            reference: args.reference,
+            json: args.json,
+        };
+        return accuracy::run(config, manifest, &options);
+    }
+    let recogniser = Recogniser::start(config)?;
     let mut out = std::io::stdout().lock();
-    // The first decode pays for loading the model: done before anything is timed.
-    runtime
-        .block_on(recognise(&asr, vec![0; 16_000], 16_000, None))
-        .context("warm-up recognition")?;
     let mut times = Vec::new();
     for path in &args.files {
+        let recognised = recogniser.file(config, path, args.prompt.as_deref())?;
+        times.extend(recognised.iter().map(|r| r.took));
+        print_file(&mut out, path, &recognised, args.json)?;
+    }
+    if !args.json {
+        times.sort_unstable();
+        match times.get(times.len() / 2) {
+            Some(median) => writeln!(
+                out,
+                "recognition time ({}): median {} ms over {} utterances, max {} ms",
+                recogniser.name(),
+                median.as_millis(),
+                times.len(),
+                times.last().copied().unwrap_or_default().as_millis()
+            )?,
+            None => writeln!(out, "no utterances")?,
+        }
+    }
+    Ok(())
+}
+
+/// The configured recogniser, loaded and warmed up, with a runtime to drive it.
+struct Recogniser {
+    asr: Arc<dyn Asr>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Recogniser {
+    fn start(config: &Config) -> Result<Self> {
+        let providers = config
+            .speech
+            .build()
+            .context("invalid [speech] configuration")?;
+        let asr = providers.asr("transcribe").context(
+            "no recogniser: run scripts/setup.sh to install the embedded Whisper model, or set speech.asr",
+        )?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        // The first decode pays for loading the model: done before anything is timed.
+        runtime
+            .block_on(recognise(&asr, vec![0; 16_000], 16_000, None))
+            .context("warm-up recognition")?;
+        Ok(Self { asr, runtime })
+    }
+
+    fn name(&self) -> &'static str {
+        self.asr.name()
+    }
+
+    /// `path` through the inbound path and each utterance through the recogniser.
+    fn file(
+        &self,
+        config: &Config,
+        path: &std::path::Path,
+        prompt: Option<&str>,
+    ) -> Result<Vec<Recognised>> {
         let (mut samples, rate) =
             wav::read_wav(path).with_context(|| format!("cannot read {}", path.display()))?;
         if samples.is_empty() {
@@ -83,40 +159,24 @@ pub(crate) fn run(config: &Config, args: &Args) -> Result<()> {
                 continue;
             };
             let started = Instant::now();
-            let text = runtime
+            let text = self
+                .runtime
                 .block_on(recognise(
-                    &asr,
+                    &self.asr,
                     pcm,
                     replayed.pipeline_rate,
-                    args.prompt.clone(),
+                    prompt.map(str::to_owned),
                 ))
                 .with_context(|| format!("recognising {}", path.display()))?;
-            let took = started.elapsed();
-            times.push(took);
             recognised.push(Recognised {
                 start: start.saturating_sub(LEAD_SILENCE),
                 end: end.saturating_sub(LEAD_SILENCE),
-                took,
+                took: started.elapsed(),
                 text,
             });
         }
-        print_file(&mut out, path, &recognised, args.json)?;
+        Ok(recognised)
     }
-    if !args.json {
-        times.sort_unstable();
-        match times.get(times.len() / 2) {
-            Some(median) => writeln!(
-                out,
-                "recognition time ({}): median {} ms over {} utterances, max {} ms",
-                asr.name(),
-                median.as_millis(),
-                times.len(),
-                times.last().copied().unwrap_or_default().as_millis()
-            )?,
-            None => writeln!(out, "no utterances")?,
-        }
-    }
-    Ok(())
 }
 
 /// One utterance through the recogniser, as the voice pipeline sends it.

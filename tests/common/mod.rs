@@ -101,3 +101,16 @@ pub fn decode(mulaw: &[u8]) -> Vec<f64> {
         .map(|&b| f64::from(voxbridge_audio::mulaw::decode_sample(b)))
         .collect()
 }
+
+/// Whether the default Whisper model (what `scripts/setup.sh` installs) is there; else the
+/// skip is recorded through the testkit (a failure under `CI=true`).
+pub fn whisper_model_installed(test: &str) -> bool {
+    let dir = voxbridge_speech::local::default_model_dir(&|name| std::env::var(name).ok());
+    match voxbridge_speech::local::check_model_dir(&dir) {
+        Ok(()) => true,
+        Err(why) => {
+            voxbridge_testkit::skip(test, &why);
+            false
+        }
+    }
+}

@@ -397,7 +397,16 @@ pub struct LocalAsrConfig {
     /// Language hint (ISO-639-1) for multilingual models (default `en`); English-only `.en`
     /// models ignore it.
     pub language: String,
+    /// `CTranslate2` compute type: `int8` (default: the fastest here, as accurate as the others
+    /// on the accuracy set), `int8_float32` or `float32`.
+    pub compute_type: String,
+    /// Let Whisper predict timestamp tokens (default false: the `<|notimestamps|>` prompt; the
+    /// timestamps are discarded either way, the pipeline has the VAD's boundaries).
+    pub timestamps: bool,
 }
+
+/// The accepted `speech.local.compute_type` values.
+pub const COMPUTE_TYPES: [&str; 3] = ["int8", "int8_float32", "float32"];
 
 impl Default for LocalAsrConfig {
     fn default() -> Self {
@@ -409,6 +418,8 @@ impl Default for LocalAsrConfig {
             beam_size: 5,
             initial_prompt: String::new(),
             language: "en".to_owned(),
+            compute_type: "int8".to_owned(),
+            timestamps: false,
         }
     }
 }
@@ -427,6 +438,16 @@ impl LocalAsrConfig {
                     problem: format!("{value} is out of range; use {lo}..={hi}"),
                 });
             }
+        }
+        if !COMPUTE_TYPES.contains(&self.compute_type.as_str()) {
+            return Err(SpeechConfigError::Invalid {
+                key: "local.compute_type".to_owned(),
+                problem: format!(
+                    "{:?} is not one of {}",
+                    self.compute_type,
+                    COMPUTE_TYPES.join(", ")
+                ),
+            });
         }
         Ok(())
     }

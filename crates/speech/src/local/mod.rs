@@ -104,6 +104,8 @@ pub fn start_whisper(
     let settings = whisper::WhisperSettings {
         beam_size: config.beam_size,
         threads: config.threads_per_worker,
+        compute_type: config.compute_type.clone(),
+        timestamps: config.timestamps,
     };
     let factory: RecognizerFactory = Arc::new(move || {
         whisper::WhisperRecognizer::load(&dir, &settings)

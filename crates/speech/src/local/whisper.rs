@@ -39,6 +39,10 @@ pub struct WhisperSettings {
     pub beam_size: usize,
     /// `CTranslate2` threads for one decode (0 = its default).
     pub threads: usize,
+    /// `int8`, `int8_float32` or `float32` (`speech.local.compute_type`).
+    pub compute_type: String,
+    /// Predict timestamp tokens (discarded) instead of prompting `<|notimestamps|>`.
+    pub timestamps: bool,
 }
 
 /// One loaded model with its tokenizer and feature extractor. Not shared: each pool worker
@@ -51,6 +55,7 @@ pub struct WhisperRecognizer {
     window: Vec<f32>,
     options: WhisperOptions,
     multilingual: bool,
+    timestamps: bool,
 }
 
 impl std::fmt::Debug for WhisperRecognizer {
@@ -64,12 +69,19 @@ impl std::fmt::Debug for WhisperRecognizer {
 }
 
 impl WhisperRecognizer {
-    /// Loads the `CTranslate2` Whisper model in `dir` for int8 inference on the CPU.
+    /// Loads the `CTranslate2` Whisper model in `dir` for inference on the CPU (int8 unless
+    /// `settings` say otherwise).
     pub fn load(dir: &Path, settings: &WhisperSettings) -> Result<Self, String> {
         check_model_dir(dir)?;
+        let compute_type = match settings.compute_type.as_str() {
+            "int8" => ComputeType::INT8,
+            "int8_float32" => ComputeType::INT8_FLOAT32,
+            "float32" => ComputeType::FLOAT32,
+            other => return Err(format!("unknown compute type {other:?}")),
+        };
         let config = Config {
             device: Device::CPU,
-            compute_type: ComputeType::INT8,
+            compute_type,
             num_threads_per_replica: settings.threads,
             ..Config::default()
         };
@@ -83,6 +95,7 @@ impl WhisperRecognizer {
         let mut planner = FftPlanner::new();
         Ok(Self {
             multilingual: model.is_multilingual(),
+            timestamps: settings.timestamps,
             model,
             tokenizer,
             mel: MelFilters::new(n_mels),
@@ -100,7 +113,7 @@ impl WhisperRecognizer {
     }
 
     /// The decoder's start: previous text (when given), then the start-of-transcript sequence
-    /// (language and task tokens only for multilingual models), no timestamps.
+    /// (language and task tokens only for multilingual models), no timestamps unless configured.
     fn prompt(
         &self,
         previous: Option<&str>,
@@ -121,7 +134,9 @@ impl WhisperRecognizer {
             prompt.push(format!("<|{}|>", language.unwrap_or("en")));
             prompt.push("<|transcribe|>".to_owned());
         }
-        prompt.push("<|notimestamps|>".to_owned());
+        if !self.timestamps {
+            prompt.push("<|notimestamps|>".to_owned());
+        }
         Ok(prompt)
     }
 
