@@ -88,9 +88,9 @@ pub(crate) fn run(config: &Config, args: &Args) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut times = Vec::new();
     for path in &args.files {
-        let recognised = recogniser.file(config, path, args.prompt.as_deref())?;
-        times.extend(recognised.iter().map(|r| r.took));
-        print_file(&mut out, path, &recognised, args.json)?;
+        let results = recogniser.file(config, path, args.prompt.as_deref())?;
+        times.extend(results.iter().map(|r| r.took));
+        print_file(&mut out, path, &results, args.json)?;
     }
     if !args.json {
         times.sort_unstable();

@@ -137,16 +137,16 @@ pub(super) fn run(config: &Config, manifest_path: &Path, options: &Options) -> R
             let (heard, utterances, times) = match &recogniser {
                 None => (entry.text.clone(), 1, Vec::new()),
                 Some(r) => {
-                    let recognised = r.file(config, &path, prompt)?;
-                    let texts: Vec<&str> = recognised
+                    let results = r.file(config, &path, prompt)?;
+                    let texts: Vec<&str> = results
                         .iter()
                         .map(|u| u.text.trim())
                         .filter(|t| !t.is_empty())
                         .collect();
                     (
                         texts.join(" "),
-                        recognised.len(),
-                        recognised.iter().map(|u| u.took).collect(),
+                        results.len(),
+                        results.iter().map(|u| u.took).collect(),
                     )
                 }
             };
@@ -172,12 +172,32 @@ pub(super) fn run(config: &Config, manifest_path: &Path, options: &Options) -> R
         Prompt::None => "none",
     };
     let recogniser = recogniser.as_ref().map_or("reference", Recogniser::name);
-    if options.json {
+    print_summary(
+        &mut out,
+        options.json,
+        recogniser,
+        prompt,
+        manifest.answer.len(),
+        &summary,
+    )
+}
+
+/// The last line (`--json`) or table: parsed answers correct, WER and recognition time per
+/// condition.
+fn print_summary(
+    out: &mut impl Write,
+    json: bool,
+    recogniser: &str,
+    prompt: &str,
+    answers: usize,
+    summary: &[Value],
+) -> Result<()> {
+    if json {
         let line = json!({
             "summary": {
                 "recogniser": recogniser,
                 "prompt": prompt,
-                "answers": manifest.answer.len(),
+                "answers": answers,
                 "conditions": summary,
             }
         });
@@ -185,14 +205,13 @@ pub(super) fn run(config: &Config, manifest_path: &Path, options: &Options) -> R
     } else {
         writeln!(
             out,
-            "\n{} answers, recogniser {recogniser}, prompt: {prompt}",
-            manifest.answer.len()
+            "\n{answers} answers, recogniser {recogniser}, prompt: {prompt}"
         )?;
         writeln!(
             out,
             "condition  parsed correct   WER     median  max      (ms: recognition per utterance)"
         )?;
-        for c in &summary {
+        for c in summary {
             writeln!(
                 out,
                 "{:<9}  {:>3}/{:<3} {:>5.1}%  {:>5.1}%  {:>6}  {:>6}{}",
