@@ -25,6 +25,7 @@ lines=(
   "hold_on|Sorry, hold on a second, could you repeat that please?"
   "thanks_bye|Thank you, goodbye."
   "long_story|Well, let me tell you about my last job, I worked in a big warehouse downtown."
+  "age_yes|Yes, I'm twenty four."
 )
 
 for entry in "${lines[@]}"; do

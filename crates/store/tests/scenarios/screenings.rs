@@ -60,6 +60,7 @@ pub(super) async fn media_calls(store: &Store) {
         }),
         transcript: Vec::new(),
         turns: turns.clone(),
+        handoff_data: Some(r#"{"reasonCode":"live-agent-handoff","reason":"asked"}"#.into()),
     };
     store.record_media_call(&call).await.unwrap();
     assert_eq!(store.turn_latencies(voice).await.unwrap(), turns);
@@ -80,6 +81,11 @@ pub(super) async fn media_calls(store: &Store) {
     assert_eq!(screening.answers.unwrap()[0]["raw"], "Yes, I am.");
     assert_eq!(detail.transcript.len(), 1);
     assert!(detail.transcript[0].interrupted);
+    // The dialog's handoff data lands where ConversationRelay's action callback puts it.
+    assert_eq!(
+        detail.call.handoff_data,
+        Some(serde_json::json!({"reasonCode": "live-agent-handoff", "reason": "asked"}))
+    );
 
     // Storing the same turns again keeps one row per turn.
     let again = MediaCallEnd {
