@@ -91,7 +91,7 @@ fn end_code<'a>(
     dialog_end: Option<&'a DialogEnd>,
 ) -> (&'a str, Option<&'a str>) {
     match (reason, dialog_end) {
-        (Some(EndReason::BrainHangup(why)), Some(end)) => (&end.reason_code, Some(why)),
+        (Some(EndReason::BrainHangup(why)), Some(end)) => (end.reason_code.as_str(), Some(why)),
         (Some(EndReason::BrainHangup(why)), None) => ("brain-hangup", Some(why)),
         (Some(other), _) => (other.label(), None),
         (None, _) => ("unknown", None),
@@ -171,12 +171,12 @@ fn media_call_of(
         .enumerate()
         .map(|(i, turn)| turn_record(i, turn, now_ms))
         .collect();
-    // A screening dialog's payload is stored as ConversationRelay stores it; other dialogs
-    // (`assistant`) leave their transcript.
     // Only a dialog's own end is a handoff: a hang-up after provider failures is not.
     if matches!(summary.end_reason, Some(EndReason::BrainHangup(_))) {
         call.handoff_data = dialog_end.map(DialogEnd::handoff_data_json);
     }
+    // A screening dialog's payload is stored as ConversationRelay stores it; other dialogs
+    // (`assistant`) leave their transcript.
     if let Some(result) = report.outcome.payload::<ScreeningResult>() {
         let mut session = screening_session(result, call_sid, report.started_at, &json);
         // What the answer or inbound TwiML says of the call (the API's own row wins).
@@ -318,8 +318,6 @@ mod tests {
     /// the direction and number the TwiML's parameters give.
     #[test]
     fn a_finished_screening_ends_as_on_conversation_relay() {
-        use voxbridge_brain::outcome::EndReason as DialogEnd;
-
         let mut result = scripted_result(CALL, "cand-3", "Yes, I am.");
         result.end = Some(DialogEnd::new(
             "screening-complete",
