@@ -186,7 +186,7 @@ pub fn media_agents(
         ..VoiceOptions::default()
     };
     let wanted = |name: &str| {
-        options.default_agent == name || name == SCREENING && options.default_agent == VOICE_ALIAS
+        options.default_agent == name || (name == SCREENING && options.default_agent == VOICE_ALIAS)
     };
     for name in [SCREENING, "assistant"] {
         let stages = providers.asr(name).and_then(|asr| {
