@@ -728,10 +728,13 @@ async fn the_question_being_answered_is_the_recognisers_prompt() {
 
 #[test]
 fn a_long_reply_is_cut_to_its_end_at_a_word() {
-    assert_eq!(reply::asr_prompt("  "), None);
-    assert_eq!(reply::asr_prompt(" Ready? ").as_deref(), Some("Ready?"));
+    assert_eq!(super::reply::asr_prompt("  "), None);
+    assert_eq!(
+        super::reply::asr_prompt(" Ready? ").as_deref(),
+        Some("Ready?")
+    );
     let long = format!("{} Are you at least 18 years old?", "word ".repeat(200));
-    let prompt = reply::asr_prompt(&long).expect("a prompt");
+    let prompt = super::reply::asr_prompt(&long).expect("a prompt");
     assert!(prompt.chars().count() <= 400, "{}", prompt.len());
     assert!(prompt.starts_with("word "), "{prompt}");
     assert!(
