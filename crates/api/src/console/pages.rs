@@ -214,7 +214,7 @@ pub(crate) async fn calls(
                     "n": n,
                 })).collect::<Vec<_>>(),
                 "counted": counts.iter().map(|(_, n)| n).sum::<i64>(),
-                "export_query": filters,
+                "export_query": &filters,
                 "launched": launched,
             }),
         ),
