@@ -262,9 +262,11 @@ async fn delivered_after_kill_9_mid_attempt(dir: &Path, database_url: &str) {
     let delivery_id = receiver.hits.lock().unwrap()[0].delivery_id.clone();
 
     let (child, addr) = start_api(dir, "second.log");
-    wait_for(Duration::from_secs(20), "delivery after the restart", || {
-        *receiver.accepted.lock().unwrap() >= 1
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "delivery after the restart",
+        || *receiver.accepted.lock().unwrap() >= 1,
+    );
     let mut shown = delivery(&addr, &delivery_id);
     wait_for(Duration::from_secs(10), "the delivery recorded", || {
         shown = delivery(&addr, &delivery_id);
@@ -280,7 +282,10 @@ async fn delivered_after_kill_9_mid_attempt(dir: &Path, database_url: &str) {
     );
     assert!(hits.iter().all(|h| h.delivery_id == delivery_id));
     assert!(hits.iter().all(|h| h.signature_ok), "{hits:?}");
-    assert!(hits.iter().all(|h| h.body == hits[0].body), "one body throughout");
+    assert!(
+        hits.iter().all(|h| h.body == hits[0].body),
+        "one body throughout"
+    );
     let body: serde_json::Value = serde_json::from_str(&hits[0].body).unwrap();
     assert_eq!(body["screening"]["id"], screening);
     assert_eq!(body["metadata"]["requisition"], "R-9");

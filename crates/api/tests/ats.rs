@@ -157,7 +157,9 @@ fn screening_body(candidate: &str, callback: Option<&str>) -> Value {
 /// Requests a screening and ends its call (`in-progress`, then `completed`); returns the
 /// screening id and call SID.
 async fn ended_screening(h: &Harness, candidate: &str, callback: Option<&str>) -> (i64, String) {
-    let (status, body) = h.create_screening(&screening_body(candidate, callback)).await;
+    let (status, body) = h
+        .create_screening(&screening_body(candidate, callback))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = body["id"].as_i64().unwrap();
     let sid = body["callSid"].as_str().unwrap().to_owned();
@@ -173,9 +175,7 @@ async fn ended_screening(h: &Harness, candidate: &str, callback: Option<&str>) -
 }
 
 async fn deliveries(h: &Harness, query: &str) -> Value {
-    let (status, body) = h
-        .api_get(&format!("/api/webhook-deliveries{query}"))
-        .await;
+    let (status, body) = h.api_get(&format!("/api/webhook-deliveries{query}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
@@ -274,8 +274,16 @@ async fn one_signed_result_per_screening(h: &Harness, receiver: &ReceiverState, 
     completed.push(("CallDuration", "61"));
     let mut late = status_params(&sid, "completed", "4");
     late.push(("CallDuration", "61"));
-    for params in [status_params(&sid, "in-progress", "2"), completed.clone(), completed, late] {
-        assert_eq!(h.webhook("/twilio/voice/status", &params).await.status(), 204);
+    for params in [
+        status_params(&sid, "in-progress", "2"),
+        completed.clone(),
+        completed,
+        late,
+    ] {
+        assert_eq!(
+            h.webhook("/twilio/voice/status", &params).await.status(),
+            204
+        );
     }
     h.state
         .store()
@@ -294,7 +302,11 @@ async fn one_signed_result_per_screening(h: &Harness, receiver: &ReceiverState, 
     assert_eq!(delivery["state"], "pending");
     let delivery_id = delivery["id"].as_i64().unwrap();
     // Still pending: a redelivery is refused.
-    let (status, body) = post_api(h, &format!("/api/webhook-deliveries/{delivery_id}/redeliver")).await;
+    let (status, body) = post_api(
+        h,
+        &format!("/api/webhook-deliveries/{delivery_id}/redeliver"),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
     // Not before the settle delay.
@@ -334,13 +346,18 @@ async fn one_signed_result_per_screening(h: &Harness, receiver: &ReceiverState, 
     assert_eq!(body["timings"]["requestedAt"], json!(rfc3339(T0)));
     assert_eq!(body["timings"]["answeredAt"], "2023-11-14T22:13:20.000Z");
     assert_eq!(body["timings"]["endedAt"], "2023-11-14T22:13:20.000Z");
-    assert_eq!(body["metadata"], json!({"requisition": "R-7", "stage": {"id": 3}}));
+    assert_eq!(
+        body["metadata"],
+        json!({"requisition": "R-7", "stage": {"id": 3}})
+    );
 
     // Delivered: never again, however long we wait.
     h.clock.advance(24 * 3_600_000);
     assert_eq!(voxbridge_api::ats::deliver_due(&h.state).await.unwrap(), 0);
     assert_eq!(receiver.received.lock().unwrap().len(), 1);
-    let (_, shown) = h.api_get(&format!("/api/webhook-deliveries/{delivery_id}")).await;
+    let (_, shown) = h
+        .api_get(&format!("/api/webhook-deliveries/{delivery_id}"))
+        .await;
     assert_eq!(shown["delivery"]["state"], "delivered");
     assert_eq!(shown["delivery"]["attempts"], 1);
     assert_eq!(shown["delivery"]["lastStatus"], 200);
@@ -426,12 +443,20 @@ async fn a_failing_receiver_is_retried_with_exponential_backoff() {
         [1, 2, 3, 4]
     );
     assert!(got.iter().all(|r| r.delivery_id == got[0].delivery_id));
-    assert!(got.iter().all(|r| r.body == got[0].body), "one body on every attempt");
+    assert!(
+        got.iter().all(|r| r.body == got[0].body),
+        "one body on every attempt"
+    );
     assert_eq!(got[0].body["screening"]["id"], id);
     let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
     for (n, gap) in gaps.iter().enumerate() {
         let full = Duration::from_millis(BASE_MS << n);
-        assert!(*gap >= full / 2, "gap after attempt {}: {gap:?} < {:?}", n + 1, full / 2);
+        assert!(
+            *gap >= full / 2,
+            "gap after attempt {}: {gap:?} < {:?}",
+            n + 1,
+            full / 2
+        );
         assert!(
             *gap <= full + Duration::from_millis(500),
             "gap after attempt {}: {gap:?} > {full:?} + 500 ms",
@@ -492,11 +517,18 @@ async fn an_always_failing_receiver_is_dead_lettered_then_redelivered() {
     assert_eq!(delivery["lastError"], "HTTP 500");
     assert_eq!(receiver.received.lock().unwrap().len(), 3);
     let metrics = h.metrics_text().await;
-    assert!(metrics.contains("voxbridge_api_ats_webhooks_dead_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("voxbridge_api_ats_webhooks_dead_total 1"),
+        "{metrics}"
+    );
 
     // The receiver is fixed (its script ran out: 200 from now on); redeliver.
     let delivery_id = delivery["id"].as_i64().unwrap();
-    let (status, body) = post_api(&h, &format!("/api/webhook-deliveries/{delivery_id}/redeliver")).await;
+    let (status, body) = post_api(
+        &h,
+        &format!("/api/webhook-deliveries/{delivery_id}/redeliver"),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["delivery"]["state"], "pending");
     eventually(Duration::from_secs(10), "the redelivery", || {
@@ -509,7 +541,10 @@ async fn an_always_failing_receiver_is_dead_lettered_then_redelivered() {
     assert_eq!(got[3].body, got[0].body);
     let mut shown = Value::Null;
     for _ in 0..500 {
-        shown = h.api_get(&format!("/api/webhook-deliveries/{delivery_id}")).await.1;
+        shown = h
+            .api_get(&format!("/api/webhook-deliveries/{delivery_id}"))
+            .await
+            .1;
         if shown["delivery"]["state"] == "delivered" {
             break;
         }
@@ -548,7 +583,10 @@ async fn two_instances_deliver_each_result_once_on_postgres() {
         let sid = created["callSid"].as_str().unwrap().to_owned();
         let via = if n % 2 == 0 { &a } else { &b };
         let params = status_params(&sid, "completed", "3");
-        assert_eq!(via.webhook("/twilio/voice/status", &params).await.status(), 204);
+        assert_eq!(
+            via.webhook("/twilio/voice/status", &params).await.status(),
+            204
+        );
     }
     eventually(Duration::from_secs(20), "every result", || {
         receiver.received.lock().unwrap().len() >= SCREENINGS

@@ -279,7 +279,10 @@ mod tests {
         });
         let (url, metadata) = parse_callback(body.as_object().unwrap(), &mut errors);
         assert_eq!((url, metadata), (None, None));
-        assert_eq!(errors.keys().copied().collect::<Vec<_>>(), ["callbackUrl", "metadata"]);
+        assert_eq!(
+            errors.keys().copied().collect::<Vec<_>>(),
+            ["callbackUrl", "metadata"]
+        );
         let mut errors = BTreeMap::new();
         let body = serde_json::json!({
             "callbackUrl": " https://ats.example.com/hooks?x=1 ",
@@ -289,7 +292,11 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(url.as_deref(), Some("https://ats.example.com/hooks?x=1"));
         assert_eq!(metadata, Some(serde_json::json!({"requisition": "R-7"})));
-        for bad in ["https://user:pw@ats.example.com/", "/relative", "https://ats.example.com/#f"] {
+        for bad in [
+            "https://user:pw@ats.example.com/",
+            "/relative",
+            "https://ats.example.com/#f",
+        ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
     }

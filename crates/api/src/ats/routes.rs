@@ -21,11 +21,14 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 fn delivery_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "delivery id must be a positive integer, got {text:?}"
-        ))
-    })
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "delivery id must be a positive integer, got {text:?}"
+            ))
+        })
 }
 
 /// `GET /api/webhook-deliveries`: newest first; `state` one of `pending`, `delivered`, `dead`.
@@ -33,10 +36,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let params = Params::parse(
-        raw.as_deref(),
-        &["state", "screeningId", "limit", "offset"],
-    )?;
+    let params = Params::parse(raw.as_deref(), &["state", "screeningId", "limit", "offset"])?;
     let wanted = params.one_of("state", &WEBHOOK_DELIVERY_STATES)?;
     let screening = params
         .text("screeningId")

@@ -62,7 +62,9 @@ pub fn verify(
     let mut signatures = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
-            Some(("t", t)) => timestamp = Some(t.parse::<i64>().map_err(|_| VerifyError::Malformed)?),
+            Some(("t", t)) => {
+                timestamp = Some(t.parse::<i64>().map_err(|_| VerifyError::Malformed)?)
+            }
             Some(("v1", v)) => signatures.push(v),
             _ => {}
         }

@@ -174,9 +174,15 @@ async fn attempt(
 ) -> Result<(), ApiError> {
     let config = &state.0.config.webhooks;
     let store = &state.0.store;
-    let screening = store.screening(delivery.screening_id).await?.ok_or_else(|| {
-        ApiError::Internal(format!("screening {} of a delivery is gone", delivery.screening_id))
-    })?;
+    let screening = store
+        .screening(delivery.screening_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Internal(format!(
+                "screening {} of a delivery is gone",
+                delivery.screening_id
+            ))
+        })?;
     let body = match &delivery.payload {
         Some(body) => body.clone(),
         None => {
@@ -199,7 +205,9 @@ async fn attempt(
     let sent = if url.is_empty() {
         Sent {
             status: None,
-            error: Some("no callback URL: the screening has none and api.webhooks.url is empty".to_owned()),
+            error: Some(
+                "no callback URL: the screening has none and api.webhooks.url is empty".to_owned(),
+            ),
         }
     } else if config.secret.is_empty() {
         Sent {
@@ -287,8 +295,11 @@ async fn post(
 ) -> Sent {
     let config = &state.0.config.webhooks;
     let timestamp = state.now_ms().div_euclid(1000);
-    let signature =
-        super::signature::header_value(config.secret.expose().as_bytes(), timestamp, body.as_bytes());
+    let signature = super::signature::header_value(
+        config.secret.expose().as_bytes(),
+        timestamp,
+        body.as_bytes(),
+    );
     let started = Instant::now();
     let response = client
         .post(url)
@@ -343,7 +354,9 @@ fn result_payload(
         detail.and_then(|d| {
             d.timeline
                 .iter()
-                .find(|e| e.kind == "status" && e.status.as_deref().is_some_and(|s| wanted.contains(&s)))
+                .find(|e| {
+                    e.kind == "status" && e.status.as_deref().is_some_and(|s| wanted.contains(&s))
+                })
                 .map(|e| rfc3339(e.event_ts.unwrap_or(e.received_at)))
         })
     };

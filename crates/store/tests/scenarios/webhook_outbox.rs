@@ -123,7 +123,11 @@ pub(super) async fn result_webhooks(store: &Store) {
     assert_eq!(rows.len(), 1, "{rows:?}");
     let delivery = rows[0].clone();
     assert_eq!(
-        (delivery.state.as_str(), delivery.attempts, delivery.created_at),
+        (
+            delivery.state.as_str(),
+            delivery.attempts,
+            delivery.created_at
+        ),
         ("pending", 0, 900_020)
     );
     // A screening that wants no delivery gets none.
@@ -218,7 +222,11 @@ pub(super) async fn result_webhooks(store: &Store) {
         .claim_webhook_deliveries(&claim(905_000, "w5"))
         .await
         .unwrap();
-    assert!(claimed.iter().any(|c| c.id == delivery.id && c.attempts == 3));
+    assert!(
+        claimed
+            .iter()
+            .any(|c| c.id == delivery.id && c.attempts == 3)
+    );
     assert!(
         store
             .finish_webhook_attempt(&attempt(delivery.id, "w5", 905_010), &AttemptResult::Dead)
@@ -265,7 +273,10 @@ pub(super) async fn result_webhooks(store: &Store) {
         .await
         .unwrap();
     let last = claimed.iter().find(|c| c.id == delivery.id).unwrap();
-    assert_eq!((last.attempts, last.payload.as_deref()), (1, Some(r#"{"n":1}"#)));
+    assert_eq!(
+        (last.attempts, last.payload.as_deref()),
+        (1, Some(r#"{"n":1}"#))
+    );
     assert!(
         store
             .finish_webhook_attempt(
