@@ -68,6 +68,8 @@ pub struct ApiConfig {
     pub inbound: InboundConfig,
     /// Per-caller rate limit for incoming calls.
     pub rate_limit: RateLimitConfig,
+    /// SMS / WhatsApp sending (`[api.messaging]`).
+    pub messaging: crate::MessagingConfig,
     /// After SIGTERM (or Ctrl-C) the listener closes at once; requests in flight get this long
     /// to finish, then their connections are closed and the service exits. Key
     /// `drain_timeout_ms`, default 10000.
@@ -104,6 +106,7 @@ impl Default for ApiConfig {
                 .to_owned(),
             inbound: InboundConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            messaging: crate::MessagingConfig::default(),
             drain_timeout: Duration::from_secs(10),
             listener: ListenerConfig::default(),
             other_keys: NoOtherKeys,
@@ -358,6 +361,7 @@ impl ApiConfig {
         if self.rate_limit.window < Duration::from_secs(1) {
             return Err(invalid("rate_limit.window_secs", "must be at least 1"));
         }
+        self.messaging.validate()?;
         for number in &self.rate_limit.allowlist {
             E164::parse(number).map_err(|e| {
                 invalid(

@@ -11,6 +11,8 @@
 //!   `GET /api/screenings/{id}`,
 //!   `GET /api/calls`, `GET /api/calls/{callSid}`,
 //!   `GET /api/rate-limits/{number}` (bearer token)
+//! - `POST /api/messages`, `GET /api/messages/{id}`, `GET /api/messages/stats` (bearer);
+//!   `POST /twilio/sms/inbound`, `/twilio/sms/status` (signed): see [`messages`]
 //! - `POST /twilio/voice/answer`, `/twilio/voice/inbound`, `/twilio/voice/status`,
 //!   `/twilio/voice/amd`, `/twilio/voice/recording`, `/twilio/relay/action` (signed)
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (the last on `metrics_listen` when set)
@@ -21,6 +23,7 @@
 mod calls;
 pub mod config;
 mod error;
+mod messages;
 pub mod ratelimit;
 pub mod reconcile;
 mod screenings;
@@ -57,6 +60,7 @@ pub use config::{
     ListenerConfig, RateLimitConfig, Secret, TwilioConfig,
 };
 pub use error::ApiError;
+pub use messages::config::{MessagingConfig, QuietHoursConfig, SenderRates};
 pub use ratelimit::{
     Decision, LimiterError, MemoryLimiter, NumberStats, RateLimiter, RedisLimiter, SlidingWindow,
     caller_key,
@@ -301,6 +305,8 @@ pub(crate) struct Inner {
     pub(crate) metrics_registry: Registry,
     /// Whether the bridge serving the calls is at its call limit (set in one-process mode).
     pub(crate) busy_check: std::sync::OnceLock<BusyCheck>,
+    /// Messaging metrics (the queue itself lives in the store).
+    pub(crate) messaging: messages::Messaging,
 }
 
 /// See [`AppState::set_busy_check`].
@@ -379,6 +385,8 @@ impl AppState {
         let mut metrics_registry = Registry::default();
         voxbridge_metrics::register_process(&mut metrics_registry);
         metrics.register(&mut metrics_registry);
+        let messaging = messages::Messaging::default();
+        messaging.register(&mut metrics_registry);
         Ok(Self(Arc::new(Inner {
             validator: RequestValidator::new(config.twilio.auth_token.expose()),
             config,
@@ -390,6 +398,7 @@ impl AppState {
             metrics,
             metrics_registry,
             busy_check: std::sync::OnceLock::new(),
+            messaging,
         })))
     }
 
@@ -418,6 +427,7 @@ impl AppState {
     /// `voxbridge_api_tcp_*`); its own `GET /metrics` keeps serving them.
     pub fn register_metrics(&self, registry: &mut Registry) {
         self.0.metrics.register_without_listener(registry);
+        self.0.messaging.register(registry);
     }
 
     /// How long requests and background work get after shutdown (`drain_timeout_ms`).
@@ -454,6 +464,7 @@ fn bare_routes(state: AppState) -> Router {
         .route("/api/calls", get(calls::list))
         .route("/api/calls/{call_sid}", get(calls::detail))
         .route("/api/rate-limits/{number}", get(calls::rate_limit_stats))
+        .merge(messages::api_routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_bearer,
@@ -466,6 +477,7 @@ fn bare_routes(state: AppState) -> Router {
         .route("/twilio/voice/amd", post(webhooks::amd))
         .route("/twilio/voice/recording", post(webhooks::recording))
         .route("/twilio/relay/action", post(webhooks::relay_action))
+        .merge(messages::twilio_routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -492,10 +504,25 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 /// Runs the background work of the service until `shutdown`: the reconciliation of
-/// screenings whose call was placed but not linked (see [`reconcile`]). Await the handle
-/// after `shutdown`, bounded: a pass may still be talking to Twilio.
+/// screenings whose call was placed but not linked (see [`reconcile`]), and the message
+/// sender (unless `messaging.send = false`). Await the handle after `shutdown`, bounded: a
+/// pass may still be talking to Twilio.
 pub fn spawn_background(state: &AppState, shutdown: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(reconcile::run(state.clone(), shutdown))
+    let reconciler = reconcile::run(state.clone(), shutdown.clone());
+    let sender = state
+        .0
+        .config
+        .messaging
+        .send
+        .then(|| messages::worker::run(state.clone(), shutdown));
+    tokio::spawn(async move {
+        match sender {
+            Some(sender) => {
+                let ((), ()) = tokio::join!(reconciler, sender);
+            }
+            None => reconciler.await,
+        }
+    })
 }
 
 /// Opens the store, builds the state and serves on `listener` (a [`voxbridge_net::Server`] with

@@ -8,6 +8,7 @@
 //!   `<Connect><ConversationRelay>`, ...), with correct XML escaping.
 //! - [`signature`]: compute and validate `X-Twilio-Signature` (form, JSON and WebSocket).
 //! - [`webhook`]: typed webhook payloads (call status, AMD, recordings, relay session end, SMS).
+//! - [`messaging`]: SMS segments and encodings, recipients' local time, messaging error codes.
 //! - [`sid`], [`e164`] and [`call`]: identifiers, phone numbers and call vocabulary as types.
 //!
 //! The wire facts come from `shared/reference/twilio-protocols.md`, which cites the Twilio docs
@@ -16,6 +17,7 @@
 pub mod call;
 pub mod e164;
 pub mod media;
+pub mod messaging;
 pub mod relay;
 pub mod sid;
 pub mod signature;

@@ -1,4 +1,4 @@
-//! Twilio REST client for creating calls (feature `rest`).
+//! Twilio REST client for creating calls and messages (feature `rest`).
 //!
 //! `POST {base}/2010-04-01/Accounts/{AccountSid}/Calls.json`, form-encoded, HTTP Basic auth with
 //! the account SID and auth token or an API key SID and secret
@@ -28,7 +28,7 @@ pub enum RestError {
     /// The request could not be sent or the response not read.
     #[error("cannot reach Twilio: {0}")]
     Transport(#[from] reqwest::Error),
-    /// Twilio answered 2xx with a body that is not a Call resource.
+    /// Twilio answered 2xx with a body that is not the expected resource.
     #[error("unexpected response from Twilio ({status}): {message}")]
     Decode {
         /// HTTP status.
@@ -255,6 +255,67 @@ pub struct CallResource {
     pub start_time: Option<String>,
 }
 
+/// Parameters of a message create (`POST Messages.json`,
+/// <https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource>).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateMessage {
+    /// `To`: E.164, or `whatsapp:+...`.
+    pub to: String,
+    /// `From`: a Twilio number, short code or `whatsapp:+...`; or use `messaging_service_sid`.
+    pub from: Option<String>,
+    /// `MessagingServiceSid` (`MG…`): Twilio picks the sender from the service's pool.
+    pub messaging_service_sid: Option<String>,
+    /// `Body` (at most 1600 characters).
+    pub body: Option<String>,
+    /// `ContentSid` (`HX…`): an approved template (WhatsApp outside the 24-hour window).
+    pub content_sid: Option<String>,
+    /// `ContentVariables`: the template's variables as a JSON object text.
+    pub content_variables: Option<String>,
+    /// `StatusCallback`: where Twilio posts `MessageStatus` changes.
+    pub status_callback: Option<String>,
+}
+
+impl CreateMessage {
+    /// The form pairs in the order they are sent.
+    pub fn form_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![("To", self.to.clone())];
+        for (name, value) in [
+            ("From", &self.from),
+            ("MessagingServiceSid", &self.messaging_service_sid),
+            ("Body", &self.body),
+            ("ContentSid", &self.content_sid),
+            ("ContentVariables", &self.content_variables),
+            ("StatusCallback", &self.status_callback),
+        ] {
+            if let Some(value) = value {
+                pairs.push((name, value.clone()));
+            }
+        }
+        pairs
+    }
+}
+
+/// The fields of a Message resource this project reads; others are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageResource {
+    /// `SM…` (or `MM…`).
+    pub sid: String,
+    /// `accepted` (Messaging Service), `queued`, `sending`, `sent`, `delivered`, ...
+    pub status: String,
+    /// `num_segments`: a string in Twilio's JSON.
+    #[serde(default)]
+    pub num_segments: Option<String>,
+    /// `error_code`, when the message already failed.
+    #[serde(default)]
+    pub error_code: Option<u32>,
+    /// `to`.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// `from` (null until a Messaging Service picked a sender).
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
 /// Filters of the call list (`GET Calls.json`), as Twilio names them.
 /// (<https://www.twilio.com/docs/voice/api/call-resource#read-multiple-call-resources>)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -306,6 +367,36 @@ impl RestClient {
             credentials,
             retry,
         })
+    }
+
+    /// This client with another retry policy (the message queue retries on its own schedule,
+    /// so it sends with `max_retries: 0`).
+    #[must_use]
+    pub fn with_retry(&self, retry: RetryPolicy) -> Self {
+        Self {
+            retry,
+            ..self.clone()
+        }
+    }
+
+    /// The `Messages.json` URL of the account.
+    pub fn messages_url(&self) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.base_url,
+            self.credentials.account_sid()
+        )
+    }
+
+    /// Creates (sends) a message.
+    pub async fn create_message(
+        &self,
+        message: &CreateMessage,
+    ) -> Result<MessageResource, RestError> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(message.form_pairs())
+            .finish();
+        self.post_form(&self.messages_url(), body).await
     }
 
     /// The `Calls.json` URL of the account.
@@ -385,7 +476,11 @@ impl RestClient {
     }
 
     /// POSTs a form; see [`RestClient::send`].
-    async fn post_form(&self, url: &str, body: String) -> Result<CallResource, RestError> {
+    async fn post_form<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        body: String,
+    ) -> Result<T, RestError> {
         self.send(|| {
             self.http
                 .post(url)
@@ -484,6 +579,21 @@ mod tests {
         assert!(pairs.contains(&("MachineDetection", "DetectMessageEnd".into())));
         assert!(pairs.contains(&("AsyncAmd", "true".into())));
         assert!(pairs.contains(&("Record", "true".into())));
+    }
+
+    #[test]
+    fn create_message_form_names_the_sender_once() {
+        let message = CreateMessage {
+            to: "whatsapp:+14155550100".into(),
+            messaging_service_sid: Some("MG1".into()),
+            body: Some("hi".into()),
+            status_callback: Some("https://x.test/twilio/sms/status".into()),
+            ..CreateMessage::default()
+        };
+        let pairs = message.form_pairs();
+        let names: Vec<_> = pairs.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, ["To", "MessagingServiceSid", "Body", "StatusCallback"]);
+        assert!(pairs.contains(&("To", "whatsapp:+14155550100".into())));
     }
 
     #[test]

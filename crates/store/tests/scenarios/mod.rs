@@ -3,6 +3,7 @@
 mod calls;
 mod columns;
 mod intents;
+mod messages;
 mod screenings;
 mod states;
 
@@ -32,7 +33,7 @@ pub(crate) const CALL4: &str = "CA00000000000000000000000000000004";
 pub(crate) async fn behaviour(store: &Store) {
     assert_eq!(
         store.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6]
+        [1, 2, 3, 4, 5, 6, 9, 10]
     );
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.unwrap();
@@ -51,6 +52,7 @@ pub(crate) async fn behaviour(store: &Store) {
     intents::screening_intents(store).await;
     intents::idempotency_keys(store).await;
     states::screening_states(store).await;
+    messages::queue_leases_and_statuses(store).await;
     columns::every_column_reads_back(store).await;
     columns::store_call_to_corrupt(store).await;
 }

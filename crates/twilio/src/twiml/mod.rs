@@ -22,7 +22,7 @@ macro_rules! setters {
 
 mod stream;
 mod verbs;
-mod xml;
+pub(crate) mod xml;
 
 pub use stream::{
     Connect, ConversationRelay, DebugChannel, InterruptMode, InterruptSensitivity, Parameter,

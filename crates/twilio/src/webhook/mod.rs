@@ -7,7 +7,7 @@
 //! Empty values (`ForwardedFrom=`) count as absent for optional fields.
 
 mod sms;
-mod time;
+pub(crate) mod time;
 mod voice;
 
 use std::fmt;
