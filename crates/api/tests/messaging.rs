@@ -129,7 +129,10 @@ impl Env {
             if done(&message) {
                 return message;
             }
-            assert!(tokio::time::Instant::now() < deadline, "message {id} stuck at {message}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "message {id} stuck at {message}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -149,24 +152,43 @@ async fn opt_out_refuses_sends_until_start_and_help_answers() {
     let (status, twiml) = env.text_in(SF, "  stop ").await;
     assert_eq!(status, 200);
     assert!(twiml.ends_with("<Response/>"), "{twiml}");
-    let (status, body) = env.send(json!({"to": SF, "body": "Your interview is at 3pm"})).await;
-    assert_eq!((status, body["code"].as_i64()), (400, Some(21610)), "{body}");
-    assert!(body["error"].as_str().unwrap().contains("opted out"), "{body}");
+    let (status, body) = env
+        .send(json!({"to": SF, "body": "Your interview is at 3pm"}))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (400, Some(21610)),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("opted out"),
+        "{body}"
+    );
     let history = env.state.store().consent_history(SF).await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(
-        (history[0].status.as_str(), history[0].keyword.as_deref(), history[0].channel.as_deref(), history[0].at),
+        (
+            history[0].status.as_str(),
+            history[0].keyword.as_deref(),
+            history[0].channel.as_deref(),
+            history[0].at
+        ),
         ("opted_out", Some("STOP"), Some("sms"), T0)
     );
 
     let (_, twiml) = env.text_in(SF, "Help").await;
-    assert!(twiml.contains("<Message>Recruiting team: reply STOP"), "{twiml}");
+    assert!(
+        twiml.contains("<Message>Recruiting team: reply STOP"),
+        "{twiml}"
+    );
     let (_, twiml) = env.text_in(SF, "can we do 4pm instead?").await;
     assert!(twiml.ends_with("<Response/>"), "{twiml}");
 
     let (status, _) = env.text_in(SF, "START").await;
     assert_eq!(status, 200);
-    let (status, body) = env.send(json!({"to": SF, "body": "Your interview is at 3pm"})).await;
+    let (status, body) = env
+        .send(json!({"to": SF, "body": "Your interview is at 3pm"}))
+        .await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_i64().unwrap();
     let message = env.wait_message(id, |m| m["messageSid"].is_string()).await;
@@ -175,18 +197,32 @@ async fn opt_out_refuses_sends_until_start_and_help_answers() {
     // The thread holds the four texts in and the one out.
     let thread = env.state.store().message_thread(SF, 50).await.unwrap();
     assert_eq!(thread.len(), 5);
-    assert!(thread.iter().any(|m| m.body == "can we do 4pm instead?" && m.direction == "inbound"));
+    assert!(
+        thread
+            .iter()
+            .any(|m| m.body == "can we do 4pm instead?" && m.direction == "inbound")
+    );
 }
 
 #[tokio::test]
 async fn invalid_numbers_get_per_field_errors_with_21211() {
     let env = start(|_, _| {}).await;
     let (status, body) = env.send(json!({"to": "4155550100", "body": ""})).await;
-    assert_eq!((status, body["code"].as_i64()), (400, Some(21211)), "{body}");
-    assert!(body["errors"]["to"].as_str().unwrap().contains('+'), "{body}");
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (400, Some(21211)),
+        "{body}"
+    );
+    assert!(
+        body["errors"]["to"].as_str().unwrap().contains('+'),
+        "{body}"
+    );
     assert_eq!(body["errors"]["body"], "must not be empty");
     let (status, body) = env.send(json!({"body": "hi"})).await;
-    assert_eq!((status, body["errors"]["to"].as_str()), (400, Some("is required")));
+    assert_eq!(
+        (status, body["errors"]["to"].as_str()),
+        (400, Some("is required"))
+    );
     let unauthenticated = env
         .http
         .post(format!("{}/api/messages", env.base))
@@ -207,15 +243,28 @@ async fn quiet_hours_hold_until_local_morning_then_release() {
     assert_eq!(held["sendAt"], "2026-12-04T16:00:00.000Z");
     assert_eq!(held["zone"], "America/Los_Angeles");
     // 13:00 in London: goes now.
-    let (_, now) = env.send(json!({"to": LONDON, "body": "Good afternoon"})).await;
+    let (_, now) = env
+        .send(json!({"to": LONDON, "body": "Good afternoon"}))
+        .await;
     assert_eq!(now["holdReason"], Value::Null);
-    assert!(env.sim.wait_until(WAIT, |s| s.accepted().iter().any(|a| a.to == LONDON)).await);
+    assert!(
+        env.sim
+            .wait_until(WAIT, |s| s.accepted().iter().any(|a| a.to == LONDON))
+            .await
+    );
     // The sender has looked at the queue many times since: the held one stayed.
     assert_eq!(env.accepted_to(SF), 0);
     let id = held["id"].as_i64().unwrap();
     assert_eq!(env.message(id).await["status"], "scheduled");
     env.clock.advance(3 * 3_600_000 - 1_000);
-    assert!(!env.sim.wait_until(Duration::from_millis(300), |s| s.accepted().iter().any(|a| a.to == SF)).await);
+    assert!(
+        !env.sim
+            .wait_until(Duration::from_millis(300), |s| s
+                .accepted()
+                .iter()
+                .any(|a| a.to == SF))
+            .await
+    );
     env.clock.advance(1_000);
     let sent = env.wait_message(id, |m| m["messageSid"].is_string()).await;
     assert_eq!(sent["sentAt"], "2026-12-04T16:00:00.000Z");
@@ -281,7 +330,11 @@ async fn each_sender_kind_is_paced_at_its_rate() {
     }
     assert!(env.sim.attempts().is_empty());
     env.clock.advance(1_000);
-    assert!(env.sim.wait_until(Duration::from_secs(20), |s| s.accepted().len() == 161).await);
+    assert!(
+        env.sim
+            .wait_until(Duration::from_secs(20), |s| s.accepted().len() == 161)
+            .await
+    );
     for (sender, n, per_second) in [(LONG, 4, 1.0), (TOLL_FREE, 7, 3.0), (SHORT, 150, 100.0)] {
         let times = arrivals(&env.sim, sender);
         assert_eq!(times.len(), n);
@@ -290,7 +343,10 @@ async fn each_sender_kind_is_paced_at_its_rate() {
         let rate = (n - 1) as f64 / span;
         eprintln!("{sender}: {n} messages in {span:.3} s = {rate:.2}/s (limit {per_second}/s)");
         // Never faster than the rate (a 5% margin for the arrival jitter of one request)...
-        assert!(span >= (n - 1) as f64 * interval * 0.95, "{sender}: {times:?}");
+        assert!(
+            span >= (n - 1) as f64 * interval * 0.95,
+            "{sender}: {times:?}"
+        );
         // ...in any one-second window either (one more for the window's edges, 5% and one
         // more for a request delayed on its way).
         for (i, start) in times.iter().enumerate() {
@@ -301,7 +357,10 @@ async fn each_sender_kind_is_paced_at_its_rate() {
             );
         }
         // And not much slower: the queue drains at the configured rate.
-        assert!(span <= (n - 1) as f64 * interval * 1.5 + 0.5, "{sender}: {span}");
+        assert!(
+            span <= (n - 1) as f64 * interval * 1.5 + 0.5,
+            "{sender}: {span}"
+        );
     }
 }
 
@@ -321,7 +380,9 @@ async fn throttling_is_retried_and_an_unsubscribed_recipient_is_not() {
     assert_eq!(first["errorCode"], 20429);
     assert_eq!(first["sendAt"], "2026-12-04T13:00:02.000Z", "2 s backoff");
     env.clock.advance(2_000);
-    let second = env.wait_message(id, |m| m["attempts"] == 2 && m["status"] == "scheduled").await;
+    let second = env
+        .wait_message(id, |m| m["attempts"] == 2 && m["status"] == "scheduled")
+        .await;
     assert_eq!(second["sendAt"], "2026-12-04T13:00:06.000Z", "4 s backoff");
     env.clock.advance(4_000);
     let sent = env.wait_message(id, |m| m["messageSid"].is_string()).await;
@@ -336,9 +397,21 @@ async fn throttling_is_retried_and_an_unsubscribed_recipient_is_not() {
     let id = body["id"].as_i64().unwrap();
     let failed = env.wait_message(id, |m| m["status"] == "failed").await;
     assert_eq!(failed["errorCode"], 21610);
-    assert!(failed["errorMessage"].as_str().unwrap().contains("STOP"), "{failed}");
+    assert!(
+        failed["errorMessage"].as_str().unwrap().contains("STOP"),
+        "{failed}"
+    );
     env.clock.advance(3_600_000);
-    assert!(!env.sim.wait_until(Duration::from_millis(300), |s| s.attempts().iter().filter(|a| a.to == GONE).count() > 1).await);
+    assert!(
+        !env.sim
+            .wait_until(Duration::from_millis(300), |s| s
+                .attempts()
+                .iter()
+                .filter(|a| a.to == GONE)
+                .count()
+                > 1)
+            .await
+    );
     assert_eq!(env.attempts_to(GONE), 1);
 }
 
@@ -348,27 +421,38 @@ async fn delivery_callbacks_out_of_order_end_at_the_final_status() {
     let env = start(|c, sim| {
         c.messaging.quiet_hours.enabled = false;
         sim.reverse_callbacks = true;
-        sim.delivery.insert(LANDLINE.into(), Delivery::Undelivered(30006));
+        sim.delivery
+            .insert(LANDLINE.into(), Delivery::Undelivered(30006));
     })
     .await;
     let (_, ok) = env.send(json!({"to": LONDON, "body": "one"})).await;
     let (_, bad) = env.send(json!({"to": LANDLINE, "body": "two"})).await;
     // Three callbacks each, the final status first.
     assert!(env.sim.wait_until(WAIT, |s| s.callbacks().len() == 6).await);
-    assert!(env.sim.callbacks().iter().all(|c| c.status == 204), "{:?}", env.sim.callbacks());
+    assert!(
+        env.sim.callbacks().iter().all(|c| c.status == 204),
+        "{:?}",
+        env.sim.callbacks()
+    );
     let delivered = env.message(ok["id"].as_i64().unwrap()).await;
     assert_eq!(delivered["status"], "delivered");
     let undelivered = env.message(bad["id"].as_i64().unwrap()).await;
     assert_eq!(undelivered["status"], "undelivered");
     assert_eq!(undelivered["errorCode"], 30006);
-    assert_eq!(undelivered["errorMessage"], "landline or unreachable carrier");
+    assert_eq!(
+        undelivered["errorMessage"],
+        "landline or unreachable carrier"
+    );
     // A callback without a valid signature changes nothing.
     let forged = env
         .http
         .post(format!("{}/twilio/sms/status", env.base))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-twilio-signature", "bm9wZQ==")
-        .body(format!("MessageSid={}&MessageStatus=read", delivered["messageSid"].as_str().unwrap()))
+        .body(format!(
+            "MessageSid={}&MessageStatus=read",
+            delivered["messageSid"].as_str().unwrap()
+        ))
         .send()
         .await
         .unwrap();
@@ -386,7 +470,10 @@ async fn delivery_callbacks_out_of_order_end_at_the_final_status() {
     assert_eq!(stats["stats"]["delivered24h"], 1, "{stats}");
     assert_eq!(stats["stats"]["failed24h"], 1, "{stats}");
     assert_eq!(stats["stats"]["queueDepth"], 0, "{stats}");
-    assert_eq!(stats["stats"]["lastSentAt"], "2026-12-04T13:00:00.000Z", "{stats}");
+    assert_eq!(
+        stats["stats"]["lastSentAt"], "2026-12-04T13:00:00.000Z",
+        "{stats}"
+    );
 }
 
 #[tokio::test]
@@ -414,13 +501,22 @@ async fn the_queue_survives_a_restart_and_a_killed_senders_claim() {
     drop(first);
 
     let second = start_in(dir, |c, _| c.messaging.quiet_hours.enabled = false).await;
-    let two = second.wait_message(ids[1], |m| m["messageSid"].is_string()).await;
+    let two = second
+        .wait_message(ids[1], |m| m["messageSid"].is_string())
+        .await;
     assert_eq!(two["attempts"], 1);
     // "one" belongs to the dead sender until its lease runs out.
-    assert!(!second.sim.wait_until(Duration::from_millis(300), |s| s.accepted().len() > 1).await);
+    assert!(
+        !second
+            .sim
+            .wait_until(Duration::from_millis(300), |s| s.accepted().len() > 1)
+            .await
+    );
     assert_eq!(second.message(ids[0]).await["status"], "claimed");
     second.clock.advance(60_001);
-    let one = second.wait_message(ids[0], |m| m["messageSid"].is_string()).await;
+    let one = second
+        .wait_message(ids[0], |m| m["messageSid"].is_string())
+        .await;
     assert_eq!(one["attempts"], 2);
     assert_eq!(second.sim.accepted().len(), 2);
 }

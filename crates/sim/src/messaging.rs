@@ -335,7 +335,11 @@ impl MessagingSim {
         let mut steps: Vec<(&str, Option<u32>)> = match fate {
             Delivery::Delivered => vec![("queued", None), ("sent", None), ("delivered", None)],
             Delivery::Undelivered(code) => {
-                vec![("queued", None), ("sent", None), ("undelivered", Some(code))]
+                vec![
+                    ("queued", None),
+                    ("sent", None),
+                    ("undelivered", Some(code)),
+                ]
             }
             Delivery::Failed(code) => vec![("queued", None), ("failed", Some(code))],
         };

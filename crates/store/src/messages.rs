@@ -470,6 +470,9 @@ mod tests {
                 "{pair:?}"
             );
         }
-        assert_eq!(message_status_rank("undelivered"), message_status_rank("failed"));
+        assert_eq!(
+            message_status_rank("undelivered"),
+            message_status_rank("failed")
+        );
     }
 }

@@ -592,7 +592,10 @@ mod tests {
         };
         let pairs = message.form_pairs();
         let names: Vec<_> = pairs.iter().map(|(k, _)| *k).collect();
-        assert_eq!(names, ["To", "MessagingServiceSid", "Body", "StatusCallback"]);
+        assert_eq!(
+            names,
+            ["To", "MessagingServiceSid", "Body", "StatusCallback"]
+        );
         assert!(pairs.contains(&("To", "whatsapp:+14155550100".into())));
     }
 

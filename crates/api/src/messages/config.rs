@@ -171,7 +171,10 @@ impl MessagingConfig {
                 ("messaging.quiet_hours.end", &self.quiet_hours.end),
             ] {
                 if minute_of_day(value).is_none() {
-                    return Err(invalid(key, format!("must be HH:MM (00:00-23:59), got {value:?}")));
+                    return Err(invalid(
+                        key,
+                        format!("must be HH:MM (00:00-23:59), got {value:?}"),
+                    ));
                 }
             }
         }
@@ -187,9 +190,11 @@ impl MessagingConfig {
                 ));
             }
         }
-        if !self.messaging_service_sid.is_empty() && !self.messaging_service_sid.starts_with("MG")
-        {
-            return Err(invalid("messaging.messaging_service_sid", "must start with MG"));
+        if !self.messaging_service_sid.is_empty() && !self.messaging_service_sid.starts_with("MG") {
+            return Err(invalid(
+                "messaging.messaging_service_sid",
+                "must start with MG",
+            ));
         }
         if !self.whatsapp_from.is_empty()
             && self
@@ -203,8 +208,13 @@ impl MessagingConfig {
             ));
         }
         let rates = self.rates;
-        if [rates.long_code, rates.toll_free, rates.short_code, rates.messaging_service]
-            .contains(&0)
+        if [
+            rates.long_code,
+            rates.toll_free,
+            rates.short_code,
+            rates.messaging_service,
+        ]
+        .contains(&0)
         {
             return Err(invalid("messaging.rates", "every rate must be at least 1"));
         }
@@ -243,7 +253,10 @@ mod tests {
     fn rates_become_intervals() {
         let rates = SenderRates::default();
         assert_eq!(rates.interval(SenderKind::LongCode), Duration::from_secs(1));
-        assert_eq!(rates.interval(SenderKind::ShortCode), Duration::from_millis(10));
+        assert_eq!(
+            rates.interval(SenderKind::ShortCode),
+            Duration::from_millis(10)
+        );
         assert_eq!(
             QuietHoursConfig::default().window(),
             Some(SendWindow {

@@ -24,7 +24,11 @@ pub(crate) async fn inbound(
 ) -> Result<Response, ApiError> {
     let sms = IncomingSms::from_params(params)?;
     let from = sms.from.to_string();
-    let channel = if from.starts_with("whatsapp:") { "whatsapp" } else { "sms" };
+    let channel = if from.starts_with("whatsapp:") {
+        "whatsapp"
+    } else {
+        "sms"
+    };
     let now = state.now_ms();
     let store = &state.0.store;
     let new = store
@@ -47,7 +51,13 @@ pub(crate) async fn inbound(
         (Some(SmsKeyword::OptOut), Some(number)) => {
             if new {
                 store
-                    .record_consent(number.as_str(), "opted_out", Some(keyword.as_str()), Some(channel), now)
+                    .record_consent(
+                        number.as_str(),
+                        "opted_out",
+                        Some(keyword.as_str()),
+                        Some(channel),
+                        now,
+                    )
                     .await?;
                 state.0.messaging.metrics.opt_outs.inc();
             }
@@ -57,7 +67,13 @@ pub(crate) async fn inbound(
         (Some(SmsKeyword::OptIn), Some(number)) => {
             if new {
                 store
-                    .record_consent(number.as_str(), "opted_in", Some(keyword.as_str()), Some(channel), now)
+                    .record_consent(
+                        number.as_str(),
+                        "opted_in",
+                        Some(keyword.as_str()),
+                        Some(channel),
+                        now,
+                    )
                     .await?;
             }
             tracing::info!(from = %number.masked(), %keyword, channel, "opt-in recorded");
@@ -91,7 +107,9 @@ pub(crate) async fn status(
         .ok_or_else(|| ApiError::BadRequest("missing required parameter MessageStatus".to_owned()))?
         .to_owned();
     if voxbridge_store::message_status_rank(&status) < 0 {
-        return Err(ApiError::BadRequest(format!("unknown MessageStatus {status:?}")));
+        return Err(ApiError::BadRequest(format!(
+            "unknown MessageStatus {status:?}"
+        )));
     }
     let code = params
         .get("ErrorCode")
@@ -101,7 +119,8 @@ pub(crate) async fn status(
                 .map_err(|_| ApiError::BadRequest(format!("invalid ErrorCode {c:?}")))
         })
         .transpose()?;
-    let meaning = code.map(|c| describe_error(c).map_or_else(|| format!("Twilio error {c}"), |d| d.0.to_owned()));
+    let meaning = code
+        .map(|c| describe_error(c).map_or_else(|| format!("Twilio error {c}"), |d| d.0.to_owned()));
     let error = code.zip(meaning.as_deref()).map(|(c, m)| (i64::from(c), m));
     let changed = state
         .0

@@ -60,12 +60,36 @@ impl Messaging {
     pub(crate) fn register(&self, registry: &mut Registry) {
         let m = &self.metrics;
         for (name, help, counter) in [
-            ("voxbridge_api_messages_sent", "Messages Twilio accepted", &m.sent),
-            ("voxbridge_api_messages_failed", "Messages failed for good (not retried)", &m.failed),
-            ("voxbridge_api_messages_retried", "Message sends rescheduled after 429/5xx", &m.retried),
-            ("voxbridge_api_messages_held", "Messages held for the recipient's quiet hours at send time", &m.held),
-            ("voxbridge_api_messages_received", "Incoming messages (new MessageSids)", &m.received),
-            ("voxbridge_api_sms_opt_outs", "Opt-out keywords received", &m.opt_outs),
+            (
+                "voxbridge_api_messages_sent",
+                "Messages Twilio accepted",
+                &m.sent,
+            ),
+            (
+                "voxbridge_api_messages_failed",
+                "Messages failed for good (not retried)",
+                &m.failed,
+            ),
+            (
+                "voxbridge_api_messages_retried",
+                "Message sends rescheduled after 429/5xx",
+                &m.retried,
+            ),
+            (
+                "voxbridge_api_messages_held",
+                "Messages held for the recipient's quiet hours at send time",
+                &m.held,
+            ),
+            (
+                "voxbridge_api_messages_received",
+                "Incoming messages (new MessageSids)",
+                &m.received,
+            ),
+            (
+                "voxbridge_api_sms_opt_outs",
+                "Opt-out keywords received",
+                &m.opt_outs,
+            ),
         ] {
             registry.register(name, help, counter.clone());
         }
@@ -151,25 +175,29 @@ struct MessageRequest {
 }
 
 fn parse_request(body: &[u8]) -> Result<MessageRequest, Response> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::BadRequest(format!("malformed JSON body: {e}")).into_response()
-    })?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")).into_response())?;
     let Value::Object(object) = value else {
-        return Err(ApiError::BadRequest("the body must be a JSON object".to_owned()).into_response());
+        return Err(
+            ApiError::BadRequest("the body must be a JSON object".to_owned()).into_response(),
+        );
     };
     let mut errors: BTreeMap<&'static str, String> = BTreeMap::new();
-    let text = |name: &'static str, errors: &mut BTreeMap<&'static str, String>| match object.get(name) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            errors.insert(name, "must be a string".to_owned());
-            None
-        }
-    };
+    let text =
+        |name: &'static str, errors: &mut BTreeMap<&'static str, String>| match object.get(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                errors.insert(name, "must be a string".to_owned());
+                None
+            }
+        };
     let to = text("to", &mut errors);
     let (number, whatsapp) = match &to {
         None => {
-            errors.entry("to").or_insert_with(|| "is required".to_owned());
+            errors
+                .entry("to")
+                .or_insert_with(|| "is required".to_owned());
             (None, false)
         }
         Some(to) => {
@@ -190,36 +218,54 @@ fn parse_request(body: &[u8]) -> Result<MessageRequest, Response> {
             None
         }
         Some(b) if b.chars().count() > MAX_BODY_CHARS => {
-            errors.insert("body", format!("must be at most {MAX_BODY_CHARS} characters"));
+            errors.insert(
+                "body",
+                format!("must be at most {MAX_BODY_CHARS} characters"),
+            );
             None
         }
         Some(b) => Some(b),
         None => {
-            errors.entry("body").or_insert_with(|| "is required".to_owned());
+            errors
+                .entry("body")
+                .or_insert_with(|| "is required".to_owned());
             None
         }
     };
     if object.contains_key("contentSid") {
-        errors.insert("contentSid", "templates are not supported yet; send a body".to_owned());
+        errors.insert(
+            "contentSid",
+            "templates are not supported yet; send a body".to_owned(),
+        );
     }
     let from = text("from", &mut errors);
     let send_at = match object.get("sendAt") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_i64().or_else(|| {
-            errors.insert("sendAt", "must be Unix milliseconds or an RFC 3339 UTC time".to_owned());
+            errors.insert(
+                "sendAt",
+                "must be Unix milliseconds or an RFC 3339 UTC time".to_owned(),
+            );
             None
         }),
         Some(Value::String(s)) => crate::calls::parse_time("sendAt", s)
             .map_err(|e| errors.insert("sendAt", e.to_string()))
             .ok(),
         Some(_) => {
-            errors.insert("sendAt", "must be Unix milliseconds or an RFC 3339 UTC time".to_owned());
+            errors.insert(
+                "sendAt",
+                "must be Unix milliseconds or an RFC 3339 UTC time".to_owned(),
+            );
             None
         }
     };
     match (to, number, body) {
         (Some(to), Some(number), Some(body)) if errors.is_empty() => Ok(MessageRequest {
-            to: if whatsapp { format!("whatsapp:{number}") } else { number.as_str().to_owned() },
+            to: if whatsapp {
+                format!("whatsapp:{number}")
+            } else {
+                number.as_str().to_owned()
+            },
             number,
             whatsapp,
             body,
@@ -233,8 +279,17 @@ fn parse_request(body: &[u8]) -> Result<MessageRequest, Response> {
                 .collect::<Vec<_>>()
                 .join("; ");
             // Twilio's code for an invalid `To` when that is what is wrong; a generic 400 else.
-            let code = if errors.contains_key("to") { 21211 } else { 21602 };
-            Err(refused(StatusCode::BAD_REQUEST, code, format!("invalid request: {summary}"), Some(errors)))
+            let code = if errors.contains_key("to") {
+                21211
+            } else {
+                21602
+            };
+            Err(refused(
+                StatusCode::BAD_REQUEST,
+                code,
+                format!("invalid request: {summary}"),
+                Some(errors),
+            ))
         }
     }
 }
@@ -255,28 +310,49 @@ fn sender_for(state: &AppState, request: &MessageRequest) -> Result<String, Resp
     .collect();
     let bad = |message: String| {
         let errors = BTreeMap::from([("from", message.clone())]);
-        Err(refused(StatusCode::BAD_REQUEST, 21603, format!("invalid request: from: {message}"), Some(errors)))
+        Err(refused(
+            StatusCode::BAD_REQUEST,
+            21603,
+            format!("invalid request: from: {message}"),
+            Some(errors),
+        ))
     };
     if let Some(from) = &request.from {
         if !known.contains(&from) {
-            return bad(format!("{from:?} is not a configured sender (api.messaging.senders)"));
+            return bad(format!(
+                "{from:?} is not a configured sender (api.messaging.senders)"
+            ));
         }
         if from.starts_with("whatsapp:") != request.whatsapp {
-            return bad("a whatsapp: recipient needs a whatsapp: sender and an SMS one an SMS sender".to_owned());
+            return bad(
+                "a whatsapp: recipient needs a whatsapp: sender and an SMS one an SMS sender"
+                    .to_owned(),
+            );
         }
         return Ok(from.clone());
     }
     let default = if request.whatsapp {
-        [&messaging.whatsapp_from].into_iter().find(|s| !s.is_empty())
-    } else {
-        [&messaging.from, &messaging.messaging_service_sid, &config.twilio.from_number]
+        [&messaging.whatsapp_from]
             .into_iter()
             .find(|s| !s.is_empty())
+    } else {
+        [
+            &messaging.from,
+            &messaging.messaging_service_sid,
+            &config.twilio.from_number,
+        ]
+        .into_iter()
+        .find(|s| !s.is_empty())
     };
     match default {
         Some(sender) => Ok(sender.clone()),
-        None if request.whatsapp => bad("set api.messaging.whatsapp_from to send WhatsApp messages".to_owned()),
-        None => bad("set api.messaging.from (or twilio.from_number, or messaging.messaging_service_sid)".to_owned()),
+        None if request.whatsapp => {
+            bad("set api.messaging.whatsapp_from to send WhatsApp messages".to_owned())
+        }
+        None => bad(
+            "set api.messaging.from (or twilio.from_number, or messaging.messaging_service_sid)"
+                .to_owned(),
+        ),
     }
 }
 
@@ -327,7 +403,10 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, 
         // Windows that never overlap (an unknown +1 number with a very short window) fall
         // back to the first zone's window.
         let open = window.next_open(&guess, requested).or_else(|| {
-            let first = ZoneGuess { zones: guess.zones[..1].to_vec(), known: guess.known };
+            let first = ZoneGuess {
+                zones: guess.zones[..1].to_vec(),
+                known: guess.known,
+            };
             window.next_open(&first, requested)
         });
         if let Some(open) = open.filter(|&open| open > requested) {
@@ -373,7 +452,10 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, 
 }
 
 /// `GET /api/messages/{id}`.
-async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("message id must be a number, got {id:?}")))?;

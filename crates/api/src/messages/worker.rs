@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
-use tracing::Instrument as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use voxbridge_store::MessageRecord;
 use voxbridge_twilio::messaging::{Retry, SenderKind, ZoneGuess, describe_error};
 use voxbridge_twilio::rest::{CreateMessage, RestClient, RestError, RetryPolicy};
@@ -64,7 +64,9 @@ impl Pacer {
 /// Runs the sender until `shutdown`; sends in flight then get `drain_timeout_ms`.
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let Some(client) = state.0.twilio.as_ref() else {
-        tracing::info!("messaging: no Twilio account configured (api.twilio.account_sid); not sending");
+        tracing::info!(
+            "messaging: no Twilio account configured (api.twilio.account_sid); not sending"
+        );
         return;
     };
     // The queue retries on its own schedule: one attempt per claim.
@@ -89,7 +91,11 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
         let now = Instant::now();
         if now >= stats_due {
             stats_due = now + Duration::from_secs(1);
-            state.0.messaging.refresh_gauges(&state.0.store, now_ms).await;
+            state
+                .0
+                .messaging
+                .refresh_gauges(&state.0.store, now_ms)
+                .await;
         }
         let senders = match state.0.store.due_message_senders(now_ms).await {
             Ok(senders) => senders,
@@ -169,10 +175,24 @@ impl Sender {
         if let (Some(window), Some(number)) = (config.quiet_hours.window(), &number) {
             let guess = ZoneGuess::for_number(number);
             if !window.is_open(&guess, now_ms) {
-                let until = window.next_open(&guess, now_ms).unwrap_or(now_ms + 3_600_000);
+                let until = window
+                    .next_open(&guess, now_ms)
+                    .unwrap_or(now_ms + 3_600_000);
                 self.state.0.messaging.metrics.held.inc();
                 tracing::info!(until, "message held for the recipient's quiet hours");
-                self.settle(&message, store.message_reschedule(message.id, &self.owner, until, "quiet_hours", None, now_ms).await);
+                self.settle(
+                    &message,
+                    store
+                        .message_reschedule(
+                            message.id,
+                            &self.owner,
+                            until,
+                            "quiet_hours",
+                            None,
+                            now_ms,
+                        )
+                        .await,
+                );
                 return;
             }
         }
@@ -181,14 +201,31 @@ impl Sender {
                 Ok(Some(status)) if status == "opted_out" => {
                     let why = "the recipient opted out (STOP) after the message was queued";
                     self.state.0.messaging.metrics.failed.inc();
-                    self.settle(&message, store.message_failed(message.id, &self.owner, Some(21610), why, now_ms).await);
+                    self.settle(
+                        &message,
+                        store
+                            .message_failed(message.id, &self.owner, Some(21610), why, now_ms)
+                            .await,
+                    );
                     return;
                 }
                 Ok(_) => {}
                 Err(error) => {
                     tracing::warn!(%error, "messaging: cannot read consent; retrying later");
                     let until = now_ms + 1_000;
-                    self.settle(&message, store.message_reschedule(message.id, &self.owner, until, "retry", None, now_ms).await);
+                    self.settle(
+                        &message,
+                        store
+                            .message_reschedule(
+                                message.id,
+                                &self.owner,
+                                until,
+                                "retry",
+                                None,
+                                now_ms,
+                            )
+                            .await,
+                    );
                     return;
                 }
             }
@@ -200,26 +237,43 @@ impl Sender {
             Outcome::Accepted { sid, status } => {
                 metrics.sent.inc();
                 tracing::info!(message_sid = %sid, %status, "message accepted by Twilio");
-                store.message_accepted(message.id, &self.owner, &sid, &status, now_ms).await
+                store
+                    .message_accepted(message.id, &self.owner, &sid, &status, now_ms)
+                    .await
             }
             Outcome::Retry { code, why } if message.attempts < i64::from(config.max_attempts) => {
                 metrics.retried.inc();
-                let delay = backoff(config.retry_base_delay, config.retry_max_delay, message.attempts);
+                let delay = backoff(
+                    config.retry_base_delay,
+                    config.retry_max_delay,
+                    message.attempts,
+                );
                 tracing::info!(?code, %why, attempt = message.attempts, delay_ms = delay, "message send will be retried");
                 store
-                    .message_reschedule(message.id, &self.owner, now_ms + delay, "retry", Some((code.unwrap_or(0), why.as_str())), now_ms)
+                    .message_reschedule(
+                        message.id,
+                        &self.owner,
+                        now_ms + delay,
+                        "retry",
+                        Some((code.unwrap_or(0), why.as_str())),
+                        now_ms,
+                    )
                     .await
             }
             Outcome::Retry { code, why } => {
                 metrics.failed.inc();
                 let why = format!("gave up after {} attempts: {why}", message.attempts);
                 tracing::warn!(?code, %why, "message failed");
-                store.message_failed(message.id, &self.owner, code, &why, now_ms).await
+                store
+                    .message_failed(message.id, &self.owner, code, &why, now_ms)
+                    .await
             }
             Outcome::Permanent { code, why } => {
                 metrics.failed.inc();
                 tracing::warn!(?code, %why, "message refused by Twilio; not retried");
-                store.message_failed(message.id, &self.owner, code, &why, now_ms).await
+                store
+                    .message_failed(message.id, &self.owner, code, &why, now_ms)
+                    .await
             }
         };
         self.settle(&message, result);
@@ -230,8 +284,13 @@ impl Sender {
     fn settle(&self, message: &MessageRecord, result: Result<bool, voxbridge_store::StoreError>) {
         match result {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(id = message.id, "message claim was lost before it was settled"),
-            Err(error) => tracing::error!(id = message.id, %error, "cannot record the send; the message will be claimed again"),
+            Ok(false) => tracing::warn!(
+                id = message.id,
+                "message claim was lost before it was settled"
+            ),
+            Err(error) => {
+                tracing::error!(id = message.id, %error, "cannot record the send; the message will be claimed again")
+            }
         }
     }
 
@@ -254,7 +313,8 @@ impl Sender {
             Err(RestError::Api(error)) => {
                 let code = error.code.map(i64::from);
                 let known = error.code.and_then(describe_error);
-                let why = known.map_or_else(|| error.message.clone(), |(meaning, _)| meaning.to_owned());
+                let why =
+                    known.map_or_else(|| error.message.clone(), |(meaning, _)| meaning.to_owned());
                 let retry = match known {
                     Some((_, retry)) => retry == Retry::Later,
                     None => error.status == 429 || error.status >= 500,

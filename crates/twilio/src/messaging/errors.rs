@@ -24,20 +24,35 @@ pub fn describe(code: u32) -> Option<(&'static str, Retry)> {
         21603 => ("a 'From' number or messaging service is required", Never),
         21604 => ("a 'To' number is required", Never),
         21606 => ("the 'From' number cannot send messages", Never),
-        21610 => ("the recipient replied STOP: unsubscribed from this sender", Never),
-        21612 => ("the 'To' number cannot be reached from the 'From' number", Never),
+        21610 => (
+            "the recipient replied STOP: unsubscribed from this sender",
+            Never,
+        ),
+        21612 => (
+            "the 'To' number cannot be reached from the 'From' number",
+            Never,
+        ),
         21614 => ("'To' number is not a valid mobile number", Never),
         21617 => ("the body exceeds 1600 characters", Never),
-        30001 => ("queue overflow: too many messages queued for the sender", Later),
+        30001 => (
+            "queue overflow: too many messages queued for the sender",
+            Later,
+        ),
         30002 => ("account suspended", Never),
         30003 => ("unreachable destination handset", Never),
         30004 => ("message blocked (the recipient blocks this sender)", Never),
         30005 => ("unknown destination handset (number does not exist)", Never),
         30006 => ("landline or unreachable carrier", Never),
-        30007 => ("message filtered by the carrier as spam or violating rules", Never),
+        30007 => (
+            "message filtered by the carrier as spam or violating rules",
+            Never,
+        ),
         30008 => ("unknown error from the carrier", Never),
         30034 => ("message from an unregistered number (US A2P 10DLC)", Never),
-        63016 => ("WhatsApp: outside the 24-hour session window; use a template", Never),
+        63016 => (
+            "WhatsApp: outside the 24-hour session window; use a template",
+            Never,
+        ),
         _ => return None,
     })
 }

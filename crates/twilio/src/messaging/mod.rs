@@ -90,16 +90,21 @@ mod tests {
         assert!(reply_twiml(None).ends_with("<Response/>"));
         assert!(reply_twiml(Some("")).ends_with("<Response/>"));
         assert!(
-            reply_twiml(Some("Reply <STOP> & go")).ends_with(
-                "<Response><Message>Reply &lt;STOP&gt; &amp; go</Message></Response>"
-            )
+            reply_twiml(Some("Reply <STOP> & go"))
+                .ends_with("<Response><Message>Reply &lt;STOP&gt; &amp; go</Message></Response>")
         );
     }
 
     #[test]
     fn permanent_codes_are_never_retried() {
-        for code in [21211, 21610, 21614, 30003, 30004, 30005, 30006, 30007, 30008] {
-            assert_eq!(describe_error(code).map(|d| d.1), Some(Retry::Never), "{code}");
+        for code in [
+            21211, 21610, 21614, 30003, 30004, 30005, 30006, 30007, 30008,
+        ] {
+            assert_eq!(
+                describe_error(code).map(|d| d.1),
+                Some(Retry::Never),
+                "{code}"
+            );
         }
         assert_eq!(describe_error(20429).map(|d| d.1), Some(Retry::Later));
         assert_eq!(describe_error(1), None);

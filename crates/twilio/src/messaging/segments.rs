@@ -160,8 +160,14 @@ mod tests {
         assert_eq!(count(&"ж".repeat(134)), (Encoding::Ucs2, 2, 134));
         assert_eq!(count(&"ж".repeat(135)), (Encoding::Ucs2, 3, 135));
         // One curly quote turns a whole GSM-7 body into UCS-2.
-        assert_eq!(count(&format!("{}’", "a".repeat(69))), (Encoding::Ucs2, 1, 70));
-        assert_eq!(count(&format!("{}’", "a".repeat(70))), (Encoding::Ucs2, 2, 71));
+        assert_eq!(
+            count(&format!("{}’", "a".repeat(69))),
+            (Encoding::Ucs2, 1, 70)
+        );
+        assert_eq!(
+            count(&format!("{}’", "a".repeat(70))),
+            (Encoding::Ucs2, 2, 71)
+        );
     }
 
     #[test]

@@ -201,7 +201,10 @@ const COUNTRIES: &[(&str, Zone)] = &[
     ("64", Zone::new("Pacific/Auckland", 720, Dst::None)),
     ("52", Zone::new("America/Mexico_City", -360, Dst::None)),
     ("55", Zone::new("America/Sao_Paulo", -180, Dst::None)),
-    ("54", Zone::new("America/Argentina/Buenos_Aires", -180, Dst::None)),
+    (
+        "54",
+        Zone::new("America/Argentina/Buenos_Aires", -180, Dst::None),
+    ),
     ("57", Zone::new("America/Bogota", -300, Dst::None)),
 ];
 
