@@ -7,17 +7,23 @@
 //! [`CallSink::call_ended`], which writes the call on a background task:
 //! - every call: the call row, `summary` = JSON with `transport: "media"`, `streamSid`,
 //!   `agent`, `end` (+ `endReason` for a brain hang-up, e.g. the three-strike
-//!   `provider_failures: ...`), frame, utterance, barge-in and turn counts, `durationMs`;
-//! - calls whose dialog's outcome carries a screening (`voice`): the screening (answers,
-//!   outcome, transcript with interrupted bot lines) exactly as ConversationRelay stores it
-//!   ([`crate::screening_store::screening_session`]); other voice agents (`assistant`,
-//!   `realtime`): the transcript;
+//!   `provider_failures: ...`), frame, utterance, barge-in and turn counts, `callerTurns`
+//!   and `botTurns` as ConversationRelay counts them, `durationMs`; a dialog that ended the
+//!   call (a finished screening, a handoff) puts its reason code in `end` as on
+//!   ConversationRelay (`screening-complete`, `live-agent-handoff`, ...) and its
+//!   `handoffData` JSON on the call row, where ConversationRelay's action callback puts it;
+//! - calls whose dialog's outcome carries a screening (`screening`/`voice`): the screening
+//!   (answers, outcome, transcript with interrupted bot lines) exactly as ConversationRelay
+//!   stores it ([`crate::screening_store::screening_session`]), linked to the screening the
+//!   API placed for the call (`direction` and `from` from the stream's `customParameters`);
+//!   other voice agents (`assistant`, `realtime`): the transcript;
 //! - voice agents: one `turn_latencies` row per turn.
 
 use std::time::{Duration, SystemTime};
 
 use tokio_util::task::TaskTracker;
 use voxbridge_brain::EndReason;
+use voxbridge_brain::outcome::EndReason as DialogEnd;
 use voxbridge_brain::turn::{TurnLatency, VoiceCallReport};
 use voxbridge_media::{CallRecord, CallSink};
 use voxbridge_screening::ScreeningResult;
@@ -77,13 +83,18 @@ impl CallSink for StoreCalls {
     }
 }
 
-/// `end` as stored in the summary (the session's label for it), and the brain's reason for a
+/// `end` as stored in the summary (the session's label for it, or the code of the dialog
+/// that ended the call, as ConversationRelay stores it), and the brain's reason for a
 /// hang-up.
-fn end_code(reason: Option<&EndReason>) -> (&'static str, Option<&str>) {
-    match reason {
-        Some(EndReason::BrainHangup(why)) => ("brain-hangup", Some(why)),
-        Some(other) => (other.label(), None),
-        None => ("unknown", None),
+fn end_code<'a>(
+    reason: Option<&'a EndReason>,
+    dialog_end: Option<&'a DialogEnd>,
+) -> (&'a str, Option<&'a str>) {
+    match (reason, dialog_end) {
+        (Some(EndReason::BrainHangup(why)), Some(end)) => (end.reason_code.as_str(), Some(why)),
+        (Some(EndReason::BrainHangup(why)), None) => ("brain-hangup", Some(why)),
+        (Some(other), _) => (other.label(), None),
+        (None, _) => ("unknown", None),
     }
 }
 
@@ -124,14 +135,16 @@ fn media_call_of(
 ) -> MediaCallEnd {
     let now_ms = unix_ms(now);
     let summary = &record.summary;
-    let (end, end_reason) = end_code(summary.end_reason.as_ref());
+    let dialog_end = report.and_then(|r| r.outcome.end.as_ref());
+    let (end, end_reason) = end_code(summary.end_reason.as_ref(), dialog_end);
     let json = serde_json::json!({
         "transport": "media",
         "streamSid": summary.stream_sid,
         "agent": record.agent,
         "end": end,
         "endReason": end_reason,
-        "handoff": report.and_then(|r| r.outcome.end.as_ref()),
+        "handoff": dialog_end,
+        "callerTurns": summary.utterances + summary.dtmf,
         "utterances": summary.utterances,
         "bargeIns": summary.barge_ins,
         "dtmf": summary.dtmf,
@@ -158,15 +171,25 @@ fn media_call_of(
         .enumerate()
         .map(|(i, turn)| turn_record(i, turn, now_ms))
         .collect();
+    // Only a dialog's own end is a handoff: a hang-up after provider failures is not.
+    if matches!(summary.end_reason, Some(EndReason::BrainHangup(_))) {
+        call.handoff_data = dialog_end.map(DialogEnd::handoff_data_json);
+    }
     // A screening dialog's payload is stored as ConversationRelay stores it; other dialogs
     // (`assistant`) leave their transcript.
     if let Some(result) = report.outcome.payload::<ScreeningResult>() {
-        call.screening = Some(screening_session(
-            result,
-            call_sid,
-            report.started_at,
-            &json,
-        ));
+        let mut session = screening_session(result, call_sid, report.started_at, &json);
+        // What the answer or inbound TwiML says of the call (the API's own row wins).
+        let parameter = |name: &str| {
+            result
+                .parameters
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        session.direction = parameter("direction");
+        session.from = parameter("from");
+        call.screening = Some(session);
     } else {
         call.transcript = transcript_lines(&report.outcome.transcript, report.started_at);
     }
@@ -288,6 +311,57 @@ mod tests {
         assert_eq!(failed.outcome, "fallback");
         assert_eq!(failed.failed_stage.as_deref(), Some("tts"));
         assert_eq!(failed.total_us, None);
+    }
+
+    /// A screening the dialog finished itself is stored as ConversationRelay stores it: its
+    /// reason code as `end`, its `handoffData` on the call, the caller's turns counted, and
+    /// the direction and number the TwiML's parameters give.
+    #[test]
+    fn a_finished_screening_ends_as_on_conversation_relay() {
+        let mut result = scripted_result(CALL, "cand-3", "Yes, I am.");
+        result.end = Some(DialogEnd::new(
+            "screening-complete",
+            "All questions answered",
+        ));
+        result
+            .parameters
+            .insert("direction".into(), "inbound".into());
+        result
+            .parameters
+            .insert("from".into(), "+14155550142".into());
+        let mut voice = report();
+        voice.outcome = result.to_outcome();
+        let mut ended = record(EndReason::BrainHangup(
+            "screening-complete: All questions answered".into(),
+        ));
+        ended.summary.dtmf = 2;
+        let call = media_call_of(&ended, CALL, Some(&voice), SystemTime::now());
+        let summary: serde_json::Value = serde_json::from_str(&call.summary).unwrap();
+        assert_eq!(summary["end"], "screening-complete");
+        assert_eq!(
+            summary["callerTurns"], 3,
+            "one utterance and two key presses"
+        );
+        assert_eq!(summary["handoff"]["reasonCode"], "screening-complete");
+        let handoff: serde_json::Value =
+            serde_json::from_str(call.handoff_data.as_deref().expect("handoff data")).unwrap();
+        assert_eq!(
+            handoff,
+            serde_json::json!({"reasonCode": "screening-complete", "reason": "All questions answered"})
+        );
+        let session = call.screening.expect("a screening");
+        assert_eq!(session.direction.as_deref(), Some("inbound"));
+        assert_eq!(session.from.as_deref(), Some("+14155550142"));
+        // A call the session ended (the caller hung up) carries no handoff.
+        let hung_up = media_call_of(
+            &record(EndReason::Stopped),
+            CALL,
+            Some(&voice),
+            SystemTime::now(),
+        );
+        assert!(hung_up.handoff_data.is_none());
+        let summary: serde_json::Value = serde_json::from_str(&hung_up.summary).unwrap();
+        assert_eq!(summary["end"], "stopped");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! `/relay` and the scripted screening agent), the API on a fresh SQLite file and the
 //! simulated Twilio, places a screening through `POST /api/screenings`, and prints the
 //! transcript and the stored result. Each scenario must end with its expected outcome;
-//! `--mode echo` runs the call over Media Streams and must leave the bridge's record of it.
+//! `--mode echo` runs the call over Media Streams and must leave the bridge's record of it;
+//! `--mode voice` runs the whole screening over Media Streams, recognised by the embedded
+//! Whisper model (a counted skip where `scripts/setup.sh` has not installed it).
 
 mod api_process;
 
@@ -18,7 +20,12 @@ fn demo(scenario: &str) -> String {
 
 /// Runs `voxbridge demo ARGS`; returns stdout. Panics with the output if it fails.
 fn demo_with(args: &[&str]) -> String {
-    let output = api_process::voxbridge_command()
+    let mut command = api_process::voxbridge_command();
+    // Where the Whisper model is, when not in the default place under HOME.
+    if let Some(dir) = std::env::var_os("VOXBRIDGE_MODEL_DIR") {
+        command.env("VOXBRIDGE_MODEL_DIR", dir);
+    }
+    let output = command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("demo")
         .args(args)
@@ -117,4 +124,51 @@ fn demo_echo_stores_the_media_streams_call() {
         out.contains("no answers (the echo agent asks no questions)"),
         "{out}"
     );
+}
+
+/// The screening over Media Streams, heard by the embedded recogniser and spoken by
+/// espeak-ng: every answer (five spoken, one key press) understood and stored as the relay
+/// demo stores it, each turn's latency printed, qualified.
+#[test]
+fn demo_voice_screens_over_media_streams_and_qualifies() {
+    let model = voxbridge_speech::local::default_model_dir(&|name| std::env::var(name).ok());
+    if let Err(why) = voxbridge_speech::local::check_model_dir(&model) {
+        voxbridge_testkit::skip("demo_voice_screens_over_media_streams_and_qualifies", &why);
+        return;
+    }
+    let out = demo_with(&["--mode", "voice"]);
+    assert!(
+        out.contains("media call: agent screening, ended screening-complete,"),
+        "{out}"
+    );
+    assert!(out.contains("outcome qualified"), "{out}");
+    assert_eq!(out.matches("(accepted,").count(), 6, "{out}");
+    assert!(out.contains("screening-complete"), "{out}");
+    assert!(out.contains("status:completed"), "{out}");
+    // What was said beside what was recognised: the key press arrives as keys.
+    let said = out
+        .split("--- candidate said -> bridge recognised ---")
+        .nth(1)
+        .expect("the said/recognised table");
+    let rows: Vec<&str> = said
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert_eq!(rows.len(), 6, "{out}");
+    assert!(
+        rows[5].contains("(presses 1)") && rows[5].contains("(keys 1)"),
+        "{out}"
+    );
+    // One spoken turn per spoken answer, each with its ASR time.
+    let turns = out
+        .split("voice-to-voice  outcome")
+        .nth(1)
+        .expect("the turn table");
+    let spoken = turns
+        .lines()
+        .filter(|l| l.trim_end().ends_with("spoken"))
+        .count();
+    assert!(spoken >= 5, "{out}");
+    assert!(out.contains("voice screening qualified"), "{out}");
 }

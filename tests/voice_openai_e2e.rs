@@ -355,21 +355,29 @@ async fn assert_metrics(addr: std::net::SocketAddr) {
     };
     check_exposition(&text);
     assert_eq!(
-        sample::<u64>(&text, "voxbridge_voice_turns_total{agent=\"voice\"}"),
+        sample::<u64>(&text, "voxbridge_voice_turns_total{agent=\"screening\"}"),
         2
     );
     assert_eq!(
         sample::<u64>(
             &text,
-            "voxbridge_voice_turn_outcomes_total{agent=\"voice\",outcome=\"spoken\"}"
+            "voxbridge_voice_turn_outcomes_total{agent=\"screening\",outcome=\"spoken\"}"
         ),
         2
     );
     assert_eq!(
-        sample::<u64>(&text, "voxbridge_voice_asr_seconds_count{agent=\"voice\"}"),
+        sample::<u64>(
+            &text,
+            "voxbridge_voice_asr_seconds_count{agent=\"screening\"}"
+        ),
         2
     );
-    assert!(sample::<f64>(&text, "voxbridge_voice_asr_seconds_sum{agent=\"voice\"}") >= 0.12);
+    assert!(
+        sample::<f64>(
+            &text,
+            "voxbridge_voice_asr_seconds_sum{agent=\"screening\"}"
+        ) >= 0.12
+    );
     assert_eq!(
         sample::<u64>(&text, "voxbridge_calls_started_total{transport=\"media\"}"),
         1

@@ -4,7 +4,8 @@
 //! in a temporary directory), starts the Twilio simulator as the API's Twilio, places a
 //! screening through `POST /api/screenings`, prints the live transcript as the simulated
 //! candidate experiences it, then the record the API stored (status timeline, answers,
-//! outcome), and exits 0 when the call completed cleanly.
+//! outcome), and exits 0 when the call completed cleanly. `--mode voice` runs the screening
+//! over Media Streams with local speech recognition and synthesis ([`super::demo_voice`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ pub(crate) enum DemoMode {
     Relay,
     /// Media Streams with the `echo` agent: the candidate's recordings come back.
     Echo,
+    /// Media Streams with the `screening` agent: the candidate's recordings are recognised
+    /// locally (Whisper), the bot speaks with espeak-ng; exits 0 on a qualified outcome.
+    Voice,
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +67,7 @@ pub(crate) struct Args {
 pub(crate) fn run(config: Config, args: &Args) -> Result<()> {
     let scenario_path = args.scenario.clone().unwrap_or_else(|| match args.mode {
         DemoMode::Echo => PathBuf::from("config/scenarios/demo-echo.toml"),
+        DemoMode::Voice => PathBuf::from("config/scenarios/demo-voice.toml"),
         DemoMode::Relay => PathBuf::from("config/scenarios/happy-path.toml"),
     });
     let scenario = Scenario::load(&scenario_path)
@@ -114,9 +119,10 @@ async fn demo(
     let results = StoreScreenings::new(store.clone(), records.clone());
     // Media Streams calls (`--mode echo`) are stored as `serve` stores them.
     let calls = StoreCalls::new(store.clone(), records.clone());
-    // The demo needs no providers (the scripted agent on ConversationRelay); only the LLM
-    // screening agent, when a config file enables it, needs [speech].
-    let providers = if config.agent.llm.enabled {
+    // The relay and echo demos need no providers (the scripted agent on ConversationRelay);
+    // only the LLM screening agent, when a config file enables it, and the voice demo need
+    // [speech].
+    let providers = if config.agent.llm.enabled || args.mode == DemoMode::Voice {
         config
             .speech
             .build()
@@ -129,10 +135,14 @@ async fn demo(
         config.source.as_deref(),
         &providers,
     )?;
+    let agents = match args.mode {
+        DemoMode::Voice => super::demo_voice::agents(&config, &providers, &screenings).await?,
+        DemoMode::Relay | DemoMode::Echo => Agents::builtin(),
+    };
     let relay = RelayService::new(Arc::new(screenings), Arc::new(results.clone()));
     let media_state = MediaState::with_services(
         config.media.clone(),
-        Agents::builtin(),
+        agents,
         Arc::new(calls.clone()),
         Some(relay),
     )
@@ -154,9 +164,10 @@ async fn demo(
     api.twilio.api_key = String::new();
     DEMO_FROM.clone_into(&mut api.twilio.from_number);
     api.twilio.rest_base_url = format!("http://{twilio_addr}");
-    api.connect.mode = match args.mode {
-        DemoMode::Echo => ConnectMode::Stream,
-        DemoMode::Relay => ConnectMode::Relay,
+    (api.connect.mode, api.connect.agent) = match args.mode {
+        DemoMode::Echo => (ConnectMode::Stream, "echo".to_owned()),
+        DemoMode::Voice => (ConnectMode::Stream, "screening".to_owned()),
+        DemoMode::Relay => (ConnectMode::Relay, String::new()),
     };
     api.connect.stream_url = format!("wss://{media_addr}/media");
     api.connect.relay_url = format!("wss://{media_addr}/relay");
@@ -264,6 +275,9 @@ async fn demo(
             .await?;
         writeln!(out, "--- stored result (GET /api/calls/{call_sid}) ---")?;
         print_stored(&mut out, &stored["call"])?;
+        if args.mode == DemoMode::Voice {
+            super::demo_voice::report(&mut out, &store, &call_sid, &finished, &stored).await?;
+        }
         Ok::<_, anyhow::Error>(finished)
     };
     let finished = tokio::select! {
@@ -331,7 +345,9 @@ fn print_stored(out: &mut impl Write, detail: &Value) -> Result<()> {
     }
     if screening["outcome"].is_null() {
         let why = match summary["agent"].as_str() {
-            Some(agent) if agent != "voice" => format!("the {agent} agent asks no questions"),
+            Some(agent) if agent != "voice" && agent != "screening" => {
+                format!("the {agent} agent asks no questions")
+            }
             _ => "no result was stored".to_owned(),
         };
         writeln!(

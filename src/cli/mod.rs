@@ -3,6 +3,7 @@
 pub(crate) mod api;
 pub(crate) mod config;
 pub(crate) mod demo;
+pub(crate) mod demo_voice;
 pub(crate) mod healthcheck;
 pub(crate) mod loadtest;
 pub(crate) mod replay;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use voxbridge_twilio::E164;
-use voxbridge_twilio::twiml::{ConversationRelay, Stream};
+use voxbridge_twilio::twiml::{ConversationRelay, Parameter, Stream};
 
 use voxbridge_config::NoOtherKeys;
 pub use voxbridge_config::{Secret, SecretUrl};
@@ -184,6 +184,10 @@ pub struct ConnectConfig {
     pub stream_url: String,
     /// ConversationRelay `welcomeGreeting` (empty: none; the agent speaks first).
     pub welcome_greeting: String,
+    /// `stream` mode: the `/media` agent the call asks for, sent as the stream's `agent`
+    /// `<Parameter>` (e.g. `screening`, the same interview as `/relay`). Empty (the default):
+    /// no parameter, the bridge's `media.default_agent` answers.
+    pub agent: String,
 }
 
 impl Default for ConnectConfig {
@@ -193,6 +197,7 @@ impl Default for ConnectConfig {
             relay_url: "wss://localhost:8080/relay".to_owned(),
             stream_url: "wss://localhost:8080/media".to_owned(),
             welcome_greeting: String::new(),
+            agent: String::new(),
         }
     }
 }
@@ -334,6 +339,11 @@ impl ApiConfig {
                 Stream::new(self.connect.stream_url.clone())
                     .map(drop)
                     .map_err(|e| invalid("connect.stream_url", e.to_string()))?;
+                if !self.connect.agent.is_empty() {
+                    Parameter::new("agent", self.connect.agent.as_str())
+                        .map(drop)
+                        .map_err(|e| invalid("connect.agent", e.to_string()))?;
+                }
             }
         }
         if self.inbound.mode == InboundMode::Dial {

@@ -175,6 +175,12 @@ pub(crate) fn agent_twiml(
         ConnectMode::Stream => {
             let mut stream =
                 Stream::new(config.connect.stream_url.clone()).map_err(|e| twiml_error(&e))?;
+            if !config.connect.agent.is_empty() {
+                stream = stream.parameter(
+                    Parameter::new("agent", config.connect.agent.as_str())
+                        .map_err(|e| twiml_error(&e))?,
+                );
+            }
             for parameter in built {
                 stream = stream.parameter(parameter);
             }

@@ -470,6 +470,7 @@ async fn async_amd_machine_redirects_the_live_call_to_the_voicemail_message() {
 async fn voicemail_gets_the_message_and_a_hangup_and_stream_mode_connects_a_stream() {
     let h = start(|c| {
         c.connect.mode = ConnectMode::Stream;
+        c.connect.agent = "screening".into();
         c.voicemail_message = "Sorry we missed you.".into();
     })
     .await;
@@ -506,6 +507,11 @@ async fn voicemail_gets_the_message_and_a_hangup_and_stream_mode_connects_a_stre
         "{xml}"
     );
     assert!(xml.contains(r#"<Parameter name="callSid""#), "{xml}");
+    // The stream asks the bridge for the screening agent.
+    assert!(
+        xml.contains(r#"<Parameter name="agent" value="screening"/>"#),
+        "{xml}"
+    );
 }
 
 async fn inbound(h: &common::Harness, sid_n: usize, from: &str) -> String {

@@ -68,6 +68,10 @@ pub struct PipelineConfig {
     pub tts_lookahead: usize,
     /// How bot text is cut into sentences.
     pub chunker: ChunkerConfig,
+    /// Pass the bot's last reply (the question the caller is answering) to the recogniser as
+    /// its prompt: Whisper then keeps short answers it otherwise drops words of ("Yes, I am."
+    /// heard as "I am."). Default true.
+    pub asr_prompt: bool,
 }
 
 impl Default for PipelineConfig {
@@ -86,6 +90,7 @@ impl Default for PipelineConfig {
                 .to_owned(),
             tts_lookahead: 1,
             chunker: ChunkerConfig::default(),
+            asr_prompt: true,
         }
     }
 }

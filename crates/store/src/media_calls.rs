@@ -101,12 +101,16 @@ pub struct MediaCallEnd {
     pub transcript: Vec<TranscriptLine>,
     /// The voice pipeline's turns, oldest first.
     pub turns: Vec<TurnLatencyRecord>,
+    /// The `handoffData` JSON of a dialog that ended the call (`{"reasonCode","reason"}`, what
+    /// ConversationRelay's action callback stores for a relay session); kept on the call row.
+    pub handoff_data: Option<String>,
 }
 
 impl Store {
     /// Stores a finished Media Streams call in one transaction: the screening session (call
     /// row, answers and outcome, transcript) when there is one, else the call row with its
-    /// summary (created if unknown) and any transcript lines; then the turn latencies
+    /// summary (created if unknown) and any transcript lines; the handoff data (unless the
+    /// call row has some already); then the turn latencies
     /// (a turn already stored for this call and index is left as it is).
     pub async fn record_media_call(&self, call: &MediaCallEnd) -> Result<(), StoreError> {
         on_writer!(self, pool => {
@@ -128,6 +132,16 @@ impl Store {
                 for line in &call.transcript {
                     insert_transcript_line!(&mut *tx, &call.call_sid, line)?;
                 }
+            }
+            if let Some(handoff) = &call.handoff_data {
+                sqlx::query(
+                    "UPDATE calls SET handoff_data = COALESCE(handoff_data, $1) \
+                     WHERE call_sid = $2",
+                )
+                .bind(handoff)
+                .bind(&call.call_sid)
+                .execute(&mut *tx)
+                .await?;
             }
             for turn in &call.turns {
                 sqlx::query(

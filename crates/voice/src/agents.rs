@@ -2,8 +2,10 @@
 //! pipeline, and the `/media` agents the configured providers allow.
 //!
 //! - `echo` always.
-//! - `voice` (the screening interview through ASR -> dialog -> TTS) when `[speech]` has an ASR
-//!   and a TTS.
+//! - `screening` (the screening interview through ASR -> dialog -> TTS: the same scripts,
+//!   answer understanding, DTMF answers and stored result as `/relay`) when `[speech]` has an
+//!   ASR and a TTS; `voice` is another name for it (its calls are counted under `screening`
+//!   in `/metrics`).
 //! - `assistant` (a free-form LLM conversation) when it also has an LLM.
 //! - `realtime` (one speech-to-speech session per call, mu-law in and out) when
 //!   `speech.speech_to_speech` is set.
@@ -15,8 +17,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use voxbridge_brain::Agents;
 use voxbridge_brain::dialog::Dialog;
+use voxbridge_brain::turn::PipelineMetrics;
+use voxbridge_brain::{Agents, Brain, BrainError, BrainFactory, CallInfo, CallerAudio};
 use voxbridge_screening::catalog::ScriptsOrigin;
 use voxbridge_screening::llm::LlmScreeningAgent;
 use voxbridge_screening::{AgentConfig, Screenings, ScriptError};
@@ -54,6 +57,41 @@ pub enum AgentsError {
     /// A `[speech.realtime]` value is invalid.
     #[error("invalid [speech.realtime] configuration")]
     Realtime(#[source] PipelineError),
+}
+
+/// The screening interview on Media Streams: the name `/relay`'s agent has too.
+pub const SCREENING: &str = "screening";
+
+/// The screening interview's first name on `/media`, kept working.
+pub const VOICE_ALIAS: &str = "voice";
+
+/// Another name for a factory: starts its brains, and leaves the turn metrics to it (one
+/// series per agent, not one per name).
+struct Alias {
+    name: &'static str,
+    target: VoiceFactory,
+}
+
+impl BrainFactory for Alias {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn start(&self, call: &CallInfo) -> Result<Box<dyn Brain>, BrainError> {
+        self.target.start(call)
+    }
+
+    fn pipeline_rate(&self) -> Option<u32> {
+        self.target.pipeline_rate()
+    }
+
+    fn turn_metrics(&self) -> Option<Arc<PipelineMetrics>> {
+        None
+    }
+
+    fn caller_audio(&self) -> CallerAudio {
+        self.target.caller_audio()
+    }
 }
 
 /// Loads the screening scripts (`[agent]`) and, when `agent.llm.enabled`, puts the LLM
@@ -110,7 +148,7 @@ pub struct MediaAgentOptions {
 pub struct MediaAgents {
     /// Every agent offered, by name.
     pub agents: Agents,
-    /// The `voice` and `assistant` factories built.
+    /// The `screening` and `assistant` factories built.
     pub voices: Vec<VoiceFactory>,
     /// The `realtime` factory, if built.
     pub realtime: Option<RealtimeFactory>,
@@ -147,8 +185,10 @@ pub fn media_agents(
         hangover: options.hangover,
         ..VoiceOptions::default()
     };
-    let wanted = |name: &str| options.default_agent == name;
-    for name in ["voice", "assistant"] {
+    let wanted = |name: &str| {
+        options.default_agent == name || (name == SCREENING && options.default_agent == VOICE_ALIAS)
+    };
+    for name in [SCREENING, "assistant"] {
         let stages = providers.asr(name).and_then(|asr| {
             let tts = providers.tts(name)?;
             let llm = if name == "assistant" {
@@ -185,7 +225,7 @@ pub fn media_agents(
                 voice_options(),
             ),
             None => VoiceFactory::new(
-                "voice",
+                SCREENING,
                 speech.pipeline.clone(),
                 voice_providers,
                 Arc::new(screenings.clone()),
@@ -194,6 +234,12 @@ pub fn media_agents(
         }
         .map_err(AgentsError::Pipeline)?;
         agents = agents.with(factory.clone());
+        if factory.name() == SCREENING {
+            agents = agents.with(Alias {
+                name: VOICE_ALIAS,
+                target: factory.clone(),
+            });
+        }
         voices.push(factory);
     }
     let realtime = match providers.speech_to_speech("realtime") {
@@ -312,6 +358,35 @@ mod tests {
         .expect("offered");
         assert!(set.agents.contains("realtime"));
         assert!(set.realtime.is_some());
+    }
+
+    /// The screening interview is `screening` on `/media` as on `/relay`; `voice` still
+    /// reaches it (also as the default agent), and its turns are counted once, as `screening`.
+    #[test]
+    fn screening_is_offered_with_voice_as_its_other_name() {
+        let speech: SpeechConfig = toml::from_str(
+            "asr = \"openai\"\n[openai]\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key = \"k\"\n",
+        )
+        .expect("valid [speech]");
+        let providers = speech.build().expect("builds");
+        let set = media_agents(
+            &speech,
+            &providers,
+            &screenings_for(&providers),
+            &options(VOICE_ALIAS),
+        )
+        .expect("voice as the default agent is the screening agent");
+        assert_eq!(
+            set.agents.names().collect::<Vec<_>>(),
+            ["echo", "screening", "voice"]
+        );
+        assert_eq!(set.voices.len(), 1);
+        assert_eq!(set.voices[0].name(), SCREENING);
+        let screening = set.agents.get(SCREENING).expect("screening");
+        let voice = set.agents.get(VOICE_ALIAS).expect("voice");
+        assert!(screening.turn_metrics().is_some());
+        assert!(voice.turn_metrics().is_none(), "counted under screening");
+        assert_eq!(voice.caller_audio(), screening.caller_audio());
     }
 
     #[test]

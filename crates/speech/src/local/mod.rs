@@ -106,6 +106,7 @@ pub fn start_whisper(
         threads: config.threads_per_worker,
         compute_type: config.compute_type.clone(),
         timestamps: config.timestamps,
+        lead_in_ms: config.lead_in_ms,
     };
     let factory: RecognizerFactory = Arc::new(move || {
         whisper::WhisperRecognizer::load(&dir, &settings)

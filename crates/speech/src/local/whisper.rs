@@ -43,6 +43,8 @@ pub struct WhisperSettings {
     pub compute_type: String,
     /// Predict timestamp tokens (discarded) instead of prompting `<|notimestamps|>`.
     pub timestamps: bool,
+    /// Silence decoded before each utterance (`speech.local.lead_in_ms`).
+    pub lead_in_ms: u32,
 }
 
 /// One loaded model with its tokenizer and feature extractor. Not shared: each pool worker
@@ -56,6 +58,8 @@ pub struct WhisperRecognizer {
     options: WhisperOptions,
     multilingual: bool,
     timestamps: bool,
+    /// Samples of silence before each utterance.
+    lead_in: usize,
 }
 
 impl std::fmt::Debug for WhisperRecognizer {
@@ -96,6 +100,7 @@ impl WhisperRecognizer {
         Ok(Self {
             multilingual: model.is_multilingual(),
             timestamps: settings.timestamps,
+            lead_in: settings.lead_in_ms as usize * (super::RECOGNIZER_RATE as usize / 1000),
             model,
             tokenizer,
             mel: MelFilters::new(n_mels),
@@ -231,6 +236,17 @@ impl Recognizer for WhisperRecognizer {
         language: Option<&str>,
     ) -> Result<String, String> {
         let prompt = self.prompt(prompt, language)?;
+        // Whisper was trained on windows where speech rarely starts at the first sample; an
+        // utterance cut at the VAD's onset loses or mishears its first word without a lead-in.
+        let padded;
+        let audio = if self.lead_in == 0 {
+            audio
+        } else {
+            let mut with_lead_in = vec![0.0f32; self.lead_in + audio.len()];
+            with_lead_in[self.lead_in..].copy_from_slice(audio);
+            padded = with_lead_in;
+            &padded[..]
+        };
         let mut texts = Vec::new();
         // Utterances longer than Whisper's window are decoded window by window.
         for window in audio.chunks(CHUNK_SAMPLES) {

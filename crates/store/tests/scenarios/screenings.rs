@@ -29,6 +29,7 @@ fn turn(index: i64, outcome: &str) -> TurnLatencyRecord {
 /// Finished Media Streams calls: a voice screening (answers, transcript with an interrupted
 /// bot line, turn latencies), a call without a dialog (echo), and a conversation that is not a
 /// screening (transcript only). Turns read back in order, exactly as written.
+#[allow(clippy::too_many_lines)] // one scenario: every kind of media call stored
 pub(super) async fn media_calls(store: &Store) {
     let voice = "CA00000000000000000000000000000009";
     let turns = vec![
@@ -60,6 +61,7 @@ pub(super) async fn media_calls(store: &Store) {
         }),
         transcript: Vec::new(),
         turns: turns.clone(),
+        handoff_data: Some(r#"{"reasonCode":"live-agent-handoff","reason":"asked"}"#.into()),
     };
     store.record_media_call(&call).await.unwrap();
     assert_eq!(store.turn_latencies(voice).await.unwrap(), turns);
@@ -80,6 +82,11 @@ pub(super) async fn media_calls(store: &Store) {
     assert_eq!(screening.answers.unwrap()[0]["raw"], "Yes, I am.");
     assert_eq!(detail.transcript.len(), 1);
     assert!(detail.transcript[0].interrupted);
+    // The dialog's handoff data lands where ConversationRelay's action callback puts it.
+    assert_eq!(
+        detail.call.handoff_data,
+        Some(serde_json::json!({"reasonCode": "live-agent-handoff", "reason": "asked"}))
+    );
 
     // Storing the same turns again keeps one row per turn.
     let again = MediaCallEnd {

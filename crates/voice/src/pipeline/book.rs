@@ -93,6 +93,9 @@ pub(super) struct Book {
     pub(super) failures: FailureRun,
     /// A hangup was sent: nothing more is said.
     pub(super) hung_up: bool,
+    /// The text of the dialog's latest reply: what the caller's next utterance answers (the
+    /// recogniser's prompt, `speech.pipeline.asr_prompt`).
+    pub(super) last_reply: String,
 }
 
 impl Book {
@@ -107,6 +110,7 @@ impl Book {
             finished: Vec::new(),
             failures: FailureRun::default(),
             hung_up: false,
+            last_reply: String::new(),
         }
     }
 

@@ -184,7 +184,7 @@ impl DialogSource for Screenings {
         _context: &DialogContext,
     ) -> Result<Box<dyn Dialog>, BrainError> {
         Screenings::dialog(self, &call.custom_parameters).map_err(|e| BrainError::Start {
-            agent: "voice",
+            agent: "screening",
             reason: e.to_string(),
         })
     }

@@ -33,6 +33,26 @@ const MAX_BUFFERED: Duration = Duration::from_secs(30);
 /// The tone played when no fallback audio can be had at all (Hz, length, rate).
 const TONE: (f64, Duration, u32) = (660.0, Duration::from_millis(400), 8000);
 
+/// Longest recogniser prompt taken from the bot's reply, in characters: its end (the
+/// question) is what matters, and Whisper keeps about 220 prompt tokens at most.
+const MAX_ASR_PROMPT_CHARS: usize = 400;
+
+/// The recogniser's prompt from the bot's last reply: its last [`MAX_ASR_PROMPT_CHARS`]
+/// characters, cut at a word; `None` when there is no reply yet.
+pub(super) fn asr_prompt(reply: &str) -> Option<String> {
+    let reply = reply.trim();
+    if reply.is_empty() {
+        return None;
+    }
+    let count = reply.chars().count();
+    if count <= MAX_ASR_PROMPT_CHARS {
+        return Some(reply.to_owned());
+    }
+    let tail: String = reply.chars().skip(count - MAX_ASR_PROMPT_CHARS).collect();
+    let tail = tail.split_once(' ').map_or(tail.as_str(), |(_, rest)| rest);
+    Some(tail.trim().to_owned())
+}
+
 /// How a reply ended.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Ended {
@@ -156,10 +176,15 @@ impl Reply {
         sample_rate: u32,
         deadline: Instant,
     ) -> Result<(String, Option<f32>), ProviderError> {
+        let prompt = if self.config().asr_prompt {
+            asr_prompt(&lock(&self.book).last_reply)
+        } else {
+            None
+        };
         let request = AsrRequest {
             audio: AudioChunk { pcm, sample_rate },
             language: None,
-            prompt: None,
+            prompt,
             deadline: Some(deadline.into_std()),
         };
         let limit = self.config().asr_timeout;
@@ -225,6 +250,8 @@ impl Reply {
         let mut outgoing: Option<Command> = None;
         let mut spoke = false;
         let mut sentences = 0usize;
+        // Whether this reply has produced text yet (its first text replaces the last reply).
+        let mut replied = false;
         loop {
             self.start_synths(&mut segments, sentences == 0, deadline);
             while outgoing.is_none() {
@@ -274,6 +301,14 @@ impl Reply {
                             if !interruptible {
                                 tracing::debug!("uninterruptible text: barge-in is the session's setting");
                             }
+                            {
+                                let mut book = lock(&self.book);
+                                if !replied {
+                                    book.last_reply.clear();
+                                }
+                                book.last_reply.push_str(&text);
+                            }
+                            replied = true;
                             let turn = if let Some(t) = open_turn { t } else {
                                 if segments.is_empty() && !spoke && sentences == 0 {
                                     self.draft(|d| d.first_text_at = Some(Instant::now()));

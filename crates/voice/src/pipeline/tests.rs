@@ -684,3 +684,61 @@ async fn dtmf_answers_and_the_dialog_end_hangs_up_after_the_last_turn() {
     );
     end_call(handle).await;
 }
+
+/// The recogniser hears each answer with the question it answers as its prompt (the bot's
+/// last reply), and with no prompt when `asr_prompt` is off.
+#[tokio::test(start_paused = true)]
+async fn the_question_being_answered_is_the_recognisers_prompt() {
+    let on = rig(PipelineConfig::default(), false);
+    on.asr.script(["Yes, I am.", "Yes."]);
+    let mut handle = on.start(64);
+    let greeting = texts(&next_turn(&mut handle).await).concat();
+    assert!(
+        greeting.ends_with("Are you legally authorized to work in the United States? "),
+        "{greeting}"
+    );
+    handle.deliver(utterance()).expect("room");
+    let second = texts(&next_turn(&mut handle).await).concat();
+    assert!(
+        second.contains("Are you at least 18 years old?"),
+        "{second}"
+    );
+    handle.deliver(utterance()).expect("room");
+    next_turn(&mut handle).await;
+    end_call(handle).await;
+    let prompts: Vec<Option<String>> = on.asr.requests().into_iter().map(|r| r.prompt).collect();
+    assert_eq!(prompts.len(), 2);
+    assert_eq!(prompts[0].as_deref(), Some(greeting.trim()));
+    assert_eq!(prompts[1].as_deref(), Some(second.trim()));
+
+    let off = rig(
+        PipelineConfig {
+            asr_prompt: false,
+            ..PipelineConfig::default()
+        },
+        false,
+    );
+    let mut handle = off.start(64);
+    next_turn(&mut handle).await;
+    handle.deliver(utterance()).expect("room");
+    next_turn(&mut handle).await;
+    end_call(handle).await;
+    assert_eq!(off.asr.requests()[0].prompt, None);
+}
+
+#[test]
+fn a_long_reply_is_cut_to_its_end_at_a_word() {
+    assert_eq!(super::reply::asr_prompt("  "), None);
+    assert_eq!(
+        super::reply::asr_prompt(" Ready? ").as_deref(),
+        Some("Ready?")
+    );
+    let long = format!("{} Are you at least 18 years old?", "word ".repeat(200));
+    let prompt = super::reply::asr_prompt(&long).expect("a prompt");
+    assert!(prompt.chars().count() <= 400, "{}", prompt.len());
+    assert!(prompt.starts_with("word "), "{prompt}");
+    assert!(
+        prompt.ends_with("Are you at least 18 years old?"),
+        "{prompt}"
+    );
+}
