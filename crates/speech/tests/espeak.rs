@@ -130,6 +130,7 @@ async fn dropping_the_stream_kills_espeak() {
     )
     .expect("write wrapper");
     set_executable(&wrapper);
+    wait_until_executable(&wrapper);
     let tts = EspeakTts::new(EspeakConfig {
         binary: wrapper.display().to_string(),
         ..EspeakConfig::default()
@@ -204,4 +205,30 @@ fn tempdir() -> PathBuf {
 fn set_executable(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Waits until `script` can be executed. A parallel test's `fork` may still hold the write
+/// handle this thread just closed (until that child `exec`s), and then `exec` of the fresh
+/// file fails with ETXTBSY ("Text file busy"): a property of the test harness, not of the
+/// provider, which spawns an installed binary.
+fn wait_until_executable(script: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::process::Command::new(script)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .status()
+        {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{}: {e}",
+                    script.display()
+                );
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("{}: {e}", script.display()),
+            Ok(_) => return,
+        }
+    }
 }
