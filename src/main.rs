@@ -74,6 +74,10 @@ enum Command {
     Sim(cli::sim::Command),
     /// N concurrent simulated calls against a running bridge; JSON report + SVG histogram.
     Loadtest(cli::loadtest::Args),
+    /// Recruiter accounts for the console (`user add EMAIL`; password from
+    /// `VOXBRIDGE_USER_PASSWORD` or standard input).
+    #[command(subcommand)]
+    User(cli::user::Command),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
         Command::Healthcheck(args) => cli::healthcheck::run(&config, &args),
         Command::Sim(cmd) => cli::sim::run(&config, &cmd),
         Command::Loadtest(args) => cli::loadtest::run(&args),
+        Command::User(cmd) => cli::user::run(&config, &cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

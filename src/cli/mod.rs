@@ -12,6 +12,7 @@ pub(crate) mod signature;
 pub(crate) mod sim;
 pub(crate) mod transcribe;
 pub(crate) mod twiml;
+pub(crate) mod user;
 
 /// Parses `KEY=VALUE` command-line pairs.
 pub(crate) fn parse_pair(raw: &str) -> Result<(String, String), String> {

@@ -68,6 +68,8 @@ pub struct ApiConfig {
     pub inbound: InboundConfig,
     /// Per-caller rate limit for incoming calls.
     pub rate_limit: RateLimitConfig,
+    /// The recruiter console (`[api.console]`).
+    pub console: crate::console::ConsoleConfig,
     /// After SIGTERM (or Ctrl-C) the listener closes at once; requests in flight get this long
     /// to finish, then their connections are closed and the service exits. Key
     /// `drain_timeout_ms`, default 10000.
@@ -104,6 +106,7 @@ impl Default for ApiConfig {
                 .to_owned(),
             inbound: InboundConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            console: crate::console::ConsoleConfig::default(),
             drain_timeout: Duration::from_secs(10),
             listener: ListenerConfig::default(),
             other_keys: NoOtherKeys,

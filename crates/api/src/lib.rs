@@ -14,12 +14,14 @@
 //! - `POST /twilio/voice/answer`, `/twilio/voice/inbound`, `/twilio/voice/status`,
 //!   `/twilio/voice/amd`, `/twilio/voice/recording`, `/twilio/relay/action` (signed)
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (the last on `metrics_listen` when set)
+//! - `GET /` and `/console/*`: the recruiter console ([`console`]; a session cookie)
 //!
 //! `voxbridge serve` mounts [`routes`] beside the bridge's own (one port; see
 //! [`AppState::set_busy_check`] for the busy answer at the bridge's call limit).
 
 mod calls;
 pub mod config;
+pub mod console;
 mod error;
 pub mod ratelimit;
 pub mod reconcile;
@@ -56,6 +58,7 @@ pub use config::{
     ApiConfig, ConfigError, ConnectConfig, ConnectMode, InboundConfig, InboundMode, LimiterBackend,
     ListenerConfig, RateLimitConfig, Secret, TwilioConfig,
 };
+pub use console::{ConsoleConfig, hash_password};
 pub use error::ApiError;
 pub use ratelimit::{
     Decision, LimiterError, MemoryLimiter, NumberStats, RateLimiter, RedisLimiter, SlidingWindow,
@@ -301,6 +304,8 @@ pub(crate) struct Inner {
     pub(crate) metrics_registry: Registry,
     /// Whether the bridge serving the calls is at its call limit (set in one-process mode).
     pub(crate) busy_check: std::sync::OnceLock<BusyCheck>,
+    /// The recruiter console's channel and templates.
+    pub(crate) console: console::Shared,
 }
 
 /// See [`AppState::set_busy_check`].
@@ -390,6 +395,7 @@ impl AppState {
             metrics,
             metrics_registry,
             busy_check: std::sync::OnceLock::new(),
+            console: console::Shared::new(),
         })))
     }
 
@@ -466,6 +472,7 @@ fn bare_routes(state: AppState) -> Router {
         .route("/twilio/voice/amd", post(webhooks::amd))
         .route("/twilio/voice/recording", post(webhooks::recording))
         .route("/twilio/relay/action", post(webhooks::relay_action))
+        .merge(console::routes(&state))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -495,6 +502,7 @@ pub fn metrics_router(state: AppState) -> Router {
 /// screenings whose call was placed but not linked (see [`reconcile`]). Await the handle
 /// after `shutdown`, bounded: a pass may still be talking to Twilio.
 pub fn spawn_background(state: &AppState, shutdown: CancellationToken) -> JoinHandle<()> {
+    console::stop_streams_on(state, shutdown.clone());
     tokio::spawn(reconcile::run(state.clone(), shutdown))
 }
 

@@ -543,6 +543,7 @@ pub(crate) async fn status(
             received_at_ms: state.now_ms(),
         };
         let outcome = state.0.store.record_call_status(&event).await?;
+        crate::console::publish(&state, &event.call_sid);
         tracing::info!(
             status = %event.status,
             sequence = ?event.sequence_number,
@@ -575,6 +576,7 @@ pub(crate) async fn amd(
                 received_at_ms: state.now_ms(),
             })
             .await?;
+        crate::console::publish(&state, callback.call_sid.as_str());
         tracing::info!(answered_by = %callback.answered_by, "answering machine detection");
         if callback.answered_by.is_machine() && !outcome.duplicate {
             // Calls are placed with AsyncAmd, so the answer webhook never carries AnsweredBy:
@@ -664,6 +666,7 @@ pub(crate) async fn recording(
                 received_at_ms: state.now_ms(),
             })
             .await?;
+        crate::console::publish(&state, callback.call_sid.as_str());
         Ok(accepted(&state))
     }
     .instrument(span)
@@ -690,6 +693,7 @@ pub(crate) async fn relay_action(
                 received_at_ms: state.now_ms(),
             })
             .await?;
+        crate::console::publish(&state, callback.call_sid.as_str());
         if let Some(code) = callback.error_code {
             tracing::warn!(code, message = ?callback.error_message, "relay session failed");
         }

@@ -111,18 +111,19 @@ impl From<ScreeningFilter> for CallFilter {
 
 /// The columns of [`CallRow`], in its order, from `calls c` and its screening `s`
 /// ([`CALLS_WITH_SCREENING`]).
-const CALL_COLUMNS: &str = "c.call_sid, c.direction, c.from_number, c.to_number, \
+pub(crate) const CALL_COLUMNS: &str = "c.call_sid, c.direction, c.from_number, c.to_number, \
     c.candidate_id, c.screening, c.status, c.status_seq, c.duration_seconds, c.answered_by, \
     c.amd_duration_ms, c.recording_sid, c.recording_url, c.recording_status, \
     c.relay_session_status, c.handoff_data, c.summary, s.state, s.outcome, c.created_at, \
     c.updated_at";
 
 /// Calls with their screening, if any (`call_sid` is unique in `screenings`).
-const CALLS_WITH_SCREENING: &str = "calls c LEFT JOIN screenings s ON s.call_sid = c.call_sid";
+pub(crate) const CALLS_WITH_SCREENING: &str =
+    "calls c LEFT JOIN screenings s ON s.call_sid = c.call_sid";
 
 /// A `calls` row as read ([`CALL_COLUMNS`]).
 #[derive(sqlx::FromRow)]
-struct CallRow {
+pub(crate) struct CallRow {
     call_sid: String,
     direction: Option<String>,
     from_number: Option<String>,

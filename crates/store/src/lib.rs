@@ -30,6 +30,7 @@
 
 mod call_status;
 mod calls;
+mod console;
 mod events;
 mod inbound_calls;
 mod json_shape;
@@ -58,6 +59,7 @@ use voxbridge_config::SecretUrl;
 
 pub use call_status::{AmdEvent, CallStatusEvent};
 pub use calls::{CallDetail, CallFilter, CallRecord};
+pub use console::{ConsoleCall, ConsoleCallFilter, ConsoleSession};
 pub use events::{CallEvent, EventOutcome};
 pub use inbound_calls::{InboundClaim, InboundDecision};
 pub use json_shape::rfc3339;

@@ -218,6 +218,12 @@ pub(crate) fn migrations() -> Vec<Migration> {
             sqlite: V6,
             postgres: V6,
         },
+        Migration {
+            version: 7,
+            description: "console_users, console_sessions (the recruiter console's sign-in)",
+            sqlite: crate::console::V7,
+            postgres: crate::console::V7,
+        },
     ]
 }
 

@@ -2,6 +2,7 @@
 
 mod calls;
 mod columns;
+mod console;
 mod intents;
 mod screenings;
 mod states;
@@ -32,7 +33,7 @@ pub(crate) const CALL4: &str = "CA00000000000000000000000000000004";
 pub(crate) async fn behaviour(store: &Store) {
     assert_eq!(
         store.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6]
+        [1, 2, 3, 4, 5, 6, 7]
     );
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.unwrap();
@@ -53,4 +54,5 @@ pub(crate) async fn behaviour(store: &Store) {
     states::screening_states(store).await;
     columns::every_column_reads_back(store).await;
     columns::store_call_to_corrupt(store).await;
+    console::console(store).await;
 }

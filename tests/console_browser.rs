@@ -1,0 +1,481 @@
+//! The recruiter console in a real browser: headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, which `scripts/setup.sh` installs) driven over WebDriver, against the
+//! real binary (`voxbridge serve`, the console on the bridge's port) and the simulator as
+//! Twilio (its REST API places the call, posts the signed callbacks and plays the happy-path
+//! candidate over ConversationRelay).
+//!
+//! One recruiter's session: an account made with `voxbridge user add`; sign in; the launch
+//! form refuses a bad phone with the API's message; launch a screening; the calls list follows
+//! the call to `completed` without a reload (Server-Sent Events); the call's page shows the
+//! answers and transcript; the CSV export has the call; the page on a phone-sized screen;
+//! sign out, after which the pages are closed. A screenshot of each page is saved under
+//! `<target>/console-screenshots/`.
+
+#![allow(clippy::too_many_lines)]
+
+mod api_process;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api_process::{free_port, http, scratch_dir, voxbridge_command};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use voxbridge_sim::twilio_api::{SimConfig, TwilioSim};
+use voxbridge_sim::{Recorder, Scenario, TranscriptTap};
+
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "console-browser-auth-token";
+const BEARER: &str = "console-browser-bearer";
+const EMAIL: &str = "recruiter@example.com";
+const PASSWORD: &str = "correct horse battery staple";
+const TEST: &str = "console in a browser";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `<target>/console-screenshots/`: beside the build, kept as the run's artifacts.
+fn screenshot_dir() -> PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), PathBuf::from);
+    let dir = target.join("console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Kills a child process when dropped (the test's browser driver and server).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(what: &str, addr: &str, log: &Path) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} did not listen on {addr}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn shoot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.expect("screenshot");
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+/// Polls `check` (a JavaScript expression) in the page until it is true, or fails after
+/// `limit` with `what` and the page's text.
+async fn wait_until(browser: &Client, what: &str, limit: Duration, check: &str) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let value = browser
+            .execute(&format!("return Boolean({check});"), vec![])
+            .await
+            .expect("script runs");
+        if value == json!(true) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let text = browser
+                .execute("return document.body.innerText;", vec![])
+                .await
+                .unwrap_or_default();
+            panic!("timed out after {limit:?} waiting for {what}; the page says:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn fill(browser: &Client, id: &str, text: &str) {
+    let field = browser.find(Locator::Id(id)).await.expect(id);
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn page_text(browser: &Client) -> String {
+    browser
+        .execute("return document.body.innerText;", vec![])
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recruiter_launches_watches_reviews_and_exports_a_screening_in_a_browser() {
+    if !voxbridge_testkit::require_tool(TEST, "chromium")
+        || !voxbridge_testkit::require_tool(TEST, "chromedriver")
+    {
+        return;
+    }
+    let dir = scratch_dir("console-browser");
+
+    // Twilio: the simulator, playing the happy-path candidate.
+    let scenario = Scenario::load(&repo().join("config/scenarios/happy-path.toml")).unwrap();
+    let sim = TwilioSim::new(
+        SimConfig::new(ACCOUNT, TOKEN, scenario),
+        Arc::new(Recorder::new()),
+        TranscriptTap::none(),
+    );
+    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim_url = format!("http://{}", sim_listener.local_addr().unwrap());
+    let serving = sim.clone();
+    tokio::spawn(async move { serving.serve(sim_listener).await });
+
+    // voxbridge serve: bridge, API and console on one port (the public URL must name it
+    // before the binary starts: Twilio's callbacks are signed for it).
+    let listen = format!("127.0.0.1:{}", free_port());
+    let db = dir.join("voxbridge.db");
+    std::fs::write(
+        dir.join("voxbridge.toml"),
+        format!(
+            "[media]\nlisten = \"{listen}\"\n\n\
+             [api]\npublic_url = \"http://{listen}\"\napi_token = \"{BEARER}\"\n\n\
+             [api.twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{TOKEN}\"\n\
+             from_number = \"+14155550100\"\nrest_base_url = \"{sim_url}\"\n\n\
+             [api.console]\n# Plain http:// on localhost.\nsecure_cookie = false\n\n\
+             [store]\ndatabase_url = \"sqlite://{}\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    // The account, as README tells an operator to make one.
+    let added = voxbridge_command()
+        .args(["user", "add", EMAIL, "--config"])
+        .arg(dir.join("voxbridge.toml"))
+        .current_dir(&dir)
+        .env("VOXBRIDGE_USER_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "voxbridge user add: {}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&added.stdout).trim(),
+        format!("created console user {EMAIL}")
+    );
+    let serve_log = dir.join("serve.log");
+    let _serve = Killed(
+        voxbridge_command()
+            .args(["serve", "--config"])
+            .arg(dir.join("voxbridge.toml"))
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&serve_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while http(&listen, "GET", "/readyz", &[], "") != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "voxbridge serve did not become ready\n{}",
+            std::fs::read_to_string(&serve_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The browser: chromedriver on a free port, Chromium headless.
+    let driver_port = free_port();
+    let driver_log = dir.join("chromedriver.log");
+    let _driver = Killed(
+        Command::new("chromedriver")
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&driver_log).unwrap())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    wait_for_port(
+        "chromedriver",
+        &format!("127.0.0.1:{driver_port}"),
+        &driver_log,
+    );
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1280,1000", "--lang=en-US",
+                     format!("--user-data-dir={}", dir.join("chromium").display())],
+        }),
+    );
+    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "WebDriver session: {e}\n{}",
+                std::fs::read_to_string(&driver_log).unwrap_or_default()
+            )
+        });
+    let base = format!("http://{listen}");
+
+    // No session: the console sends the browser to the sign-in page.
+    browser
+        .goto(&format!("{base}/console/calls"))
+        .await
+        .unwrap();
+    let url = browser.current_url().await.unwrap();
+    assert_eq!(url.path(), "/console/login", "{url}");
+    fill(&browser, "email", EMAIL).await;
+    fill(&browser, "password", "a wrong password").await;
+    shoot(&browser, "01-sign-in").await;
+    click(&browser, "form.card button[type=submit]").await;
+    assert!(
+        page_text(&browser)
+            .await
+            .contains("Wrong e-mail or password.")
+    );
+    fill(&browser, "email", EMAIL).await;
+    fill(&browser, "password", PASSWORD).await;
+    click(&browser, "form.card button[type=submit]").await;
+    wait_until(
+        &browser,
+        "the calls page",
+        Duration::from_secs(10),
+        "document.querySelector('h1') && document.querySelector('h1').textContent === 'Calls'",
+    )
+    .await;
+    assert!(page_text(&browser).await.contains(EMAIL));
+
+    // The launch form: a bad phone number gets the API's message under the field.
+    browser
+        .find(Locator::LinkText("Launch a screening"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    fill(&browser, "candidateId", "cand-42").await;
+    fill(&browser, "firstName", "Ada").await;
+    fill(&browser, "phone", "415 867 5309").await;
+    fill(&browser, "jobTitle", "Warehouse Associate").await;
+    click(&browser, "main form button[type=submit]").await;
+    let error = browser
+        .find(Locator::Id("phone-error"))
+        .await
+        .expect("the phone's error")
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        error,
+        "Phone number: phone number must start with '+' and the country code, e.g. +14155550100"
+    );
+    shoot(&browser, "02-launch-form-errors").await;
+    fill(&browser, "phone", "+14158675309").await;
+    click(&browser, "main form button[type=submit]").await;
+
+    // The calls list follows the call to completed, live: the page is never reloaded (a
+    // marker set in this page's window survives).
+    wait_until(
+        &browser,
+        "the launched notice",
+        Duration::from_secs(10),
+        "document.getElementById('launched')",
+    )
+    .await;
+    let call_sid = browser
+        .find(Locator::Css("#launched a"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(call_sid.starts_with("CA"), "{call_sid}");
+    browser
+        .execute("window.stillTheSamePage = true; return null;", vec![])
+        .await
+        .unwrap();
+    wait_until(
+        &browser,
+        "the event stream",
+        Duration::from_secs(10),
+        "document.body.getAttribute('data-stream') === 'open'",
+    )
+    .await;
+    shoot(&browser, "03-calls-live").await;
+    let row_state = format!(
+        "document.querySelector('#call-{call_sid} [data-state]') && \
+         document.querySelector('#call-{call_sid} [data-state]').getAttribute('data-state')"
+    );
+    wait_until(
+        &browser,
+        "the call's row to show completed",
+        Duration::from_secs(120),
+        &format!("({row_state}) === 'completed'"),
+    )
+    .await;
+    wait_until(
+        &browser,
+        "the outcome",
+        Duration::from_secs(30),
+        &format!("document.querySelector('#call-{call_sid}').innerText.includes('qualified')"),
+    )
+    .await;
+    assert_eq!(
+        browser
+            .execute("return window.stillTheSamePage === true;", vec![])
+            .await
+            .unwrap(),
+        json!(true),
+        "the list changed without a reload"
+    );
+    shoot(&browser, "04-calls-completed").await;
+
+    // The call's page: answers, transcript, timeline.
+    browser
+        .find(Locator::Css(&format!("#call-{call_sid} a")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &browser,
+        "the call's page",
+        Duration::from_secs(10),
+        "document.getElementById('answers-title')",
+    )
+    .await;
+    let detail = page_text(&browser).await;
+    for expected in [
+        "qualified",
+        "Status timeline",
+        "answered",
+        "Yes, I am.",
+        "Transcript",
+        "Agent",
+        "Candidate",
+    ] {
+        assert!(
+            detail.contains(expected),
+            "{expected:?} missing from the call's page:\n{detail}"
+        );
+    }
+    shoot(&browser, "05-call-detail").await;
+
+    // The CSV export, fetched with the browser's session.
+    let csv = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             fetch('/console/export/calls.csv').then(r => r.text()).then(done, e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let csv = csv.as_str().unwrap_or_default();
+    assert!(csv.starts_with("callSid,createdAt,"), "{csv}");
+    assert!(
+        csv.contains(&call_sid) && csv.contains("cand-42") && csv.contains(",completed,qualified,"),
+        "{csv}"
+    );
+    let answers = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             fetch('/console/export/answers.csv').then(r => r.text()).then(done, e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        answers.as_str().unwrap_or_default().lines().count() >= 7,
+        "a header and six answers: {answers}"
+    );
+
+    // The rate-limit look-up.
+    browser
+        .goto(&format!("{base}/console/rate-limits"))
+        .await
+        .unwrap();
+    fill(&browser, "number", "+14158675309").await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_until(
+        &browser,
+        "the figures",
+        Duration::from_secs(10),
+        "document.getElementById('stats-title')",
+    )
+    .await;
+    shoot(&browser, "06-rate-limits").await;
+
+    // On a phone-sized screen.
+    browser.set_window_size(390, 844).await.unwrap();
+    browser
+        .goto(&format!("{base}/console/calls"))
+        .await
+        .unwrap();
+    wait_until(
+        &browser,
+        "the list",
+        Duration::from_secs(10),
+        &format!("document.getElementById('call-{call_sid}')"),
+    )
+    .await;
+    let overflow = browser
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "the page scrolls sideways by {overflow} px"
+    );
+    shoot(&browser, "07-calls-phone").await;
+    browser
+        .goto(&format!("{base}/console/calls/{call_sid}"))
+        .await
+        .unwrap();
+    shoot(&browser, "08-call-detail-phone").await;
+    browser.set_window_size(1280, 1000).await.unwrap();
+
+    // Sign out: the session is over, the pages closed.
+    click(&browser, "form.signout button").await;
+    wait_until(
+        &browser,
+        "the signed-out page",
+        Duration::from_secs(10),
+        "document.body.innerText.includes('You are signed out.')",
+    )
+    .await;
+    shoot(&browser, "09-signed-out").await;
+    browser
+        .goto(&format!("{base}/console/calls"))
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.current_url().await.unwrap().path(),
+        "/console/login"
+    );
+
+    browser.close().await.unwrap();
+    sim.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
