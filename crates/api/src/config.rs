@@ -70,6 +70,8 @@ pub struct ApiConfig {
     pub rate_limit: RateLimitConfig,
     /// The recruiter console (`[api.console]`).
     pub console: crate::console::ConsoleConfig,
+    /// Result webhooks to the ATS (`[api.webhooks]`).
+    pub webhooks: crate::ats::WebhooksConfig,
     /// After SIGTERM (or Ctrl-C) the listener closes at once; requests in flight get this long
     /// to finish, then their connections are closed and the service exits. Key
     /// `drain_timeout_ms`, default 10000.
@@ -107,6 +109,7 @@ impl Default for ApiConfig {
             inbound: InboundConfig::default(),
             rate_limit: RateLimitConfig::default(),
             console: crate::console::ConsoleConfig::default(),
+            webhooks: crate::ats::WebhooksConfig::default(),
             drain_timeout: Duration::from_secs(10),
             listener: ListenerConfig::default(),
             other_keys: NoOtherKeys,
@@ -365,6 +368,7 @@ impl ApiConfig {
                 "must be between 100 and 86400000",
             ));
         }
+        self.webhooks.validate()?;
         if self.rate_limit.max_calls == 0 {
             return Err(invalid("rate_limit.max_calls", "must be at least 1"));
         }

@@ -10,7 +10,8 @@
 //! - `POST /api/screenings` (honours `Idempotency-Key`), `GET /api/screenings`,
 //!   `GET /api/screenings/{id}`,
 //!   `GET /api/calls`, `GET /api/calls/{callSid}`,
-//!   `GET /api/rate-limits/{number}` (bearer token)
+//!   `GET /api/rate-limits/{number}`, `GET /api/webhook-deliveries[/{id}]`,
+//!   `POST /api/webhook-deliveries/{id}/redeliver` (bearer token; see [`ats`])
 //! - `POST /twilio/voice/answer`, `/twilio/voice/inbound`, `/twilio/voice/status`,
 //!   `/twilio/voice/amd`, `/twilio/voice/recording`, `/twilio/relay/action` (signed)
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (the last on `metrics_listen` when set)
@@ -19,6 +20,7 @@
 //! `voxbridge serve` mounts [`routes`] beside the bridge's own (one port; see
 //! [`AppState::set_busy_check`] for the busy answer at the bridge's call limit).
 
+pub mod ats;
 mod calls;
 pub mod config;
 pub mod console;
@@ -135,6 +137,8 @@ pub struct Metrics {
     /// Calls to Twilio's REST API, by [`TwilioOperation`] (`voxbridge_api_twilio_rest_seconds`),
     /// failed ones included.
     pub twilio_rest: [Histogram; TwilioOperation::LABELS.len()],
+    /// Result webhooks to the ATS (`voxbridge_api_ats_*`).
+    pub webhooks: ats::DeliveryMetrics,
 }
 
 /// Latency histograms keyed by `{route="..."}`.
@@ -155,6 +159,7 @@ impl Default for Metrics {
             listener: Arc::default(),
             requests: Family::new_with_constructor(latency_histogram),
             twilio_rest: std::array::from_fn(|_| latency_histogram()),
+            webhooks: ats::DeliveryMetrics::default(),
         }
     }
 }
@@ -252,6 +257,7 @@ impl Metrics {
         ] {
             registry.register(name, help, counter.clone());
         }
+        self.webhooks.register(registry);
     }
 
     /// The request and Twilio REST histograms.
@@ -460,6 +466,7 @@ fn bare_routes(state: AppState) -> Router {
         .route("/api/calls", get(calls::list))
         .route("/api/calls/{call_sid}", get(calls::detail))
         .route("/api/rate-limits/{number}", get(calls::rate_limit_stats))
+        .merge(ats::routes::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_bearer,
@@ -499,11 +506,15 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 /// Runs the background work of the service until `shutdown`: the reconciliation of
-/// screenings whose call was placed but not linked (see [`reconcile`]). Await the handle
-/// after `shutdown`, bounded: a pass may still be talking to Twilio.
+/// screenings whose call was placed but not linked (see [`reconcile`]) and the delivery of
+/// results to the ATS (see [`ats`]). Await the handle after `shutdown`, bounded: a pass may
+/// still be talking to Twilio or a receiver; aborting it aborts both.
 pub fn spawn_background(state: &AppState, shutdown: CancellationToken) -> JoinHandle<()> {
     console::stop_streams_on(state, shutdown.clone());
-    tokio::spawn(reconcile::run(state.clone(), shutdown))
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(reconcile::run(state.clone(), shutdown.clone()));
+    tasks.spawn(ats::worker::run(state.clone(), shutdown));
+    tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
 }
 
 /// Opens the store, builds the state and serves on `listener` (a [`voxbridge_net::Server`] with

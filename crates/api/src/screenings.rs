@@ -11,7 +11,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use voxbridge_store::{IdempotencyKey, KeyedInsert, NewScreening, ScreeningRecord};
+use voxbridge_store::{
+    IdempotencyKey, KeyedInsert, NewScreening, ScreeningCallback, ScreeningRecord,
+};
 use voxbridge_twilio::E164;
 use voxbridge_twilio::rest::{CreateCall, MachineDetection, RestError};
 
@@ -32,6 +34,10 @@ struct ScreeningRequest {
     phone: E164,
     job_title: String,
     screening: String,
+    /// Where this screening's result goes (`None`: `api.webhooks.url`).
+    callback_url: Option<String>,
+    /// The caller's object, echoed back (`crate::ats`).
+    metadata: Option<Value>,
 }
 
 fn text_field(
@@ -102,6 +108,7 @@ fn parse_request(body: &[u8], known: &[String]) -> Result<ScreeningRequest, ApiE
                 None
             }
         });
+    let (callback_url, metadata) = crate::ats::parse_callback(&object, &mut errors);
     match (candidate_id, first_name, phone, job_title, screening) {
         (Some(candidate_id), Some(first_name), Some(phone), Some(job_title), Some(screening))
             if errors.is_empty() =>
@@ -112,6 +119,8 @@ fn parse_request(body: &[u8], known: &[String]) -> Result<ScreeningRequest, ApiE
                 phone,
                 job_title,
                 screening,
+                callback_url,
+                metadata,
             })
         }
         _ => Err(ApiError::Validation(errors)),
@@ -123,13 +132,20 @@ impl ScreeningRequest {
     /// the same screening, however its JSON is spaced, ordered or its number written.
     fn digest(&self) -> String {
         use sha2::{Digest as _, Sha256};
-        let canonical = json!([
+        let mut canonical = json!([
             self.candidate_id,
             self.first_name,
             self.phone.as_str(),
             self.job_title,
             self.screening,
         ]);
+        // Only when given, so the digest of a request without them is what it always was.
+        if (self.callback_url.is_some() || self.metadata.is_some())
+            && let Value::Array(fields) = &mut canonical
+        {
+            fields.push(json!(self.callback_url));
+            fields.push(json!(self.metadata));
+        }
         format!("{:x}", Sha256::digest(canonical.to_string().as_bytes()))
     }
 }
@@ -255,6 +271,7 @@ pub(crate) async fn detail(
 }
 
 /// `POST /api/screenings`.
+#[allow(clippy::too_many_lines)] // one request's path: validate, replay, cap, place, record
 pub(crate) async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -285,6 +302,16 @@ pub(crate) async fn create(
             "placing calls is not configured: set api.twilio.from_number".to_owned(),
         ));
     }
+    let callback = ScreeningCallback {
+        deliver: request.callback_url.is_some() || !config.webhooks.url.is_empty(),
+        url: request.callback_url.clone(),
+        metadata: request.metadata.clone(),
+    };
+    if callback.url.is_some() && config.webhooks.secret.is_empty() {
+        return Err(ApiError::Unavailable(
+            "callbackUrl needs signed deliveries: set api.webhooks.secret".to_owned(),
+        ));
+    }
     let now = state.now_ms();
     let store = &state.0.store;
     let placed = store
@@ -300,7 +327,7 @@ pub(crate) async fn create(
     // The intent is committed before Twilio is asked: if this process dies between Twilio's
     // 201 and the commit below, start-up reconciliation finds the call (crate::reconcile).
     let inserted = store
-        .insert_keyed_screening_intent(
+        .insert_requested_screening(
             &NewScreening {
                 candidate_id: request.candidate_id.clone(),
                 first_name: request.first_name.clone(),
@@ -311,6 +338,7 @@ pub(crate) async fn create(
             },
             &config.twilio.from_number,
             key.as_ref(),
+            (callback.deliver || callback.metadata.is_some()).then_some(&callback),
         )
         .await?;
     let id = match (inserted, &key) {

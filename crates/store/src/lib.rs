@@ -45,6 +45,7 @@ mod screenings;
 mod sessions;
 mod sms_consent;
 mod transcripts;
+mod webhook_outbox;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -74,6 +75,10 @@ pub use screenings::{
 };
 pub use sessions::ScreeningSession;
 pub use transcripts::TranscriptLine;
+pub use webhook_outbox::{
+    AttemptRecord, AttemptResult, ClaimRequest, ClaimedDelivery, SCREENING_ENDED_EVENT,
+    ScreeningCallback, WEBHOOK_DELIVERY_STATES, WebhookDelivery,
+};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

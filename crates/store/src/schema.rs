@@ -179,6 +179,39 @@ const V6: &str = concat!(
     "CREATE INDEX IF NOT EXISTS screenings_outcome ON screenings (outcome, created_at);\n"
 );
 
+/// Migration 8: results to the ATS (`crate::webhook_outbox`): the callback each screening was
+/// requested with, and the durable outbox of result webhooks, one row per screening, claimed
+/// by workers with a lease (`{ID}` as in [`V1`]). Idempotent.
+const V8: &str = r"
+CREATE TABLE IF NOT EXISTS screening_callbacks (
+    screening_id BIGINT PRIMARY KEY REFERENCES screenings (id),
+    callback_url TEXT,
+    metadata TEXT,
+    deliver BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id {ID},
+    screening_id BIGINT NOT NULL UNIQUE REFERENCES screenings (id),
+    event TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    lease_until BIGINT,
+    lease_token TEXT,
+    payload TEXT,
+    url TEXT,
+    last_status BIGINT,
+    last_error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    delivered_at BIGINT
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_created ON webhook_deliveries (created_at);
+";
+
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![
         Migration {
@@ -224,6 +257,12 @@ pub(crate) fn migrations() -> Vec<Migration> {
             sqlite: crate::console::V7,
             postgres: crate::console::V7,
         },
+        Migration {
+            version: 8,
+            description: "screening_callbacks, webhook_deliveries (result webhooks to the ATS)",
+            sqlite: with_ids(V8, &V8_SQLITE, SQLITE_ID),
+            postgres: with_ids(V8, &V8_POSTGRES, POSTGRES_ID),
+        },
     ]
 }
 
@@ -239,6 +278,8 @@ static V1_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static V1_POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static V3_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static V3_POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static V8_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static V8_POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS voxbridge_migrations (
     version BIGINT PRIMARY KEY,

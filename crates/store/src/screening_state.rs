@@ -108,7 +108,8 @@ pub(crate) const SYNC_ONE: &str = concat!(
 );
 
 /// Brings the screening of call `$call_sid` up to date inside the transaction `$tx` (the
-/// voicemail outcome, then the state); `?` on failure.
+/// voicemail outcome, then the state, then its result webhook if it just ended); `?` on
+/// failure.
 macro_rules! sync_screening {
     ($tx:ident, $call_sid:expr, $now_ms:expr) => {{
         sqlx::query($crate::screening_state::VOICEMAIL_OUTCOME)
@@ -116,6 +117,12 @@ macro_rules! sync_screening {
             .execute(&mut *$tx)
             .await?;
         sqlx::query($crate::screening_state::SYNC_ONE)
+            .bind($call_sid)
+            .bind($now_ms)
+            .execute(&mut *$tx)
+            .await?;
+        // A screening that just ended gets its result webhook queued (once, ever).
+        sqlx::query($crate::webhook_outbox::ENQUEUE_FOR_CALL)
             .bind($call_sid)
             .bind($now_ms)
             .execute(&mut *$tx)

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::order::status_rank;
 use crate::screening_state::sync_screening;
+use crate::webhook_outbox::{ENQUEUE_FOR_SCREENING, ScreeningCallback};
 use crate::{Store, StoreError, json_column, json_shape, on_reader, on_writer};
 
 /// A screening request before Twilio was asked to call.
@@ -54,6 +55,10 @@ pub struct ScreeningRecord {
     pub outcome: Option<String>,
     /// Summary (set by the agent): the JSON nested, or the text as a string.
     pub summary: Option<serde_json::Value>,
+    /// The screening's own result webhook URL, if it was requested with one.
+    pub callback_url: Option<String>,
+    /// The caller's metadata, as given when requested (echoed in the result webhook).
+    pub metadata: Option<serde_json::Value>,
     /// Requested at (Unix ms; RFC 3339 in JSON).
     #[serde(serialize_with = "json_shape::time")]
     pub created_at: i64,
@@ -83,7 +88,11 @@ pub struct ScreeningFilter {
 
 /// The columns of [`ScreeningRow`].
 const SCREENING_COLUMNS: &str = "id, call_sid, candidate_id, first_name, phone, job_title, \
-    screening, state, error, answers, outcome, summary, created_at, updated_at";
+    screening, state, error, answers, outcome, summary, \
+    (SELECT cb.callback_url FROM screening_callbacks cb WHERE cb.screening_id = screenings.id) \
+    AS callback_url, \
+    (SELECT cb.metadata FROM screening_callbacks cb WHERE cb.screening_id = screenings.id) \
+    AS metadata, created_at, updated_at";
 
 /// A `screenings` row as read ([`SCREENING_COLUMNS`]); `answers` is JSON stored as text.
 #[derive(sqlx::FromRow)]
@@ -100,6 +109,8 @@ struct ScreeningRow {
     answers: Option<String>,
     outcome: Option<String>,
     summary: Option<String>,
+    callback_url: Option<String>,
+    metadata: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -125,6 +136,11 @@ impl TryFrom<ScreeningRow> for ScreeningRecord {
                 .map(json_shape::camel_case_keys),
             outcome: row.outcome,
             summary: row.summary.map(json_shape::json_or_text),
+            callback_url: row.callback_url,
+            metadata: row
+                .metadata
+                .map(|text| json_column(&text, "screening_callbacks.metadata"))
+                .transpose()?,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -230,6 +246,18 @@ impl Store {
         from: &str,
         key: Option<&IdempotencyKey>,
     ) -> Result<KeyedInsert, StoreError> {
+        self.insert_requested_screening(new, from, key, None).await
+    }
+
+    /// [`Store::insert_keyed_screening_intent`] with the screening's result webhook
+    /// (`callback`), recorded in the same transaction.
+    pub async fn insert_requested_screening(
+        &self,
+        new: &NewScreening,
+        from: &str,
+        key: Option<&IdempotencyKey>,
+        callback: Option<&ScreeningCallback>,
+    ) -> Result<KeyedInsert, StoreError> {
         let created = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let id: i64 = sqlx::query_scalar(INSERT_SCREENING)
@@ -272,6 +300,20 @@ impl Store {
                 .bind(new.created_at_ms)
                 .execute(&mut *tx)
                 .await?;
+                if let Some(callback) = callback {
+                    sqlx::query(
+                        "INSERT INTO screening_callbacks \
+                         (screening_id, callback_url, metadata, deliver, created_at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(id)
+                    .bind(&callback.url)
+                    .bind(callback.metadata.as_ref().map(serde_json::Value::to_string))
+                    .bind(i64::from(callback.deliver))
+                    .bind(new.created_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 tx.commit().await?;
                 Some(id)
             } else {
@@ -388,6 +430,11 @@ impl Store {
                 .bind(now_ms)
                 .bind("failed")
                 .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(ENQUEUE_FOR_SCREENING)
+                .bind(id)
+                .bind(now_ms)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;

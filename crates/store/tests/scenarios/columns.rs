@@ -159,6 +159,8 @@ fn expected_screening(id: i64) -> ScreeningRecord {
         answers: Some(serde_json::json!({"welds": ["mig", "tig"]})),
         outcome: Some("qualified".into()),
         summary: Some(serde_json::Value::String("two processes".into())),
+        callback_url: None,
+        metadata: None,
         created_at: 5_000,
         updated_at: 5_092,
     }

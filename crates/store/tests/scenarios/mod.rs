@@ -6,6 +6,7 @@ mod console;
 mod intents;
 mod screenings;
 mod states;
+mod webhook_outbox;
 
 use voxbridge_store::{CallStatusEvent, Store};
 
@@ -33,7 +34,7 @@ pub(crate) const CALL4: &str = "CA00000000000000000000000000000004";
 pub(crate) async fn behaviour(store: &Store) {
     assert_eq!(
         store.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7]
+        [1, 2, 3, 4, 5, 6, 7, 8]
     );
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.unwrap();
@@ -55,4 +56,5 @@ pub(crate) async fn behaviour(store: &Store) {
     columns::every_column_reads_back(store).await;
     columns::store_call_to_corrupt(store).await;
     console::console(store).await;
+    webhook_outbox::result_webhooks(store).await;
 }
