@@ -246,11 +246,13 @@ async fn a_recruiter_launches_watches_reviews_and_exports_a_screening_in_a_brows
     fill(&browser, "password", "a wrong password").await;
     shoot(&browser, "01-sign-in").await;
     click(&browser, "form.card button[type=submit]").await;
-    assert!(
-        page_text(&browser)
-            .await
-            .contains("Wrong e-mail or password.")
-    );
+    wait_until(
+        &browser,
+        "the refusal",
+        Duration::from_secs(10),
+        "document.body.innerText.includes('Wrong e-mail or password.')",
+    )
+    .await;
     fill(&browser, "email", EMAIL).await;
     fill(&browser, "password", PASSWORD).await;
     click(&browser, "form.card button[type=submit]").await;
@@ -276,6 +278,14 @@ async fn a_recruiter_launches_watches_reviews_and_exports_a_screening_in_a_brows
     fill(&browser, "phone", "415 867 5309").await;
     fill(&browser, "jobTitle", "Warehouse Associate").await;
     click(&browser, "main form button[type=submit]").await;
+    // The click returns before the answer's page has loaded.
+    wait_until(
+        &browser,
+        "the phone's error",
+        Duration::from_secs(10),
+        "document.getElementById('phone-error')",
+    )
+    .await;
     let error = browser
         .find(Locator::Id("phone-error"))
         .await

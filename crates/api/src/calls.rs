@@ -18,7 +18,7 @@ const MAX_PAGE: i64 = 200;
 
 /// Unix ms from `1700000000000`, a UTC date `2025-01-31`, or an RFC 3339 UTC time as the API
 /// writes them (`2025-01-31T09:30:00.000Z`, fraction optional).
-fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }

@@ -72,6 +72,8 @@ pub struct ApiConfig {
     pub console: crate::console::ConsoleConfig,
     /// Result webhooks to the ATS (`[api.webhooks]`).
     pub webhooks: crate::ats::WebhooksConfig,
+    /// SMS / WhatsApp sending (`[api.messaging]`).
+    pub messaging: crate::MessagingConfig,
     /// After SIGTERM (or Ctrl-C) the listener closes at once; requests in flight get this long
     /// to finish, then their connections are closed and the service exits. Key
     /// `drain_timeout_ms`, default 10000.
@@ -110,6 +112,7 @@ impl Default for ApiConfig {
             rate_limit: RateLimitConfig::default(),
             console: crate::console::ConsoleConfig::default(),
             webhooks: crate::ats::WebhooksConfig::default(),
+            messaging: crate::MessagingConfig::default(),
             drain_timeout: Duration::from_secs(10),
             listener: ListenerConfig::default(),
             other_keys: NoOtherKeys,
@@ -375,6 +378,7 @@ impl ApiConfig {
         if self.rate_limit.window < Duration::from_secs(1) {
             return Err(invalid("rate_limit.window_secs", "must be at least 1"));
         }
+        self.messaging.validate()?;
         for number in &self.rate_limit.allowlist {
             E164::parse(number).map_err(|e| {
                 invalid(

@@ -12,6 +12,8 @@
 //!   `GET /api/calls`, `GET /api/calls/{callSid}`,
 //!   `GET /api/rate-limits/{number}`, `GET /api/webhook-deliveries[/{id}]`,
 //!   `POST /api/webhook-deliveries/{id}/redeliver` (bearer token; see [`ats`])
+//! - `POST /api/messages`, `GET /api/messages/{id}`, `GET /api/messages/stats` (bearer);
+//!   `POST /twilio/sms/inbound`, `/twilio/sms/status` (signed): see [`messages`]
 //! - `POST /twilio/voice/answer`, `/twilio/voice/inbound`, `/twilio/voice/status`,
 //!   `/twilio/voice/amd`, `/twilio/voice/recording`, `/twilio/relay/action` (signed)
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics` (the last on `metrics_listen` when set)
@@ -25,6 +27,7 @@ mod calls;
 pub mod config;
 pub mod console;
 mod error;
+mod messages;
 pub mod ratelimit;
 pub mod reconcile;
 mod screenings;
@@ -62,6 +65,7 @@ pub use config::{
 };
 pub use console::{ConsoleConfig, hash_password};
 pub use error::ApiError;
+pub use messages::config::{MessagingConfig, QuietHoursConfig, SenderRates};
 pub use ratelimit::{
     Decision, LimiterError, MemoryLimiter, NumberStats, RateLimiter, RedisLimiter, SlidingWindow,
     caller_key,
@@ -312,6 +316,8 @@ pub(crate) struct Inner {
     pub(crate) busy_check: std::sync::OnceLock<BusyCheck>,
     /// The recruiter console's channel and templates.
     pub(crate) console: console::Shared,
+    /// Messaging metrics (the queue itself lives in the store).
+    pub(crate) messaging: messages::Messaging,
 }
 
 /// See [`AppState::set_busy_check`].
@@ -390,6 +396,8 @@ impl AppState {
         let mut metrics_registry = Registry::default();
         voxbridge_metrics::register_process(&mut metrics_registry);
         metrics.register(&mut metrics_registry);
+        let messaging = messages::Messaging::default();
+        messaging.register(&mut metrics_registry);
         Ok(Self(Arc::new(Inner {
             validator: RequestValidator::new(config.twilio.auth_token.expose()),
             config,
@@ -402,6 +410,7 @@ impl AppState {
             metrics_registry,
             busy_check: std::sync::OnceLock::new(),
             console: console::Shared::new(),
+            messaging,
         })))
     }
 
@@ -430,6 +439,7 @@ impl AppState {
     /// `voxbridge_api_tcp_*`); its own `GET /metrics` keeps serving them.
     pub fn register_metrics(&self, registry: &mut Registry) {
         self.0.metrics.register_without_listener(registry);
+        self.0.messaging.register(registry);
     }
 
     /// How long requests and background work get after shutdown (`drain_timeout_ms`).
@@ -467,6 +477,7 @@ fn bare_routes(state: AppState) -> Router {
         .route("/api/calls/{call_sid}", get(calls::detail))
         .route("/api/rate-limits/{number}", get(calls::rate_limit_stats))
         .merge(ats::routes::routes())
+        .merge(messages::api_routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_bearer,
@@ -480,6 +491,7 @@ fn bare_routes(state: AppState) -> Router {
         .route("/twilio/voice/recording", post(webhooks::recording))
         .route("/twilio/relay/action", post(webhooks::relay_action))
         .merge(console::routes(&state))
+        .merge(messages::twilio_routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -506,14 +518,18 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 /// Runs the background work of the service until `shutdown`: the reconciliation of
-/// screenings whose call was placed but not linked (see [`reconcile`]) and the delivery of
-/// results to the ATS (see [`ats`]). Await the handle after `shutdown`, bounded: a pass may
-/// still be talking to Twilio or a receiver; aborting it aborts both.
+/// screenings whose call was placed but not linked (see [`reconcile`]), the delivery of
+/// results to the ATS (see [`ats`]) and the message sender (unless `messaging.send = false`).
+/// Await the handle after `shutdown`, bounded: a pass may still be talking to Twilio or a
+/// receiver; aborting it aborts them.
 pub fn spawn_background(state: &AppState, shutdown: CancellationToken) -> JoinHandle<()> {
     console::stop_streams_on(state, shutdown.clone());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(reconcile::run(state.clone(), shutdown.clone()));
-    tasks.spawn(ats::worker::run(state.clone(), shutdown));
+    tasks.spawn(ats::worker::run(state.clone(), shutdown.clone()));
+    if state.0.config.messaging.send {
+        tasks.spawn(messages::worker::run(state.clone(), shutdown));
+    }
     tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
 }
 

@@ -5,6 +5,8 @@
 //! - [`twilio_api`]: a stand-in for Twilio's REST `Calls.json` (Basic auth, Twilio's JSON and
 //!   error shapes) whose calls are "dialed": signed status callbacks with `SequenceNumber`,
 //!   async AMD, a signed fetch of the answer TwiML, then the call itself.
+//! - [`messaging`]: a stand-in for Twilio's `Messages.json` (its errors, signed delivery
+//!   callbacks) and a phone that texts in (signed incoming-message webhooks).
 //! - [`media_call`]: the Media Streams caller (`connected`, `start`, 20 ms mu-law frames in
 //!   real time, a playout buffer that echoes marks when playback reaches them, `clear`,
 //!   `dtmf`, `stop`), recording what the caller heard.
@@ -23,6 +25,7 @@
 pub mod call;
 pub mod loadtest;
 pub mod media_call;
+pub mod messaging;
 pub mod playout;
 pub mod relay_call;
 pub mod report;

@@ -32,7 +32,6 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -306,19 +305,13 @@ impl TwilioSim {
     }
 
     fn authorized(&self, headers: &HeaderMap, account: &str) -> bool {
-        let expected = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!(
-                "{}:{}",
-                self.0.config.account_sid, self.0.config.auth_token
-            ))
-        );
-        let given = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        // Not secret-grade comparison: this is a local stand-in.
-        given == expected && account == self.0.config.account_sid
+        let config = &self.0.config;
+        crate::messaging::basic_auth_matches(
+            headers,
+            &config.account_sid,
+            &config.auth_token,
+            account,
+        )
     }
 
     /// The call `sid` as created (an unknown SID: only its SID).

@@ -1,6 +1,6 @@
 //! Durable records for voxbridge: calls and their status timeline, screenings (answers,
-//! outcome), transcripts, the voice pipeline's per-turn latencies, rate-limit decisions and
-//! SMS consent.
+//! outcome), transcripts, the voice pipeline's per-turn latencies, rate-limit decisions, SMS
+//! consent and the SMS/WhatsApp message queue.
 //!
 //! One [`Store`] over either an SQLite file (the embedded default, WAL mode) or PostgreSQL
 //! (`database_url = "postgres://..."`), chosen by [`StoreConfig::database_url`]. Both run the
@@ -35,6 +35,7 @@ mod events;
 mod inbound_calls;
 mod json_shape;
 mod media_calls;
+mod messages;
 mod order;
 mod rate_limits;
 mod recordings;
@@ -65,6 +66,7 @@ pub use events::{CallEvent, EventOutcome};
 pub use inbound_calls::{InboundClaim, InboundDecision};
 pub use json_shape::rfc3339;
 pub use media_calls::{MediaCallEnd, TurnLatencyRecord};
+pub use messages::{MessageRecord, MessageStats, NewMessage, message_status_rank};
 pub use order::{StatusPoint, is_terminal, status_rank, supersedes};
 pub use rate_limits::RateLimitDecision;
 pub use recordings::RecordingEvent;
@@ -74,6 +76,7 @@ pub use screenings::{
     IdempotencyKey, KeyedInsert, NewScreening, ScreeningFilter, ScreeningIntent, ScreeningRecord,
 };
 pub use sessions::ScreeningSession;
+pub use sms_consent::ConsentEvent;
 pub use transcripts::TranscriptLine;
 pub use webhook_outbox::{
     AttemptRecord, AttemptResult, ClaimRequest, ClaimedDelivery, SCREENING_ENDED_EVENT,

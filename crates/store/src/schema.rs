@@ -212,6 +212,65 @@ CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (state, 
 CREATE INDEX IF NOT EXISTS webhook_deliveries_created ON webhook_deliveries (created_at);
 ";
 
+/// Migration 9: SMS and WhatsApp messages (`crate::messages`): the durable outbound queue
+/// (`scheduled` -> `claimed` under a lease -> Twilio's statuses) and the inbound log, one row
+/// per `MessageSid`, and every status callback (`message_events`: a callback that arrives
+/// before the send's commit is applied by it). `{ID}` as in [`V1`].
+const V9: &str = r"
+CREATE TABLE IF NOT EXISTS messages (
+    id {ID},
+    direction TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    to_number TEXT NOT NULL,
+    from_number TEXT,
+    body TEXT NOT NULL,
+    encoding TEXT,
+    segments BIGINT,
+    status TEXT NOT NULL,
+    status_rank BIGINT NOT NULL DEFAULT 0,
+    message_sid TEXT UNIQUE,
+    error_code BIGINT,
+    error_message TEXT,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    send_at BIGINT NOT NULL,
+    hold_reason TEXT,
+    zone TEXT,
+    lease_owner TEXT,
+    lease_until BIGINT,
+    sent_at BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (status, from_number, send_at);
+CREATE INDEX IF NOT EXISTS messages_to ON messages (to_number, created_at);
+CREATE INDEX IF NOT EXISTS messages_sent_at ON messages (sent_at);
+
+CREATE TABLE IF NOT EXISTS message_events (
+    id {ID},
+    message_sid TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_rank BIGINT NOT NULL,
+    error_code BIGINT,
+    error_message TEXT,
+    received_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS message_events_sid ON message_events (message_sid, status_rank);
+";
+
+/// Migration 10: the channel of the last consent change, and every change
+/// (`sms_consent_events`: time, keyword, channel). `{ID}` as in [`V1`].
+const V10: &str = r"
+CREATE TABLE IF NOT EXISTS sms_consent_events (
+    id {ID},
+    number TEXT NOT NULL,
+    status TEXT NOT NULL,
+    keyword TEXT,
+    channel TEXT,
+    at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sms_consent_events_number ON sms_consent_events (number, at);
+";
+
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![
         Migration {
@@ -263,6 +322,18 @@ pub(crate) fn migrations() -> Vec<Migration> {
             sqlite: with_ids(V8, &V8_SQLITE, SQLITE_ID),
             postgres: with_ids(V8, &V8_POSTGRES, POSTGRES_ID),
         },
+        Migration {
+            version: 9,
+            description: "messages (SMS/WhatsApp outbound queue and inbound log), message_events",
+            sqlite: with_ids(V9, &V9_SQLITE, SQLITE_ID),
+            postgres: with_ids(V9, &V9_POSTGRES, POSTGRES_ID),
+        },
+        Migration {
+            version: 10,
+            description: "sms_consent.channel, sms_consent_events (opt-out/opt-in history)",
+            sqlite: sqlite_v10(),
+            postgres: postgres_v10(),
+        },
     ]
 }
 
@@ -280,6 +351,30 @@ static V3_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static V3_POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static V8_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 static V8_POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static V9_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static V9_POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static V10_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static V10_POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Migration 10 for SQLite: no `ADD COLUMN IF NOT EXISTS` there; the version table keeps it
+/// to one run.
+fn sqlite_v10() -> &'static str {
+    V10_SQLITE.get_or_init(|| {
+        format!(
+            "ALTER TABLE sms_consent ADD COLUMN channel TEXT;\n{}",
+            V10.replace("{ID}", SQLITE_ID)
+        )
+    })
+}
+
+fn postgres_v10() -> &'static str {
+    V10_POSTGRES.get_or_init(|| {
+        format!(
+            "ALTER TABLE sms_consent ADD COLUMN IF NOT EXISTS channel TEXT;\n{}",
+            V10.replace("{ID}", POSTGRES_ID)
+        )
+    })
+}
 
 pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS voxbridge_migrations (
     version BIGINT PRIMARY KEY,
