@@ -147,6 +147,7 @@ async fn a_recruiter_launches_watches_reviews_and_exports_a_screening_in_a_brows
     // before the binary starts: Twilio's callbacks are signed for it).
     let listen = format!("127.0.0.1:{}", free_port());
     let db = dir.join("voxbridge.db");
+    let ats_port = free_port();
     std::fs::write(
         dir.join("voxbridge.toml"),
         format!(
@@ -155,6 +156,9 @@ async fn a_recruiter_launches_watches_reviews_and_exports_a_screening_in_a_brows
              [api.twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{TOKEN}\"\n\
              from_number = \"+14155550100\"\nrest_base_url = \"{sim_url}\"\n\n\
              [api.console]\n# Plain http:// on localhost.\nsecure_cookie = false\n\n\
+             [api.webhooks]\n# An ATS that is down: the result is dead-lettered after two tries.\n\
+             url = \"http://127.0.0.1:{ats_port}/results\"\nsecret = \"whsec_console_browser\"\n\
+             max_attempts = 2\nbackoff_base_ms = 100\nbackoff_max_ms = 200\nsettle_ms = 0\n\n\
              [store]\ndatabase_url = \"sqlite://{}\"\n",
             db.display()
         ),
@@ -433,6 +437,40 @@ async fn a_recruiter_launches_watches_reviews_and_exports_a_screening_in_a_brows
     )
     .await;
     shoot(&browser, "06-rate-limits").await;
+
+    // The result webhook to the (unreachable) ATS, dead-lettered, and sent again.
+    browser
+        .goto(&format!("{base}/console/webhooks"))
+        .await
+        .unwrap();
+    let mut dead = false;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        dead = browser
+            .execute(
+                "return Boolean(document.querySelector('#deliveries .badge.state-dead'));",
+                vec![],
+            )
+            .await
+            .unwrap()
+            == json!(true);
+        if dead {
+            break;
+        }
+        // The page is server-rendered: read it again until the second try has failed.
+        browser.refresh().await.unwrap();
+    }
+    assert!(dead, "no dead letter: {}", page_text(&browser).await);
+    assert!(page_text(&browser).await.contains("Send again"));
+    shoot(&browser, "06b-webhooks-dead").await;
+    click(&browser, "#deliveries form button[type=submit]").await;
+    wait_until(
+        &browser,
+        "the redelivery notice",
+        Duration::from_secs(10),
+        "document.getElementById('redelivered')",
+    )
+    .await;
 
     // On a phone-sized screen.
     browser.set_window_size(390, 844).await.unwrap();

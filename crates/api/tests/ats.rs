@@ -556,6 +556,124 @@ async fn an_always_failing_receiver_is_dead_lettered_then_redelivered() {
     shutdown.cancel();
 }
 
+/// The `name=value` pair of the `Set-Cookie` header that sets `name`.
+fn cookie(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_owned()
+}
+
+/// The value of the first hidden `csrf` input of a console page.
+fn csrf_field(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..at + 64].to_owned()
+}
+
+/// A dead-lettered result is listed in the recruiter console (signed in with the API token),
+/// and "Send again" there queues it: the receiver gets it once more, with the same delivery id.
+#[tokio::test]
+async fn a_dead_letter_is_shown_in_the_console_and_sent_again_from_it() {
+    let (url, receiver) = start_receiver(vec![500, 500]).await;
+    let (h, shutdown) = start_live(None, |c| {
+        webhooks(c, &url);
+        c.webhooks.max_attempts = 2;
+        c.webhooks.backoff_base = Duration::from_millis(20);
+        c.webhooks.settle = Duration::ZERO;
+        c.webhooks.poll_interval = Duration::from_millis(10);
+        c.webhooks.timeout = Duration::from_secs(2);
+    })
+    .await;
+    let (id, _) = ended_screening(&h, "dead-console", None).await;
+    let mut dead = Value::Null;
+    for _ in 0..1000 {
+        dead = deliveries(&h, "?state=dead").await;
+        if dead["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(dead["total"], 1, "{dead}");
+    let delivery_id = dead["deliveries"][0]["id"].as_i64().unwrap();
+    assert_eq!(dead["deliveries"][0]["screeningId"], id);
+
+    // Sign in to the console with the API token (no redirects followed: the cookies are read).
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = browser
+        .get(format!("{}/console/login", h.base))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = cookie(&login, "__Host-vb_login");
+    let login_csrf = csrf_field(&login.text().await.unwrap());
+    let signed_in = browser
+        .post(format!("{}/console/login", h.base))
+        .header(reqwest::header::COOKIE, login_cookie)
+        .form(&[("csrf", login_csrf.as_str()), ("token", BEARER)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let session = cookie(&signed_in, "__Host-vb_session");
+
+    let page = browser
+        .get(format!("{}/console/webhooks?state=dead", h.base))
+        .header(reqwest::header::COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(&format!("id=\"delivery-{delivery_id}\"")),
+        "{html}"
+    );
+    assert!(html.contains("HTTP 500"), "{html}");
+    assert!(html.contains("<strong>1</strong> dead"), "{html}");
+    assert!(html.contains("Send again"), "{html}");
+    let csrf = csrf_field(&html);
+
+    let redeliver = format!("{}/console/webhooks/{delivery_id}/redeliver", h.base);
+    let forged = browser
+        .post(&redeliver)
+        .header(reqwest::header::COOKIE, &session)
+        .form(&[("csrf", "0".repeat(64).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(receiver.received.lock().unwrap().len(), 2);
+
+    let sent = browser
+        .post(&redeliver)
+        .header(reqwest::header::COOKIE, &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        sent.headers()[reqwest::header::LOCATION],
+        format!("/console/webhooks?redelivered={delivery_id}").as_str()
+    );
+    eventually(Duration::from_secs(10), "the redelivery", || {
+        receiver.received.lock().unwrap().len() >= 3
+    })
+    .await;
+    let got = receiver.received.lock().unwrap().clone();
+    assert_eq!(got[2].delivery_id, delivery_id.to_string());
+    assert_eq!(got[2].body, got[0].body);
+    shutdown.cancel();
+}
+
 /// Two instances on one PostgreSQL database, both delivering: every result arrives, each
 /// once (claims skip rows the other holds).
 #[tokio::test]

@@ -115,6 +115,11 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
             get(pages::new_screening).post(pages::launch),
         )
         .route("/console/rate-limits", get(pages::rate_limits))
+        .route("/console/webhooks", get(pages::webhooks))
+        .route(
+            "/console/webhooks/{id}/redeliver",
+            post(pages::redeliver_webhook),
+        )
         .route("/console/export/calls.csv", get(export::calls))
         .route("/console/export/answers.csv", get(export::answers))
         .route("/console/events", get(pages::events))

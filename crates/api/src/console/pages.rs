@@ -644,6 +644,100 @@ pub(crate) async fn events(State(state): State<AppState>, _session: Session) -> 
     response
 }
 
+/// Deliveries shown per page of `/console/webhooks`.
+const WEBHOOK_PAGE: i64 = 50;
+
+/// `GET /console/webhooks?state=`: the result webhooks to the ATS (`crate::ats`), newest first,
+/// with the counts per state; dead-lettered and delivered ones can be sent again.
+pub(crate) async fn webhooks(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let form = FormParams::parse(raw.as_deref().unwrap_or_default().as_bytes());
+    let wanted = form
+        .get("state")
+        .filter(|s| voxbridge_store::WEBHOOK_DELIVERY_STATES.contains(s))
+        .map(str::to_owned);
+    let store = &state.0.store;
+    let found = async {
+        let (deliveries, total) = store
+            .list_webhook_deliveries(wanted.as_deref(), None, WEBHOOK_PAGE, 0)
+            .await?;
+        let counts = store.webhook_delivery_counts().await?;
+        Ok::<_, ApiError>((deliveries, total, counts))
+    }
+    .await;
+    let (deliveries, total, counts) = match found {
+        Ok(found) => found,
+        Err(e) => return error_page(&state, &session, e.status(), &e.to_string()),
+    };
+    let rows: Vec<Value> = deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "screeningId": d.screening_id,
+                "state": d.state,
+                "attempts": d.attempts,
+                "url": d.url,
+                "lastStatus": d.last_status,
+                "lastError": d.last_error,
+                "updated": when(d.updated_at),
+                "nextAttempt": (d.state == "pending").then(|| when(d.next_attempt_at)),
+                "canRedeliver": d.state != "pending",
+            })
+        })
+        .collect();
+    let counts: Vec<Value> = voxbridge_store::WEBHOOK_DELIVERY_STATES
+        .iter()
+        .zip(counts)
+        .map(|(name, n)| json!({"state": name, "count": n}))
+        .collect();
+    view::render(
+        &state,
+        "webhooks.html",
+        &with(
+            layout(&session, "webhooks", "Result webhooks"),
+            json!({
+                "deliveries": rows,
+                "total": total,
+                "shown": WEBHOOK_PAGE.min(total),
+                "counts": counts,
+                "state": wanted,
+                "states": voxbridge_store::WEBHOOK_DELIVERY_STATES,
+                "redelivered": form.get("redelivered"),
+                "configured": !state.0.config.webhooks.url.is_empty(),
+            }),
+        ),
+    )
+}
+
+/// `POST /console/webhooks/{id}/redeliver`: the API's redelivery (same delivery id and body,
+/// attempts from zero), then back to the list with a notice; the API's refusal (409 while it
+/// is still pending, 404) as an error page.
+pub(crate) async fn redeliver_webhook(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = session.csrf_refusal(&FormParams::parse(&body)) {
+        return refused;
+    }
+    match crate::ats::routes::redeliver(State(state.clone()), Path(id.clone())).await {
+        Ok(_) => {
+            tracing::info!(delivery = %id, "result webhook redelivery asked from the console");
+            Redirect::to(&format!(
+                "/console/webhooks?redelivered={}",
+                view::url_encode(&id)
+            ))
+            .into_response()
+        }
+        Err(e) => error_page(&state, &session, e.status(), &e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

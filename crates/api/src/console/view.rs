@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::AppState;
 
 /// Every template, by name (a `.html` name turns auto-escaping on).
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 8] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("calls.html", include_str!("templates/calls.html")),
@@ -18,6 +18,7 @@ const TEMPLATES: [(&str, &str); 7] = [
         "rate_limits.html",
         include_str!("templates/rate_limits.html"),
     ),
+    ("webhooks.html", include_str!("templates/webhooks.html")),
     ("error.html", include_str!("templates/error.html")),
 ];
 
