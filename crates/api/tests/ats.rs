@@ -485,6 +485,19 @@ async fn a_failing_receiver_is_retried_with_exponential_backoff() {
     shutdown.cancel();
 }
 
+/// `GET /api/webhook-deliveries?state=dead` once it lists one delivery (within 10 s).
+async fn one_dead_letter(h: &Harness) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dead = deliveries(h, "?state=dead").await;
+        if dead["total"] == 1 {
+            return dead;
+        }
+        assert!(Instant::now() < deadline, "no dead letter: {dead}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A receiver that never accepts: dead-lettered after `max_attempts`, listed as dead, and
 /// delivered by a redelivery once the receiver is fixed (same delivery id, attempts anew).
 #[tokio::test]
@@ -501,15 +514,7 @@ async fn an_always_failing_receiver_is_dead_lettered_then_redelivered() {
     })
     .await;
     let (id, _) = ended_screening(&h, "dead-1", None).await;
-    let mut dead = Value::Null;
-    for _ in 0..1000 {
-        dead = deliveries(&h, "?state=dead").await;
-        if dead["total"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(dead["total"], 1, "{dead}");
+    let dead = one_dead_letter(&h).await;
     let delivery = &dead["deliveries"][0];
     assert_eq!(delivery["screeningId"], id);
     assert_eq!(delivery["attempts"], 3);
@@ -590,15 +595,7 @@ async fn a_dead_letter_is_shown_in_the_console_and_sent_again_from_it() {
     })
     .await;
     let (id, _) = ended_screening(&h, "dead-console", None).await;
-    let mut dead = Value::Null;
-    for _ in 0..1000 {
-        dead = deliveries(&h, "?state=dead").await;
-        if dead["total"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(dead["total"], 1, "{dead}");
+    let dead = one_dead_letter(&h).await;
     let delivery_id = dead["deliveries"][0]["id"].as_i64().unwrap();
     assert_eq!(dead["deliveries"][0]["screeningId"], id);
 
