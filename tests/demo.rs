@@ -95,10 +95,14 @@ fn demo_candidate_hanging_up_early_is_incomplete() {
 fn demo_voicemail_is_redirected_to_the_voicemail_message() {
     let out = demo("voicemail");
     // Async AMD reported a machine; the API redirected the live call (REST update with
-    // TwiML) and the simulator played it.
+    // TwiML, the default message with the screening's first name and job) and the simulator
+    // played it.
     assert!(out.contains("answered by machine_end_beep"), "{out}");
     assert!(
-        out.contains("(Twilio says) Hello, this is the recruiting team"),
+        out.contains(
+            "(Twilio says) Hi Jane, this is the recruiting team calling about your application \
+             for Warehouse Associate."
+        ),
         "{out}"
     );
     assert!(out.contains("ended: completed (Some(Cancelled))"), "{out}");

@@ -63,6 +63,8 @@ pub struct ApiConfig {
     /// How answered calls reach the agent.
     pub connect: ConnectConfig,
     /// Spoken when a screening call reaches voicemail (`AnsweredBy=machine_*`), then hang up.
+    /// `{firstName}` and `{jobTitle}` are the screening's ("there" and "a job with us" when the
+    /// call has no screening).
     pub voicemail_message: String,
     /// Incoming calls.
     pub inbound: InboundConfig,
@@ -105,8 +107,8 @@ impl Default for ApiConfig {
             max_calls_per_candidate_per_day: 3,
             twilio: TwilioConfig::default(),
             connect: ConnectConfig::default(),
-            voicemail_message: "Hello, this is the recruiting team calling about your \
-                application. We will try you again later. Goodbye."
+            voicemail_message: "Hi {firstName}, this is the recruiting team calling about \
+                your application for {jobTitle}. We will try you again later. Goodbye."
                 .to_owned(),
             inbound: InboundConfig::default(),
             rate_limit: RateLimitConfig::default(),

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument as _;
 use voxbridge_store::{
     AmdEvent, CallStatusEvent, InboundClaim, InboundDecision, RateLimitDecision, RecordingEvent,
-    RelaySessionEvent,
+    RelaySessionEvent, ScreeningRecord,
 };
 use voxbridge_twilio::E164;
 use voxbridge_twilio::call::AnsweredBy;
@@ -219,7 +219,16 @@ pub(crate) async fn answer(
             if answered_by.is_machine() {
                 tracing::info!(%answered_by, "voicemail: leaving the message and hanging up");
                 state.0.metrics.webhooks_accepted.inc();
-                return Ok(twiml(&voicemail_twiml(&state)));
+                let screening = state
+                    .0
+                    .store
+                    .screening_for_call(call_sid.as_str())
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "voicemail: screening lookup failed; the message is not personalised");
+                        None
+                    });
+                return Ok(twiml(&voicemail_twiml(&state, screening.as_ref())));
             }
         }
         if state.line_busy() {
@@ -611,10 +620,18 @@ fn redirect_to_voicemail(state: &AppState, call_sid: String) {
         state.0.metrics.voicemail_redirect_failures.inc();
         return;
     };
-    let twiml = voicemail_twiml(state).to_xml();
     let state = state.clone();
     tokio::spawn(
         async move {
+            // The message names the candidate and the job when the call is a screening's.
+            let screening = match state.0.store.screening_for_call(&call_sid).await {
+                Ok(screening) => screening,
+                Err(e) => {
+                    tracing::warn!(error = %e, "voicemail: screening lookup failed; the message is not personalised");
+                    None
+                }
+            };
+            let twiml = voicemail_twiml(&state, screening.as_ref()).to_xml();
             let updated = state
                 .0
                 .metrics
@@ -638,11 +655,35 @@ fn redirect_to_voicemail(state: &AppState, call_sid: String) {
     );
 }
 
-/// The voicemail message followed by a hang-up.
-fn voicemail_twiml(state: &AppState) -> Twiml {
+/// The voicemail message (personalised for `screening`) followed by a hang-up.
+fn voicemail_twiml(state: &AppState, screening: Option<&ScreeningRecord>) -> Twiml {
     Twiml::new()
-        .push(Say::new(state.0.config.voicemail_message.clone()))
+        .push(Say::new(personal_voicemail(
+            &state.0.config.voicemail_message,
+            screening,
+        )))
         .push(Hangup)
+}
+
+/// `api.voicemail_message` with `{firstName}` and `{jobTitle}` filled in from the screening;
+/// without one (or with an empty field) they read "there" and "a job with us".
+fn personal_voicemail(template: &str, screening: Option<&ScreeningRecord>) -> String {
+    let field = |value: Option<&str>, otherwise: &str| {
+        value
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .unwrap_or(otherwise)
+            .to_owned()
+    };
+    template
+        .replace(
+            "{firstName}",
+            &field(screening.map(|s| s.first_name.as_str()), "there"),
+        )
+        .replace(
+            "{jobTitle}",
+            &field(screening.map(|s| s.job_title.as_str()), "a job with us"),
+        )
 }
 
 /// `POST /twilio/voice/recording`: recording status.
@@ -702,4 +743,52 @@ pub(crate) async fn relay_action(
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::personal_voicemail;
+    use voxbridge_store::ScreeningRecord;
+
+    fn screening(first_name: &str, job_title: &str) -> ScreeningRecord {
+        ScreeningRecord {
+            id: 1,
+            call_sid: Some("CA0123456789abcdef0123456789abcdef".into()),
+            candidate_id: "cand-1".into(),
+            first_name: first_name.into(),
+            phone: "+14155550123".into(),
+            job_title: job_title.into(),
+            screening: "default".into(),
+            state: "calling".into(),
+            error: None,
+            answers: None,
+            outcome: None,
+            summary: None,
+            callback_url: None,
+            metadata: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn the_voicemail_names_the_candidate_and_the_job() {
+        let template = "Hi {firstName}, about your application for {jobTitle}. Bye, {firstName}.";
+        assert_eq!(
+            personal_voicemail(template, Some(&screening("Jane", "Forklift Operator"))),
+            "Hi Jane, about your application for Forklift Operator. Bye, Jane."
+        );
+        assert_eq!(
+            personal_voicemail(template, Some(&screening(" ", ""))),
+            "Hi there, about your application for a job with us. Bye, there."
+        );
+        assert_eq!(
+            personal_voicemail(template, None),
+            "Hi there, about your application for a job with us. Bye, there."
+        );
+        assert_eq!(
+            personal_voicemail("Sorry we missed you.", None),
+            "Sorry we missed you."
+        );
+    }
 }

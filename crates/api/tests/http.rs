@@ -365,6 +365,60 @@ async fn an_uncertain_create_counts_toward_the_daily_limit_and_a_refused_one_doe
     );
 }
 
+/// The default voicemail message names the screening's candidate and job.
+#[tokio::test]
+async fn the_default_voicemail_message_names_the_candidate_and_the_job() {
+    let h = start(|_| {}).await;
+    let (status, body) = h.create_screening(&candidate("+14158675309")).await;
+    assert_eq!(status, 201, "{body}");
+    let call_sid = body["callSid"].as_str().unwrap().to_owned();
+    let r = h
+        .webhook(
+            "/twilio/voice/amd",
+            &[
+                ("AccountSid", common::ACCOUNT),
+                ("CallSid", call_sid.as_str()),
+                ("AnsweredBy", "machine_end_beep"),
+                ("MachineDetectionDuration", "3900"),
+            ],
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let twiml = loop {
+        let found = h
+            .fake
+            .updates
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|(sid, form)| {
+                (*sid == call_sid)
+                    .then(|| {
+                        form.iter()
+                            .find(|(k, _)| k == "Twiml")
+                            .map(|(_, v)| v.clone())
+                    })
+                    .flatten()
+            });
+        if let Some(twiml) = found {
+            break twiml;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no voicemail redirect in 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert!(
+        twiml.contains(
+            "<Say>Hi Ada, this is the recruiting team calling about your application for \
+             Backend Engineer. We will try you again later. Goodbye.</Say><Hangup/>"
+        ),
+        "{twiml}"
+    );
+}
+
 #[tokio::test]
 async fn async_amd_machine_redirects_the_live_call_to_the_voicemail_message() {
     let h = start(|c| c.voicemail_message = "Sorry we missed you.".into()).await;
