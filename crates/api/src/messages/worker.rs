@@ -166,7 +166,6 @@ enum Outcome {
 }
 
 impl Sender {
-    #[allow(clippy::too_many_lines)] // one message's way: hours, opt-out, send, settle
     async fn one(&self, message: MessageRecord) {
         let store = &self.state.0.store;
         let config = &self.state.0.config.messaging;
@@ -181,19 +180,7 @@ impl Sender {
                     .unwrap_or(now_ms + 3_600_000);
                 self.state.0.messaging.metrics.held.inc();
                 tracing::info!(until, "message held for the recipient's quiet hours");
-                Self::settle(
-                    &message,
-                    store
-                        .message_reschedule(
-                            message.id,
-                            &self.owner,
-                            until,
-                            "quiet_hours",
-                            None,
-                            now_ms,
-                        )
-                        .await,
-                );
+                self.put_off(&message, until, "quiet_hours", now_ms).await;
                 return;
             }
         }
@@ -214,19 +201,7 @@ impl Sender {
                 Err(error) => {
                     tracing::warn!(%error, "messaging: cannot read consent; retrying later");
                     let until = now_ms + 1_000;
-                    Self::settle(
-                        &message,
-                        store
-                            .message_reschedule(
-                                message.id,
-                                &self.owner,
-                                until,
-                                "retry",
-                                None,
-                                now_ms,
-                            )
-                            .await,
-                    );
+                    self.put_off(&message, until, "retry", now_ms).await;
                     return;
                 }
             }
@@ -278,6 +253,18 @@ impl Sender {
             }
         };
         Self::settle(&message, result);
+    }
+
+    /// Puts `message` back in the queue until `until` (`reason`: `quiet_hours`, `retry`), with
+    /// no attempt counted against it.
+    async fn put_off(&self, message: &MessageRecord, until: i64, reason: &str, now_ms: i64) {
+        let result = self
+            .state
+            .0
+            .store
+            .message_reschedule(message.id, &self.owner, until, reason, None, now_ms)
+            .await;
+        Self::settle(message, result);
     }
 
     /// Logs a settle that did not apply (the claim was lost) or failed (the lease expires and
