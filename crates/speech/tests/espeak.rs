@@ -171,6 +171,7 @@ async fn a_failing_binary_is_unavailable_with_its_stderr() {
     let fake = dir.join("fake-espeak");
     std::fs::write(&fake, "#!/bin/sh\necho 'voice not found' >&2\nexit 1\n").expect("write");
     set_executable(&fake);
+    wait_until_executable(&fake);
     let tts = EspeakTts::new(EspeakConfig {
         binary: fake.display().to_string(),
         ..EspeakConfig::default()
