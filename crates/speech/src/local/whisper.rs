@@ -285,9 +285,9 @@ struct MelFilters {
 
 impl MelFilters {
     fn new(n_mels: usize) -> Self {
-        let dense = mel_spec::mel::mel(16_000.0, N_FFT, n_mels, None, None, false, true);
+        let dense = slaney_mel(16_000.0, N_FFT, n_mels);
         let rows = dense
-            .outer_iter()
+            .iter()
             .map(|row| {
                 let start = row.iter().position(|&w| w > 0.0).unwrap_or(0);
                 let end = row.iter().rposition(|&w| w > 0.0).map_or(start, |e| e + 1);
@@ -306,6 +306,59 @@ impl MelFilters {
     }
 }
 
+/// Slaney's mel scale (librosa's default, `htk=False`): linear below 1 kHz, logarithmic above.
+fn hz_to_mel(hz: f64) -> f64 {
+    const F_SP: f64 = 200.0 / 3.0;
+    const MIN_LOG_HZ: f64 = 1000.0;
+    let logstep = 6.4f64.ln() / 27.0;
+    if hz >= MIN_LOG_HZ {
+        MIN_LOG_HZ / F_SP + (hz / MIN_LOG_HZ).ln() / logstep
+    } else {
+        hz / F_SP
+    }
+}
+
+/// The inverse of [`hz_to_mel`].
+fn mel_to_hz(mel: f64) -> f64 {
+    const F_SP: f64 = 200.0 / 3.0;
+    const MIN_LOG_HZ: f64 = 1000.0;
+    let logstep = 6.4f64.ln() / 27.0;
+    let min_log_mel = MIN_LOG_HZ / F_SP;
+    if mel >= min_log_mel {
+        MIN_LOG_HZ * (logstep * (mel - min_log_mel)).exp()
+    } else {
+        F_SP * mel
+    }
+}
+
+/// librosa's `filters.mel(sr, n_fft, n_mels, fmin=0, fmax=sr/2, htk=False, norm="slaney")`,
+/// the filterbank Whisper's feature extractor uses: `n_mels` triangles over `n_fft / 2 + 1`
+/// FFT bins, their centres evenly spaced in mels, each scaled to unit area.
+fn slaney_mel(sample_rate: f64, n_fft: usize, n_mels: usize) -> Vec<Vec<f64>> {
+    let bins = n_fft / 2 + 1;
+    let bin_hz = sample_rate / n_fft as f64;
+    // n_mels + 2 edges: each filter rises from edge i to i + 1 and falls to i + 2.
+    let (low, high) = (hz_to_mel(0.0), hz_to_mel(sample_rate / 2.0));
+    let step = (high - low) / (n_mels + 1) as f64;
+    let edges: Vec<f64> = (0..n_mels + 2)
+        .map(|i| mel_to_hz(low + step * i as f64))
+        .collect();
+    (0..n_mels)
+        .map(|i| {
+            let (left, centre, right) = (edges[i], edges[i + 1], edges[i + 2]);
+            let area = 2.0 / (right - left);
+            (0..bins)
+                .map(|bin| {
+                    let hz = bin_hz * bin as f64;
+                    let rising = ((hz - left) / (centre - left)).clamp(0.0, 1.0);
+                    let falling = ((right - hz) / (right - centre)).clamp(0.0, 1.0);
+                    rising.min(falling) * area
+                })
+                .collect()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +371,37 @@ mod tests {
         assert_eq!(reflect(9, 10), 9);
         assert_eq!(reflect(10, 10), 8);
         assert_eq!(reflect(12, 10), 6);
+    }
+
+    #[test]
+    fn the_filterbank_is_librosas() {
+        // Values from librosa.filters.mel(sr=16000, n_fft=400, n_mels=80) (htk=False, Slaney
+        // norm), the filterbank Whisper was trained with; this implementation matched the
+        // mel_spec crate's port of it bit for bit on 80 and 128 mels before replacing it.
+        let mel = slaney_mel(16_000.0, N_FFT, 80);
+        assert_eq!((mel.len(), mel[0].len()), (80, 201));
+        let nonzero = |row: &[f64]| -> Vec<(usize, f64)> {
+            row.iter()
+                .enumerate()
+                .filter(|(_, w)| **w > 1e-12)
+                .map(|(i, w)| (i, *w))
+                .collect()
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-15;
+        let first = nonzero(&mel[0]);
+        assert_eq!(first.len(), 1);
+        assert!(first[0].0 == 1 && close(first[0].1, 0.024_862_593_984_176_087));
+        let tenth = nonzero(&mel[10]);
+        assert_eq!(tenth.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [10, 11]);
+        assert!(close(tenth[0].1, 0.019_908_218_880_980_696));
+        assert!(close(tenth[1].1, 0.004_954_375_103_195_403));
+        let last = nonzero(&mel[79]);
+        assert_eq!((last[0].0, last.last().unwrap().0), (186, 199));
+        assert!(close(last[6].1, 0.003_164_711_739_176_441_6));
+        let sum79: f64 = mel[79].iter().sum();
+        assert!(close(sum79, 0.024_925_339_738_858_847));
+        let sum40_of_128: f64 = slaney_mel(16_000.0, N_FFT, 128)[40].iter().sum();
+        assert!(close(sum40_of_128, 0.040_376_364_759_334_11));
     }
 
     #[test]
