@@ -197,6 +197,8 @@ fn write_config(dir: &Path, database_url: &str, receiver_url: &str) {
             "[api]\nlisten = \"127.0.0.1:0\"\npublic_url = \"{PUBLIC_URL}\"\n\
              api_token = \"{BEARER}\"\n\n\
              [api.twilio]\nauth_token = \"{TOKEN}\"\n\n\
+             # The test runs at any hour: no calling hours.\n\
+             [api.calling_hours]\nenabled = false\n\n\
              [api.webhooks]\nurl = \"{receiver_url}\"\nsecret = \"{SECRET}\"\n\
              max_attempts = 20\nbackoff_base_ms = 100\nsettle_ms = 0\npoll_interval_ms = 20\n\
              timeout_ms = 1000\nlease_ms = 1500\n\n\

@@ -109,7 +109,9 @@ async fn a_call_placed_before_a_kill_9_is_linked_after_restart() {
             "[api]\nlisten = \"{addr}\"\npublic_url = \"http://{addr}\"\napi_token = \"{BEARER}\"\n\n\
              [api.twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{TOKEN}\"\n\
              from_number = \"{FROM}\"\nrest_base_url = \"{sim_url}\"\nmax_retries = 0\n\
-             reconcile_after_ms = 300\n\n[store]\ndatabase_url = \"{db_url}\"\n"
+             reconcile_after_ms = 300\n\n\
+             # The test runs at any hour: no calling hours.\n\
+             [api.calling_hours]\nenabled = false\n\n[store]\ndatabase_url = \"{db_url}\"\n"
         ),
     )
     .unwrap();

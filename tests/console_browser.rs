@@ -156,6 +156,8 @@ async fn a_recruiter_launches_watches_reviews_and_exports_a_screening_in_a_brows
              [api.twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{TOKEN}\"\n\
              from_number = \"+14155550100\"\nrest_base_url = \"{sim_url}\"\n\n\
              [api.console]\n# Plain http:// on localhost.\nsecure_cookie = false\n\n\
+             # The test runs at any hour: no calling hours.\n\
+             [api.calling_hours]\nenabled = false\n\n\
              [api.webhooks]\n# An ATS that is down: the result is dead-lettered after two tries.\n\
              url = \"http://127.0.0.1:{ats_port}/results\"\nsecret = \"whsec_console_browser\"\n\
              max_attempts = 2\nbackoff_base_ms = 100\nbackoff_max_ms = 200\nsettle_ms = 0\n\n\

@@ -43,6 +43,8 @@ fn serve(what: &str, sim: &str, model: &Path, connect: &str) -> (PathBuf, String
              [api]\npublic_url = \"http://{addr}\"\napi_token = \"{BEARER}\"\n\n\
              [api.twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{TOKEN}\"\n\
              from_number = \"+14155550100\"\nrest_base_url = \"http://{sim}\"\n\n\
+             # The test runs at any hour: no calling hours.\n\
+             [api.calling_hours]\nenabled = false\n\n\
              [api.connect]\n{connect}\n\n[speech.local]\nmodel_dir = \"{model}\"\n",
             db = dir.join("voxbridge.db").display(),
             model = model.display(),

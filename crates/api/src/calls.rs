@@ -219,6 +219,20 @@ impl ListQuery {
 }
 
 /// `GET /api/calls?status=&state=&outcome=&candidateId=&from=&to=&limit=&offset=`.
+#[utoipa::path(
+    get,
+    path = "/api/calls",
+    tag = "calls",
+    params(
+        ("status" = Option<String>, Query, description = "Only calls whose latest status is this (queued, ringing, in-progress, completed, busy, no-answer, failed, canceled)."),
+        crate::openapi::ListFilters,
+    ),
+    responses(
+        (status = 200, description = "A page of calls, newest first.", body = crate::openapi::CallPage),
+        (status = 400, description = "An unknown parameter or filter value.", body = crate::openapi::ErrorBody),
+        crate::openapi::CommonErrors,
+    ),
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -233,6 +247,18 @@ pub(crate) async fn list(
 }
 
 /// `GET /api/calls/{callSid}`.
+#[utoipa::path(
+    get,
+    path = "/api/calls/{callSid}",
+    tag = "calls",
+    params(("callSid" = String, Path, description = "Twilio's CallSid (`CA` and 32 hex digits).")),
+    responses(
+        (status = 200, description = "The call, its timeline, transcript and screening.", body = crate::openapi::CallEnvelope),
+        (status = 400, description = "Not a CallSid.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such call.", body = crate::openapi::ErrorBody),
+        crate::openapi::CommonErrors,
+    ),
+)]
 pub(crate) async fn detail(
     State(state): State<AppState>,
     Path(call_sid): Path<String>,
@@ -249,6 +275,17 @@ pub(crate) async fn detail(
 }
 
 /// `GET /api/rate-limits/{number}`.
+#[utoipa::path(
+    get,
+    path = "/api/rate-limits/{number}",
+    tag = "calls",
+    params(("number" = String, Path, description = "The caller's number, E.164.")),
+    responses(
+        (status = 200, description = "What the rate limiter knows about the number.", body = crate::openapi::RateLimitStats),
+        (status = 400, description = "Not an E.164 number.", body = crate::openapi::ErrorBody),
+        crate::openapi::CommonErrors,
+    ),
+)]
 pub(crate) async fn rate_limit_stats(
     State(state): State<AppState>,
     Path(number): Path<String>,

@@ -58,6 +58,12 @@ pub struct ApiConfig {
     /// Most screening calls per candidate in any 24 hours (failed creates do not count).
     /// Default 3.
     pub max_calls_per_candidate_per_day: u32,
+    /// When screening calls may ring, in the candidate's local time (`[api.calling_hours]`);
+    /// requests outside it are scheduled for the next opening.
+    pub calling_hours: crate::outreach::CallingHoursConfig,
+    /// Most scheduled screening calls placed per second, per instance (Twilio's default account
+    /// limit is 1). Default 1.
+    pub calls_per_second: u32,
     /// Twilio account and REST API.
     pub twilio: TwilioConfig,
     /// How answered calls reach the agent.
@@ -66,6 +72,10 @@ pub struct ApiConfig {
     /// `{firstName}` and `{jobTitle}` are the screening's ("there" and "a job with us" when the
     /// call has no screening).
     pub voicemail_message: String,
+    /// A screening script's own voicemail message, by screening id (`[api.voicemail_messages]`,
+    /// e.g. `nurse = "Hi {firstName}, this is Mercy Hospital about the night nurse role..."`),
+    /// with the same placeholders; scripts not listed use `voicemail_message`.
+    pub voicemail_messages: std::collections::BTreeMap<String, String>,
     /// Incoming calls.
     pub inbound: InboundConfig,
     /// Per-caller rate limit for incoming calls.
@@ -105,11 +115,14 @@ impl Default for ApiConfig {
             body_limit_bytes: 64 * 1024,
             screenings: vec!["default".to_owned()],
             max_calls_per_candidate_per_day: 3,
+            calling_hours: crate::outreach::CallingHoursConfig::default(),
+            calls_per_second: 1,
             twilio: TwilioConfig::default(),
             connect: ConnectConfig::default(),
             voicemail_message: "Hi {firstName}, this is the recruiting team calling about \
                 your application for {jobTitle}. We will try you again later. Goodbye."
                 .to_owned(),
+            voicemail_messages: std::collections::BTreeMap::new(),
             inbound: InboundConfig::default(),
             rate_limit: RateLimitConfig::default(),
             console: crate::console::ConsoleConfig::default(),
@@ -330,6 +343,7 @@ impl ApiConfig {
         if self.screenings.is_empty() {
             return Err(invalid("screenings", "list at least one screening id"));
         }
+        self.validate_outreach()?;
         if !self.twilio.from_number.is_empty() {
             E164::parse(&self.twilio.from_number)
                 .map_err(|e| invalid("twilio.from_number", e.to_string()))?;
@@ -388,6 +402,31 @@ impl ApiConfig {
                     format!("{number:?} is not E.164: {e}"),
                 )
             })?;
+        }
+        Ok(())
+    }
+
+    /// The keys of placing screening calls: calling hours, pace, voicemail messages.
+    fn validate_outreach(&self) -> Result<(), ConfigError> {
+        self.calling_hours.validate()?;
+        if self.calls_per_second == 0 {
+            return Err(invalid(
+                "calls_per_second",
+                "must be at least 1 (default 1)",
+            ));
+        }
+        if let Some(unknown) = self
+            .voicemail_messages
+            .keys()
+            .find(|id| !self.screenings.contains(id))
+        {
+            return Err(invalid(
+                "voicemail_messages",
+                format!(
+                    "{unknown:?} is not a screening id (api.screenings: {})",
+                    self.screenings.join(", ")
+                ),
+            ));
         }
         Ok(())
     }

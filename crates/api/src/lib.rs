@@ -12,6 +12,7 @@
 //!   `GET /api/calls`, `GET /api/calls/{callSid}`,
 //!   `GET /api/rate-limits/{number}`, `GET /api/webhook-deliveries[/{id}]`,
 //!   `POST /api/webhook-deliveries/{id}/redeliver` (bearer token; see [`ats`])
+//! - `GET /api/openapi.json`: the OpenAPI 3.1 document of `/api/*` ([`openapi`]; no token)
 //! - `POST /api/messages`, `GET /api/messages/{id}`, `GET /api/messages/stats` (bearer);
 //!   `POST /twilio/sms/inbound`, `/twilio/sms/status` (signed): see [`messages`]
 //! - `POST /twilio/voice/answer`, `/twilio/voice/inbound`, `/twilio/voice/status`,
@@ -28,6 +29,8 @@ pub mod config;
 pub mod console;
 mod error;
 mod messages;
+pub mod openapi;
+pub mod outreach;
 pub mod ratelimit;
 pub mod reconcile;
 mod screenings;
@@ -66,6 +69,7 @@ pub use config::{
 pub use console::{ConsoleConfig, hash_password};
 pub use error::ApiError;
 pub use messages::config::{MessagingConfig, QuietHoursConfig, SenderRates};
+pub use outreach::CallingHoursConfig;
 pub use ratelimit::{
     Decision, LimiterError, MemoryLimiter, NumberStats, RateLimiter, RedisLimiter, SlidingWindow,
     caller_key,
@@ -484,6 +488,7 @@ fn bare_routes(state: AppState) -> Router {
         ));
     Router::new()
         .merge(api)
+        .route("/api/openapi.json", get(openapi::serve))
         .route("/twilio/voice/answer", post(webhooks::answer))
         .route("/twilio/voice/inbound", post(webhooks::inbound))
         .route("/twilio/voice/status", post(webhooks::status))
@@ -527,6 +532,7 @@ pub fn spawn_background(state: &AppState, shutdown: CancellationToken) -> JoinHa
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(reconcile::run(state.clone(), shutdown.clone()));
     tasks.spawn(ats::worker::run(state.clone(), shutdown.clone()));
+    tasks.spawn(outreach::run(state.clone(), shutdown.clone()));
     if state.0.config.messaging.send {
         tasks.spawn(messages::worker::run(state.clone(), shutdown));
     }

@@ -15,7 +15,7 @@ use voxbridge_store::{
     IdempotencyKey, KeyedInsert, NewScreening, ScreeningCallback, ScreeningRecord,
 };
 use voxbridge_twilio::E164;
-use voxbridge_twilio::rest::{CreateCall, MachineDetection, RestError};
+use voxbridge_twilio::rest::{CreateCall, MachineDetection, RestClient, RestError};
 
 use crate::calls::ListQuery;
 use crate::{ApiError, AppState, TwilioOperation};
@@ -196,7 +196,7 @@ async fn replay(
         .screening(screening_id)
         .await?
         .ok_or_else(|| ApiError::Internal(format!("screening {screening_id} of a key is gone")))?;
-    if record.call_sid.is_some() {
+    if record.call_sid.is_some() || record.state == "scheduled" {
         tracing::info!(screening = screening_id, "Idempotency-Key replayed");
         return Ok(created_response(&record, true));
     }
@@ -220,15 +220,22 @@ async fn replay(
     ))
 }
 
-/// 201 with `Location: /api/screenings/{id}` and the screening (also the answer to a replayed
-/// `Idempotency-Key`, then with `Idempotent-Replayed: true`).
+/// 201 with `Location: /api/screenings/{id}` and the screening, placed or scheduled (also the
+/// answer to a replayed `Idempotency-Key`, then with `Idempotent-Replayed: true`).
 fn created_response(record: &ScreeningRecord, replayed: bool) -> Response {
     let location = format!("/api/screenings/{}", record.id);
     let body = Json(json!({
         "success": true,
         "id": record.id,
         "callSid": record.call_sid,
-        "message": format!("Screening call initiated for {}", record.first_name),
+        "message": match record.scheduled_for.filter(|_| record.state == "scheduled") {
+            Some(at) => format!(
+                "Screening call for {} scheduled for {} (their local calling hours)",
+                record.first_name,
+                voxbridge_store::rfc3339(at)
+            ),
+            None => format!("Screening call initiated for {}", record.first_name),
+        },
         "screening": record,
     }));
     let mut response = (StatusCode::CREATED, [(header::LOCATION, location)], body).into_response();
@@ -242,6 +249,19 @@ fn created_response(record: &ScreeningRecord, replayed: bool) -> Response {
 }
 
 /// `GET /api/screenings?state=&outcome=&candidateId=&from=&to=&limit=&offset=`.
+#[utoipa::path(
+    get,
+    path = "/api/screenings",
+    tag = "screenings",
+    params(
+        crate::openapi::ListFilters,
+    ),
+    responses(
+        (status = 200, description = "A page of screenings, newest first.", body = crate::openapi::ScreeningPage),
+        (status = 400, description = "An unknown parameter or filter value.", body = crate::openapi::ErrorBody),
+        crate::openapi::CommonErrors,
+    ),
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -252,6 +272,18 @@ pub(crate) async fn list(
 }
 
 /// `GET /api/screenings/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/screenings/{id}",
+    tag = "screenings",
+    params(("id" = i64, Path, description = "The screening id.")),
+    responses(
+        (status = 200, description = "The screening.", body = crate::openapi::ScreeningEnvelope),
+        (status = 400, description = "The id is not a positive integer.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such screening.", body = crate::openapi::ErrorBody),
+        crate::openapi::CommonErrors,
+    ),
+)]
 pub(crate) async fn detail(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -271,6 +303,23 @@ pub(crate) async fn detail(
 }
 
 /// `POST /api/screenings`.
+#[utoipa::path(
+    post,
+    path = "/api/screenings",
+    tag = "screenings",
+    request_body = crate::openapi::ScreeningRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe: the same key and body answer the first request's screening (with `Idempotent-Replayed: true`) and never place a second call. At most 255 characters.")),
+    responses(
+        (status = 201, description = "The screening: its call placed, or (outside the candidate's calling hours) `scheduled` for `scheduledFor`.", body = crate::openapi::ScreeningCreated,
+            headers(("Location" = String, description = "`/api/screenings/{id}`"))),
+        (status = 400, description = "Fields that failed validation (`errors`), or Twilio refused the number (`twilioError`).", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The first request with this Idempotency-Key is still placing its call, or placed none.", body = crate::openapi::ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used with a different body.", body = crate::openapi::ErrorBody),
+        (status = 429, description = "The candidate's daily limit, or Twilio's rate limit.", body = crate::openapi::ErrorBody),
+        (status = 502, description = "Twilio could not be reached or failed.", body = crate::openapi::ErrorBody),
+        crate::openapi::CommonErrors,
+    ),
+)]
 #[allow(clippy::too_many_lines)] // one request's path: validate, replay, cap, place, record
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -324,23 +373,38 @@ pub(crate) async fn create(
             request.candidate_id
         )));
     }
-    // The intent is committed before Twilio is asked: if this process dies between Twilio's
-    // 201 and the commit below, start-up reconciliation finds the call (crate::reconcile).
-    let inserted = store
-        .insert_requested_screening(
-            &NewScreening {
-                candidate_id: request.candidate_id.clone(),
-                first_name: request.first_name.clone(),
-                phone: request.phone.as_str().to_owned(),
-                job_title: request.job_title.clone(),
-                screening: request.screening.clone(),
-                created_at_ms: now,
-            },
-            &config.twilio.from_number,
-            key.as_ref(),
-            (callback.deliver || callback.metadata.is_some()).then_some(&callback),
-        )
-        .await?;
+    // Outside the candidate's calling hours the screening waits, without an intent, for
+    // crate::outreach to place it when the window opens.
+    let scheduled_for = crate::outreach::next_call_time(&state, &request.phone, now);
+    let new = NewScreening {
+        candidate_id: request.candidate_id.clone(),
+        first_name: request.first_name.clone(),
+        phone: request.phone.as_str().to_owned(),
+        job_title: request.job_title.clone(),
+        screening: request.screening.clone(),
+        created_at_ms: now,
+    };
+    let callback = (callback.deliver || callback.metadata.is_some()).then_some(&callback);
+    // Otherwise the intent is committed before Twilio is asked: if this process dies between
+    // Twilio's 201 and the commit below, start-up reconciliation finds the call
+    // (crate::reconcile).
+    let inserted = match scheduled_for {
+        Some(at) => {
+            store
+                .insert_scheduled_screening(&new, at, key.as_ref(), callback)
+                .await?
+        }
+        None => {
+            store
+                .insert_requested_screening(
+                    &new,
+                    &config.twilio.from_number,
+                    key.as_ref(),
+                    callback,
+                )
+                .await?
+        }
+    };
     let id = match (inserted, &key) {
         (KeyedInsert::Created(id), _) => id,
         // Another request with this key got there between the look-up above and the insert.
@@ -353,7 +417,36 @@ pub(crate) async fn create(
         ) => return replay(&state, key, screening_id, &request_hash).await,
         (KeyedInsert::Existing { screening_id, .. }, None) => screening_id,
     };
-    let call = call_request(config, &request.phone);
+    let record = match scheduled_for {
+        Some(at) => {
+            tracing::info!(
+                screening = id,
+                to = %request.phone.masked(),
+                candidate = %request.candidate_id,
+                at = %voxbridge_store::rfc3339(at),
+                "screening call scheduled for the candidate's calling hours"
+            );
+            store.screening(id).await?.ok_or_else(|| {
+                ApiError::Internal(format!("screening {id} vanished after it was scheduled"))
+            })?
+        }
+        None => place_call(&state, twilio, id, &request.phone, &request.candidate_id).await?,
+    };
+    Ok(created_response(&record, false))
+}
+
+/// Asks Twilio to call `phone` for screening `id` (whose intent is recorded) and links the call;
+/// on failure the screening is marked failed (or uncertain) and the error returned.
+pub(crate) async fn place_call(
+    state: &AppState,
+    twilio: &RestClient,
+    id: i64,
+    phone: &E164,
+    candidate_id: &str,
+) -> Result<ScreeningRecord, ApiError> {
+    let config = &state.0.config;
+    let store = &state.0.store;
+    let call = call_request(config, phone);
     let created = state
         .0
         .metrics
@@ -372,16 +465,15 @@ pub(crate) async fn create(
             state.0.metrics.screenings_created.inc();
             tracing::info!(
                 call_sid = %resource.sid,
-                to = %request.phone.masked(),
-                candidate = %request.candidate_id,
+                to = %phone.masked(),
+                candidate = %candidate_id,
                 "screening call created"
             );
-            let record = store.screening(id).await?.ok_or_else(|| {
+            store.screening(id).await?.ok_or_else(|| {
                 ApiError::Internal(format!("screening {id} vanished after its call was linked"))
-            })?;
-            Ok(created_response(&record, false))
+            })
         }
-        Err(error) => Err(record_create_failure(&state, id, &request.phone, error).await?),
+        Err(error) => Err(record_create_failure(state, id, phone, error).await?),
     }
 }
 

@@ -655,13 +655,15 @@ fn redirect_to_voicemail(state: &AppState, call_sid: String) {
     );
 }
 
-/// The voicemail message (personalised for `screening`) followed by a hang-up.
+/// The voicemail message (the screening script's own, else `api.voicemail_message`,
+/// personalised for `screening`) followed by a hang-up.
 fn voicemail_twiml(state: &AppState, screening: Option<&ScreeningRecord>) -> Twiml {
+    let config = &state.0.config;
+    let template = screening
+        .and_then(|s| config.voicemail_messages.get(&s.screening))
+        .unwrap_or(&config.voicemail_message);
     Twiml::new()
-        .push(Say::new(personal_voicemail(
-            &state.0.config.voicemail_message,
-            screening,
-        )))
+        .push(Say::new(personal_voicemail(template, screening)))
         .push(Hangup)
 }
 
@@ -761,6 +763,7 @@ mod tests {
             screening: "default".into(),
             state: "calling".into(),
             error: None,
+            scheduled_for: None,
             answers: None,
             outcome: None,
             summary: None,

@@ -623,3 +623,48 @@ async fn the_rate_limit_page_shows_the_apis_figures() {
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     assert!(bad.text().await.unwrap().contains("number must be E.164"));
 }
+
+#[tokio::test]
+async fn a_launch_outside_calling_hours_shows_when_the_call_will_ring() {
+    // T0 is 22:13 in London: the candidate is called at 09:00 London time.
+    let h = start(|_| {}).await;
+    let cookie = session(&h).await;
+    let token = csrf(&h, &cookie).await;
+    let form = [
+        ("csrf", token.as_str()),
+        ("candidateId", "cand-uk"),
+        ("firstName", "Ada"),
+        ("phone", "+44 20 7123 4567"),
+        ("jobTitle", "Welder"),
+        ("screening", "default"),
+    ];
+    let launched = post(&h, "/console/screenings/new", &cookie, &form).await;
+    assert_eq!(launched.status(), StatusCode::SEE_OTHER);
+    let location = launched.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/console/calls?scheduled="),
+        "{location}"
+    );
+    assert!(h.fake.creates.lock().unwrap().is_empty(), "no call yet");
+    let page = get(&h, &location, Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(
+            "Screening for Ada scheduled: it is outside their calling hours, so the call will \
+             be placed at 2023-11-15 09:00:00 UTC."
+        ),
+        "{page}"
+    );
+    let id = location.trim_start_matches("/console/calls?scheduled=");
+    let row = &page[page
+        .find(&format!("id=\"scheduled-{id}\""))
+        .expect("listed")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("Ada") && row.contains("Welder") && row.contains("2023-11-15 09:00:00 UTC"),
+        "{row}"
+    );
+}

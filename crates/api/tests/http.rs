@@ -366,18 +366,15 @@ async fn an_uncertain_create_counts_toward_the_daily_limit_and_a_refused_one_doe
 }
 
 /// The default voicemail message names the screening's candidate and job.
-#[tokio::test]
-async fn the_default_voicemail_message_names_the_candidate_and_the_job() {
-    let h = start(|_| {}).await;
-    let (status, body) = h.create_screening(&candidate("+14158675309")).await;
-    assert_eq!(status, 201, "{body}");
-    let call_sid = body["callSid"].as_str().unwrap().to_owned();
+/// Reports a machine for `call_sid` as async AMD does and returns the TwiML the call was
+/// redirected to.
+async fn voicemail_twiml(h: &common::Harness, call_sid: &str) -> String {
     let r = h
         .webhook(
             "/twilio/voice/amd",
             &[
                 ("AccountSid", common::ACCOUNT),
-                ("CallSid", call_sid.as_str()),
+                ("CallSid", call_sid),
                 ("AnsweredBy", "machine_end_beep"),
                 ("MachineDetectionDuration", "3900"),
             ],
@@ -385,7 +382,7 @@ async fn the_default_voicemail_message_names_the_candidate_and_the_job() {
         .await;
     assert!(r.status().is_success(), "{}", r.status());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let twiml = loop {
+    loop {
         let found = h
             .fake
             .updates
@@ -393,7 +390,7 @@ async fn the_default_voicemail_message_names_the_candidate_and_the_job() {
             .unwrap()
             .iter()
             .find_map(|(sid, form)| {
-                (*sid == call_sid)
+                (sid == call_sid)
                     .then(|| {
                         form.iter()
                             .find(|(k, _)| k == "Twiml")
@@ -402,14 +399,70 @@ async fn the_default_voicemail_message_names_the_candidate_and_the_job() {
                     .flatten()
             });
         if let Some(twiml) = found {
-            break twiml;
+            return twiml;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "no voicemail redirect in 5 s"
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_screening_scripts_own_voicemail_message_is_left() {
+    let h = start(|c| {
+        c.screenings = vec!["default".to_owned(), "nurse".to_owned()];
+        c.voicemail_messages.insert(
+            "nurse".to_owned(),
+            "Hi {firstName}, this is Mercy Hospital about the {jobTitle} role.".to_owned(),
+        );
+    })
+    .await;
+    let mut nurse = candidate("+14158675309");
+    nurse["screening"] = json!("nurse");
+    nurse["jobTitle"] = json!("night nurse");
+    let (status, body) = h.create_screening(&nurse).await;
+    assert_eq!(status, 201, "{body}");
+    let twiml = voicemail_twiml(&h, body["callSid"].as_str().unwrap()).await;
+    assert!(
+        twiml.contains(
+            "<Say>Hi Ada, this is Mercy Hospital about the night nurse role.</Say><Hangup/>"
+        ),
+        "{twiml}"
+    );
+    // Other scripts keep api.voicemail_message.
+    let mut other = candidate("+14158675310");
+    other["candidateId"] = json!("cand-43");
+    let (status, body) = h.create_screening(&other).await;
+    assert_eq!(status, 201, "{body}");
+    let twiml = voicemail_twiml(&h, body["callSid"].as_str().unwrap()).await;
+    assert!(
+        twiml.contains("<Say>Hi Ada, this is the recruiting team"),
+        "{twiml}"
+    );
+}
+
+#[test]
+fn a_voicemail_message_for_an_unknown_screening_is_a_config_error() {
+    let mut config = common::base_config();
+    config
+        .voicemail_messages
+        .insert("nurse".to_owned(), "Hi".to_owned());
+    let error = config.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("voicemail_messages") && error.contains("\"nurse\" is not a screening id"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_default_voicemail_message_names_the_candidate_and_the_job() {
+    let h = start(|_| {}).await;
+    let (status, body) = h.create_screening(&candidate("+14158675309")).await;
+    assert_eq!(status, 201, "{body}");
+    let call_sid = body["callSid"].as_str().unwrap().to_owned();
+    let twiml = voicemail_twiml(&h, &call_sid).await;
     assert!(
         twiml.contains(
             "<Say>Hi Ada, this is the recruiting team calling about your application for \

@@ -520,3 +520,129 @@ async fn the_queue_survives_a_restart_and_a_killed_senders_claim() {
     assert_eq!(one["attempts"], 2);
     assert_eq!(second.sim.accepted().len(), 2);
 }
+
+#[tokio::test]
+async fn whatsapp_free_form_inside_the_window_templates_outside_it() {
+    const WA_FROM: &str = "whatsapp:+14155550199";
+    const TEMPLATE: &str = "HX0123456789abcdef0123456789abcdef";
+    let to = format!("whatsapp:{LONDON}");
+    let env = start(|c, _| {
+        c.messaging.quiet_hours.enabled = false;
+        WA_FROM.clone_into(&mut c.messaging.whatsapp_from);
+    })
+    .await;
+
+    // Nobody wrote: free-form is refused, an approved template goes out (ContentSid, no Body).
+    let (status, body) = env.send(json!({"to": to, "body": "Hi Ada"})).await;
+    assert_eq!(
+        (status, body["code"].as_u64()),
+        (400, Some(63016)),
+        "{body}"
+    );
+    let (status, body) = env
+        .send(json!({
+            "to": to, "contentSid": TEMPLATE, "contentVariables": {"1": "Ada", "2": 3},
+        }))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["channel"], "whatsapp");
+    assert_eq!(body["from"], WA_FROM);
+    assert_eq!(body["contentSid"], TEMPLATE);
+    assert!(
+        body["segments"].is_null() && body["encoding"].is_null(),
+        "{body}"
+    );
+    let id = body["id"].as_i64().unwrap();
+    let sent = env.wait_message(id, |m| m["messageSid"].is_string()).await;
+    assert_eq!(sent["contentSid"], TEMPLATE);
+    assert_eq!(sent["contentVariables"], json!({"1": "Ada", "2": "3"}));
+    let attempt = env.sim.accepted().into_iter().find(|a| a.to == to).unwrap();
+    let param = |name: &str| {
+        attempt
+            .params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(param("ContentSid").as_deref(), Some(TEMPLATE));
+    let variables: Value = serde_json::from_str(&param("ContentVariables").unwrap()).unwrap();
+    assert_eq!(variables, json!({"1": "Ada", "2": "3"}));
+    assert_eq!(param("Body"), None, "a template is sent without a Body");
+    assert_eq!(param("From").as_deref(), Some(WA_FROM));
+
+    // The candidate writes back: the 24-hour session window opens for free-form replies.
+    let (status, _) = env
+        .sim
+        .send_inbound(
+            &format!("{}/twilio/sms/inbound", env.base),
+            &to,
+            WA_FROM,
+            "Yes, 3 pm works",
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = env.send(json!({"to": to, "body": "See you then"})).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    env.wait_message(id, |m| m["messageSid"].is_string()).await;
+    let free_form = env
+        .sim
+        .accepted()
+        .into_iter()
+        .rfind(|a| a.to == to)
+        .unwrap();
+    assert!(
+        free_form
+            .params
+            .iter()
+            .any(|(k, v)| k == "Body" && v == "See you then")
+    );
+
+    // 24 hours after the candidate's message the window is closed again.
+    env.clock.advance(24 * 3_600_000 + 1);
+    let (status, body) = env.send(json!({"to": to, "body": "Still there?"})).await;
+    assert_eq!(
+        (status, body["code"].as_u64()),
+        (400, Some(63016)),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_templates_carry_twilios_codes() {
+    const TEMPLATE: &str = "HX0123456789abcdef0123456789abcdef";
+    let to = format!("whatsapp:{LONDON}");
+    let env = start(|c, _| {
+        "whatsapp:+14155550199".clone_into(&mut c.messaging.whatsapp_from);
+    })
+    .await;
+    for (request, code, field) in [
+        (
+            json!({"to": to, "contentSid": "HX123"}),
+            21655,
+            "contentSid",
+        ),
+        (
+            json!({"to": to, "contentVariables": {"1": "Ada"}, "body": "x"}),
+            21654,
+            "contentVariables",
+        ),
+        (
+            json!({"to": to, "contentSid": TEMPLATE, "contentVariables": ["Ada"]}),
+            21656,
+            "contentVariables",
+        ),
+        (
+            json!({"to": to, "contentSid": TEMPLATE, "body": "both"}),
+            21602,
+            "body",
+        ),
+    ] {
+        let (status, body) = env.send(request.clone()).await;
+        assert_eq!(status, 400, "{request}: {body}");
+        assert_eq!(body["code"].as_u64(), Some(code), "{request}: {body}");
+        assert!(body["errors"][field].is_string(), "{request}: {body}");
+    }
+    assert!(env.sim.attempts().is_empty(), "nothing reached Twilio");
+}

@@ -5,6 +5,8 @@
 //! `201` with a Message resource (`status` `queued`, or `accepted` through a Messaging
 //! Service; `num_segments` counted as Twilio does) or Twilio's error JSON:
 //! 21604 (no `To`), 21603 (no sender), 21602 (no body), 21617 (body over 1600 characters),
+//! 21654 (`ContentVariables` without `ContentSid`), 21655 (a `ContentSid` that is not `HX` and
+//! 32 hex digits), 21656 (`ContentVariables` not a JSON object of at most 100 strings),
 //! 21211 (`To` not a valid number, or [`INVALID_NUMBER`]), 21610 (the recipient texted STOP
 //! and has not texted START since), 20429 with HTTP 429 (after [`MessagingSim::throttle_next`])
 //! and 20500 with HTTP 500 (after [`MessagingSim::fail_next`]).
@@ -381,6 +383,32 @@ fn refusal(sim: &MessagingSim, form: &FormParams) -> Option<(StatusCode, u32, St
     };
     if given("From").is_none() && given("MessagingServiceSid").is_none() {
         return Some((bad, 21603, "A 'From' phone number is required.".to_owned()));
+    }
+    if given("ContentVariables").is_some() && given("ContentSid").is_none() {
+        return Some((
+            bad,
+            21654,
+            "A ContentSid must be specified if ContentVariables are provided in the request."
+                .to_owned(),
+        ));
+    }
+    if let Some(sid) = given("ContentSid")
+        && !voxbridge_twilio::messaging::is_content_sid(sid)
+    {
+        return Some((bad, 21655, "The ContentSid is Invalid.".to_owned()));
+    }
+    if let Some(variables) = given("ContentVariables") {
+        let valid = serde_json::from_str::<serde_json::Value>(variables).is_ok_and(|v| {
+            v.as_object()
+                .is_some_and(|m| m.len() <= 100 && m.values().all(serde_json::Value::is_string))
+        });
+        if !valid {
+            return Some((
+                bad,
+                21656,
+                "The ContentVariables Parameter is invalid.".to_owned(),
+            ));
+        }
     }
     if given("Body").is_none() && given("ContentSid").is_none() {
         return Some((bad, 21602, "Message body is required.".to_owned()));

@@ -9,7 +9,7 @@ use crate::{
 };
 
 /// A call's current state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallRecord {
     /// `CallSid`.
@@ -52,14 +52,16 @@ pub struct CallRecord {
     pub outcome: Option<String>,
     /// First seen (Unix ms; RFC 3339 in JSON).
     #[serde(serialize_with = "json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     /// Last change (Unix ms; RFC 3339 in JSON).
     #[serde(serialize_with = "json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 
 /// Everything known about one call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallDetail {
     /// Current state.

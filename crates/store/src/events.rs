@@ -16,7 +16,7 @@ pub struct EventOutcome {
 }
 
 /// One stored webhook event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallEvent {
     /// `status`, `amd`, `recording` or `relay`.
@@ -27,9 +27,11 @@ pub struct CallEvent {
     pub sequence_number: Option<i64>,
     /// Twilio's `Timestamp` (Unix ms; RFC 3339 in JSON, as `eventAt`).
     #[serde(rename = "eventAt", serialize_with = "json_shape::optional_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub event_ts: Option<i64>,
     /// Received at (Unix ms; RFC 3339 in JSON).
     #[serde(serialize_with = "json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
     pub received_at: i64,
     /// Every parameter as received.
     pub params: serde_json::Value,

@@ -52,6 +52,19 @@ pub(crate) fn optional_time<S: Serializer>(
     }
 }
 
+/// `serialize_with` for an optional JSON column: the JSON nested (text that does not parse as
+/// JSON, which the writers never store, as a string), or `null`.
+#[allow(clippy::ref_option)] // serde hands `serialize_with` a reference.
+pub(crate) fn optional_json<S: Serializer>(
+    text: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match text {
+        Some(text) => serde::Serialize::serialize(&json_or_text(text.clone()), serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// A column that holds JSON or plain text (a summary, Twilio's `HandoffData`): the JSON
 /// nested when it parses, else the text as a JSON string.
 pub(crate) fn json_or_text(text: String) -> Value {

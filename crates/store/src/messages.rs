@@ -37,12 +37,16 @@ pub struct NewMessage {
     pub to: String,
     /// The sender: a `From` number, short code or Messaging Service SID.
     pub from: String,
-    /// The body.
+    /// The body (empty for a template).
     pub body: String,
-    /// `GSM-7` or `UCS-2`.
-    pub encoding: String,
-    /// Segments.
-    pub segments: i64,
+    /// `GSM-7` or `UCS-2` (none for a template: Twilio renders it).
+    pub encoding: Option<String>,
+    /// Segments (none for a template).
+    pub segments: Option<i64>,
+    /// A Content API template (`HX…`), sent instead of a body.
+    pub content_sid: Option<String>,
+    /// The template's variables, a JSON object as text.
+    pub content_variables: Option<String>,
     /// Not before (Unix ms).
     pub send_at: i64,
     /// Why it waits (`scheduled`, `quiet_hours`), if it does.
@@ -52,7 +56,7 @@ pub struct NewMessage {
 }
 
 /// A message as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageRecord {
     /// Row id.
@@ -67,8 +71,14 @@ pub struct MessageRecord {
     /// Sender.
     #[sqlx(rename = "from_number")]
     pub from: Option<String>,
-    /// Body.
+    /// Body (empty for a template).
     pub body: String,
+    /// The Content API template sent instead of a body (`HX…`), if one was.
+    pub content_sid: Option<String>,
+    /// The template's variables, nested.
+    #[serde(serialize_with = "json_shape::optional_json")]
+    #[schema(value_type = Option<Object>)]
+    pub content_variables: Option<String>,
     /// `GSM-7` or `UCS-2`.
     pub encoding: Option<String>,
     /// Segments.
@@ -85,6 +95,7 @@ pub struct MessageRecord {
     pub attempts: i64,
     /// Not before (Unix ms; RFC 3339 in JSON).
     #[serde(serialize_with = "json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
     pub send_at: i64,
     /// Why it waits (`scheduled`, `quiet_hours`, `retry`), if it does.
     pub hold_reason: Option<String>,
@@ -92,24 +103,31 @@ pub struct MessageRecord {
     pub zone: Option<String>,
     /// When Twilio accepted it.
     #[serde(serialize_with = "json_shape::optional_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub sent_at: Option<i64>,
     /// Created.
     #[serde(serialize_with = "json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     /// Last change.
     #[serde(serialize_with = "json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 
 /// Queue depth and counts for health and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageStats {
     /// Outbound messages not yet accepted by Twilio (waiting or being sent).
     pub queue_depth: i64,
     /// Of those, waiting for a later time (quiet hours, `sendAt`, retry backoff).
     pub held: i64,
-    /// When Twilio last accepted a message (Unix ms).
+    /// When Twilio last accepted a message (Unix ms; RFC 3339 in JSON).
+    #[serde(serialize_with = "json_shape::optional_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_sent_at: Option<i64>,
     /// Accepted by Twilio in the last 24 hours.
     pub sent_24h: i64,
@@ -121,7 +139,8 @@ pub struct MessageStats {
     pub received_24h: i64,
 }
 
-const COLUMNS: &str = "id, direction, channel, to_number, from_number, body, encoding, segments, \
+const COLUMNS: &str = "id, direction, channel, to_number, from_number, body, content_sid, \
+    content_variables, encoding, segments, \
     status, message_sid, error_code, error_message, attempts, send_at, hold_reason, zone, \
     sent_at, created_at, updated_at";
 
@@ -134,8 +153,8 @@ impl Store {
             Ok(sqlx::query_scalar(
                 "INSERT INTO messages (direction, channel, to_number, from_number, body, encoding, \
                  segments, status, status_rank, attempts, send_at, hold_reason, zone, created_at, \
-                 updated_at) VALUES ('outbound', $1, $2, $3, $4, $5, $6, 'scheduled', 0, 0, $7, $8, \
-                 $9, $10, $10) RETURNING id",
+                 updated_at, content_sid, content_variables) VALUES ('outbound', $1, $2, $3, $4, \
+                 $5, $6, 'scheduled', 0, 0, $7, $8, $9, $10, $10, $11, $12) RETURNING id",
             )
             .bind(&m.channel)
             .bind(&m.to)
@@ -147,6 +166,8 @@ impl Store {
             .bind(&m.hold_reason)
             .bind(&m.zone)
             .bind(now_ms)
+            .bind(&m.content_sid)
+            .bind(&m.content_variables)
             .fetch_one(pool)
             .await?)
         })

@@ -334,6 +334,23 @@ pub(crate) fn migrations() -> Vec<Migration> {
             sqlite: sqlite_v10(),
             postgres: postgres_v10(),
         },
+        Migration {
+            version: 11,
+            description: "messages.content_sid, messages.content_variables (WhatsApp templates)",
+            // SQLite has no ADD COLUMN IF NOT EXISTS; the version table keeps it to one run.
+            sqlite: "ALTER TABLE messages ADD COLUMN content_sid TEXT;\n\
+                ALTER TABLE messages ADD COLUMN content_variables TEXT",
+            postgres: "ALTER TABLE messages ADD COLUMN IF NOT EXISTS content_sid TEXT;\n\
+                ALTER TABLE messages ADD COLUMN IF NOT EXISTS content_variables TEXT",
+        },
+        Migration {
+            version: 12,
+            description: "screenings.scheduled_for (calls held for the candidate's calling hours)",
+            sqlite: "ALTER TABLE screenings ADD COLUMN scheduled_for BIGINT;\n\
+                CREATE INDEX IF NOT EXISTS screenings_due ON screenings (state, scheduled_for)",
+            postgres: "ALTER TABLE screenings ADD COLUMN IF NOT EXISTS scheduled_for BIGINT;\n\
+                CREATE INDEX IF NOT EXISTS screenings_due ON screenings (state, scheduled_for)",
+        },
     ]
 }
 

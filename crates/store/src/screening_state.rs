@@ -1,16 +1,18 @@
-//! The screening state machine: `requested` -> `calling` -> `in_progress` -> `completed` |
+//! The screening state machine: (`scheduled` ->) `requested` -> `calling` -> `in_progress` -> `completed` |
 //! `failed` | `no_answer` | `voicemail` | `canceled`, derived in SQL from the call row (its
 //! Twilio status and AMD answer) and the screening's stored outcome, so every write that
 //! touches either keeps `screenings.state` current in the same transaction, whatever order
 //! Twilio's callbacks and the agent's result arrive in.
 //!
-//! `requested` and the create failures are set by the API's create path
+//! `scheduled` (a call due later: calling hours), `requested` and the create failures are set
+//! by the API's create path
 //! ([`crate::Store::mark_screening_failed`]); from the moment a call is linked, the state is
 //! `state_of_call!` of the call. Rows for calls nobody requested (inbound) stay
 //! `unrequested`.
 
 /// Every screening state, in lifecycle order (`unrequested` last: not part of the machine).
-pub const SCREENING_STATES: [&str; 9] = [
+pub const SCREENING_STATES: [&str; 10] = [
+    "scheduled",
     "requested",
     "calling",
     "in_progress",

@@ -26,7 +26,7 @@ pub struct NewScreening {
 }
 
 /// A stored screening.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScreeningRecord {
     /// Row id.
@@ -49,6 +49,11 @@ pub struct ScreeningRecord {
     pub state: String,
     /// Why creating the call failed.
     pub error: Option<String>,
+    /// When a `scheduled` screening's call is due (outside the candidate's calling hours when
+    /// requested), or was due when it was placed.
+    #[serde(serialize_with = "json_shape::optional_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_for: Option<i64>,
     /// Answers as JSON, keys in camelCase (set by the agent).
     pub answers: Option<serde_json::Value>,
     /// Outcome (set by the agent).
@@ -61,9 +66,11 @@ pub struct ScreeningRecord {
     pub metadata: Option<serde_json::Value>,
     /// Requested at (Unix ms; RFC 3339 in JSON).
     #[serde(serialize_with = "json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     /// Last change (Unix ms; RFC 3339 in JSON).
     #[serde(serialize_with = "json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 
@@ -88,7 +95,7 @@ pub struct ScreeningFilter {
 
 /// The columns of [`ScreeningRow`].
 const SCREENING_COLUMNS: &str = "id, call_sid, candidate_id, first_name, phone, job_title, \
-    screening, state, error, answers, outcome, summary, \
+    screening, state, error, scheduled_for, answers, outcome, summary, \
     (SELECT cb.callback_url FROM screening_callbacks cb WHERE cb.screening_id = screenings.id) \
     AS callback_url, \
     (SELECT cb.metadata FROM screening_callbacks cb WHERE cb.screening_id = screenings.id) \
@@ -106,6 +113,7 @@ struct ScreeningRow {
     screening: String,
     state: String,
     error: Option<String>,
+    scheduled_for: Option<i64>,
     answers: Option<String>,
     outcome: Option<String>,
     summary: Option<String>,
@@ -129,6 +137,7 @@ impl TryFrom<ScreeningRow> for ScreeningRecord {
             screening: row.screening,
             state: row.state,
             error: row.error,
+            scheduled_for: row.scheduled_for,
             answers: row
                 .answers
                 .map(|text| json_column(&text, "screenings.answers"))
@@ -258,14 +267,47 @@ impl Store {
         key: Option<&IdempotencyKey>,
         callback: Option<&ScreeningCallback>,
     ) -> Result<KeyedInsert, StoreError> {
+        self.insert_screening_request(new, Some(from), key, callback, None)
+            .await
+    }
+
+    /// [`Store::insert_requested_screening`] for a call due at `scheduled_for` (Unix ms): the
+    /// screening is `scheduled` with no intent yet; [`Store::claim_scheduled_screening`] records
+    /// the intent when the call is placed.
+    pub async fn insert_scheduled_screening(
+        &self,
+        new: &NewScreening,
+        scheduled_for: i64,
+        key: Option<&IdempotencyKey>,
+        callback: Option<&ScreeningCallback>,
+    ) -> Result<KeyedInsert, StoreError> {
+        self.insert_screening_request(new, None, key, callback, Some(scheduled_for))
+            .await
+    }
+
+    /// The screening (with its key and callback), and its intent unless it is scheduled.
+    async fn insert_screening_request(
+        &self,
+        new: &NewScreening,
+        from: Option<&str>,
+        key: Option<&IdempotencyKey>,
+        callback: Option<&ScreeningCallback>,
+        scheduled_for: Option<i64>,
+    ) -> Result<KeyedInsert, StoreError> {
         let created = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
-            let id: i64 = sqlx::query_scalar(INSERT_SCREENING)
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO screenings (candidate_id, first_name, phone, job_title, screening, \
+                 state, scheduled_for, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+            )
                 .bind(&new.candidate_id)
                 .bind(&new.first_name)
                 .bind(&new.phone)
                 .bind(&new.job_title)
                 .bind(&new.screening)
+                .bind(if scheduled_for.is_some() { "scheduled" } else { "requested" })
+                .bind(scheduled_for)
                 .bind(new.created_at_ms)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -290,16 +332,18 @@ impl Store {
                 }
             };
             if claimed {
-                sqlx::query(
-                    "INSERT INTO screening_intents (screening_id, to_number, from_number, created_at) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(id)
-                .bind(&new.phone)
-                .bind(from)
-                .bind(new.created_at_ms)
-                .execute(&mut *tx)
-                .await?;
+                if let Some(from) = from {
+                    sqlx::query(
+                        "INSERT INTO screening_intents (screening_id, to_number, from_number, \
+                         created_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(id)
+                    .bind(&new.phone)
+                    .bind(from)
+                    .bind(new.created_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 if let Some(callback) = callback {
                     sqlx::query(
                         "INSERT INTO screening_callbacks \
@@ -353,6 +397,82 @@ impl Store {
                 request_hash,
             }),
         )
+    }
+
+    /// The `scheduled` screening due first at `now_ms` (`scheduled_for` at or before it), if any.
+    pub async fn next_due_screening(
+        &self,
+        now_ms: i64,
+    ) -> Result<Option<ScreeningRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {SCREENING_COLUMNS} FROM screenings WHERE state = 'scheduled' \
+             AND scheduled_for <= $1 ORDER BY scheduled_for, id LIMIT 1"
+        );
+        let row: Option<ScreeningRow> = on_reader!(self, pool => {
+            sqlx::query_as(&sql).bind(now_ms).fetch_optional(pool).await?
+        });
+        row.map(ScreeningRecord::try_from).transpose()
+    }
+
+    /// Moves a `scheduled` screening's call to `at`; false when it is no longer scheduled.
+    pub async fn reschedule_screening(
+        &self,
+        id: i64,
+        at: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        on_writer!(self, pool => {
+            Ok(sqlx::query(
+                "UPDATE screenings SET scheduled_for = $1, updated_at = $2 \
+                 WHERE id = $3 AND state = 'scheduled'",
+            )
+            .bind(at)
+            .bind(now_ms)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1)
+        })
+    }
+
+    /// Claims a `scheduled` screening for placing its call now: it turns `requested` with an
+    /// intent to call from `from` (as [`Store::insert_requested_screening`] records), in one
+    /// transaction. False when it was not scheduled (another instance claimed it, or it was
+    /// canceled).
+    pub async fn claim_scheduled_screening(
+        &self,
+        id: i64,
+        from: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let phone: Option<String> = sqlx::query_scalar(
+                "UPDATE screenings SET state = 'requested', updated_at = $1 \
+                 WHERE id = $2 AND state = 'scheduled' RETURNING phone",
+            )
+            .bind(now_ms)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(phone) = phone else {
+                tx.rollback().await?;
+                return Ok(false);
+            };
+            sqlx::query(
+                "INSERT INTO screening_intents (screening_id, to_number, from_number, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(&phone)
+            .bind(from)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     /// Twilio created the call: links the screening to `call_sid` (state `calling`, or later if

@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::{Store, StoreError, on_reader, on_writer};
 
 /// One transcript line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TranscriptLine {
     /// `agent`, `caller` or `keypad` (a DTMF key press).
@@ -14,6 +14,7 @@ pub struct TranscriptLine {
     pub text: String,
     /// When (Unix ms; RFC 3339 in JSON, as `at`).
     #[serde(rename = "at", serialize_with = "crate::json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
     pub at_ms: i64,
     /// An agent line the caller cut off; `text` is then what the caller heard.
     #[serde(default)]

@@ -61,7 +61,7 @@ pub(crate) const ENQUEUE_FOR_CALL: &str = enqueue_sql!("s.call_sid = $1");
 pub(crate) const ENQUEUE_FOR_SCREENING: &str = enqueue_sql!("s.id = $1");
 
 /// A delivery as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookDelivery {
     /// Row id; also the `Voxbridge-Delivery-Id` header, the receiver's idempotency key.
@@ -76,6 +76,7 @@ pub struct WebhookDelivery {
     pub attempts: i64,
     /// When the next attempt is due (pending deliveries).
     #[serde(serialize_with = "json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
     pub next_attempt_at: i64,
     /// The URL of the last attempt.
     pub url: Option<String>,
@@ -87,12 +88,15 @@ pub struct WebhookDelivery {
     pub payload: Option<serde_json::Value>,
     /// Enqueued at (the screening ended).
     #[serde(serialize_with = "json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     /// Last change.
     #[serde(serialize_with = "json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
     /// When a receiver answered 2xx.
     #[serde(serialize_with = "json_shape::optional_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub delivered_at: Option<i64>,
 }
 

@@ -32,6 +32,22 @@ fn delivery_id(text: &str) -> Result<i64, ApiError> {
 }
 
 /// `GET /api/webhook-deliveries`: newest first; `state` one of `pending`, `delivered`, `dead`.
+#[utoipa::path(
+    get,
+    path = "/api/webhook-deliveries",
+    tag = "webhooks",
+    params(
+        ("state" = Option<String>, Query, description = "pending, delivered or dead."),
+        ("screeningId" = Option<i64>, Query, description = "Only this screening's."),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 200 (default 50)."),
+        ("offset" = Option<i64>, Query, description = "Rows to skip (default 0)."),
+    ),
+    responses(
+        (status = 200, description = "A page of deliveries, newest first.", body = crate::openapi::DeliveryPage),
+        (status = 400, description = "An unknown parameter or filter value.", body = crate::openapi::ErrorBody),
+        crate::openapi::CommonErrors,
+    ),
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -62,6 +78,18 @@ pub(crate) async fn list(
 }
 
 /// `GET /api/webhook-deliveries/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/webhook-deliveries/{id}",
+    tag = "webhooks",
+    params(("id" = i64, Path, description = "The delivery id (the `Voxbridge-Delivery-Id` header).")),
+    responses(
+        (status = 200, description = "The delivery, with the body sent.", body = crate::openapi::DeliveryEnvelope),
+        (status = 400, description = "The id is not a positive integer.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such delivery.", body = crate::openapi::ErrorBody),
+        crate::openapi::CommonErrors,
+    ),
+)]
 pub(crate) async fn detail(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -79,6 +107,19 @@ pub(crate) async fn detail(
 /// `POST /api/webhook-deliveries/{id}/redeliver`: a dead or delivered delivery goes back in
 /// the queue (same delivery id and body, attempts from zero); 202 with the delivery. 409 while
 /// it is still pending.
+#[utoipa::path(
+    post,
+    path = "/api/webhook-deliveries/{id}/redeliver",
+    tag = "webhooks",
+    params(("id" = i64, Path, description = "The delivery id.")),
+    responses(
+        (status = 202, description = "Queued again: same id and body, attempts from zero.", body = crate::openapi::DeliveryEnvelope),
+        (status = 400, description = "The id is not a positive integer.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such delivery.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Still pending: it is retried on its own.", body = crate::openapi::ErrorBody),
+        crate::openapi::CommonErrors,
+    ),
+)]
 pub(crate) async fn redeliver(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 use voxbridge_store::{
     CallEvent, ConsoleCall, ConsoleCallFilter, SCREENING_OUTCOMES, SCREENING_STATES,
-    TranscriptLine, TurnLatencyRecord,
+    ScreeningFilter, ScreeningRecord, TranscriptLine, TurnLatencyRecord,
 };
 use voxbridge_twilio::sid::CallSid;
 use voxbridge_twilio::webhook::FormParams;
@@ -79,7 +79,15 @@ impl CallsQuery {
         let kept = kept.join("&");
         let params = Params::parse(
             Some(kept.as_str()),
-            &["state", "outcome", "job", "date", "page", "launched"],
+            &[
+                "state",
+                "outcome",
+                "job",
+                "date",
+                "page",
+                "launched",
+                "scheduled",
+            ],
         )?;
         let state = params.one_of("state", &SCREENING_STATES)?;
         let outcome = params.one_of("outcome", &SCREENING_OUTCOMES)?;
@@ -151,7 +159,19 @@ fn call_row(call: &ConsoleCall) -> Value {
     })
 }
 
-/// `GET /console/calls`: newest first, filtered, paged; today's counts by outcome.
+/// A screening waiting for the candidate's calling hours, for the calls page.
+fn scheduled_row(screening: &ScreeningRecord) -> Value {
+    json!({
+        "id": screening.id,
+        "first_name": screening.first_name,
+        "candidate": screening.candidate_id,
+        "job": screening.job_title,
+        "at": screening.scheduled_for.map(when),
+    })
+}
+
+/// `GET /console/calls`: newest first, filtered, paged; today's counts by outcome; the
+/// screenings scheduled for their calling hours.
 pub(crate) async fn calls(
     State(state): State<AppState>,
     session: Session,
@@ -168,10 +188,17 @@ pub(crate) async fn calls(
         let (calls, total) = store.console_calls(&query.filter).await?;
         let counts = store.outcome_counts(today, today + DAY_MS).await?;
         let jobs = store.job_titles().await?;
-        Ok::<_, voxbridge_store::StoreError>((calls, total, counts, jobs))
+        let (scheduled, _) = store
+            .list_screenings(&ScreeningFilter {
+                state: Some("scheduled".to_owned()),
+                limit: 20,
+                ..ScreeningFilter::default()
+            })
+            .await?;
+        Ok::<_, voxbridge_store::StoreError>((calls, total, counts, jobs, scheduled))
     }
     .await;
-    let (calls, total, counts, jobs) = match loaded {
+    let (calls, total, counts, jobs, mut scheduled) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {
             let e = ApiError::from(e);
@@ -188,9 +215,15 @@ pub(crate) async fn calls(
         link
     };
     let pages = (total + PAGE - 1) / PAGE;
-    let launched = FormParams::parse(raw.as_deref().unwrap_or_default().as_bytes())
-        .get("launched")
-        .map(str::to_owned);
+    let shown = FormParams::parse(raw.as_deref().unwrap_or_default().as_bytes());
+    let launched = shown.get("launched").map(str::to_owned);
+    let just_scheduled = shown
+        .get("scheduled")
+        .and_then(|id| id.parse::<i64>().ok())
+        .and_then(|id| scheduled.iter().find(|s| s.id == id))
+        .map(scheduled_row);
+    // Due first on top.
+    scheduled.sort_by_key(|s| (s.scheduled_for, s.id));
     view::render(
         &state,
         "calls.html",
@@ -216,6 +249,8 @@ pub(crate) async fn calls(
                 "counted": counts.iter().map(|(_, n)| n).sum::<i64>(),
                 "export_query": &filters,
                 "launched": launched,
+                "just_scheduled": just_scheduled,
+                "scheduled": scheduled.iter().map(scheduled_row).collect::<Vec<_>>(),
             }),
         ),
     )
@@ -544,7 +579,13 @@ pub(crate) async fn launch(
                     super::publish(&state, call_sid);
                     Redirect::to(&format!("/console/calls?launched={call_sid}")).into_response()
                 }
-                None => Redirect::to("/console/calls").into_response(),
+                // Outside the candidate's calling hours: scheduled, no call yet.
+                None => match created["id"].as_i64() {
+                    Some(id) => {
+                        Redirect::to(&format!("/console/calls?scheduled={id}")).into_response()
+                    }
+                    None => Redirect::to("/console/calls").into_response(),
+                },
             }
         }
         Err(ApiError::Validation(errors)) => launch_form(

@@ -142,6 +142,14 @@ impl Default for QuietHoursConfig {
     }
 }
 
+/// The window from local `start` to `end` (`HH:MM` each), if both are valid.
+pub(crate) fn send_window(start: &str, end: &str) -> Option<SendWindow> {
+    Some(SendWindow {
+        start_minute: minute_of_day(start)?,
+        end_minute: minute_of_day(end)?,
+    })
+}
+
 /// Minutes since midnight of `HH:MM`.
 fn minute_of_day(text: &str) -> Option<u32> {
     let (hour, minute) = text.trim().split_once(':')?;
@@ -155,10 +163,7 @@ impl QuietHoursConfig {
         if !self.enabled {
             return None;
         }
-        Some(SendWindow {
-            start_minute: minute_of_day(&self.start)?,
-            end_minute: minute_of_day(&self.end)?,
-        })
+        send_window(&self.start, &self.end)
     }
 }
 

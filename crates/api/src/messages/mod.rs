@@ -169,9 +169,36 @@ struct MessageRequest {
     to: String,
     number: E164,
     whatsapp: bool,
+    /// The text, or empty when a template is sent.
     body: String,
+    /// A Content API template (`HX` and 32 hex digits) and its variables as JSON text.
+    template: Option<(String, Option<String>)>,
     from: Option<String>,
     send_at: Option<i64>,
+}
+
+/// Most variables a template takes (Twilio's limit).
+const MAX_CONTENT_VARIABLES: usize = 100;
+
+/// `contentVariables`: an object of at most [`MAX_CONTENT_VARIABLES`] string (or number)
+/// values, as the JSON text Twilio takes.
+fn content_variables(value: &Value) -> Result<String, String> {
+    let Value::Object(map) = value else {
+        return Err("must be an object of variables, e.g. {\"1\": \"Ada\"}".to_owned());
+    };
+    if map.len() > MAX_CONTENT_VARIABLES {
+        return Err(format!("at most {MAX_CONTENT_VARIABLES} variables"));
+    }
+    let mut out = serde_json::Map::new();
+    for (name, value) in map {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return Err(format!("variable {name:?} must be a string")),
+        };
+        out.insert(name.clone(), Value::String(text));
+    }
+    Ok(Value::Object(out).to_string())
 }
 
 /// A request refused before it was queued: the answer to send (boxed: a `Response` is large).
@@ -217,7 +244,39 @@ fn parse_request(body: &[u8]) -> Result<MessageRequest, Refusal> {
             }
         }
     };
+    let content_sid = text("contentSid", &mut errors);
+    if let Some(sid) = &content_sid
+        && !voxbridge_twilio::messaging::is_content_sid(sid)
+    {
+        errors.insert(
+            "contentSid",
+            "must be a Content API template SID: HX and 32 hex digits".to_owned(),
+        );
+    }
+    let variables = match object.get("contentVariables") {
+        None | Some(Value::Null) => None,
+        Some(value) => match content_variables(value) {
+            Ok(text) => Some(text),
+            Err(message) => {
+                errors.insert("contentVariables", message);
+                None
+            }
+        },
+    };
+    if variables.is_some() && content_sid.is_none() {
+        errors
+            .entry("contentVariables")
+            .or_insert_with(|| "needs a contentSid".to_owned());
+    }
     let body = match text("body", &mut errors) {
+        Some(_) if content_sid.is_some() => {
+            errors.insert(
+                "body",
+                "send either a body or a template (contentSid), not both".to_owned(),
+            );
+            None
+        }
+        None if content_sid.is_some() => Some(String::new()),
         Some(b) if b.trim().is_empty() => {
             errors.insert("body", "must not be empty".to_owned());
             None
@@ -237,12 +296,6 @@ fn parse_request(body: &[u8]) -> Result<MessageRequest, Refusal> {
             None
         }
     };
-    if object.contains_key("contentSid") {
-        errors.insert(
-            "contentSid",
-            "templates are not supported yet; send a body".to_owned(),
-        );
-    }
     let from = text("from", &mut errors);
     let send_at = match object.get("sendAt") {
         None | Some(Value::Null) => None,
@@ -274,6 +327,7 @@ fn parse_request(body: &[u8]) -> Result<MessageRequest, Refusal> {
             number,
             whatsapp,
             body,
+            template: content_sid.map(|sid| (sid, variables)),
             from,
             send_at,
         }),
@@ -283,9 +337,13 @@ fn parse_request(body: &[u8]) -> Result<MessageRequest, Refusal> {
                 .map(|(field, message)| format!("{field}: {message}"))
                 .collect::<Vec<_>>()
                 .join("; ");
-            // Twilio's code for an invalid `To` when that is what is wrong; a generic 400 else.
+            // Twilio's code for what is wrong: an invalid `To`, template or body.
             let code = if errors.contains_key("to") {
                 21211
+            } else if errors.contains_key("contentSid") {
+                21655
+            } else if errors.contains_key("contentVariables") {
+                if content_sid.is_none() { 21654 } else { 21656 }
             } else {
                 21602
             };
@@ -362,7 +420,21 @@ fn sender_for(state: &AppState, request: &MessageRequest) -> Result<String, Refu
 }
 
 /// `POST /api/messages`.
-async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/messages",
+    tag = "messages",
+    request_body = crate::openapi::MessageRequest,
+    responses(
+        (status = 202, description = "Queued: it goes out at `sendAt` (quiet hours and `sendAt` may hold it).", body = crate::openapi::MessageQueued),
+        (status = 400, description = "Refused with Twilio's code: 21610 opted out, 21211 invalid `To`, 21602 invalid body, 21603 invalid sender, 21654/21655/21656 invalid template, 63016 outside the WhatsApp window; or a malformed body.", body = crate::openapi::MessageRefusal),
+        crate::openapi::CommonErrors,
+    ),
+)]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let request = match parse_request(&body) {
         Ok(request) => request,
         Err(response) => return Ok(*response),
@@ -388,18 +460,22 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, 
         ));
     }
     let channel = if request.whatsapp { "whatsapp" } else { "sms" };
-    if request.whatsapp {
+    if request.whatsapp && request.template.is_none() {
         let last = store.last_inbound_at(&request.to, "whatsapp").await?;
         if last.is_none_or(|at| now - at > DAY_MS) {
             return Ok(refused(
                 StatusCode::BAD_REQUEST,
                 63016,
-                "outside the WhatsApp 24-hour session window (no message from the recipient in the last 24 hours): free-form messages need an approved template, which this API does not send yet",
+                "outside the WhatsApp 24-hour session window (no message from the recipient in the last 24 hours): send an approved template instead (contentSid, contentVariables)",
                 None,
             ));
         }
     }
-    let segments = count_segments(&request.body);
+    // A template's text is Twilio's to render: its segments are not known here.
+    let segments = request
+        .template
+        .is_none()
+        .then(|| count_segments(&request.body));
     let guess = ZoneGuess::for_number(&request.number);
     let requested = request.send_at.unwrap_or(now).max(now);
     let mut hold_reason = (requested > now).then(|| "scheduled".to_owned());
@@ -426,8 +502,10 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, 
                 to: request.to.clone(),
                 from: sender.clone(),
                 body: request.body,
-                encoding: segments.encoding.as_str().to_owned(),
-                segments: segments.segments as i64,
+                encoding: segments.map(|s| s.encoding.as_str().to_owned()),
+                segments: segments.map(|s| s.segments as i64),
+                content_sid: request.template.as_ref().map(|(sid, _)| sid.clone()),
+                content_variables: request.template.as_ref().and_then(|(_, v)| v.clone()),
                 send_at,
                 hold_reason: hold_reason.clone(),
                 zone: guess.name(),
@@ -435,7 +513,7 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, 
             now,
         )
         .await?;
-    tracing::info!(id, to = %request.number.masked(), segments = segments.segments, hold = ?hold_reason, "message queued");
+    tracing::info!(id, to = %request.number.masked(), segments = segments.map(|s| s.segments), template = request.template.is_some(), hold = ?hold_reason, "message queued");
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
@@ -445,8 +523,9 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, 
             "to": request.to,
             "from": sender,
             "channel": channel,
-            "segments": segments.segments,
-            "encoding": segments.encoding,
+            "segments": segments.map(|s| s.segments),
+            "encoding": segments.map(|s| s.encoding),
+            "contentSid": request.template.as_ref().map(|(sid, _)| sid),
             "sendAt": rfc3339(send_at),
             "holdReason": hold_reason,
             "zone": guess.name(),
@@ -457,7 +536,19 @@ async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, 
 }
 
 /// `GET /api/messages/{id}`.
-async fn detail(
+#[utoipa::path(
+    get,
+    path = "/api/messages/{id}",
+    tag = "messages",
+    params(("id" = i64, Path, description = "The message id.")),
+    responses(
+        (status = 200, description = "The message and its delivery state.", body = crate::openapi::MessageEnvelope),
+        (status = 400, description = "The id is not a number.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such message.", body = crate::openapi::ErrorBody),
+        crate::openapi::CommonErrors,
+    ),
+)]
+pub(crate) async fn detail(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -474,11 +565,17 @@ async fn detail(
 }
 
 /// `GET /api/messages/stats`: queue depth, last send, 24-hour counts.
-async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/messages/stats",
+    tag = "messages",
+    responses(
+        (status = 200, description = "Queue depth, last send and 24-hour counts.", body = crate::openapi::MessageStatsEnvelope),
+        crate::openapi::CommonErrors,
+    ),
+)]
+pub(crate) async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
     let now = state.now_ms();
     let counts = state.0.store.message_stats(now).await?;
-    let mut body = json!({"success": true});
-    body["stats"] = json!(counts);
-    body["stats"]["lastSentAt"] = json!(counts.last_sent_at.map(rfc3339));
-    Ok(Json(body).into_response())
+    Ok(Json(json!({"success": true, "stats": counts})).into_response())
 }

@@ -289,9 +289,10 @@ impl Sender {
             to: message.to.clone(),
             from: (!service).then(|| sender.clone()),
             messaging_service_sid: service.then(|| sender.clone()),
-            body: Some(message.body.clone()),
+            body: message.content_sid.is_none().then(|| message.body.clone()),
+            content_sid: message.content_sid.clone(),
+            content_variables: message.content_variables.clone(),
             status_callback: Some(status_callback_url(&self.state)),
-            ..CreateMessage::default()
         };
         match self.client.create_message(&create).await {
             Ok(resource) => Outcome::Accepted {

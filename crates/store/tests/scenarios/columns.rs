@@ -1,8 +1,9 @@
 //! Row mapping: every column read back whole, and invalid stored JSON reported by column.
 
 use voxbridge_store::{
-    AmdEvent, CallEvent, CallFilter, CallRecord, CallStatusEvent, NewScreening, RecordingEvent,
-    RelaySessionEvent, ScreeningRecord, ScreeningSession, Store, StoreError, TranscriptLine,
+    AmdEvent, CallEvent, CallFilter, CallRecord, CallStatusEvent, KeyedInsert, NewScreening,
+    RecordingEvent, RelaySessionEvent, ScreeningRecord, ScreeningSession, Store, StoreError,
+    TranscriptLine,
 };
 
 use super::status;
@@ -38,17 +39,32 @@ fn transcript() -> Vec<TranscriptLine> {
 /// holds a distinct value; returns the screening id. The screening goes through
 /// an uncertain create before its call is linked only so that its `error` column is set too.
 async fn fill_every_column(store: &Store) -> i64 {
-    let id = store
-        .insert_screening(&NewScreening {
-            candidate_id: "cand-13".into(),
-            first_name: "Cy".into(),
-            phone: "+14155550113".into(),
-            job_title: "Welder".into(),
-            screening: "welding".into(),
-            created_at_ms: 5_000,
-        })
+    // Scheduled (calling hours), then claimed, so `scheduled_for` is set too.
+    let inserted = store
+        .insert_scheduled_screening(
+            &NewScreening {
+                candidate_id: "cand-13".into(),
+                first_name: "Cy".into(),
+                phone: "+14155550113".into(),
+                job_title: "Welder".into(),
+                screening: "welding".into(),
+                created_at_ms: 5_000,
+            },
+            4_000,
+            None,
+            None,
+        )
         .await
         .unwrap();
+    let KeyedInsert::Created(id) = inserted else {
+        panic!("{inserted:?}")
+    };
+    assert!(
+        store
+            .claim_scheduled_screening(id, "+14155550100", 5_000)
+            .await
+            .unwrap()
+    );
     store
         .mark_screening_uncertain(id, "timeout", 5_001)
         .await
@@ -156,6 +172,7 @@ fn expected_screening(id: i64) -> ScreeningRecord {
         screening: "welding".into(),
         state: "completed".into(),
         error: Some("timeout".into()),
+        scheduled_for: Some(4_000),
         answers: Some(serde_json::json!({"welds": ["mig", "tig"]})),
         outcome: Some("qualified".into()),
         summary: Some(serde_json::Value::String("two processes".into())),

@@ -9,8 +9,10 @@ fn message(to: &str, from: &str, send_at: i64) -> NewMessage {
         to: to.to_owned(),
         from: from.to_owned(),
         body: "hello".to_owned(),
-        encoding: "GSM-7".to_owned(),
-        segments: 1,
+        encoding: Some("GSM-7".to_owned()),
+        segments: Some(1),
+        content_sid: None,
+        content_variables: None,
         send_at,
         hold_reason: None,
         zone: "America/Los_Angeles".to_owned(),
@@ -215,4 +217,35 @@ pub(crate) async fn queue_leases_and_statuses(store: &Store) {
             .collect::<Vec<_>>(),
         [("opted_out", Some("sms")), ("opted_in", Some("whatsapp"))]
     );
+}
+
+/// A WhatsApp template is stored with its SID and variables and read back nested (migration 11).
+pub(crate) async fn templates_keep_their_sid_and_variables(store: &Store) {
+    let t0 = 1_800_000_000_000;
+    let mut template = message("whatsapp:+14155550003", "whatsapp:+14155550111", t0);
+    "whatsapp".clone_into(&mut template.channel);
+    template.body = String::new();
+    template.encoding = None;
+    template.segments = None;
+    template.content_sid = Some("HX0123456789abcdef0123456789abcdef".to_owned());
+    template.content_variables = Some(r#"{"1":"Ada"}"#.to_owned());
+    let id = store.insert_message(&template, t0).await.unwrap();
+    let record = store.message(id).await.unwrap().unwrap();
+    assert_eq!(
+        record.content_sid.as_deref(),
+        Some("HX0123456789abcdef0123456789abcdef")
+    );
+    let json = serde_json::to_value(&record).unwrap();
+    assert_eq!(json["contentVariables"], serde_json::json!({"1": "Ada"}));
+    assert!(
+        json["segments"].is_null() && json["encoding"].is_null(),
+        "{json}"
+    );
+    let claimed = store
+        .claim_messages("whatsapp:+14155550111", "a", t0, 30_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].content_sid, record.content_sid);
+    assert_eq!(claimed[0].content_variables, record.content_variables);
 }

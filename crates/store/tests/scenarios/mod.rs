@@ -35,7 +35,7 @@ pub(crate) const CALL4: &str = "CA00000000000000000000000000000004";
 pub(crate) async fn behaviour(store: &Store) {
     assert_eq!(
         store.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     );
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.unwrap();
@@ -55,6 +55,7 @@ pub(crate) async fn behaviour(store: &Store) {
     intents::idempotency_keys(store).await;
     states::screening_states(store).await;
     messages::queue_leases_and_statuses(store).await;
+    messages::templates_keep_their_sid_and_variables(store).await;
     columns::every_column_reads_back(store).await;
     columns::store_call_to_corrupt(store).await;
     console::console(store).await;

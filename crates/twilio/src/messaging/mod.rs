@@ -9,7 +9,7 @@ pub mod zones;
 
 pub use errors::{Retry, describe as describe_error};
 pub use segments::{Encoding, SegmentCount, count_segments};
-pub use zones::{SendWindow, Zone, ZoneGuess};
+pub use zones::{CallingWindow, SendWindow, Zone, ZoneGuess};
 
 /// The kind of number a message is sent from, which sets its throughput
 /// (<https://help.twilio.com/articles/115002943027>: long code 1 message/s, toll-free 3/s,
@@ -70,6 +70,12 @@ pub fn reply_twiml(reply: Option<&str>) -> String {
         }
     }
     out
+}
+
+/// Whether `sid` is a Content API template SID: `HX` and 32 hex digits (the `ContentSid` of a
+/// WhatsApp template).
+pub fn is_content_sid(sid: &str) -> bool {
+    sid.len() == 34 && sid.starts_with("HX") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

@@ -86,6 +86,12 @@ impl Zone {
     pub fn local_minute_of_day(&self, utc_ms: i64) -> u32 {
         ((utc_ms + self.offset_ms(utc_ms)).rem_euclid(DAY_MS) / MINUTE_MS) as u32
     }
+
+    /// The local day of the week at `utc_ms`: 0 Sunday, 1 Monday, ... 6 Saturday.
+    pub fn local_weekday(&self, utc_ms: i64) -> u32 {
+        // 1970-01-01 was a Thursday.
+        ((utc_ms + self.offset_ms(utc_ms)).div_euclid(DAY_MS) + 4).rem_euclid(7) as u32
+    }
 }
 
 /// Days since 1970-01-01 of the `n`th Sunday (1-based) of `month` in `year`.
@@ -296,13 +302,47 @@ impl SendWindow {
     /// minutes and every offset here is whole minutes). `None` when the zones' windows never
     /// overlap in that time.
     pub fn next_open(&self, guess: &ZoneGuess, utc_ms: i64) -> Option<i64> {
-        if self.is_open(guess, utc_ms) {
-            return Some(utc_ms);
-        }
-        let first = (utc_ms.div_euclid(MINUTE_MS) + 1) * MINUTE_MS;
-        (0..3 * 24 * 60)
-            .map(|step| first + step * MINUTE_MS)
-            .find(|&t| self.is_open(guess, t))
+        first_open(utc_ms, 3, |t| self.is_open(guess, t))
+    }
+}
+
+/// `utc_ms` if `open` there, else the first whole minute after it, at most `days` ahead, where
+/// `open` holds (window edges are whole local minutes and every offset here is whole minutes).
+fn first_open(utc_ms: i64, days: i64, open: impl Fn(i64) -> bool) -> Option<i64> {
+    if open(utc_ms) {
+        return Some(utc_ms);
+    }
+    let first = (utc_ms.div_euclid(MINUTE_MS) + 1) * MINUTE_MS;
+    (0..days * 24 * 60)
+        .map(|step| first + step * MINUTE_MS)
+        .find(|&t| open(t))
+}
+
+/// When calls may be placed: a daily window of local time on some days of the week. Each
+/// instant is checked against its own local day (so the hours after midnight of a window that
+/// wraps count as the next day's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallingWindow {
+    /// The hours.
+    pub hours: SendWindow,
+    /// Allowed days, indexed 0 Sunday ... 6 Saturday.
+    pub days: [bool; 7],
+}
+
+impl CallingWindow {
+    /// Whether `utc_ms` is inside the hours, on an allowed day, in every zone of `guess`.
+    pub fn is_open(&self, guess: &ZoneGuess, utc_ms: i64) -> bool {
+        guess.zones.iter().all(|zone| {
+            self.days[zone.local_weekday(utc_ms) as usize]
+                && self.hours.contains(zone.local_minute_of_day(utc_ms))
+        })
+    }
+
+    /// The first instant at or after `utc_ms` when the window is open in every zone of `guess`,
+    /// looking at most 8 days ahead, to the minute. `None` when no day is allowed or the zones'
+    /// windows never overlap.
+    pub fn next_open(&self, guess: &ZoneGuess, utc_ms: i64) -> Option<i64> {
+        first_open(utc_ms, 8, |t| self.is_open(guess, t))
     }
 }
 
@@ -317,6 +357,46 @@ mod tests {
 
     fn guess(number: &str) -> ZoneGuess {
         ZoneGuess::for_number(&E164::parse(number).unwrap())
+    }
+
+    #[test]
+    fn calling_hours_skip_sundays_in_the_callees_zone() {
+        let window = CallingWindow {
+            hours: SendWindow {
+                start_minute: 9 * 60,
+                end_minute: 20 * 60,
+            },
+            days: [false, true, true, true, true, true, true],
+        };
+        // Saturday 5 December 2026, 21:00 in San Francisco (Sunday 05:00 UTC): closed until
+        // Monday 09:00 PST (17:00 UTC), the Sunday skipped.
+        let sf = guess("+14155550100");
+        assert_eq!(PACIFIC.local_weekday(utc(2026, 12, 6, 5, 0)), 6);
+        assert_eq!(
+            window.next_open(&sf, utc(2026, 12, 6, 5, 0)),
+            Some(utc(2026, 12, 7, 17, 0))
+        );
+        // The same instant is Sunday 05:00 in London: Monday 09:00 GMT.
+        let london = guess("+442071234567");
+        assert_eq!(
+            window.next_open(&london, utc(2026, 12, 6, 5, 0)),
+            Some(utc(2026, 12, 7, 9, 0))
+        );
+        // Friday 4 December 13:00 UTC: open in London, 05:00 in San Francisco.
+        assert!(window.is_open(&london, utc(2026, 12, 4, 13, 0)));
+        assert!(!window.is_open(&sf, utc(2026, 12, 4, 13, 0)));
+        assert_eq!(
+            window.next_open(&sf, utc(2026, 12, 4, 13, 0)),
+            Some(utc(2026, 12, 4, 17, 0))
+        );
+        // 20:00 local is closed (the window is [09:00, 20:00)).
+        assert!(!window.is_open(&sf, utc(2026, 12, 5, 4, 0)));
+        assert!(window.is_open(&sf, utc(2026, 12, 5, 3, 59)));
+        let never = CallingWindow {
+            days: [false; 7],
+            ..window
+        };
+        assert_eq!(never.next_open(&sf, utc(2026, 12, 4, 13, 0)), None);
     }
 
     #[test]
