@@ -8,7 +8,7 @@
 //!
 //! Routes:
 //! - `POST /api/screenings` (honours `Idempotency-Key`), `GET /api/screenings`,
-//!   `GET /api/screenings/{id}`,
+//!   `GET /api/screenings/{id}`, `POST /api/screenings/{id}/cancel` (a scheduled one),
 //!   `GET /api/calls`, `GET /api/calls/{callSid}`,
 //!   `GET /api/rate-limits/{number}`, `GET /api/webhook-deliveries[/{id}]`,
 //!   `POST /api/webhook-deliveries/{id}/redeliver` (bearer token; see [`ats`])
@@ -477,6 +477,7 @@ fn bare_routes(state: AppState) -> Router {
             post(screenings::create).get(screenings::list),
         )
         .route("/api/screenings/{id}", get(screenings::detail))
+        .route("/api/screenings/{id}/cancel", post(screenings::cancel))
         .route("/api/calls", get(calls::list))
         .route("/api/calls/{call_sid}", get(calls::detail))
         .route("/api/rate-limits/{number}", get(calls::rate_limit_stats))

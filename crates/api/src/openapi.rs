@@ -326,6 +326,7 @@ impl Modify for BearerToken {
         crate::screenings::create,
         crate::screenings::list,
         crate::screenings::detail,
+        crate::screenings::cancel,
         crate::calls::list,
         crate::calls::detail,
         crate::calls::rate_limit_stats,

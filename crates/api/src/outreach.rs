@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use voxbridge_twilio::E164;
 use voxbridge_twilio::messaging::{CallingWindow, ZoneGuess};
 
@@ -208,11 +209,14 @@ async fn place_due(
         }
         placed += 1;
         let span = tracing::info_span!("scheduled_screening", screening = due.id);
-        let _ = tracing::Instrument::instrument(
-            crate::screenings::place_call(state, twilio, due.id, &phone, &due.candidate_id),
-            span,
-        )
-        .await;
+        let result =
+            crate::screenings::place_call(state, twilio, due.id, &phone, &due.candidate_id)
+                .instrument(span)
+                .await;
+        // A refused number is recorded as failed by place_call; the error is logged here.
+        if let Err(error) = result {
+            tracing::warn!(screening = due.id, %error, "scheduled screening call not placed");
+        }
     }
     Ok(placed)
 }

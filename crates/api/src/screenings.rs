@@ -288,11 +288,7 @@ pub(crate) async fn detail(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "screening id must be a positive integer, got {id:?}"
-        ))
-    })?;
+    let id = screening_id(&id)?;
     let record = state
         .0
         .store
@@ -300,6 +296,53 @@ pub(crate) async fn detail(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no screening {id}")))?;
     Ok(Json(json!({"success": true, "screening": record})))
+}
+
+/// `POST /api/screenings/{id}/cancel`.
+#[utoipa::path(
+    post,
+    path = "/api/screenings/{id}/cancel",
+    tag = "screenings",
+    params(("id" = i64, Path, description = "The screening id.")),
+    responses(
+        (status = 200, description = "Canceled: the scheduled call will not be placed; the result webhook reports `canceled`.", body = crate::openapi::ScreeningEnvelope),
+        (status = 400, description = "The id is not a positive integer.", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such screening.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Not scheduled: its call was placed (or it ended) already.", body = crate::openapi::ErrorBody),
+        crate::openapi::CommonErrors,
+    ),
+)]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = screening_id(&id)?;
+    let (canceled, record) = state
+        .0
+        .store
+        .cancel_scheduled_screening(id, state.now_ms())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no screening {id}")))?;
+    if !canceled {
+        return Err(ApiError::Conflict(format!(
+            "screening {id} is {}: only a scheduled screening can be canceled",
+            record.state
+        )));
+    }
+    tracing::info!(screening = id, "scheduled screening canceled");
+    Ok(Json(json!({"success": true, "screening": record})))
+}
+
+/// A screening id from the path: a positive integer.
+fn screening_id(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "screening id must be a positive integer, got {text:?}"
+            ))
+        })
 }
 
 /// `POST /api/screenings`.

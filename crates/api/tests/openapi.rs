@@ -137,6 +137,7 @@ async fn real_answers_match_the_openapi_document() {
             "/api/rate-limits/{number}",
             "/api/screenings",
             "/api/screenings/{id}",
+            "/api/screenings/{id}/cancel",
             "/api/webhook-deliveries",
             "/api/webhook-deliveries/{id}",
             "/api/webhook-deliveries/{id}/redeliver",
@@ -261,6 +262,25 @@ async fn real_answers_match_the_openapi_document() {
         409,
         &pending,
     );
+
+    // 22:13 in London: scheduled for the candidate's calling hours, and canceled before its
+    // call is placed; a placed one cannot be.
+    let mut night = request.clone();
+    night["phone"] = json!("+442071234567");
+    night["candidateId"] = json!("oa-3");
+    let (status, scheduled) = send(&h, "post", "/api/screenings", Some(&night), None).await;
+    assert_eq!(status, 201, "{scheduled}");
+    assert_eq!(scheduled["screening"]["state"], "scheduled");
+    check(&doc, "post", "/api/screenings", 201, &scheduled);
+    let path = format!("/api/screenings/{}/cancel", scheduled["id"]);
+    let (status, canceled) = send(&h, "post", &path, None, None).await;
+    assert_eq!(status, 200, "{canceled}");
+    assert_eq!(canceled["screening"]["state"], "canceled");
+    check(&doc, "post", "/api/screenings/{id}/cancel", 200, &canceled);
+    let path = format!("/api/screenings/{id}/cancel");
+    let (status, placed) = send(&h, "post", &path, None, None).await;
+    assert_eq!(status, 409, "{placed}");
+    check(&doc, "post", "/api/screenings/{id}/cancel", 409, &placed);
 }
 
 #[tokio::test]
@@ -319,6 +339,18 @@ async fn error_answers_match_the_openapi_document() {
         ("get", "/api/screenings?state=bogus", "/api/screenings", 400),
         ("get", "/api/screenings/0", "/api/screenings/{id}", 400),
         ("get", "/api/screenings/999", "/api/screenings/{id}", 404),
+        (
+            "post",
+            "/api/screenings/999/cancel",
+            "/api/screenings/{id}/cancel",
+            404,
+        ),
+        (
+            "post",
+            "/api/screenings/x/cancel",
+            "/api/screenings/{id}/cancel",
+            400,
+        ),
         ("get", "/api/calls?status=bogus", "/api/calls", 400),
         ("get", "/api/calls/nope", "/api/calls/{callSid}", 400),
         (

@@ -92,6 +92,18 @@ async fn a_call_outside_calling_hours_waits_for_the_candidates_morning() {
     let (_, listed) = h.api_get("/api/screenings?state=scheduled").await;
     assert_eq!(listed["total"], 1, "{listed}");
 
+    // Another one, canceled while it waits: never placed.
+    let (status, other) = h.create_screening(&candidate("c-uk-2", LONDON)).await;
+    assert_eq!(status, 201, "{other}");
+    let canceled = h
+        .http
+        .post(format!("{}/api/screenings/{}/cancel", h.base, other["id"]))
+        .bearer_auth(common::BEARER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(canceled.status(), 200);
+
     // Not yet due.
     assert_eq!(place_due_once(&h.state).await.unwrap(), 0);
     h.clock.advance(10 * HOUR_MS + 46 * 60_000 + 39_000); // 08:59:59 in London

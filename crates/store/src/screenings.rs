@@ -436,6 +436,40 @@ impl Store {
         })
     }
 
+    /// Cancels a `scheduled` screening (its call was never placed): state `canceled`, and its
+    /// result webhook queued in the same transaction like any other end. `None` when there is
+    /// no such screening; `Some(false)`, with the screening, when it is not scheduled (a placed
+    /// call is not canceled here).
+    pub async fn cancel_scheduled_screening(
+        &self,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<Option<(bool, ScreeningRecord)>, StoreError> {
+        let canceled = on_writer!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let canceled = sqlx::query(
+                "UPDATE screenings SET state = 'canceled', updated_at = $1 \
+                 WHERE id = $2 AND state = 'scheduled'",
+            )
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if canceled {
+                sqlx::query(ENQUEUE_FOR_SCREENING)
+                    .bind(id)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            canceled
+        });
+        Ok(self.screening(id).await?.map(|record| (canceled, record)))
+    }
+
     /// Claims a `scheduled` screening for placing its call now: it turns `requested` with an
     /// intent to call from `from` (as [`Store::insert_requested_screening`] records), in one
     /// transaction. False when it was not scheduled (another instance claimed it, or it was

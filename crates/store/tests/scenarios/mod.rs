@@ -44,6 +44,7 @@ pub(crate) async fn behaviour(store: &Store) {
     calls::sql_matches_the_pure_rule(store).await;
     calls::side_events_create_unknown_calls(store).await;
     screenings::screenings(store).await;
+    screenings::scheduled_screenings(store).await;
     calls::listing(store).await;
     calls::audit_and_consent(store).await;
     // These add calls, so they run after `listing` counted the calls above.

@@ -2,7 +2,8 @@
 //! Streams calls with their turn latencies.
 
 use voxbridge_store::{
-    MediaCallEnd, NewScreening, ScreeningSession, Store, TranscriptLine, TurnLatencyRecord,
+    KeyedInsert, MediaCallEnd, NewScreening, ScreeningSession, Store, TranscriptLine,
+    TurnLatencyRecord,
 };
 
 use super::{CALL4, status};
@@ -303,4 +304,90 @@ pub(super) async fn screening_sessions(store: &Store) {
     assert_eq!(screening.phone, "+14155550108", "the caller's number");
     assert_eq!(screening.outcome.as_deref(), Some("qualified"));
     assert_eq!(detail.transcript.len(), 2);
+}
+
+/// Screenings held for calling hours: due in order, moved on, claimed once (with an intent),
+/// canceled only while scheduled.
+pub(crate) async fn scheduled_screenings(store: &Store) {
+    let t0 = 1_900_000_000_000;
+    let schedule = |candidate: &str, at: i64| {
+        let new = NewScreening {
+            candidate_id: candidate.to_owned(),
+            first_name: "Ada".to_owned(),
+            phone: "+442071234567".to_owned(),
+            job_title: "Welder".to_owned(),
+            screening: "default".to_owned(),
+            created_at_ms: t0,
+        };
+        async move {
+            match store
+                .insert_scheduled_screening(&new, at, None, None)
+                .await
+                .unwrap()
+            {
+                KeyedInsert::Created(id) => id,
+                other @ KeyedInsert::Existing { .. } => panic!("{other:?}"),
+            }
+        }
+    };
+    let later = schedule("sched-later", t0 + 2_000).await;
+    let first = schedule("sched-first", t0 + 1_000).await;
+    let record = store.screening(first).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state.as_str(), record.scheduled_for),
+        ("scheduled", Some(t0 + 1_000))
+    );
+    assert_eq!(store.next_due_screening(t0 + 999).await.unwrap(), None);
+    let due = store.next_due_screening(t0 + 5_000).await.unwrap().unwrap();
+    assert_eq!(due.id, first, "the one due first");
+    // Moved past the other: the other is due first now.
+    assert!(
+        store
+            .reschedule_screening(first, t0 + 9_000, t0)
+            .await
+            .unwrap()
+    );
+    let due = store.next_due_screening(t0 + 5_000).await.unwrap().unwrap();
+    assert_eq!(due.id, later);
+    // Claimed once, with an intent for reconciliation.
+    assert!(
+        store
+            .claim_scheduled_screening(later, "+14155550100", t0 + 5_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_scheduled_screening(later, "+14155550100", t0 + 5_001)
+            .await
+            .unwrap()
+    );
+    let intents = store.open_screening_intents(t0 + 60_000).await.unwrap();
+    assert!(
+        intents
+            .iter()
+            .any(|i| i.screening_id == later && i.created_at == t0 + 5_000),
+        "{intents:?}"
+    );
+    assert!(!store.reschedule_screening(later, t0, t0).await.unwrap());
+    // Canceled while scheduled; not once claimed; unknown ids are None.
+    let (canceled, record) = store
+        .cancel_scheduled_screening(first, t0 + 6_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(canceled);
+    assert_eq!(record.state, "canceled");
+    assert_eq!(store.next_due_screening(t0 + 10_000).await.unwrap(), None);
+    let (canceled, record) = store
+        .cancel_scheduled_screening(later, t0 + 6_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!canceled);
+    assert_eq!(record.state, "requested");
+    assert_eq!(
+        store.cancel_scheduled_screening(999_999, t0).await.unwrap(),
+        None
+    );
 }
