@@ -667,4 +667,31 @@ async fn a_launch_outside_calling_hours_shows_when_the_call_will_ring() {
         row.contains("Ada") && row.contains("Welder") && row.contains("2023-11-15 09:00:00 UTC"),
         "{row}"
     );
+
+    // Cancel it from its row: refused without the form's CSRF token, then canceled.
+    let cancel = format!("/console/screenings/{id}/cancel");
+    let forged = post(&h, &cancel, &cookie, &[("csrf", "not-the-token")]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let canceled = post(&h, &cancel, &cookie, &[("csrf", token.as_str())]).await;
+    assert_eq!(canceled.status(), StatusCode::SEE_OTHER);
+    let location = canceled.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert_eq!(location, format!("/console/calls?canceled={id}"));
+    let page = get(&h, &location, Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!(
+            "Screening {id} is canceled: its call will not be placed."
+        )),
+        "{page}"
+    );
+    assert!(!page.contains(&format!("id=\"scheduled-{id}\"")), "{page}");
+    let (_, detail) = h.api_get(&format!("/api/screenings/{id}")).await;
+    assert_eq!(detail["screening"]["state"], "canceled");
+    // Twice: the API's 409, as an error page.
+    let again = post(&h, &cancel, &cookie, &[("csrf", token.as_str())]).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert!(h.fake.creates.lock().unwrap().is_empty(), "never called");
 }

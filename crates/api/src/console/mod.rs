@@ -114,6 +114,10 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
             "/console/screenings/new",
             get(pages::new_screening).post(pages::launch),
         )
+        .route(
+            "/console/screenings/{id}/cancel",
+            post(pages::cancel_screening),
+        )
         .route("/console/rate-limits", get(pages::rate_limits))
         .route("/console/webhooks", get(pages::webhooks))
         .route(

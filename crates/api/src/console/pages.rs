@@ -87,6 +87,7 @@ impl CallsQuery {
                 "page",
                 "launched",
                 "scheduled",
+                "canceled",
             ],
         )?;
         let state = params.one_of("state", &SCREENING_STATES)?;
@@ -250,6 +251,7 @@ pub(crate) async fn calls(
                 "export_query": &filters,
                 "launched": launched,
                 "just_scheduled": just_scheduled,
+                "canceled": shown.get("canceled"),
                 "scheduled": scheduled.iter().map(scheduled_row).collect::<Vec<_>>(),
             }),
         ),
@@ -752,6 +754,31 @@ pub(crate) async fn webhooks(
             }),
         ),
     )
+}
+
+/// `POST /console/screenings/{id}/cancel`: the API's cancel of a scheduled screening, then back
+/// to the calls with a notice; the API's refusal (409 once the call was placed, 404) as an error
+/// page.
+pub(crate) async fn cancel_screening(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = session.csrf_refusal(&FormParams::parse(&body)) {
+        return refused;
+    }
+    match crate::screenings::cancel(State(state.clone()), Path(id.clone())).await {
+        Ok(_) => {
+            tracing::info!(screening = %id, "scheduled screening canceled from the console");
+            Redirect::to(&format!(
+                "/console/calls?canceled={}",
+                view::url_encode(&id)
+            ))
+            .into_response()
+        }
+        Err(e) => error_page(&state, &session, e.status(), &e.to_string()),
+    }
 }
 
 /// `POST /console/webhooks/{id}/redeliver`: the API's redelivery (same delivery id and body,
