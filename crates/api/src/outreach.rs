@@ -82,7 +82,7 @@ impl CallingHoursConfig {
             ("calling_hours.start", &self.start),
             ("calling_hours.end", &self.end),
         ] {
-            if crate::messages::config::send_window(value, value).is_none() {
+            if crate::messages::config::minute_of_day(value).is_none() {
                 return Err(ConfigError {
                     key,
                     problem: format!("must be HH:MM (00:00-23:59), got {value:?}"),
@@ -118,13 +118,9 @@ const POLL: Duration = Duration::from_secs(1);
 pub(crate) fn next_call_time(state: &AppState, phone: &E164, now_ms: i64) -> Option<i64> {
     let window = state.0.config.calling_hours.window()?;
     let guess = ZoneGuess::for_number(phone);
-    let open = window.next_open(&guess, now_ms).or_else(|| {
-        let first = ZoneGuess {
-            zones: guess.zones[..1].to_vec(),
-            known: guess.known,
-        };
-        window.next_open(&first, now_ms)
-    })?;
+    let open = window
+        .next_open(&guess, now_ms)
+        .or_else(|| window.next_open(&guess.first_only(), now_ms))?;
     (open > now_ms).then_some(open)
 }
 

@@ -151,7 +151,7 @@ pub(crate) fn send_window(start: &str, end: &str) -> Option<SendWindow> {
 }
 
 /// Minutes since midnight of `HH:MM`.
-fn minute_of_day(text: &str) -> Option<u32> {
+pub(crate) fn minute_of_day(text: &str) -> Option<u32> {
     let (hour, minute) = text.trim().split_once(':')?;
     let (hour, minute): (u32, u32) = (hour.parse().ok()?, minute.parse().ok()?);
     (hour < 24 && minute < 60).then_some(hour * 60 + minute)

@@ -483,13 +483,9 @@ pub(crate) async fn create(
     if let Some(window) = state.0.config.messaging.quiet_hours.window() {
         // Windows that never overlap (an unknown +1 number with a very short window) fall
         // back to the first zone's window.
-        let open = window.next_open(&guess, requested).or_else(|| {
-            let first = ZoneGuess {
-                zones: guess.zones[..1].to_vec(),
-                known: guess.known,
-            };
-            window.next_open(&first, requested)
-        });
+        let open = window
+            .next_open(&guess, requested)
+            .or_else(|| window.next_open(&guess.first_only(), requested));
         if let Some(open) = open.filter(|&open| open > requested) {
             send_at = open;
             hold_reason = Some("quiet_hours".to_owned());

@@ -259,6 +259,16 @@ impl ZoneGuess {
         }
     }
 
+    /// The first zone alone: the fallback when a window is never open in all the zones at once
+    /// (an unknown `+1` area code with a short window).
+    #[must_use]
+    pub fn first_only(&self) -> Self {
+        Self {
+            zones: self.zones[..1].to_vec(),
+            known: self.known,
+        }
+    }
+
     /// A name for people: `America/New_York`, or `America/New_York+America/Los_Angeles`.
     pub fn name(&self) -> String {
         self.zones
