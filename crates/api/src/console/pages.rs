@@ -519,6 +519,10 @@ fn launch_form(
                 "errors": errors,
                 "refusal": refusal,
                 "screenings": state.0.config.screenings,
+                "calling_hours": state.0.config.calling_hours.enabled.then(|| {
+                    let hours = &state.0.config.calling_hours;
+                    json!({"start": hours.start, "end": hours.end, "days": hours.days.join(", ")})
+                }),
                 // A new key for each form shown: submitting it twice (a double click, a
                 // reload) places one call.
                 "idempotency_key": random_token(),
