@@ -137,7 +137,7 @@ async fn find_call(
         let offset = created - intent.created_at;
         if !(-MATCH_BEFORE_MS..=MATCH_AFTER_MS).contains(&offset)
             || call.to.as_deref() != Some(intent.to_number.as_str())
-            || state.0.store.screening_for_call(&call.sid).await?.is_some()
+            || state.0.store.call_placed_for_screening(&call.sid).await?
         {
             continue;
         }

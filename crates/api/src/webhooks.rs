@@ -663,13 +663,13 @@ fn voicemail_twiml(state: &AppState, screening: Option<&ScreeningRecord>) -> Twi
         .and_then(|s| config.voicemail_messages.get(&s.screening))
         .unwrap_or(&config.voicemail_message);
     Twiml::new()
-        .push(Say::new(personal_voicemail(template, screening)))
+        .push(Say::new(personalise(template, screening)))
         .push(Hangup)
 }
 
 /// `api.voicemail_message` with `{firstName}` and `{jobTitle}` filled in from the screening;
 /// without one (or with an empty field) they read "there" and "a job with us".
-fn personal_voicemail(template: &str, screening: Option<&ScreeningRecord>) -> String {
+pub(crate) fn personalise(template: &str, screening: Option<&ScreeningRecord>) -> String {
     let field = |value: Option<&str>, otherwise: &str| {
         value
             .map(str::trim)
@@ -749,7 +749,7 @@ pub(crate) async fn relay_action(
 
 #[cfg(test)]
 mod tests {
-    use super::personal_voicemail;
+    use super::personalise;
     use voxbridge_store::ScreeningRecord;
 
     fn screening(first_name: &str, job_title: &str) -> ScreeningRecord {
@@ -764,6 +764,10 @@ mod tests {
             state: "calling".into(),
             error: None,
             scheduled_for: None,
+            attempt: 1,
+            max_attempts: 1,
+            follow_up: None,
+            campaign_id: None,
             answers: None,
             outcome: None,
             summary: None,
@@ -778,19 +782,19 @@ mod tests {
     fn the_voicemail_names_the_candidate_and_the_job() {
         let template = "Hi {firstName}, about your application for {jobTitle}. Bye, {firstName}.";
         assert_eq!(
-            personal_voicemail(template, Some(&screening("Jane", "Forklift Operator"))),
+            personalise(template, Some(&screening("Jane", "Forklift Operator"))),
             "Hi Jane, about your application for Forklift Operator. Bye, Jane."
         );
         assert_eq!(
-            personal_voicemail(template, Some(&screening(" ", ""))),
+            personalise(template, Some(&screening(" ", ""))),
             "Hi there, about your application for a job with us. Bye, there."
         );
         assert_eq!(
-            personal_voicemail(template, None),
+            personalise(template, None),
             "Hi there, about your application for a job with us. Bye, there."
         );
         assert_eq!(
-            personal_voicemail("Sorry we missed you.", None),
+            personalise("Sorry we missed you.", None),
             "Sorry we missed you."
         );
     }

@@ -37,6 +37,7 @@ mod json_shape;
 mod media_calls;
 mod messages;
 mod order;
+mod outreach;
 mod rate_limits;
 mod recordings;
 mod relay;
@@ -66,14 +67,16 @@ pub use events::{CallEvent, EventOutcome};
 pub use inbound_calls::{InboundClaim, InboundDecision};
 pub use json_shape::rfc3339;
 pub use media_calls::{MediaCallEnd, TurnLatencyRecord};
-pub use messages::{MessageRecord, MessageStats, NewMessage, message_status_rank};
+pub use messages::{MessageRecord, MessageStats, MessageThread, NewMessage, message_status_rank};
 pub use order::{StatusPoint, is_terminal, status_rank, supersedes};
+pub use outreach::{CampaignProgress, CampaignRecord, NewCampaign};
 pub use rate_limits::RateLimitDecision;
 pub use recordings::RecordingEvent;
 pub use relay::RelaySessionEvent;
 pub use screening_state::{CALL_STATUSES, SCREENING_OUTCOMES, SCREENING_STATES};
 pub use screenings::{
-    IdempotencyKey, KeyedInsert, NewScreening, ScreeningFilter, ScreeningIntent, ScreeningRecord,
+    IdempotencyKey, KeyedInsert, NewScreening, Outreach, ScreeningAttempt, ScreeningFilter,
+    ScreeningIntent, ScreeningRecord,
 };
 pub use sessions::ScreeningSession;
 pub use sms_consent::ConsentEvent;

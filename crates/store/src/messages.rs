@@ -29,7 +29,7 @@ pub fn message_status_rank(status: &str) -> i64 {
 }
 
 /// A message to queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewMessage {
     /// `sms` or `whatsapp`.
     pub channel: String,
@@ -54,6 +54,35 @@ pub struct NewMessage {
     /// The recipient's zone as guessed from the number.
     pub zone: String,
 }
+
+/// Inserts outbound message `$m` (a `&NewMessage`) with executor `$executor` at `$now_ms`;
+/// evaluates to its id. A macro so a transaction of either backend can use it.
+macro_rules! insert_message_row {
+    ($executor:expr, $m:expr, $now_ms:expr) => {{
+        let m: &$crate::NewMessage = $m;
+        sqlx::query_scalar(
+            "INSERT INTO messages (direction, channel, to_number, from_number, body, encoding, \
+             segments, status, status_rank, attempts, send_at, hold_reason, zone, created_at, \
+             updated_at, content_sid, content_variables) VALUES ('outbound', $1, $2, $3, $4, \
+             $5, $6, 'scheduled', 0, 0, $7, $8, $9, $10, $10, $11, $12) RETURNING id",
+        )
+        .bind(&m.channel)
+        .bind(&m.to)
+        .bind(&m.from)
+        .bind(&m.body)
+        .bind(&m.encoding)
+        .bind(m.segments)
+        .bind(m.send_at)
+        .bind(&m.hold_reason)
+        .bind(&m.zone)
+        .bind($now_ms)
+        .bind(&m.content_sid)
+        .bind(&m.content_variables)
+        .fetch_one($executor)
+        .await?
+    }};
+}
+pub(crate) use insert_message_row;
 
 /// A message as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
@@ -115,6 +144,26 @@ pub struct MessageRecord {
     pub updated_at: i64,
 }
 
+/// One conversation of [`Store::message_threads`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageThread {
+    /// The other side: `+1415...` or `whatsapp:+1415...`.
+    pub address: String,
+    /// `sms` or `whatsapp`.
+    pub channel: String,
+    /// Messages in all.
+    pub messages: i64,
+    /// Of those, received.
+    pub inbound: i64,
+    /// The latest message's time (Unix ms).
+    pub last_at: i64,
+    /// The latest message's body.
+    pub last_body: Option<String>,
+    /// The latest message's direction.
+    pub last_direction: Option<String>,
+}
+
 /// Queue depth and counts for health and metrics.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow,
@@ -150,26 +199,7 @@ impl Store {
     /// Queues an outbound message; returns its id.
     pub async fn insert_message(&self, m: &NewMessage, now_ms: i64) -> Result<i64, StoreError> {
         on_writer!(self, pool => {
-            Ok(sqlx::query_scalar(
-                "INSERT INTO messages (direction, channel, to_number, from_number, body, encoding, \
-                 segments, status, status_rank, attempts, send_at, hold_reason, zone, created_at, \
-                 updated_at, content_sid, content_variables) VALUES ('outbound', $1, $2, $3, $4, \
-                 $5, $6, 'scheduled', 0, 0, $7, $8, $9, $10, $10, $11, $12) RETURNING id",
-            )
-            .bind(&m.channel)
-            .bind(&m.to)
-            .bind(&m.from)
-            .bind(&m.body)
-            .bind(&m.encoding)
-            .bind(m.segments)
-            .bind(m.send_at)
-            .bind(&m.hold_reason)
-            .bind(&m.zone)
-            .bind(now_ms)
-            .bind(&m.content_sid)
-            .bind(&m.content_variables)
-            .fetch_one(pool)
-            .await?)
+            Ok(insert_message_row!(pool, m, now_ms))
         })
     }
 
@@ -178,6 +208,40 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM messages WHERE id = $1");
         on_reader!(self, pool => {
             Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?)
+        })
+    }
+
+    /// The conversations: one per address messages went to or came from (`+1415...`, or
+    /// `whatsapp:+1415...` apart), the latest first, paged; and how many there are.
+    pub async fn message_threads(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<MessageThread>, i64), StoreError> {
+        let threads = "SELECT CASE WHEN direction = 'inbound' THEN from_number ELSE to_number END \
+            AS address, channel, direction, body, created_at, id FROM messages";
+        let page_sql = format!(
+            "SELECT address, MIN(channel) AS channel, COUNT(*) AS messages, \
+             CAST(SUM(CASE WHEN direction = 'inbound' THEN 1 ELSE 0 END) AS BIGINT) AS inbound, \
+             MAX(created_at) AS last_at, \
+             (SELECT m.body FROM ({threads}) m WHERE m.address = t.address \
+              ORDER BY m.created_at DESC, m.id DESC LIMIT 1) AS last_body, \
+             (SELECT m.direction FROM ({threads}) m WHERE m.address = t.address \
+              ORDER BY m.created_at DESC, m.id DESC LIMIT 1) AS last_direction \
+             FROM ({threads}) t WHERE address IS NOT NULL GROUP BY address \
+             ORDER BY MAX(created_at) DESC, address LIMIT $1 OFFSET $2"
+        );
+        let count_sql = format!(
+            "SELECT COUNT(DISTINCT address) AS n FROM ({threads}) t WHERE address IS NOT NULL"
+        );
+        on_reader!(self, pool => {
+            let page = sqlx::query_as(&page_sql)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            let total = sqlx::query_scalar(&count_sql).fetch_one(pool).await?;
+            Ok((page, total))
         })
     }
 
@@ -193,6 +257,24 @@ impl Store {
         );
         on_reader!(self, pool => {
             Ok(sqlx::query_as(&sql).bind(number).bind(limit).fetch_all(pool).await?)
+        })
+    }
+
+    /// Each sender's latest send activity at or after `since_ms` (the last change, Unix ms, of a
+    /// message it has tried to send: claimed, accepted, or a status after): where a restarted
+    /// sender resumes pacing, so a restart never sends faster than the sender's rate.
+    pub async fn recent_message_activity(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        on_reader!(self, pool => {
+            Ok(sqlx::query_as(
+                "SELECT from_number, MAX(updated_at) FROM messages WHERE direction = 'outbound' \
+                 AND attempts > 0 AND updated_at >= $1 GROUP BY from_number",
+            )
+            .bind(since_ms)
+            .fetch_all(pool)
+            .await?)
         })
     }
 

@@ -271,6 +271,68 @@ CREATE TABLE IF NOT EXISTS sms_consent_events (
 CREATE INDEX IF NOT EXISTS sms_consent_events_number ON sms_consent_events (number, at);
 ";
 
+/// Migration 13's new tables (`{ID}` as in [`V1`]): each finished attempt of a retried screening
+/// (the call it placed and how it ended), and campaigns (bulk launches). The columns it adds to
+/// `screenings` are in [`sqlite_v13`] / [`postgres_v13`].
+const V13: &str = r"
+CREATE TABLE IF NOT EXISTS screening_attempts (
+    screening_id BIGINT NOT NULL REFERENCES screenings (id),
+    attempt BIGINT NOT NULL,
+    call_sid TEXT NOT NULL,
+    state TEXT NOT NULL,
+    outcome TEXT,
+    ended_at BIGINT NOT NULL,
+    PRIMARY KEY (screening_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS screening_attempts_call ON screening_attempts (call_sid);
+CREATE TABLE IF NOT EXISTS campaigns (
+    id {ID},
+    name TEXT NOT NULL,
+    screening TEXT NOT NULL,
+    total BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS screenings_campaign ON screenings (campaign_id, state);
+CREATE INDEX IF NOT EXISTS screenings_phone ON screenings (phone, state);
+";
+
+/// The columns migration 13 adds to `screenings`: the attempt under way, how many are allowed
+/// and how far apart (frozen from `api.retries` when requested), the follow-up SMS's progress
+/// (`wanted`, `due`, `sent`, `skipped`, or `NULL` for none) and message, and the campaign.
+const V13_COLUMNS: [&str; 6] = [
+    "attempt BIGINT NOT NULL DEFAULT 1",
+    "max_attempts BIGINT NOT NULL DEFAULT 1",
+    "retry_after_ms BIGINT NOT NULL DEFAULT 0",
+    "follow_up TEXT",
+    "follow_up_message_id BIGINT",
+    "campaign_id BIGINT",
+];
+
+static V13_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static V13_POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Migration 13 with `add_column` (`ADD COLUMN`, or PostgreSQL's `ADD COLUMN IF NOT EXISTS`)
+/// and the backend's row id.
+fn v13(add_column: &str, id: &str) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::new();
+    for column in V13_COLUMNS {
+        let _ = writeln!(sql, "ALTER TABLE screenings {add_column} {column};");
+    }
+    sql.push_str(&V13.replace("{ID}", id));
+    sql
+}
+
+/// Migration 13 for SQLite: no `ADD COLUMN IF NOT EXISTS` there; the version table keeps it to
+/// one run.
+fn sqlite_v13() -> &'static str {
+    V13_SQLITE.get_or_init(|| v13("ADD COLUMN", SQLITE_ID))
+}
+
+fn postgres_v13() -> &'static str {
+    V13_POSTGRES.get_or_init(|| v13("ADD COLUMN IF NOT EXISTS", POSTGRES_ID))
+}
+
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![
         Migration {
@@ -350,6 +412,12 @@ pub(crate) fn migrations() -> Vec<Migration> {
                 CREATE INDEX IF NOT EXISTS screenings_due ON screenings (state, scheduled_for)",
             postgres: "ALTER TABLE screenings ADD COLUMN IF NOT EXISTS scheduled_for BIGINT;\n\
                 CREATE INDEX IF NOT EXISTS screenings_due ON screenings (state, scheduled_for)",
+        },
+        Migration {
+            version: 13,
+            description: "screening retries (attempts), follow-up SMS, campaigns",
+            sqlite: sqlite_v13(),
+            postgres: postgres_v13(),
         },
     ]
 }

@@ -109,9 +109,72 @@ pub(crate) const SYNC_ONE: &str = concat!(
     " FROM calls c WHERE c.call_sid = screenings.call_sid)"
 );
 
+/// Whether screening `$t` (a table name or alias) ended an attempt that is to be tried again: its
+/// call missed (`no_answer`, `failed`, `voicemail`), attempts remain (`api.retries`, frozen on
+/// the row), and no other screening of the same candidate and script is under way or completed
+/// (retries are de-duplicated per candidate and screening). Until this is false the result
+/// webhook waits: it is sent once, when the screening has ended for good.
+macro_rules! retry_wanted {
+    ($t:ident) => {
+        concat!(
+            stringify!($t),
+            ".state IN ('no_answer', 'failed', 'voicemail') AND ",
+            stringify!($t),
+            ".attempt < ",
+            stringify!($t),
+            ".max_attempts AND ",
+            stringify!($t),
+            ".call_sid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM screenings o \
+             WHERE o.candidate_id = ",
+            stringify!($t),
+            ".candidate_id AND o.screening = ",
+            stringify!($t),
+            ".screening AND o.id <> ",
+            stringify!($t),
+            ".id AND o.state IN ('scheduled', 'requested', 'calling', 'in_progress', 'completed'))"
+        )
+    };
+}
+pub(crate) use retry_wanted;
+
+/// The call's own end has come (a voicemail state arrives with AMD, while the message is still
+/// being left): only then is the next attempt scheduled.
+macro_rules! call_ended {
+    () => {
+        "EXISTS (SELECT 1 FROM calls c WHERE c.call_sid = screenings.call_sid \
+         AND c.status IN ('completed', 'busy', 'no-answer', 'failed', 'canceled'))"
+    };
+}
+
+/// Keeps the attempt of call `$1` that is about to be retried (`$2` now) in
+/// `screening_attempts`.
+pub(crate) const RECORD_ATTEMPT: &str = concat!(
+    "INSERT INTO screening_attempts (screening_id, attempt, call_sid, state, outcome, ended_at) \
+     SELECT screenings.id, screenings.attempt, screenings.call_sid, screenings.state, \
+     screenings.outcome, $2 FROM screenings WHERE screenings.call_sid = $1 AND ",
+    retry_wanted!(screenings),
+    " AND ",
+    call_ended!(),
+    " ON CONFLICT (screening_id, attempt) DO NOTHING"
+);
+
+/// Schedules the next attempt of the screening of call `$1` (`$2` now) when [`retry_wanted!`]
+/// and its call has ended: `scheduled` again, `retry_after_ms` from now, the call unlinked (the
+/// attempt keeps it) and what the missed call stored cleared; its follow-up SMS becomes due.
+pub(crate) const SCHEDULE_RETRY: &str = concat!(
+    "UPDATE screenings SET state = 'scheduled', scheduled_for = $2 + retry_after_ms, \
+     attempt = attempt + 1, call_sid = NULL, outcome = NULL, answers = NULL, summary = NULL, \
+     error = NULL, updated_at = $2, \
+     follow_up = CASE WHEN follow_up = 'wanted' THEN 'due' ELSE follow_up END \
+     WHERE call_sid = $1 AND ",
+    retry_wanted!(screenings),
+    " AND ",
+    call_ended!()
+);
+
 /// Brings the screening of call `$call_sid` up to date inside the transaction `$tx` (the
-/// voicemail outcome, then the state, then its result webhook if it just ended); `?` on
-/// failure.
+/// voicemail outcome, then the state, then the next attempt if it missed and may be retried,
+/// else its result webhook if it just ended for good); `?` on failure.
 macro_rules! sync_screening {
     ($tx:ident, $call_sid:expr, $now_ms:expr) => {{
         sqlx::query($crate::screening_state::VOICEMAIL_OUTCOME)
@@ -123,7 +186,18 @@ macro_rules! sync_screening {
             .bind($now_ms)
             .execute(&mut *$tx)
             .await?;
-        // A screening that just ended gets its result webhook queued (once, ever).
+        sqlx::query($crate::screening_state::RECORD_ATTEMPT)
+            .bind($call_sid)
+            .bind($now_ms)
+            .execute(&mut *$tx)
+            .await?;
+        sqlx::query($crate::screening_state::SCHEDULE_RETRY)
+            .bind($call_sid)
+            .bind($now_ms)
+            .execute(&mut *$tx)
+            .await?;
+        // A screening that just ended for good gets its result webhook queued (once, ever); a
+        // retried one is no longer linked to the call.
         sqlx::query($crate::webhook_outbox::ENQUEUE_FOR_CALL)
             .bind($call_sid)
             .bind($now_ms)

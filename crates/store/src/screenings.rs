@@ -25,6 +25,49 @@ pub struct NewScreening {
     pub created_at_ms: i64,
 }
 
+/// How a screening's call is retried and followed up, frozen on the row when it is requested
+/// (`api.retries`, `api.follow_up`), and the campaign it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outreach {
+    /// Calls allowed in all (at least 1: no retry).
+    pub max_attempts: i64,
+    /// From a missed call's end to the next attempt (Unix ms).
+    pub retry_after_ms: i64,
+    /// Send the follow-up SMS when the first call is missed and retried.
+    pub follow_up: bool,
+    /// The campaign (bulk launch) it is part of.
+    pub campaign_id: Option<i64>,
+}
+
+impl Default for Outreach {
+    fn default() -> Self {
+        Self {
+            max_attempts: 1,
+            retry_after_ms: 0,
+            follow_up: false,
+            campaign_id: None,
+        }
+    }
+}
+
+/// One finished attempt of a retried screening.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScreeningAttempt {
+    /// 1 for the first call.
+    pub attempt: i64,
+    /// The call it placed.
+    pub call_sid: String,
+    /// How it ended: `no_answer`, `failed` or `voicemail`.
+    pub state: String,
+    /// The agent's outcome, if it stored one.
+    pub outcome: Option<String>,
+    /// When the call ended and the next attempt was scheduled (Unix ms; RFC 3339 in JSON).
+    #[serde(serialize_with = "json_shape::time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub ended_at: i64,
+}
+
 /// A stored screening.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -50,10 +93,20 @@ pub struct ScreeningRecord {
     /// Why creating the call failed.
     pub error: Option<String>,
     /// When a `scheduled` screening's call is due (outside the candidate's calling hours when
-    /// requested), or was due when it was placed.
+    /// requested, or the next attempt after a missed call), or was due when it was placed.
     #[serde(serialize_with = "json_shape::optional_time")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub scheduled_for: Option<i64>,
+    /// The attempt under way or last made (1 for the first call).
+    pub attempt: i64,
+    /// Calls allowed before a missed screening ends for good (`api.retries.max_attempts` when
+    /// requested).
+    pub max_attempts: i64,
+    /// The follow-up SMS after a missed call: `wanted` (none missed yet), `due`, `sent`,
+    /// `skipped` (opted out, or no sender), or null when none is sent.
+    pub follow_up: Option<String>,
+    /// The campaign it was launched in.
+    pub campaign_id: Option<i64>,
     /// Answers as JSON, keys in camelCase (set by the agent).
     pub answers: Option<serde_json::Value>,
     /// Outcome (set by the agent).
@@ -94,8 +147,9 @@ pub struct ScreeningFilter {
 }
 
 /// The columns of [`ScreeningRow`].
-const SCREENING_COLUMNS: &str = "id, call_sid, candidate_id, first_name, phone, job_title, \
-    screening, state, error, scheduled_for, answers, outcome, summary, \
+pub(crate) const SCREENING_COLUMNS: &str = "id, call_sid, candidate_id, first_name, phone, job_title, \
+    screening, state, error, scheduled_for, attempt, max_attempts, follow_up, campaign_id, \
+    answers, outcome, summary, \
     (SELECT cb.callback_url FROM screening_callbacks cb WHERE cb.screening_id = screenings.id) \
     AS callback_url, \
     (SELECT cb.metadata FROM screening_callbacks cb WHERE cb.screening_id = screenings.id) \
@@ -103,7 +157,7 @@ const SCREENING_COLUMNS: &str = "id, call_sid, candidate_id, first_name, phone, 
 
 /// A `screenings` row as read ([`SCREENING_COLUMNS`]); `answers` is JSON stored as text.
 #[derive(sqlx::FromRow)]
-struct ScreeningRow {
+pub(crate) struct ScreeningRow {
     id: i64,
     call_sid: Option<String>,
     candidate_id: String,
@@ -114,6 +168,10 @@ struct ScreeningRow {
     state: String,
     error: Option<String>,
     scheduled_for: Option<i64>,
+    attempt: i64,
+    max_attempts: i64,
+    follow_up: Option<String>,
+    campaign_id: Option<i64>,
     answers: Option<String>,
     outcome: Option<String>,
     summary: Option<String>,
@@ -138,6 +196,10 @@ impl TryFrom<ScreeningRow> for ScreeningRecord {
             state: row.state,
             error: row.error,
             scheduled_for: row.scheduled_for,
+            attempt: row.attempt,
+            max_attempts: row.max_attempts,
+            follow_up: row.follow_up,
+            campaign_id: row.campaign_id,
             answers: row
                 .answers
                 .map(|text| json_column(&text, "screenings.answers"))
@@ -161,6 +223,63 @@ impl TryFrom<ScreeningRow> for ScreeningRecord {
 const INSERT_SCREENING: &str = "INSERT INTO screenings (candidate_id, first_name, phone, \
     job_title, screening, state, created_at, updated_at) \
     VALUES ($1, $2, $3, $4, $5, 'requested', $6, $6) RETURNING id";
+
+/// Inserts the `screenings` row of `$new` inside the transaction `$tx`: `scheduled` for
+/// `$scheduled_for` (an `Option<i64>`) or `requested`, with its [`Outreach`]; evaluates to its
+/// id. A macro because each backend's transaction is its own type.
+macro_rules! insert_screening_row {
+    ($tx:ident, $new:expr, $scheduled_for:expr, $outreach:expr) => {{
+        let new: &NewScreening = $new;
+        let scheduled_for: Option<i64> = $scheduled_for;
+        let outreach: Outreach = $outreach;
+        sqlx::query_scalar(
+            "INSERT INTO screenings (candidate_id, first_name, phone, job_title, screening, \
+             state, scheduled_for, max_attempts, retry_after_ms, follow_up, campaign_id, \
+             created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+        )
+        .bind(&new.candidate_id)
+        .bind(&new.first_name)
+        .bind(&new.phone)
+        .bind(&new.job_title)
+        .bind(&new.screening)
+        .bind(if scheduled_for.is_some() {
+            "scheduled"
+        } else {
+            "requested"
+        })
+        .bind(scheduled_for)
+        .bind(outreach.max_attempts.max(1))
+        .bind(outreach.retry_after_ms.max(0))
+        .bind(outreach.follow_up.then_some("wanted"))
+        .bind(outreach.campaign_id)
+        .bind(new.created_at_ms)
+        .fetch_one(&mut *$tx)
+        .await?
+    }};
+}
+pub(crate) use insert_screening_row;
+
+/// Records screening `$id`'s result webhook (`$callback`, a `&ScreeningCallback`) inside the
+/// transaction `$tx`, at `$at` (Unix ms).
+macro_rules! insert_callback {
+    ($tx:ident, $id:expr, $callback:expr, $at:expr) => {{
+        let callback: &$crate::ScreeningCallback = $callback;
+        sqlx::query(
+            "INSERT INTO screening_callbacks \
+             (screening_id, callback_url, metadata, deliver, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind($id)
+        .bind(&callback.url)
+        .bind(callback.metadata.as_ref().map(serde_json::Value::to_string))
+        .bind(i64::from(callback.deliver))
+        .bind($at)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+pub(crate) use insert_callback;
 
 /// Closes a screening's open intent: resolved at, resolution, screening id.
 const RESOLVE_INTENT: &str = "UPDATE screening_intents SET resolved_at = $1, resolution = $2 \
@@ -267,7 +386,7 @@ impl Store {
         key: Option<&IdempotencyKey>,
         callback: Option<&ScreeningCallback>,
     ) -> Result<KeyedInsert, StoreError> {
-        self.insert_screening_request(new, Some(from), key, callback, None)
+        self.insert_screening_request(new, Some(from), key, callback, None, Outreach::default())
             .await
     }
 
@@ -281,36 +400,32 @@ impl Store {
         key: Option<&IdempotencyKey>,
         callback: Option<&ScreeningCallback>,
     ) -> Result<KeyedInsert, StoreError> {
-        self.insert_screening_request(new, None, key, callback, Some(scheduled_for))
-            .await
+        self.insert_screening_request(
+            new,
+            None,
+            key,
+            callback,
+            Some(scheduled_for),
+            Outreach::default(),
+        )
+        .await
     }
 
-    /// The screening (with its key and callback), and its intent unless it is scheduled.
-    async fn insert_screening_request(
+    /// Records a screening (with its `Idempotency-Key` and result webhook): `scheduled` for
+    /// `scheduled_for` with no intent yet, else `requested` with the intent to call from `from`
+    /// ([`Store::insert_requested_screening`]); retried and followed up as `outreach` says.
+    pub async fn insert_screening_request(
         &self,
         new: &NewScreening,
         from: Option<&str>,
         key: Option<&IdempotencyKey>,
         callback: Option<&ScreeningCallback>,
         scheduled_for: Option<i64>,
+        outreach: Outreach,
     ) -> Result<KeyedInsert, StoreError> {
         let created = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO screenings (candidate_id, first_name, phone, job_title, screening, \
-                 state, scheduled_for, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
-            )
-                .bind(&new.candidate_id)
-                .bind(&new.first_name)
-                .bind(&new.phone)
-                .bind(&new.job_title)
-                .bind(&new.screening)
-                .bind(if scheduled_for.is_some() { "scheduled" } else { "requested" })
-                .bind(scheduled_for)
-                .bind(new.created_at_ms)
-                .fetch_one(&mut *tx)
-                .await?;
+            let id: i64 = insert_screening_row!(tx, new, scheduled_for, outreach);
             // PostgreSQL makes a concurrent insert of the same key wait for the first
             // transaction, then do nothing; SQLite's writers are serialised by the pool.
             let claimed = match key {
@@ -345,18 +460,7 @@ impl Store {
                     .await?;
                 }
                 if let Some(callback) = callback {
-                    sqlx::query(
-                        "INSERT INTO screening_callbacks \
-                         (screening_id, callback_url, metadata, deliver, created_at) \
-                         VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(id)
-                    .bind(&callback.url)
-                    .bind(callback.metadata.as_ref().map(serde_json::Value::to_string))
-                    .bind(i64::from(callback.deliver))
-                    .bind(new.created_at_ms)
-                    .execute(&mut *tx)
-                    .await?;
+                    insert_callback!(tx, id, callback, new.created_at_ms);
                 }
                 tx.commit().await?;
                 Some(id)
@@ -494,9 +598,12 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(false);
             };
+            // A retry's intent replaces the previous attempt's (resolved when it was linked).
             sqlx::query(
                 "INSERT INTO screening_intents (screening_id, to_number, from_number, created_at) \
-                 VALUES ($1, $2, $3, $4)",
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (screening_id) DO UPDATE SET \
+                 to_number = excluded.to_number, from_number = excluded.from_number, \
+                 created_at = excluded.created_at, resolved_at = NULL, resolution = NULL",
             )
             .bind(id)
             .bind(&phone)

@@ -50,7 +50,9 @@ macro_rules! enqueue_sql {
              WHERE ",
             $condition,
             " AND s.state IN ('completed', 'failed', 'no_answer', 'voicemail', 'canceled') \
-             ON CONFLICT (screening_id) DO NOTHING"
+             AND NOT (",
+            $crate::screening_state::retry_wanted!(s),
+            ") ON CONFLICT (screening_id) DO NOTHING"
         )
     };
 }

@@ -17,7 +17,7 @@ use scenarios::{
 };
 
 /// Every migration version, as `applied_migrations` lists them once the schema is current.
-const MIGRATED: [i64; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+const MIGRATED: [i64; 13] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
 
 #[tokio::test]
 async fn sqlite_file_store_behaves() {

@@ -2,8 +2,8 @@
 
 use voxbridge_store::{
     AmdEvent, CallEvent, CallFilter, CallRecord, CallStatusEvent, KeyedInsert, NewScreening,
-    RecordingEvent, RelaySessionEvent, ScreeningRecord, ScreeningSession, Store, StoreError,
-    TranscriptLine,
+    Outreach, RecordingEvent, RelaySessionEvent, ScreeningRecord, ScreeningSession, Store,
+    StoreError, TranscriptLine,
 };
 
 use super::status;
@@ -39,9 +39,10 @@ fn transcript() -> Vec<TranscriptLine> {
 /// holds a distinct value; returns the screening id. The screening goes through
 /// an uncertain create before its call is linked only so that its `error` column is set too.
 async fn fill_every_column(store: &Store) -> i64 {
-    // Scheduled (calling hours), then claimed, so `scheduled_for` is set too.
+    // Scheduled (calling hours), then claimed, so `scheduled_for` is set too; with retries, a
+    // follow-up and a campaign so their columns are.
     let inserted = store
-        .insert_scheduled_screening(
+        .insert_screening_request(
             &NewScreening {
                 candidate_id: "cand-13".into(),
                 first_name: "Cy".into(),
@@ -50,9 +51,16 @@ async fn fill_every_column(store: &Store) -> i64 {
                 screening: "welding".into(),
                 created_at_ms: 5_000,
             },
-            4_000,
             None,
             None,
+            None,
+            Some(4_000),
+            Outreach {
+                max_attempts: 3,
+                retry_after_ms: 60_000,
+                follow_up: true,
+                campaign_id: Some(77),
+            },
         )
         .await
         .unwrap();
@@ -173,6 +181,10 @@ fn expected_screening(id: i64) -> ScreeningRecord {
         state: "completed".into(),
         error: Some("timeout".into()),
         scheduled_for: Some(4_000),
+        attempt: 1,
+        max_attempts: 3,
+        follow_up: Some("wanted".into()),
+        campaign_id: Some(77),
         answers: Some(serde_json::json!({"welds": ["mig", "tig"]})),
         outcome: Some("qualified".into()),
         summary: Some(serde_json::Value::String("two processes".into())),

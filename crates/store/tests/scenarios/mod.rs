@@ -5,6 +5,7 @@ mod columns;
 mod console;
 mod intents;
 mod messages;
+mod outreach;
 mod screenings;
 mod states;
 mod webhook_outbox;
@@ -35,7 +36,7 @@ pub(crate) const CALL4: &str = "CA00000000000000000000000000000004";
 pub(crate) async fn behaviour(store: &Store) {
     assert_eq!(
         store.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     );
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.unwrap();
@@ -61,4 +62,7 @@ pub(crate) async fn behaviour(store: &Store) {
     columns::store_call_to_corrupt(store).await;
     console::console(store).await;
     webhook_outbox::result_webhooks(store).await;
+    outreach::retries_and_follow_ups(store).await;
+    outreach::what_is_not_retried(store).await;
+    outreach::campaigns(store).await;
 }
