@@ -64,6 +64,10 @@ pub struct ApiConfig {
     /// Most scheduled screening calls placed per second, per instance (Twilio's default account
     /// limit is 1). Default 1.
     pub calls_per_second: u32,
+    /// Missed screening calls tried again (`[api.retries]`).
+    pub retries: crate::outreach::RetriesConfig,
+    /// The SMS after a missed screening call, and replies to it (`[api.follow_up]`).
+    pub follow_up: crate::outreach::follow_up::FollowUpConfig,
     /// Twilio account and REST API.
     pub twilio: TwilioConfig,
     /// How answered calls reach the agent.
@@ -117,6 +121,8 @@ impl Default for ApiConfig {
             max_calls_per_candidate_per_day: 3,
             calling_hours: crate::outreach::CallingHoursConfig::default(),
             calls_per_second: 1,
+            retries: crate::outreach::RetriesConfig::default(),
+            follow_up: crate::outreach::follow_up::FollowUpConfig::default(),
             twilio: TwilioConfig::default(),
             connect: ConnectConfig::default(),
             voicemail_message: "Hi {firstName}, this is the recruiting team calling about \
@@ -409,6 +415,8 @@ impl ApiConfig {
     /// The keys of placing screening calls: calling hours, pace, voicemail messages.
     fn validate_outreach(&self) -> Result<(), ConfigError> {
         self.calling_hours.validate()?;
+        self.retries.validate()?;
+        self.follow_up.validate()?;
         if self.calls_per_second == 0 {
             return Err(invalid(
                 "calls_per_second",

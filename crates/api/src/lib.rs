@@ -25,6 +25,7 @@
 
 pub mod ats;
 mod calls;
+mod campaigns;
 pub mod config;
 pub mod console;
 mod error;
@@ -69,7 +70,8 @@ pub use config::{
 pub use console::{ConsoleConfig, hash_password};
 pub use error::ApiError;
 pub use messages::config::{MessagingConfig, QuietHoursConfig, SenderRates};
-pub use outreach::CallingHoursConfig;
+pub use outreach::follow_up::FollowUpConfig;
+pub use outreach::{CallingHoursConfig, RetriesConfig};
 pub use ratelimit::{
     Decision, LimiterError, MemoryLimiter, NumberStats, RateLimiter, RedisLimiter, SlidingWindow,
     caller_key,
@@ -483,6 +485,7 @@ fn bare_routes(state: AppState) -> Router {
         .route("/api/rate-limits/{number}", get(calls::rate_limit_stats))
         .merge(ats::routes::routes())
         .merge(messages::api_routes())
+        .merge(campaigns::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_bearer,

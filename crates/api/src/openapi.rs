@@ -13,8 +13,8 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use voxbridge_store::{
-    CallDetail, CallEvent, CallRecord, MessageRecord, MessageStats, ScreeningRecord,
-    TranscriptLine, WebhookDelivery,
+    CallDetail, CallEvent, CallRecord, CampaignProgress, CampaignRecord, MessageRecord,
+    MessageStats, ScreeningAttempt, ScreeningRecord, TranscriptLine, WebhookDelivery,
 };
 
 /// The filters and page `GET /api/screenings` and `GET /api/calls` take (parsed by
@@ -88,6 +88,17 @@ pub struct ScreeningEnvelope {
     pub success: bool,
     /// The screening.
     pub screening: ScreeningRecord,
+}
+
+/// One screening with its earlier attempts (`GET /api/screenings/{id}`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScreeningDetail {
+    /// Always true.
+    pub success: bool,
+    /// The screening: the attempt under way, or the last one made.
+    pub screening: ScreeningRecord,
+    /// The attempts before it that were missed and retried, first first.
+    pub attempts: Vec<ScreeningAttempt>,
 }
 
 /// A page of screenings.
@@ -271,6 +282,123 @@ pub struct MessageRefusal {
     pub errors: Option<BTreeMap<String, String>>,
 }
 
+/// `POST /api/campaigns`' JSON body (or send `text/csv` with the settings in the query).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignRequest {
+    /// A name for people (e.g. the requisition).
+    pub name: String,
+    /// The screening script (one of `api.screenings`; the first when left out).
+    pub screening: Option<String>,
+    /// The job, for candidates without their own `jobTitle`.
+    pub job_title: Option<String>,
+    /// Where each screening's result goes; default `api.webhooks.url`.
+    pub callback_url: Option<String>,
+    /// Any JSON object, echoed in every screening and its result webhook.
+    pub metadata: Option<BTreeMap<String, Value>>,
+    /// The candidates, 1 to 5,000.
+    pub candidates: Vec<CampaignCandidate>,
+}
+
+/// One candidate of a campaign (checked as `POST /api/screenings` checks its fields).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignCandidate {
+    /// Your candidate id.
+    pub candidate_id: String,
+    /// First name.
+    pub first_name: String,
+    /// E.164 number.
+    pub phone: String,
+    /// The job (else the campaign's `jobTitle`).
+    pub job_title: Option<String>,
+}
+
+/// The settings of a `text/csv` upload (a JSON body carries them itself).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // a description of the query string, never built
+pub struct CampaignCsvParams {
+    /// The campaign's name (required with `text/csv`).
+    name: Option<String>,
+    /// The screening script.
+    screening: Option<String>,
+    /// The job, for rows without a `jobTitle` column.
+    #[param(rename = "jobTitle")]
+    job_title: Option<String>,
+    /// Where each result goes.
+    #[param(rename = "callbackUrl")]
+    callback_url: Option<String>,
+}
+
+/// A page's size and start.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // a description of the query string, never built
+pub struct PageParams {
+    /// Page size, 1 to 200 (default 50).
+    limit: Option<i64>,
+    /// Rows to skip (default 0).
+    offset: Option<i64>,
+}
+
+/// `201 Created`: the campaign (`Location: /api/campaigns/{id}`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignCreated {
+    /// Always true.
+    pub success: bool,
+    /// The campaign and its progress.
+    pub campaign: CampaignRecord,
+    /// Candidate ids left out: a screening of this script was already under way for them.
+    pub skipped: Vec<String>,
+}
+
+/// One campaign.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignEnvelope {
+    /// Always true.
+    pub success: bool,
+    /// The campaign and its progress.
+    pub campaign: CampaignRecord,
+}
+
+/// A page of campaigns.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignPage {
+    /// Always true.
+    pub success: bool,
+    /// Campaigns in all pages.
+    pub total: i64,
+    /// Page size.
+    pub limit: i64,
+    /// Rows skipped.
+    pub offset: i64,
+    /// This page, newest first.
+    pub campaigns: Vec<CampaignRecord>,
+}
+
+/// A campaign refused as a whole (nothing was launched).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignRefusal {
+    /// Always false.
+    pub success: bool,
+    /// What went wrong.
+    pub error: String,
+    /// A message per invalid setting (`name`, `screening`, `candidates`, ...).
+    pub errors: BTreeMap<String, String>,
+    /// Each candidate with errors.
+    pub rows: Vec<CampaignRowErrors>,
+}
+
+/// A candidate's errors.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignRowErrors {
+    /// 1-based: the first candidate (the first CSV row after the header) is 1.
+    pub row: usize,
+    /// A message per invalid field.
+    pub errors: BTreeMap<String, String>,
+}
+
 /// Every other error: a message, and per field for a request that failed validation.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -336,13 +464,19 @@ impl Modify for BearerToken {
         crate::messages::create,
         crate::messages::detail,
         crate::messages::stats,
+        crate::campaigns::create,
+        crate::campaigns::list,
+        crate::campaigns::detail,
     ),
     components(schemas(
-        ScreeningRequest, ScreeningCreated, ScreeningEnvelope, ScreeningPage, CallPage,
+        ScreeningRequest, ScreeningCreated, ScreeningEnvelope, ScreeningDetail, ScreeningPage,
+        ScreeningAttempt, CallPage,
         CallEnvelope, RateLimitStats, DeliveryPage, DeliveryEnvelope, MessageRequest,
         MessageQueued, MessageEnvelope, MessageStatsEnvelope, MessageRefusal, ErrorBody,
         ScreeningRecord, CallRecord, CallDetail, CallEvent, TranscriptLine, WebhookDelivery,
-        MessageRecord, MessageStats
+        MessageRecord, MessageStats, CampaignRequest, CampaignCandidate, CampaignCreated,
+        CampaignEnvelope, CampaignPage, CampaignRefusal, CampaignRowErrors, CampaignRecord,
+        CampaignProgress
     )),
     modifiers(&BearerToken),
     security(("bearer" = [])),
@@ -351,6 +485,7 @@ impl Modify for BearerToken {
         (name = "calls", description = "Every call the service knows, with its timeline."),
         (name = "webhooks", description = "Results pushed to your ATS."),
         (name = "messages", description = "SMS and WhatsApp to candidates."),
+        (name = "campaigns", description = "Many screenings launched at once, and their progress."),
     ),
 )]
 pub struct ApiDoc;

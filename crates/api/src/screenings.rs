@@ -40,7 +40,7 @@ struct ScreeningRequest {
     metadata: Option<Value>,
 }
 
-fn text_field(
+pub(crate) fn text_field(
     object: &serde_json::Map<String, Value>,
     name: &'static str,
     required: bool,
@@ -278,7 +278,7 @@ pub(crate) async fn list(
     tag = "screenings",
     params(("id" = i64, Path, description = "The screening id.")),
     responses(
-        (status = 200, description = "The screening.", body = crate::openapi::ScreeningEnvelope),
+        (status = 200, description = "The screening, and the earlier attempts of a retried one.", body = crate::openapi::ScreeningDetail),
         (status = 400, description = "The id is not a positive integer.", body = crate::openapi::ErrorBody),
         (status = 404, description = "No such screening.", body = crate::openapi::ErrorBody),
         crate::openapi::CommonErrors,
@@ -289,13 +289,15 @@ pub(crate) async fn detail(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = screening_id(&id)?;
-    let record = state
-        .0
-        .store
+    let store = &state.0.store;
+    let record = store
         .screening(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no screening {id}")))?;
-    Ok(Json(json!({"success": true, "screening": record})))
+    let attempts = store.screening_attempts(id).await?;
+    Ok(Json(
+        json!({"success": true, "screening": record, "attempts": attempts}),
+    ))
 }
 
 /// `POST /api/screenings/{id}/cancel`.
@@ -335,12 +337,17 @@ pub(crate) async fn cancel(
 
 /// A screening id from the path: a positive integer.
 fn screening_id(text: &str) -> Result<i64, ApiError> {
+    path_id("screening", text)
+}
+
+/// The row id of a `what` in a path: a positive integer, else 400 saying so.
+pub(crate) fn path_id(what: &str, text: &str) -> Result<i64, ApiError> {
     text.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
-                "screening id must be a positive integer, got {text:?}"
+                "{what} id must be a positive integer, got {text:?}"
             ))
         })
 }
@@ -431,23 +438,19 @@ pub(crate) async fn create(
     // Otherwise the intent is committed before Twilio is asked: if this process dies between
     // Twilio's 201 and the commit below, start-up reconciliation finds the call
     // (crate::reconcile).
-    let inserted = match scheduled_for {
-        Some(at) => {
-            store
-                .insert_scheduled_screening(&new, at, key.as_ref(), callback)
-                .await?
-        }
-        None => {
-            store
-                .insert_requested_screening(
-                    &new,
-                    &config.twilio.from_number,
-                    key.as_ref(),
-                    callback,
-                )
-                .await?
-        }
-    };
+    let from = scheduled_for
+        .is_none()
+        .then_some(config.twilio.from_number.as_str());
+    let inserted = store
+        .insert_screening_request(
+            &new,
+            from,
+            key.as_ref(),
+            callback,
+            scheduled_for,
+            crate::outreach::outreach(&state, None),
+        )
+        .await?;
     let id = match (inserted, &key) {
         (KeyedInsert::Created(id), _) => id,
         // Another request with this key got there between the look-up above and the insert.

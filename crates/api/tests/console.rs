@@ -695,3 +695,146 @@ async fn a_launch_outside_calling_hours_shows_when_the_call_will_ring() {
     assert_eq!(again.status(), StatusCode::CONFLICT);
     assert!(h.fake.creates.lock().unwrap().is_empty(), "never called");
 }
+
+#[tokio::test]
+async fn campaigns_launch_from_a_csv_with_every_bad_row_named() {
+    // T0 is 14:13 in San Francisco, 22:13 in London.
+    let h = start(|c| c.retries.max_attempts = 3).await;
+    let cookie = session(&h).await;
+    let token = csrf(&h, &cookie).await;
+    let page = get(&h, "/console/campaigns", Some(&cookie)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("No campaigns yet."), "{html}");
+    assert!(html.contains("aria-current=\"page\">Campaigns</a>"));
+
+    // A bad row: refused with the row named, the form kept.
+    let bad = "candidateId,firstName,phone\nk1,Ann,+14158675309\nk2,Bo,12345\n";
+    let refused = post(
+        &h,
+        "/console/campaigns",
+        &cookie,
+        &[
+            ("csrf", token.as_str()),
+            ("name", "Welders"),
+            ("jobTitle", "Welder"),
+            ("csv", bad),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("Row 2: phone:"), "{html}");
+    assert!(html.contains("k2,Bo,12345"), "the CSV is kept: {html}");
+    // Without the form's token: refused.
+    let forged = post(
+        &h,
+        "/console/campaigns",
+        &cookie,
+        &[("csrf", "x"), ("csv", bad)],
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    let good = "candidateId,firstName,phone\nk1,Ann,+14158675309\nk2,Bo,+442071234567\n";
+    let launched = post(
+        &h,
+        "/console/campaigns",
+        &cookie,
+        &[
+            ("csrf", token.as_str()),
+            ("name", "Welders"),
+            ("jobTitle", "Welder"),
+            ("csv", good),
+        ],
+    )
+    .await;
+    assert_eq!(launched.status(), StatusCode::SEE_OTHER);
+    let location = launched.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/console/campaigns?launched="),
+        "{location}"
+    );
+    let html = get(&h, &location, Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("launched: its calls go out"), "{html}");
+    let row = &html[html.find("id=\"campaign-").expect("listed")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("Welders") && row.contains("0 of 2 done"),
+        "{row}"
+    );
+}
+
+#[tokio::test]
+async fn a_candidates_thread_shows_both_sides_their_consent_and_screenings() {
+    // T0 is 14:13 in San Francisco.
+    let h = start(|c| c.retries.max_attempts = 3).await;
+    let cookie = session(&h).await;
+    // The candidate is called, misses it, gets the follow-up and answers.
+    let (_, created) = h
+        .create_screening(&json!({
+            "candidateId": "k1", "firstName": "Ann", "phone": "+14158675309", "jobTitle": "Welder",
+        }))
+        .await;
+    let sid = created["callSid"].as_str().unwrap().to_owned();
+    let r = h
+        .webhook(
+            "/twilio/voice/status",
+            &status_params(&sid, "no-answer", "2"),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        voxbridge_api::outreach::send_follow_ups_once(&h.state)
+            .await
+            .unwrap(),
+        1
+    );
+    let r = h
+        .webhook(
+            "/twilio/sms/inbound",
+            &[
+                ("AccountSid", common::ACCOUNT),
+                ("MessageSid", "SM000000000000000000000000000000aa"),
+                ("From", "+14158675309"),
+                ("To", common::FROM),
+                ("Body", "tomorrow at 4"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let html = get(&h, "/console/messages", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("href=\"/console/messages/%2B14158675309\""),
+        "{html}"
+    );
+    assert!(html.contains("tomorrow at 4"), "the latest message: {html}");
+    let html = get(&h, "/console/messages/%2B14158675309", Some(&cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let outbound = html.find("class=\"outbound\"").expect("our follow-up");
+    let inbound = html.find("class=\"inbound\"").expect("their reply");
+    assert!(outbound < inbound, "oldest first: {html}");
+    assert!(html.contains("we just tried to call you about your application for Welder"));
+    assert!(html.contains("call 2 of 3"), "{html}");
+    assert!(
+        html.contains("next call 2023-11-16 00:00:00 UTC"),
+        "4 PM in San Francisco: {html}"
+    );
+    assert!(html.contains("follow-up sent"), "{html}");
+    let missing = get(&h, "/console/messages/not-a-number", Some(&cookie)).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let anonymous = get(&h, "/console/messages", None).await;
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+}

@@ -131,6 +131,8 @@ async fn real_answers_match_the_openapi_document() {
         [
             "/api/calls",
             "/api/calls/{callSid}",
+            "/api/campaigns",
+            "/api/campaigns/{id}",
             "/api/messages",
             "/api/messages/stats",
             "/api/messages/{id}",
@@ -281,6 +283,77 @@ async fn real_answers_match_the_openapi_document() {
     let (status, placed) = send(&h, "post", &path, None, None).await;
     assert_eq!(status, 409, "{placed}");
     check(&doc, "post", "/api/screenings/{id}/cancel", 409, &placed);
+}
+
+#[tokio::test]
+async fn campaign_and_retry_answers_match_the_openapi_document() {
+    let h = start(|c| {
+        c.retries.max_attempts = 3;
+        c.calling_hours.enabled = false;
+    })
+    .await;
+    let doc = document(&h).await;
+    // A missed call retried: the detail lists the attempt before.
+    let (status, created) = send(
+        &h,
+        "post",
+        "/api/screenings",
+        Some(&json!({"candidateId": "oa-r", "firstName": "Ada", "phone": "+14158675309", "jobTitle": "Welder"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let sid = created["callSid"].as_str().unwrap().to_owned();
+    let r = h
+        .webhook("/twilio/voice/status", &status_params(&sid, "busy", "2"))
+        .await;
+    assert_eq!(r.status(), 204);
+    let (status, detail) = send(&h, "get", &format!("/api/screenings/{id}"), None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        detail["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{detail}"
+    );
+    check(&doc, "get", "/api/screenings/{id}", 200, &detail);
+
+    let campaign = json!({"name": "OA", "jobTitle": "Welder", "candidates": [
+        {"candidateId": "oa-c1", "firstName": "Bo", "phone": "+14158675310"},
+        {"candidateId": "oa-r", "firstName": "Ada", "phone": "+14158675309"},
+    ]});
+    let (status, launched) = send(&h, "post", "/api/campaigns", Some(&campaign), None).await;
+    assert_eq!(status, 201, "{launched}");
+    assert_eq!(launched["skipped"], json!(["oa-r"]));
+    check(&doc, "post", "/api/campaigns", 201, &launched);
+    let (status, again) = send(&h, "post", "/api/campaigns", Some(&campaign), None).await;
+    assert_eq!(status, 409, "{again}");
+    check(&doc, "post", "/api/campaigns", 409, &again);
+    let bad = json!({"candidates": [{"candidateId": "x", "phone": "12"}]});
+    let (status, refused) = send(&h, "post", "/api/campaigns", Some(&bad), None).await;
+    assert_eq!(status, 400, "{refused}");
+    check(&doc, "post", "/api/campaigns", 400, &refused);
+    let (status, list) = send(&h, "get", "/api/campaigns?limit=5", None, None).await;
+    assert_eq!(status, 200);
+    check(&doc, "get", "/api/campaigns", 200, &list);
+    let path = format!("/api/campaigns/{}", launched["campaign"]["id"]);
+    let (status, one) = send(&h, "get", &path, None, None).await;
+    assert_eq!(status, 200);
+    check(&doc, "get", "/api/campaigns/{id}", 200, &one);
+    for (path, expected) in [
+        ("/api/campaigns/999", 404),
+        ("/api/campaigns/x", 400),
+        ("/api/campaigns?limit=0", 400),
+    ] {
+        let (status, body) = send(&h, "get", path, None, None).await;
+        assert_eq!(status, expected, "{path}: {body}");
+        let doc_path = if path.contains('?') {
+            "/api/campaigns"
+        } else {
+            "/api/campaigns/{id}"
+        };
+        check(&doc, "get", doc_path, expected, &body);
+    }
 }
 
 #[tokio::test]

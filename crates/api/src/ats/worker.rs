@@ -383,6 +383,8 @@ fn result_payload(
             "answers": screening.answers,
             "summary": screening.summary,
             "error": screening.error,
+            "attempts": screening.attempt,
+            "campaignId": screening.campaign_id,
         },
         "candidate": {
             "id": screening.candidate_id,

@@ -10,7 +10,9 @@
 //! - Pages ([`pages`]): the calls list (filters, pages, today's counts by outcome), a call's
 //!   detail (timeline, transcript, answers, recording, latencies), the launch form (the API's
 //!   `POST /api/screenings` handler itself, so its validation and limits are the API's), the
-//!   rate-limit look-up; CSV exports ([`export`]).
+//!   rate-limit look-up; CSV exports ([`export`]); campaigns (a CSV launch and each
+//!   campaign's progress) and messages (every conversation, one candidate's thread with their
+//!   consent and screenings) ([`outreach`]).
 //! - Live updates: the Twilio webhooks publish each changed call SID on a broadcast channel
 //!   ([`publish`]); `GET /console/events` streams them as Server-Sent Events and the page's
 //!   script re-reads the regions marked `data-live`.
@@ -19,6 +21,7 @@
 
 mod auth;
 mod export;
+mod outreach;
 mod pages;
 mod view;
 
@@ -118,6 +121,12 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
             "/console/screenings/{id}/cancel",
             post(pages::cancel_screening),
         )
+        .route(
+            "/console/campaigns",
+            get(outreach::campaigns).post(outreach::launch_campaign),
+        )
+        .route("/console/messages", get(outreach::messages))
+        .route("/console/messages/{address}", get(outreach::thread))
         .route("/console/rate-limits", get(pages::rate_limits))
         .route("/console/webhooks", get(pages::webhooks))
         .route(

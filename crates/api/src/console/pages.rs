@@ -28,7 +28,7 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// What every page's layout needs: who is signed in, the CSRF token of the sign-out form, and
 /// which navigation entry is current.
-fn layout(session: &Session, current: &str, title: &str) -> Value {
+pub(super) fn layout(session: &Session, current: &str, title: &str) -> Value {
     json!({
         "subject": session.subject,
         "csrf": session.csrf,
@@ -38,7 +38,7 @@ fn layout(session: &Session, current: &str, title: &str) -> Value {
 }
 
 /// Merges `extra` (an object) into `base` (an object).
-fn with(mut base: Value, extra: Value) -> Value {
+pub(super) fn with(mut base: Value, extra: Value) -> Value {
     if let (Value::Object(base), Value::Object(extra)) = (&mut base, extra) {
         base.extend(extra);
     }
@@ -46,7 +46,12 @@ fn with(mut base: Value, extra: Value) -> Value {
 }
 
 /// An error page with `status` and the message (an [`ApiError`]'s, usually).
-fn error_page(state: &AppState, session: &Session, status: StatusCode, message: &str) -> Response {
+pub(super) fn error_page(
+    state: &AppState,
+    session: &Session,
+    status: StatusCode,
+    message: &str,
+) -> Response {
     let mut response = view::render(
         state,
         "error.html",

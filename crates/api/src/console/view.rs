@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::AppState;
 
 /// Every template, by name (a `.html` name turns auto-escaping on).
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 11] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("calls.html", include_str!("templates/calls.html")),
@@ -19,6 +19,9 @@ const TEMPLATES: [(&str, &str); 8] = [
         include_str!("templates/rate_limits.html"),
     ),
     ("webhooks.html", include_str!("templates/webhooks.html")),
+    ("campaigns.html", include_str!("templates/campaigns.html")),
+    ("messages.html", include_str!("templates/messages.html")),
+    ("thread.html", include_str!("templates/thread.html")),
     ("error.html", include_str!("templates/error.html")),
 ];
 

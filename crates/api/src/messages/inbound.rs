@@ -62,7 +62,12 @@ pub(crate) async fn inbound(
                 state.0.messaging.metrics.opt_outs.inc();
             }
             tracing::info!(from = %number.masked(), %keyword, channel, "opt-out recorded");
-            Some(config.opt_out_reply.as_str())
+            // STOP ends outreach: no more calls are placed for this number's screenings.
+            let canceled = store.end_outreach(number.as_str(), now).await?;
+            if !canceled.is_empty() {
+                tracing::info!(from = %number.masked(), screenings = ?canceled, "opt-out: scheduled screening calls canceled");
+            }
+            Some(config.opt_out_reply.clone())
         }
         (Some(SmsKeyword::OptIn), Some(number)) => {
             if new {
@@ -77,15 +82,24 @@ pub(crate) async fn inbound(
                     .await?;
             }
             tracing::info!(from = %number.masked(), %keyword, channel, "opt-in recorded");
-            Some(config.opt_in_reply.as_str())
+            Some(config.opt_in_reply.clone())
         }
-        (Some(SmsKeyword::Help), _) => Some(config.help_text.as_str()),
+        (Some(SmsKeyword::Help), _) => Some(config.help_text.clone()),
+        // A reply to the follow-up after a missed screening call moves the next call (a
+        // retried delivery moves it again to the same time).
+        (None, Some(number)) if channel == "sms" => {
+            let answer = crate::outreach::follow_up::answer(&state, number, &sms.body).await?;
+            if answer.is_none() {
+                tracing::info!(from = %sms.from.masked(), channel, "incoming message stored");
+            }
+            answer
+        }
         _ => {
             tracing::info!(from = %sms.from.masked(), channel, "incoming message stored");
             None
         }
     };
-    Ok(twiml(reply_twiml(reply)))
+    Ok(twiml(reply_twiml(reply.as_deref())))
 }
 
 /// A delivery status: moves the message forward only (a repeated or late callback changes

@@ -398,17 +398,12 @@ fn sender_for(state: &AppState, request: &MessageRequest) -> Result<String, Refu
         [&messaging.whatsapp_from]
             .into_iter()
             .find(|s| !s.is_empty())
+            .cloned()
     } else {
-        [
-            &messaging.from,
-            &messaging.messaging_service_sid,
-            &config.twilio.from_number,
-        ]
-        .into_iter()
-        .find(|s| !s.is_empty())
+        default_sms_sender(state)
     };
     match default {
-        Some(sender) => Ok(sender.clone()),
+        Some(sender) => Ok(sender),
         None if request.whatsapp => {
             bad("set api.messaging.whatsapp_from to send WhatsApp messages".to_owned())
         }
@@ -417,6 +412,45 @@ fn sender_for(state: &AppState, request: &MessageRequest) -> Result<String, Refu
                 .to_owned(),
         ),
     }
+}
+
+/// The SMS sender used when none is asked for: `messaging.from`, else the Messaging Service,
+/// else `twilio.from_number`.
+pub(crate) fn default_sms_sender(state: &AppState) -> Option<String> {
+    let config = &state.0.config;
+    [
+        &config.messaging.from,
+        &config.messaging.messaging_service_sid,
+        &config.twilio.from_number,
+    ]
+    .into_iter()
+    .find(|s| !s.is_empty())
+    .cloned()
+}
+
+/// When a message asked for at `requested` may reach a recipient in `guess`'s zones: the
+/// quiet hours' next opening if they are closed then (with the reason `quiet_hours`), else
+/// `requested` (held as `scheduled` when it is later than `now_ms`).
+pub(crate) fn send_time(
+    state: &AppState,
+    guess: &ZoneGuess,
+    requested: i64,
+    now_ms: i64,
+) -> (i64, Option<String>) {
+    let mut hold_reason = (requested > now_ms).then(|| "scheduled".to_owned());
+    let mut send_at = requested;
+    if let Some(window) = state.0.config.messaging.quiet_hours.window() {
+        // Windows that never overlap (an unknown +1 number with a very short window) fall
+        // back to the first zone's window.
+        let open = window
+            .next_open(guess, requested)
+            .or_else(|| window.next_open(&guess.first_only(), requested));
+        if let Some(open) = open.filter(|&open| open > requested) {
+            send_at = open;
+            hold_reason = Some("quiet_hours".to_owned());
+        }
+    }
+    (send_at, hold_reason)
 }
 
 /// `POST /api/messages`.
@@ -478,19 +512,7 @@ pub(crate) async fn create(
         .then(|| count_segments(&request.body));
     let guess = ZoneGuess::for_number(&request.number);
     let requested = request.send_at.unwrap_or(now).max(now);
-    let mut hold_reason = (requested > now).then(|| "scheduled".to_owned());
-    let mut send_at = requested;
-    if let Some(window) = state.0.config.messaging.quiet_hours.window() {
-        // Windows that never overlap (an unknown +1 number with a very short window) fall
-        // back to the first zone's window.
-        let open = window
-            .next_open(&guess, requested)
-            .or_else(|| window.next_open(&guess.first_only(), requested));
-        if let Some(open) = open.filter(|&open| open > requested) {
-            send_at = open;
-            hold_reason = Some("quiet_hours".to_owned());
-        }
-    }
+    let (send_at, hold_reason) = send_time(&state, &guess, requested, now);
     let id = store
         .insert_message(
             &NewMessage {

@@ -28,6 +28,9 @@ use voxbridge_twilio::rest::{CreateMessage, RestClient, RestError, RetryPolicy};
 use crate::AppState;
 use crate::messages::{recipient_number, status_callback_url};
 
+/// How far back a starting sender looks for its senders' last activity.
+const RESUME_WINDOW_MS: i64 = 60_000;
+
 /// When each sender may send next (sans-IO: `now` is passed in).
 #[derive(Debug, Default)]
 pub(crate) struct Pacer {
@@ -52,12 +55,44 @@ impl Pacer {
         (span.as_nanos() / interval.as_nanos().max(1)) as usize + 1
     }
 
+    /// `sender` sends nothing before `at` (a restart resuming from the store's record).
+    pub(crate) fn hold_until(&mut self, sender: &str, at: Instant) {
+        let next = self.next.entry(sender.to_owned()).or_insert(at);
+        *next = (*next).max(at);
+    }
+
     /// Takes `sender`'s next slot: the instant to send at (never before `now`, never closer
     /// than `interval` to the previous one).
     pub(crate) fn reserve(&mut self, sender: &str, interval: Duration, now: Instant) -> Instant {
         let at = self.next.get(sender).map_or(now, |&next| next.max(now));
         self.next.insert(sender.to_owned(), at + interval);
         at
+    }
+}
+
+/// A process killed mid-stream may have sent (or be about to send: a claim is sent within two
+/// polls) just before this one started: each sender resumes one interval after its last
+/// recorded activity, never sooner.
+async fn resume_pacing(state: &AppState, pacer: &mut Pacer, poll: Duration) {
+    let config = &state.0.config.messaging;
+    let started_ms = state.now_ms();
+    match state
+        .0
+        .store
+        .recent_message_activity(started_ms - RESUME_WINDOW_MS)
+        .await
+    {
+        Ok(recent) => {
+            let now = Instant::now();
+            for (sender, last_ms) in recent {
+                let interval = config.rates.interval(SenderKind::of(&sender));
+                let wait_ms = (last_ms - started_ms).max(0)
+                    + i64::try_from((poll * 2 + interval).as_millis()).unwrap_or(i64::MAX);
+                let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
+                pacer.hold_until(&sender, now + wait);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "messaging: cannot read recent sends"),
     }
 }
 
@@ -79,6 +114,7 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let poll = config.poll_interval;
     let lease_ms = i64::try_from(config.lease.as_millis()).unwrap_or(i64::MAX);
     let mut pacer = Pacer::default();
+    resume_pacing(&state, &mut pacer, poll).await;
     let mut sends = JoinSet::new();
     let mut stats_due = Instant::now();
     loop {
@@ -355,6 +391,14 @@ mod tests {
         let late = t0 + Duration::from_secs(5);
         assert_eq!(pacer.reserve("a", second, late), late);
         assert_eq!(pacer.reserve("a", second, late), late + second);
+        // A restart resumes after the last recorded send, and never earlier than a slot
+        // already taken.
+        let resume = t0 + Duration::from_millis(700);
+        pacer.hold_until("d", resume);
+        assert_eq!(pacer.budget("d", second, t0, Duration::from_millis(100)), 0);
+        assert_eq!(pacer.reserve("d", second, t0), resume);
+        pacer.hold_until("d", t0);
+        assert_eq!(pacer.reserve("d", second, t0), resume + second);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Calling hours for screening calls.
+//! Outreach for screening calls: calling hours, retries of missed calls, the follow-up SMS
+//! ([`follow_up`]) and the candidate's reply to it ([`reply`]).
 //!
 //! A screening requested while the candidate's local time is outside `api.calling_hours`
 //! (default 09:00-20:00, Monday to Saturday, in the zone the number is in: see
@@ -9,10 +10,18 @@
 //! screening found due while its window is closed (the service was down when it opened) is
 //! moved to the next opening.
 //!
+//! A missed call (busy, no answer, failed, voicemail) with attempts left under `[api.retries]`
+//! is scheduled again by the store, `spacing_ms` after it ended, and placed here like any
+//! scheduled screening; its result webhook waits until it has ended for good. The first miss
+//! also makes the follow-up SMS due, which [`run`] queues.
+//!
 //! Placing is the create path's: the screening turns `requested` with an intent in the same
 //! commit (so a crash before Twilio's answer is reconciled like any other create), then the call
 //! is created and linked, or the screening is marked failed. Several instances may run [`run`]:
 //! a screening is claimed by one of them (a conditional update); each paces its own calls.
+
+pub mod follow_up;
+pub(crate) mod reply;
 
 use std::time::Duration;
 
@@ -50,6 +59,60 @@ impl Default for CallingHoursConfig {
                 .map(str::to_owned)
                 .to_vec(),
         }
+    }
+}
+
+/// `[api.retries]`: missed screening calls tried again.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetriesConfig {
+    /// Calls in all for one screening when they are missed (busy, no answer, failed,
+    /// voicemail); 1 turns retries off. Default 3.
+    pub max_attempts: u32,
+    /// From a missed call's end to the next attempt (then held for the calling hours). Key
+    /// `spacing_ms`, default 7200000 (2 hours).
+    #[serde(rename = "spacing_ms", with = "voxbridge_config::millis")]
+    pub spacing: Duration,
+}
+
+impl Default for RetriesConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            spacing: Duration::from_secs(2 * 60 * 60),
+        }
+    }
+}
+
+impl RetriesConfig {
+    /// Checks the values (keys relative to `[api]`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=10).contains(&self.max_attempts) {
+            return Err(ConfigError {
+                key: "retries.max_attempts",
+                problem: format!("must be 1 (no retries) to 10, got {}", self.max_attempts),
+            });
+        }
+        if self.spacing < Duration::from_secs(60) {
+            return Err(ConfigError {
+                key: "retries.spacing_ms",
+                problem: "must be at least 60000 (a minute between calls)".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How a screening requested now is retried and followed up (frozen on its row).
+pub(crate) fn outreach(state: &AppState, campaign_id: Option<i64>) -> voxbridge_store::Outreach {
+    let config = &state.0.config;
+    let retries = &config.retries;
+    voxbridge_store::Outreach {
+        max_attempts: i64::from(retries.max_attempts.max(1)),
+        retry_after_ms: i64::try_from(retries.spacing.as_millis()).unwrap_or(i64::MAX),
+        // The follow-up goes out when a missed call is retried.
+        follow_up: config.follow_up.enabled && retries.max_attempts > 1,
+        campaign_id,
     }
 }
 
@@ -128,6 +191,11 @@ pub(crate) fn next_call_time(state: &AppState, phone: &E164, now_ms: i64) -> Opt
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let mut pacer = Pacer::default();
     loop {
+        match follow_up::send_due(&state).await {
+            Ok(0) => {}
+            Ok(queued) => tracing::info!(queued, "follow-up SMS queued"),
+            Err(error) => tracing::warn!(%error, "queueing follow-up SMS failed"),
+        }
         match place_due(&state, &mut pacer, &shutdown).await {
             Ok(0) => {}
             Ok(placed) => tracing::info!(placed, "scheduled screening calls placed"),
@@ -144,6 +212,12 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
 /// Twilio for. For tests and tools; the service runs [`run`].
 pub async fn place_due_once(state: &AppState) -> Result<usize, ApiError> {
     place_due(state, &mut Pacer::default(), &CancellationToken::new()).await
+}
+
+/// One pass of the follow-ups: queues every follow-up SMS that is due; returns how many. For
+/// tests and tools; the service runs [`run`].
+pub async fn send_follow_ups_once(state: &AppState) -> Result<usize, ApiError> {
+    follow_up::send_due(state).await
 }
 
 /// When the next call may go out (`api.calls_per_second`).

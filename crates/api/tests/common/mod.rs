@@ -211,6 +211,9 @@ pub fn base_config() -> ApiConfig {
     config.twilio.retry_base_delay = std::time::Duration::from_millis(1);
     config.connect.relay_url = "wss://media.example.com/relay".to_owned();
     config.connect.stream_url = "wss://media.example.com/media".to_owned();
+    // One call per screening: these tests follow a single call's states and webhooks;
+    // tests/outreach.rs turns retries on.
+    config.retries.max_attempts = 1;
     config
 }
 

@@ -63,3 +63,22 @@
   });
   source.addEventListener("resync", schedule);
 })();
+
+// A chosen .csv file fills the textarea named by data-fill (the form posts the text: no
+// upload encoding needed, and pasting works without this script).
+(function () {
+  "use strict";
+  document.querySelectorAll("input[type=file][data-fill]").forEach(function (input) {
+    input.addEventListener("change", function () {
+      var target = document.getElementById(input.getAttribute("data-fill"));
+      var file = input.files && input.files[0];
+      if (!target || !file) {
+        return;
+      }
+      file.text().then(function (text) {
+        target.value = text;
+        target.focus();
+      });
+    });
+  });
+})();
