@@ -64,6 +64,7 @@ async fn a_call_placed_before_a_kill_9_is_linked_after_restart() {
             name: "hangs up".to_owned(),
             answered_by: "human".to_owned(),
             amd_delay_ms: 1_200,
+            unanswered: None,
             steps: Vec::new(),
         },
     );

@@ -14,14 +14,15 @@
 #![allow(clippy::too_many_lines)]
 
 mod api_process;
+mod browser;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_process::{free_port, http, scratch_dir, voxbridge_command};
-use fantoccini::{Client, ClientBuilder, Locator};
+use browser::{Killed, click, fill, page_text, repo, shoot, start_browser, wait_until};
+use fantoccini::Locator;
 use serde_json::json;
 use voxbridge_sim::twilio_api::{SimConfig, TwilioSim};
 use voxbridge_sim::{Recorder, Scenario, TranscriptTap};
@@ -32,95 +33,6 @@ const BEARER: &str = "console-browser-bearer";
 const EMAIL: &str = "recruiter@example.com";
 const PASSWORD: &str = "correct horse battery staple";
 const TEST: &str = "console in a browser";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `<target>/console-screenshots/`: beside the build, kept as the run's artifacts.
-fn screenshot_dir() -> PathBuf {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), PathBuf::from);
-    let dir = target.join("console-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Kills a child process when dropped (the test's browser driver and server).
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(what: &str, addr: &str, log: &Path) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what} did not listen on {addr}\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-async fn shoot(browser: &Client, name: &str) {
-    let png = browser.screenshot().await.expect("screenshot");
-    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
-}
-
-/// Polls `check` (a JavaScript expression) in the page until it is true, or fails after
-/// `limit` with `what` and the page's text.
-async fn wait_until(browser: &Client, what: &str, limit: Duration, check: &str) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let value = browser
-            .execute(&format!("return Boolean({check});"), vec![])
-            .await
-            .expect("script runs");
-        if value == json!(true) {
-            return;
-        }
-        if Instant::now() > deadline {
-            let text = browser
-                .execute("return document.body.innerText;", vec![])
-                .await
-                .unwrap_or_default();
-            panic!("timed out after {limit:?} waiting for {what}; the page says:\n{text}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn fill(browser: &Client, id: &str, text: &str) {
-    let field = browser.find(Locator::Id(id)).await.expect(id);
-    field.clear().await.unwrap();
-    field.send_keys(text).await.unwrap();
-}
-
-async fn click(browser: &Client, css: &str) {
-    browser
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
-}
-
-async fn page_text(browser: &Client) -> String {
-    browser
-        .execute("return document.body.innerText;", vec![])
-        .await
-        .unwrap()
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recruiter_launches_watches_reviews_and_exports_a_screening_in_a_browser() {
@@ -204,41 +116,7 @@ async fn a_recruiter_launches_watches_reviews_and_exports_a_screening_in_a_brows
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // The browser: chromedriver on a free port, Chromium headless.
-    let driver_port = free_port();
-    let driver_log = dir.join("chromedriver.log");
-    let _driver = Killed(
-        Command::new("chromedriver")
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&driver_log).unwrap())
-            .spawn()
-            .expect("start chromedriver"),
-    );
-    wait_for_port(
-        "chromedriver",
-        &format!("127.0.0.1:{driver_port}"),
-        &driver_log,
-    );
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".to_owned(),
-        json!({
-            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--window-size=1280,1000", "--lang=en-US",
-                     format!("--user-data-dir={}", dir.join("chromium").display())],
-        }),
-    );
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{driver_port}"))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "WebDriver session: {e}\n{}",
-                std::fs::read_to_string(&driver_log).unwrap_or_default()
-            )
-        });
+    let (_driver, browser) = start_browser(&dir).await;
     let base = format!("http://{listen}");
 
     // No session: the console sends the browser to the sign-in page.

@@ -2,8 +2,11 @@
 //!
 //! - `sim call`: one Media Streams or ConversationRelay call straight to a WebSocket, playing
 //!   a scenario; prints the transcript and can write what the caller heard.
-//! - `sim twilio`: the REST `Calls.json` stand-in; point `api.twilio.rest_base_url` at it and
-//!   every call the API places is dialed with the scenario.
+//! - `sim twilio`: the REST stand-in (`Calls.json`, and `Messages.json` for the API's texts);
+//!   point `api.twilio.rest_base_url` at it and every call the API places is dialed with the
+//!   scenario.
+//! - `sim sms`: one text from a candidate to the API's `/twilio/sms/inbound`, signed as Twilio
+//!   signs it; prints the TwiML answer.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio_util::sync::CancellationToken;
 use voxbridge_sim::media_call::{MediaCall, MediaCallOptions, run_media_call};
+use voxbridge_sim::messaging::{MessagingSim, MessagingSimConfig};
 use voxbridge_sim::relay_call::{RelayCall, RelayCallOptions, run_relay_call, setup_message};
 use voxbridge_sim::twilio_api::{SimConfig, TwilioSim};
 use voxbridge_sim::ws::Route;
@@ -29,6 +33,25 @@ pub(crate) enum Command {
     Call(CallArgs),
     /// Run the stand-in for Twilio's REST API; calls the API places are dialed for real.
     Twilio(TwilioArgs),
+    /// Text the API as a candidate would (a signed `/twilio/sms/inbound` webhook).
+    Sms(SmsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SmsArgs {
+    /// The API's inbound SMS webhook as Twilio would call it (signed as is), e.g.
+    /// `http://127.0.0.1:8080/twilio/sms/inbound`.
+    #[arg(long)]
+    url: String,
+    /// The candidate's number (E.164, or `whatsapp:+...`).
+    #[arg(long)]
+    from: String,
+    /// Our number it is sent to (default: `api.twilio.from_number`).
+    #[arg(long)]
+    to: Option<String>,
+    /// The text.
+    #[arg(long)]
+    body: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,6 +144,7 @@ pub(crate) fn run(config: &Config, command: &Command) -> Result<()> {
     match command {
         Command::Call(args) => runtime.block_on(call(args)),
         Command::Twilio(args) => runtime.block_on(twilio(config, args)),
+        Command::Sms(args) => runtime.block_on(sms(config, args)),
     }
 }
 
@@ -225,9 +249,42 @@ async fn twilio(config: &Config, args: &TwilioArgs) -> Result<()> {
     tracing::info!(addr = %args.listen, "Twilio REST stand-in listening");
     let shutdown = crate::shutdown::on_signal();
     let stopper = sim.clone();
+    let serving_until = shutdown.clone();
     tokio::spawn(async move {
         shutdown.cancelled().await;
         stopper.shutdown();
     });
-    sim.serve(listener).await.context("Twilio stand-in failed")
+    // The API's texts (follow-ups, POST /api/messages) are accepted here too, with Twilio's
+    // shapes, errors and delivery callbacks.
+    let messages = MessagingSim::new(MessagingSimConfig::new(
+        twilio.account_sid.clone(),
+        twilio.auth_token.expose().to_owned(),
+    ));
+    axum::serve(listener, sim.router().merge(messages.router()))
+        .with_graceful_shutdown(serving_until.cancelled_owned())
+        .await
+        .context("Twilio stand-in failed")
+}
+
+async fn sms(config: &Config, args: &SmsArgs) -> Result<()> {
+    let twilio = &config.api.twilio;
+    if twilio.account_sid.is_empty() || twilio.auth_token.is_empty() {
+        bail!(
+            "set api.twilio.account_sid and api.twilio.auth_token (VOXBRIDGE__API__TWILIO__*): the text is signed with the token"
+        );
+    }
+    let to = args.to.as_deref().unwrap_or(&twilio.from_number);
+    let sim = MessagingSim::new(MessagingSimConfig::new(
+        twilio.account_sid.clone(),
+        twilio.auth_token.expose().to_owned(),
+    ));
+    let (status, twiml) = sim
+        .send_inbound(&args.url, &args.from, to, &args.body)
+        .await
+        .with_context(|| format!("cannot reach {}", args.url))?;
+    writeln!(std::io::stdout().lock(), "{status} {twiml}")?;
+    if !(200..300).contains(&status) {
+        bail!("the API answered {status}");
+    }
+    Ok(())
 }

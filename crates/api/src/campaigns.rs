@@ -65,8 +65,8 @@ pub(crate) struct CheckedCandidate {
     pub(crate) job_title: String,
 }
 
-/// Why an upload was refused: a message, and the bad rows (1-based, the CSV header not
-/// counted) with their fields' problems.
+/// Why an upload was refused: a message, and the bad rows (a CSV's line numbers, the header
+/// being line 1; a JSON list's 1-based positions) with their fields' problems.
 #[derive(Debug, Default)]
 pub(crate) struct Refused {
     pub(crate) error: String,
@@ -102,14 +102,16 @@ impl Refused {
 }
 
 /// Splits CSV text (RFC 4180: quoted fields may hold commas, quotes doubled, line breaks)
-/// into rows of fields; blank lines are skipped.
-pub(crate) fn csv_rows(text: &str) -> Result<Vec<Vec<String>>, String> {
+/// into rows of fields, each with the line of the file it starts on (1-based); blank lines are
+/// skipped.
+fn csv_lines(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
     let mut rows = Vec::new();
     let mut row = Vec::new();
     let mut field = String::new();
     let mut quoted = false;
     let mut chars = text.trim_start_matches('\u{feff}').chars().peekable();
     let mut line = 1;
+    let mut row_line = 1;
     while let Some(c) = chars.next() {
         match (quoted, c) {
             (true, '"') if chars.peek() == Some(&'"') => {
@@ -123,17 +125,22 @@ pub(crate) fn csv_rows(text: &str) -> Result<Vec<Vec<String>>, String> {
                 }
                 field.push(c);
             }
-            (false, '"') if field.is_empty() => quoted = true,
+            // `a, "b,c"`: spaces before the opening quote are not part of the field.
+            (false, '"') if field.trim().is_empty() => {
+                field.clear();
+                quoted = true;
+            }
             (false, ',') => row.push(std::mem::take(&mut field)),
             (false, '\r') => {}
             (false, '\n') => {
-                line += 1;
                 row.push(std::mem::take(&mut field));
                 if row.iter().any(|f| !f.trim().is_empty()) {
-                    rows.push(std::mem::take(&mut row));
+                    rows.push((row_line, std::mem::take(&mut row)));
                 } else {
                     row.clear();
                 }
+                line += 1;
+                row_line = line;
             }
             (false, c) => field.push(c),
         }
@@ -143,7 +150,7 @@ pub(crate) fn csv_rows(text: &str) -> Result<Vec<Vec<String>>, String> {
     }
     row.push(field);
     if row.iter().any(|f| !f.trim().is_empty()) {
-        rows.push(row);
+        rows.push((row_line, row));
     }
     Ok(rows)
 }
@@ -164,15 +171,16 @@ fn column(name: &str) -> Option<&'static str> {
     }
 }
 
-/// The candidates of a CSV upload as JSON objects, one per data row.
-fn csv_candidates(body: &[u8]) -> Result<Vec<Value>, Refused> {
+/// The candidates of a CSV upload as JSON objects, one per data row, with the line each is on.
+fn csv_candidates(body: &[u8]) -> Result<(Vec<Value>, Vec<usize>), Refused> {
     let text = std::str::from_utf8(body).map_err(|_| Refused::new("the CSV must be UTF-8"))?;
-    let rows = csv_rows(text).map_err(|e| Refused::new(format!("malformed CSV: {e}")))?;
+    let rows = csv_lines(text).map_err(|e| Refused::new(format!("malformed CSV: {e}")))?;
     let Some((header, data)) = rows.split_first() else {
         return Err(Refused::new(
             "the CSV is empty: give a header row (candidateId,firstName,phone,jobTitle) and a row per candidate",
         ));
     };
+    let header = &header.1;
     let columns: Vec<Option<&'static str>> = header.iter().map(|h| column(h)).collect();
     for needed in ["candidateId", "firstName", "phone"] {
         if !columns.contains(&Some(needed)) {
@@ -182,9 +190,10 @@ fn csv_candidates(body: &[u8]) -> Result<Vec<Value>, Refused> {
             )));
         }
     }
-    Ok(data
+    let lines = data.iter().map(|(line, _)| *line).collect();
+    let candidates = data
         .iter()
-        .map(|row| {
+        .map(|(_, row)| {
             let mut object = Map::new();
             for (name, value) in columns.iter().zip(row) {
                 if let Some(name) = name
@@ -195,14 +204,17 @@ fn csv_candidates(body: &[u8]) -> Result<Vec<Value>, Refused> {
             }
             Value::Object(object)
         })
-        .collect())
+        .collect();
+    Ok((candidates, lines))
 }
 
-/// Each candidate checked: the good ones, and each bad row (1-based) with its fields' problems.
-/// `default_job` stands for a missing `jobTitle`.
+/// Each candidate checked: the good ones, and each bad row with its fields' problems, named by
+/// `rows` (a CSV's line numbers; 1-based positions for JSON). `default_job` stands for a
+/// missing `jobTitle`.
 #[allow(clippy::type_complexity)] // the two lists `parse` reports
 fn check_rows(
     candidates: &[Value],
+    rows: &[usize],
     default_job: Option<&str>,
 ) -> (
     Vec<CheckedCandidate>,
@@ -212,7 +224,7 @@ fn check_rows(
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut checked = Vec::with_capacity(candidates.len());
     for (index, candidate) in candidates.iter().enumerate() {
-        let row = index + 1;
+        let row = rows.get(index).copied().unwrap_or(index + 1);
         let mut row_errors = BTreeMap::new();
         let Value::Object(object) = candidate else {
             row_errors.insert("candidate", "must be an object".to_owned());
@@ -266,12 +278,13 @@ pub(crate) fn parse(
         let t = t.to_ascii_lowercase();
         t.starts_with("text/csv") || t.starts_with("application/csv")
     });
-    let (settings, candidates) = if csv {
+    let (settings, candidates, rows) = if csv {
         let settings: Map<String, Value> =
             url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
                 .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
                 .collect();
-        (settings, csv_candidates(body)?)
+        let (candidates, lines) = csv_candidates(body)?;
+        (settings, candidates, lines)
     } else {
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| Refused::new(format!("malformed JSON body: {e} (or send text/csv)")))?;
@@ -285,7 +298,8 @@ pub(crate) fn parse(
                 .insert("candidates", "must be a list of candidates".to_owned());
             return Err(refused);
         };
-        (object, candidates)
+        let positions = (1..=candidates.len()).collect();
+        (object, candidates, positions)
     };
     let mut errors = BTreeMap::new();
     let name = text_field(&settings, "name", true, &mut errors);
@@ -315,7 +329,7 @@ pub(crate) fn parse(
             ),
         );
     }
-    let (checked, bad_rows) = check_rows(&candidates, default_job.as_deref());
+    let (checked, bad_rows) = check_rows(&candidates, &rows, default_job.as_deref());
     let mut refused = Refused::new("invalid request");
     refused.rows = bad_rows;
     match (name, screening) {
@@ -345,11 +359,12 @@ pub(crate) fn parse(
 }
 
 /// Launches a checked campaign: every candidate scheduled (now, or at their calling hours).
-/// Returns the campaign's id and the candidates skipped (already being screened).
+/// Returns the campaign's id and the candidates skipped, with why (`under_way`, `opted_out`,
+/// `daily_limit`).
 pub(crate) async fn launch(
     state: &AppState,
     request: &CampaignRequest,
-) -> Result<(i64, Vec<String>), ApiError> {
+) -> Result<(i64, Vec<(String, &'static str)>), ApiError> {
     let config = &state.0.config;
     if state.0.twilio.is_none() || config.twilio.from_number.is_empty() {
         return Err(ApiError::Unavailable(
@@ -398,11 +413,14 @@ pub(crate) async fn launch(
             &candidates,
             crate::outreach::outreach(state, None),
             (callback.deliver || callback.metadata.is_some()).then_some(&callback),
+            i64::from(config.max_calls_per_candidate_per_day),
         )
         .await?;
     let Some(id) = created else {
+        let under_way = skipped.iter().filter(|(_, r)| *r == "under_way").count();
         return Err(ApiError::Conflict(format!(
-            "every candidate ({}) already has a {} screening under way: nothing was launched",
+            "no candidate was launched: {under_way} of {} already have a {} screening under way, \
+             the others opted out or reached api.max_calls_per_candidate_per_day",
             skipped.len(),
             request.screening
         )));
@@ -429,7 +447,7 @@ pub(crate) async fn launch(
     responses(
         (status = 201, description = "Launched: every candidate is scheduled (now, or at their calling hours).", body = crate::openapi::CampaignCreated),
         (status = 400, description = "Refused as a whole: the fields and rows with errors.", body = crate::openapi::CampaignRefusal),
-        (status = 409, description = "Every candidate already has a screening of this script under way (a launch sent twice): nothing was launched.", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Every candidate was skipped (a launch sent twice, opted out, or at the daily limit): nothing was launched.", body = crate::openapi::ErrorBody),
         crate::openapi::CommonErrors,
     ),
 )]
@@ -458,6 +476,10 @@ pub(crate) async fn create(
         .campaign(id, state.now_ms())
         .await?
         .ok_or_else(|| ApiError::Internal(format!("campaign {id} vanished after launch")))?;
+    let skipped: Vec<Value> = skipped
+        .iter()
+        .map(|(candidate, reason)| json!({"candidateId": candidate, "reason": reason}))
+        .collect();
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/api/campaigns/{id}"))],
@@ -548,19 +570,24 @@ mod tests {
 
     #[test]
     fn csv_fields_quote_commas_quotes_and_line_breaks() {
-        let rows = csv_rows(
-            "\u{feff}candidate_id,First Name,phone\r\n\"c,1\",\"Ann \"\"A\"\"\",+1 415 555 0100\n\n\"c2\",\"Bo\nB\",+14155550101",
+        let rows = csv_lines(
+            "\u{feff}candidate_id,First Name,phone\r\n\"c,1\", \"Ann \"\"A\"\"\",+1 415 555 0100\n\n\"c2\",\"Bo\nB\",+14155550101\nc3,Cy,+14155550102",
         )
         .unwrap();
+        let rows: Vec<(usize, Vec<&str>)> = rows
+            .iter()
+            .map(|(line, fields)| (*line, fields.iter().map(String::as_str).collect()))
+            .collect();
         assert_eq!(
             rows,
             [
-                vec!["candidate_id", "First Name", "phone"],
-                vec!["c,1", "Ann \"A\"", "+1 415 555 0100"],
-                vec!["c2", "Bo\nB", "+14155550101"],
+                (1, vec!["candidate_id", "First Name", "phone"]),
+                (2, vec!["c,1", "Ann \"A\"", "+1 415 555 0100"]),
+                (4, vec!["c2", "Bo\nB", "+14155550101"]),
+                (6, vec!["c3", "Cy", "+14155550102"]),
             ]
         );
-        assert!(csv_rows("a,\"b").is_err());
+        assert!(csv_lines("a,\"b").is_err());
     }
 
     #[test]
@@ -576,9 +603,9 @@ mod tests {
         assert_eq!(
             rows,
             [
-                (2, vec!["firstName"]),
-                (3, vec!["jobTitle", "phone"]),
-                (4, vec!["candidateId"]),
+                (3, vec!["firstName"]),
+                (4, vec!["jobTitle", "phone"]),
+                (5, vec!["candidateId"]),
             ]
         );
         assert!(refused.error.contains("3 of 4"), "{}", refused.error);

@@ -349,8 +349,20 @@ pub struct CampaignCreated {
     pub success: bool,
     /// The campaign and its progress.
     pub campaign: CampaignRecord,
-    /// Candidate ids left out: a screening of this script was already under way for them.
-    pub skipped: Vec<String>,
+    /// Candidates left out, with why.
+    pub skipped: Vec<SkippedCandidate>,
+}
+
+/// A candidate a campaign left out.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedCandidate {
+    /// Your candidate id.
+    pub candidate_id: String,
+    /// `under_way` (a screening of this script is already under way: a launch sent twice),
+    /// `opted_out` (the number replied STOP), or `daily_limit`
+    /// (`api.max_calls_per_candidate_per_day`).
+    pub reason: String,
 }
 
 /// One campaign.
@@ -393,7 +405,8 @@ pub struct CampaignRefusal {
 /// A candidate's errors.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CampaignRowErrors {
-    /// 1-based: the first candidate (the first CSV row after the header) is 1.
+    /// For CSV, the line of the file (the header is line 1); for JSON, the candidate's 1-based
+    /// position in `candidates`.
     pub row: usize,
     /// A message per invalid field.
     pub errors: BTreeMap<String, String>,
@@ -476,6 +489,7 @@ impl Modify for BearerToken {
         ScreeningRecord, CallRecord, CallDetail, CallEvent, TranscriptLine, WebhookDelivery,
         MessageRecord, MessageStats, CampaignRequest, CampaignCandidate, CampaignCreated,
         CampaignEnvelope, CampaignPage, CampaignRefusal, CampaignRowErrors, CampaignRecord,
+        SkippedCandidate,
         CampaignProgress
     )),
     modifiers(&BearerToken),

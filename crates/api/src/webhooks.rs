@@ -768,6 +768,7 @@ mod tests {
             max_attempts: 1,
             follow_up: None,
             campaign_id: None,
+            ended_at: None,
             answers: None,
             outcome: None,
             summary: None,

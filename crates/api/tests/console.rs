@@ -724,7 +724,7 @@ async fn campaigns_launch_from_a_csv_with_every_bad_row_named() {
     .await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     let html = refused.text().await.unwrap();
-    assert!(html.contains("Row 2: phone:"), "{html}");
+    assert!(html.contains("Line 3: phone:"), "{html}");
     assert!(html.contains("k2,Bo,12345"), "the CSV is kept: {html}");
     // Without the form's token: refused.
     let forged = post(

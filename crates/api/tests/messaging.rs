@@ -194,9 +194,14 @@ async fn opt_out_refuses_sends_until_start_and_help_answers() {
     let message = env.wait_message(id, |m| m["messageSid"].is_string()).await;
     assert_eq!(message["to"], SF);
     assert_eq!(env.accepted_to(SF), 1);
-    // The thread holds the four texts in and the one out.
+    // The thread holds the four texts in, the HELP answer (sent as TwiML) and the one out.
     let thread = env.state.store().message_thread(SF, 50).await.unwrap();
-    assert_eq!(thread.len(), 5);
+    assert_eq!(thread.len(), 6);
+    assert!(
+        thread
+            .iter()
+            .any(|m| m.status == "replied" && m.body.starts_with("Recruiting team: reply STOP"))
+    );
     assert!(
         thread
             .iter()

@@ -231,6 +231,13 @@ async fn text_in(h: &Harness, sid: &str, from: &str, body: &str) -> String {
     r.text().await.unwrap()
 }
 
+/// One pass of the follow-ups: how many were queued.
+async fn follow_ups(h: &Harness) -> usize {
+    voxbridge_api::outreach::send_follow_ups_once(&h.state)
+        .await
+        .unwrap()
+}
+
 async fn screening(h: &Harness, id: i64) -> Value {
     let (status, detail) = h.api_get(&format!("/api/screenings/{id}")).await;
     assert_eq!(status, 200, "{detail}");
@@ -270,18 +277,8 @@ async fn a_missed_call_is_retried_with_a_follow_up_and_the_reply_picks_the_time(
     assert_eq!(deliveries(&h, id).await, 0);
 
     // The follow-up is queued once, to the candidate, personalised.
-    assert_eq!(
-        voxbridge_api::outreach::send_follow_ups_once(&h.state)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        voxbridge_api::outreach::send_follow_ups_once(&h.state)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(follow_ups(&h).await, 1);
+    assert_eq!(follow_ups(&h).await, 0);
     let thread = h.state.store().message_thread(SF, 10).await.unwrap();
     assert_eq!(thread.len(), 1);
     assert!(
@@ -310,10 +307,26 @@ async fn a_missed_call_is_retried_with_a_follow_up_and_the_reply_picks_the_time(
     );
     let s = screening(&h, id).await["screening"].clone();
     assert_eq!(s["scheduledFor"], "2023-11-15T18:00:00.000Z", "{s}");
-    // Both replies are in the candidate's thread.
+    // Both replies are in the candidate's thread, each with our answer.
+    let thread = h.state.store().message_thread(SF, 10).await.unwrap();
+    let said: Vec<(&str, &str)> = thread
+        .iter()
+        .map(|m| (m.direction.as_str(), m.status.as_str()))
+        .collect();
     assert_eq!(
-        h.state.store().message_thread(SF, 10).await.unwrap().len(),
-        3
+        said,
+        [
+            ("outbound", "scheduled"),
+            ("inbound", "received"),
+            ("outbound", "replied"),
+            ("inbound", "received"),
+            ("outbound", "replied"),
+        ]
+    );
+    assert!(
+        thread[4].body.starts_with("Thanks Ada"),
+        "{}",
+        thread[4].body
     );
 
     // Not before then; at 10:00 the second call goes out.
@@ -333,12 +346,7 @@ async fn a_missed_call_is_retried_with_a_follow_up_and_the_reply_picks_the_time(
     // Busy: a third call is scheduled, and no second follow-up.
     call_status(&h, &second, "busy").await;
     assert_eq!(screening(&h, id).await["screening"]["attempt"], 3);
-    assert_eq!(
-        voxbridge_api::outreach::send_follow_ups_once(&h.state)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(follow_ups(&h).await, 0);
     // CALL asks for it now (inside the calling hours).
     let twiml = text_in(&h, "SM00000000000000000000000000000003", SF, "CALL").await;
     assert!(twiml.contains("in the next few minutes"), "{twiml}");
@@ -374,12 +382,7 @@ async fn stop_ends_outreach_and_no_follow_up_goes_out() {
     assert_eq!(s["error"], "the candidate opted out");
     assert_eq!(deliveries(&h, id).await, 1, "the ATS hears it ended");
     // The follow-up that was due is skipped, and no call is placed.
-    assert_eq!(
-        voxbridge_api::outreach::send_follow_ups_once(&h.state)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(follow_ups(&h).await, 0);
     assert_eq!(screening(&h, id).await["screening"]["followUp"], "skipped");
     h.clock.advance(3 * HOUR_MS);
     assert_eq!(place_due_once(&h.state).await.unwrap(), 0);
@@ -441,7 +444,7 @@ async fn a_campaign_across_time_zones_calls_each_candidate_in_their_hours() {
     )
     .await;
     assert_eq!(status, 400, "{refused}");
-    assert_eq!(refused["rows"][0]["row"], 2);
+    assert_eq!(refused["rows"][0]["row"], 3, "the CSV line");
     assert!(refused["rows"][0]["errors"]["firstName"].is_string());
     assert!(refused["rows"][0]["errors"]["phone"].is_string());
     let (_, none) = h.api_get("/api/screenings").await;

@@ -107,6 +107,9 @@ pub struct ScenarioSpec {
     pub answered_by: Option<String>,
     /// When the AMD result is posted, ms after the answer. Default 1200.
     pub amd_delay_ms: Option<u64>,
+    /// The call is never answered: after ringing it ends with this status, `no-answer`, `busy`
+    /// or `failed` (a missed screening call, which the API retries).
+    pub unanswered: Option<String>,
     /// The steps, in order.
     #[serde(default, rename = "step")]
     pub steps: Vec<StepSpec>,
@@ -150,6 +153,8 @@ pub struct Scenario {
     pub answered_by: String,
     /// When AMD reports, ms after the answer.
     pub amd_delay_ms: u64,
+    /// The final status of a call never answered (`no-answer`, `busy`, `failed`).
+    pub unanswered: Option<&'static str>,
     /// The steps.
     pub steps: Vec<Step>,
 }
@@ -204,6 +209,18 @@ impl Scenario {
 
     /// Builds a scenario from its parsed form, loading audio.
     pub fn from_spec(spec: ScenarioSpec, base: &Path) -> Result<Self, ScenarioError> {
+        let unanswered = match spec.unanswered.as_deref() {
+            None => None,
+            Some("no-answer") => Some("no-answer"),
+            Some("busy") => Some("busy"),
+            Some("failed") => Some("failed"),
+            Some(other) => {
+                return Err(ScenarioError::Parse {
+                    path: PathBuf::new(),
+                    message: format!("unanswered must be no-answer, busy or failed, got {other:?}"),
+                });
+            }
+        };
         let mut steps = Vec::with_capacity(spec.steps.len());
         for (i, step) in spec.steps.into_iter().enumerate() {
             let n = i + 1;
@@ -269,6 +286,7 @@ impl Scenario {
             name: spec.name,
             answered_by: spec.answered_by.unwrap_or_else(|| "human".to_owned()),
             amd_delay_ms: spec.amd_delay_ms.unwrap_or(1200),
+            unanswered,
             steps,
         })
     }
@@ -394,6 +412,22 @@ mod tests {
         assert_eq!(s.steps[1].action, Action::Dtmf("1#".into()));
         assert_eq!(s.steps[3].trigger, Trigger::BargeIn);
         assert_eq!(s.steps[4].action, Action::Hangup);
+    }
+
+    #[test]
+    fn unanswered_calls_end_with_their_status() {
+        assert_eq!(scenario("name = 'x'").unanswered, None);
+        assert_eq!(
+            scenario("name = 'x'\nunanswered = 'busy'").unanswered,
+            Some("busy")
+        );
+        let shipped = Scenario::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/scenarios/no-answer.toml"
+        )))
+        .unwrap();
+        assert_eq!(shipped.unanswered, Some("no-answer"));
+        assert!(Scenario::parse("name = 'x'\nunanswered = 'ringing'", Path::new(".")).is_err());
     }
 
     #[test]

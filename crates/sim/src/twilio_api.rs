@@ -1034,6 +1034,9 @@ impl TwilioSim {
         let mut final_status = "completed";
         if matches!(dial.take_redirect(), Some(Redirect::Hangup)) {
             final_status = "canceled";
+        } else if let Some(status) = dial.scenario.unanswered {
+            // Nobody picks up (or the line is busy): no answer, no TwiML fetched.
+            final_status = status;
         } else {
             dial.answered_at = Some(tokio::time::Instant::now());
             dial.status_callback("answered", "in-progress", &[]).await;

@@ -33,6 +33,7 @@ async fn calls_are_listed_with_twilios_filters_and_page_shape() {
             name: "silent".into(),
             answered_by: "human".into(),
             amd_delay_ms: 1_200,
+            unanswered: None,
             steps: Vec::new(),
         },
     );

@@ -69,7 +69,7 @@ pub use json_shape::rfc3339;
 pub use media_calls::{MediaCallEnd, TurnLatencyRecord};
 pub use messages::{MessageRecord, MessageStats, MessageThread, NewMessage, message_status_rank};
 pub use order::{StatusPoint, is_terminal, status_rank, supersedes};
-pub use outreach::{CampaignProgress, CampaignRecord, NewCampaign};
+pub use outreach::{CAMPAIGN_SKIP_REASONS, CampaignProgress, CampaignRecord, NewCampaign};
 pub use rate_limits::RateLimitDecision;
 pub use recordings::RecordingEvent;
 pub use relay::RelaySessionEvent;

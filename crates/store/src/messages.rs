@@ -9,7 +9,8 @@
 //! key, a crash between Twilio's answer and the commit sends the message twice.
 //!
 //! Status callbacks only move a message forward ([`message_status_rank`]), so a repeated or
-//! late callback (`sent` after `delivered`) changes nothing.
+//! late callback (`sent` after `delivered`) changes nothing. An answer sent back as the TwiML
+//! of an incoming message is kept as an outbound row with status `replied` (never queued).
 
 use serde::Serialize;
 
@@ -218,22 +219,23 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<MessageThread>, i64), StoreError> {
-        let threads = "SELECT CASE WHEN direction = 'inbound' THEN from_number ELSE to_number END \
-            AS address, channel, direction, body, created_at, id FROM messages";
+        // One pass over the messages: each address's count, received count and latest message
+        // by window functions (SQLite 3.25+, PostgreSQL).
+        let threads = "SELECT address, channel, body, direction, created_at, \
+            COUNT(*) OVER (PARTITION BY address) AS messages, \
+            SUM(CASE WHEN direction = 'inbound' THEN 1 ELSE 0 END) OVER (PARTITION BY address) \
+              AS inbound, \
+            ROW_NUMBER() OVER (PARTITION BY address ORDER BY created_at DESC, id DESC) AS latest \
+            FROM (SELECT CASE WHEN direction = 'inbound' THEN from_number ELSE to_number END \
+              AS address, channel, body, direction, created_at, id FROM messages) m \
+            WHERE address IS NOT NULL";
         let page_sql = format!(
-            "SELECT address, MIN(channel) AS channel, COUNT(*) AS messages, \
-             CAST(SUM(CASE WHEN direction = 'inbound' THEN 1 ELSE 0 END) AS BIGINT) AS inbound, \
-             MAX(created_at) AS last_at, \
-             (SELECT m.body FROM ({threads}) m WHERE m.address = t.address \
-              ORDER BY m.created_at DESC, m.id DESC LIMIT 1) AS last_body, \
-             (SELECT m.direction FROM ({threads}) m WHERE m.address = t.address \
-              ORDER BY m.created_at DESC, m.id DESC LIMIT 1) AS last_direction \
-             FROM ({threads}) t WHERE address IS NOT NULL GROUP BY address \
-             ORDER BY MAX(created_at) DESC, address LIMIT $1 OFFSET $2"
+            "SELECT address, channel, messages, CAST(inbound AS BIGINT) AS inbound, \
+             created_at AS last_at, body AS last_body, direction AS last_direction \
+             FROM ({threads}) t WHERE latest = 1 \
+             ORDER BY created_at DESC, address LIMIT $1 OFFSET $2"
         );
-        let count_sql = format!(
-            "SELECT COUNT(DISTINCT address) AS n FROM ({threads}) t WHERE address IS NOT NULL"
-        );
+        let count_sql = format!("SELECT COUNT(*) AS n FROM ({threads}) t WHERE latest = 1");
         on_reader!(self, pool => {
             let page = sqlx::query_as(&page_sql)
                 .bind(limit)
@@ -516,6 +518,33 @@ impl Store {
             .execute(pool)
             .await?;
             Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Keeps the answer sent back in the TwiML of an incoming message (HELP's text, a
+    /// follow-up reply's confirmation) in the thread: outbound to `to`, status `replied`, never
+    /// queued or sent by the sender (Twilio sends it as the webhook's answer).
+    pub async fn record_twiml_reply(
+        &self,
+        channel: &str,
+        to: &str,
+        from: &str,
+        body: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        on_writer!(self, pool => {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO messages (direction, channel, to_number, from_number, body, status, \
+                 status_rank, attempts, send_at, created_at, updated_at) VALUES \
+                 ('outbound', $1, $2, $3, $4, 'replied', 0, 0, $5, $5, $5) RETURNING id",
+            )
+            .bind(channel)
+            .bind(to)
+            .bind(from)
+            .bind(body)
+            .bind(now_ms)
+            .fetch_one(pool)
+            .await?)
         })
     }
 

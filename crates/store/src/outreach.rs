@@ -85,12 +85,30 @@ struct ProgressRow {
     outcome: Option<String>,
     due: i64,
     retry: i64,
+    ended: i64,
     n: i64,
 }
 
-/// Screenings of one candidate and script still under way: a campaign skips them.
-const ACTIVE_DUPLICATE: &str = "SELECT COUNT(*) AS n FROM screenings WHERE candidate_id = $1 \
-    AND screening = $2 AND state IN ('scheduled', 'requested', 'calling', 'in_progress')";
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// The advisory lock key that serialises campaign launches on PostgreSQL.
+const CAMPAIGN_LOCK: i64 = 0x0076_6f78_6361_6d70; // "voxcamp"
+
+/// Why a campaign left a candidate out: a screening of this script under way (`$1` candidate,
+/// `$2` script), an opt-out of the number (`$3`), or the per-candidate daily limit (`$4` the
+/// limit, `$5` a day ago; failed creates not counted, as `POST /api/screenings` counts).
+const SKIP_REASON: &str = "SELECT CASE \
+    WHEN EXISTS (SELECT 1 FROM screenings WHERE candidate_id = $1 AND screening = $2 \
+      AND state IN ('scheduled', 'requested', 'calling', 'in_progress')) THEN 'under_way' \
+    WHEN EXISTS (SELECT 1 FROM sms_consent WHERE number = $3 AND status = 'opted_out') \
+      THEN 'opted_out' \
+    WHEN (SELECT COUNT(*) FROM screenings WHERE candidate_id = $1 AND created_at >= $5 \
+      AND NOT (state = 'failed' AND call_sid IS NULL)) >= $4 THEN 'daily_limit' \
+    ELSE '' END";
+
+/// Why [`Store::insert_campaign`] left candidates out: `under_way` (a screening of the script
+/// is already under way: a launch sent twice), `opted_out` (the number replied STOP), or
+/// `daily_limit` (`api.max_calls_per_candidate_per_day`).
+pub const CAMPAIGN_SKIP_REASONS: [&str; 3] = ["under_way", "opted_out", "daily_limit"];
 
 fn progress(rows: Vec<ProgressRow>) -> CampaignProgress {
     let mut p = CampaignProgress::default();
@@ -103,7 +121,8 @@ fn progress(rows: Vec<ProgressRow>) -> CampaignProgress {
             }
             "scheduled" if row.due == 1 => p.queued += row.n,
             "scheduled" => p.scheduled += row.n,
-            "requested" | "calling" | "in_progress" => p.calling += row.n,
+            // A voicemail whose message is still being left may yet be retried.
+            _ if row.ended == 0 => p.calling += row.n,
             state => {
                 p.done += row.n;
                 let key = match (&row.outcome, state) {
@@ -239,7 +258,8 @@ impl Store {
             let mut tx = pool.begin().await?;
             let ids: Vec<i64> = sqlx::query_scalar(
                 "UPDATE screenings SET state = 'canceled', error = 'the candidate opted out', \
-                 updated_at = $1 WHERE phone = $2 AND state = 'scheduled' RETURNING id",
+                 updated_at = $1, ended_at = $1 WHERE phone = $2 AND state = 'scheduled' \
+                 RETURNING id",
             )
             .bind(now_ms)
             .bind(phone)
@@ -258,19 +278,30 @@ impl Store {
     }
 
     /// Creates a campaign and a `scheduled` screening for each `(candidate, due at)` in one
-    /// transaction, each retried as `outreach` says and with `callback`. A candidate who
-    /// already has a screening of this script under way is skipped. Returns the campaign's id
-    /// (`None`, and nothing recorded, when every candidate was skipped: a launch sent twice)
-    /// and the candidate ids skipped.
+    /// transaction, each retried as `outreach` says and with `callback`. A candidate is skipped
+    /// (with one of [`CAMPAIGN_SKIP_REASONS`]) who already has a screening of this script under
+    /// way, whose number opted out, or who has had `max_per_day` screenings in the last 24
+    /// hours. Returns the campaign's id (`None`, and nothing recorded, when every candidate was
+    /// skipped: a launch sent twice) and the candidates skipped with why. Launches are
+    /// serialised (PostgreSQL: a transaction-scoped advisory lock; SQLite: its one writer), so
+    /// two sent at once cannot both schedule a candidate.
     pub async fn insert_campaign(
         &self,
         campaign: &NewCampaign,
         candidates: &[(NewScreening, i64)],
         outreach: Outreach,
         callback: Option<&ScreeningCallback>,
-    ) -> Result<(Option<i64>, Vec<String>), StoreError> {
+        max_per_day: i64,
+    ) -> Result<(Option<i64>, Vec<(String, &'static str)>), StoreError> {
+        let postgres = self.backend() == crate::Backend::Postgres;
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
+            if postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(CAMPAIGN_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO campaigns (name, screening, total, created_at) \
                  VALUES ($1, $2, 0, $3) RETURNING id",
@@ -286,13 +317,16 @@ impl Store {
             };
             let mut skipped = Vec::new();
             for (new, due) in candidates {
-                let active: i64 = sqlx::query_scalar(ACTIVE_DUPLICATE)
+                let reason: String = sqlx::query_scalar(SKIP_REASON)
                     .bind(&new.candidate_id)
                     .bind(&new.screening)
+                    .bind(&new.phone)
+                    .bind(max_per_day)
+                    .bind(new.created_at_ms - DAY_MS)
                     .fetch_one(&mut *tx)
                     .await?;
-                if active > 0 {
-                    skipped.push(new.candidate_id.clone());
+                if let Some(reason) = CAMPAIGN_SKIP_REASONS.iter().find(|r| **r == reason) {
+                    skipped.push((new.candidate_id.clone(), *reason));
                     continue;
                 }
                 let screening_id: i64 = insert_screening_row!(tx, new, Some(*due), outreach);
@@ -370,10 +404,12 @@ impl Store {
     ) -> Result<CampaignRecord, StoreError> {
         let counts: Vec<ProgressRow> = on_reader!(self, pool => {
             sqlx::query_as(
-                "SELECT state, outcome, due, retry, COUNT(*) AS n FROM (SELECT state, outcome, \
-                 CAST(CASE WHEN scheduled_for <= $2 THEN 1 ELSE 0 END AS BIGINT) AS due, \
-                 CAST(CASE WHEN attempt > 1 THEN 1 ELSE 0 END AS BIGINT) AS retry \
-                 FROM screenings WHERE campaign_id = $1) t GROUP BY state, outcome, due, retry",
+                "SELECT state, outcome, due, retry, ended, COUNT(*) AS n FROM (SELECT state, \
+                 outcome, CAST(CASE WHEN scheduled_for <= $2 THEN 1 ELSE 0 END AS BIGINT) AS due, \
+                 CAST(CASE WHEN attempt > 1 THEN 1 ELSE 0 END AS BIGINT) AS retry, \
+                 CAST(CASE WHEN ended_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS ended \
+                 FROM screenings WHERE campaign_id = $1) t \
+                 GROUP BY state, outcome, due, retry, ended",
             )
             .bind(row.id)
             .bind(now_ms)

@@ -294,18 +294,25 @@ CREATE TABLE IF NOT EXISTS campaigns (
 );
 CREATE INDEX IF NOT EXISTS screenings_campaign ON screenings (campaign_id, state);
 CREATE INDEX IF NOT EXISTS screenings_phone ON screenings (phone, state);
+CREATE INDEX IF NOT EXISTS screenings_follow_up ON screenings (follow_up);
+UPDATE screenings SET ended_at = updated_at
+    WHERE state IN ('completed', 'failed', 'no_answer', 'voicemail', 'canceled');
 ";
 
 /// The columns migration 13 adds to `screenings`: the attempt under way, how many are allowed
 /// and how far apart (frozen from `api.retries` when requested), the follow-up SMS's progress
-/// (`wanted`, `due`, `sent`, `skipped`, or `NULL` for none) and message, and the campaign.
-const V13_COLUMNS: [&str; 6] = [
+/// (`wanted`, `due`, `sent`, `skipped`, or `NULL` for none) and message, the campaign, when it
+/// ended for good (never reopened after), and its place in the queue of due calls (a candidate
+/// who asked to be called now goes first).
+const V13_COLUMNS: [&str; 8] = [
     "attempt BIGINT NOT NULL DEFAULT 1",
     "max_attempts BIGINT NOT NULL DEFAULT 1",
     "retry_after_ms BIGINT NOT NULL DEFAULT 0",
     "follow_up TEXT",
     "follow_up_message_id BIGINT",
     "campaign_id BIGINT",
+    "ended_at BIGINT",
+    "priority BIGINT NOT NULL DEFAULT 0",
 ];
 
 static V13_SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -111,9 +111,11 @@ pub(crate) const SYNC_ONE: &str = concat!(
 
 /// Whether screening `$t` (a table name or alias) ended an attempt that is to be tried again: its
 /// call missed (`no_answer`, `failed`, `voicemail`), attempts remain (`api.retries`, frozen on
-/// the row), and no other screening of the same candidate and script is under way or completed
-/// (retries are de-duplicated per candidate and screening). Until this is false the result
-/// webhook waits: it is sent once, when the screening has ended for good.
+/// the row), it has not ended for good already (`ended_at`: a late AMD result never reopens a
+/// reported screening), the candidate has not opted out (STOP ends outreach), and no other
+/// screening of the same candidate and script is under way, or completed since this one was
+/// requested (retries are de-duplicated per candidate and screening). Until this is false the
+/// result webhook waits: it is sent once, when the screening has ended for good.
 macro_rules! retry_wanted {
     ($t:ident) => {
         concat!(
@@ -124,18 +126,25 @@ macro_rules! retry_wanted {
             stringify!($t),
             ".max_attempts AND ",
             stringify!($t),
-            ".call_sid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM screenings o \
+            ".call_sid IS NOT NULL AND ",
+            stringify!($t),
+            ".ended_at IS NULL AND NOT EXISTS (SELECT 1 FROM sms_consent sc \
+             WHERE sc.number = ",
+            stringify!($t),
+            ".phone AND sc.status = 'opted_out') AND NOT EXISTS (SELECT 1 FROM screenings o \
              WHERE o.candidate_id = ",
             stringify!($t),
             ".candidate_id AND o.screening = ",
             stringify!($t),
             ".screening AND o.id <> ",
             stringify!($t),
-            ".id AND o.state IN ('scheduled', 'requested', 'calling', 'in_progress', 'completed'))"
+            ".id AND (o.state IN ('scheduled', 'requested', 'calling', 'in_progress') \
+             OR (o.state = 'completed' AND o.created_at >= ",
+            stringify!($t),
+            ".created_at)))"
         )
     };
 }
-pub(crate) use retry_wanted;
 
 /// The call's own end has come (a voicemail state arrives with AMD, while the message is still
 /// being left): only then is the next attempt scheduled.
@@ -164,7 +173,7 @@ pub(crate) const RECORD_ATTEMPT: &str = concat!(
 pub(crate) const SCHEDULE_RETRY: &str = concat!(
     "UPDATE screenings SET state = 'scheduled', scheduled_for = $2 + retry_after_ms, \
      attempt = attempt + 1, call_sid = NULL, outcome = NULL, answers = NULL, summary = NULL, \
-     error = NULL, updated_at = $2, \
+     error = NULL, updated_at = $2, priority = 0, \
      follow_up = CASE WHEN follow_up = 'wanted' THEN 'due' ELSE follow_up END \
      WHERE call_sid = $1 AND ",
     retry_wanted!(screenings),
@@ -172,9 +181,19 @@ pub(crate) const SCHEDULE_RETRY: &str = concat!(
     call_ended!()
 );
 
+/// Marks the screening of call `$1` ended for good at `$2` once it is in an end state that is
+/// not retried (a voicemail while its message is still being left waits for the call's end,
+/// when it may yet be retried).
+pub(crate) const MARK_ENDED: &str = concat!(
+    "UPDATE screenings SET ended_at = $2 WHERE call_sid = $1 AND ended_at IS NULL \
+     AND state IN ('completed', 'failed', 'no_answer', 'voicemail', 'canceled') AND NOT (",
+    retry_wanted!(screenings),
+    ")"
+);
+
 /// Brings the screening of call `$call_sid` up to date inside the transaction `$tx` (the
 /// voicemail outcome, then the state, then the next attempt if it missed and may be retried,
-/// else its result webhook if it just ended for good); `?` on failure.
+/// else the end, and its result webhook if it just ended for good); `?` on failure.
 macro_rules! sync_screening {
     ($tx:ident, $call_sid:expr, $now_ms:expr) => {{
         sqlx::query($crate::screening_state::VOICEMAIL_OUTCOME)
@@ -192,6 +211,11 @@ macro_rules! sync_screening {
             .execute(&mut *$tx)
             .await?;
         sqlx::query($crate::screening_state::SCHEDULE_RETRY)
+            .bind($call_sid)
+            .bind($now_ms)
+            .execute(&mut *$tx)
+            .await?;
+        sqlx::query($crate::screening_state::MARK_ENDED)
             .bind($call_sid)
             .bind($now_ms)
             .execute(&mut *$tx)

@@ -107,6 +107,10 @@ pub struct ScreeningRecord {
     pub follow_up: Option<String>,
     /// The campaign it was launched in.
     pub campaign_id: Option<i64>,
+    /// When it ended for good (no more attempts; its result webhook queued then).
+    #[serde(serialize_with = "json_shape::optional_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<i64>,
     /// Answers as JSON, keys in camelCase (set by the agent).
     pub answers: Option<serde_json::Value>,
     /// Outcome (set by the agent).
@@ -149,7 +153,7 @@ pub struct ScreeningFilter {
 /// The columns of [`ScreeningRow`].
 pub(crate) const SCREENING_COLUMNS: &str = "id, call_sid, candidate_id, first_name, phone, job_title, \
     screening, state, error, scheduled_for, attempt, max_attempts, follow_up, campaign_id, \
-    answers, outcome, summary, \
+    ended_at, answers, outcome, summary, \
     (SELECT cb.callback_url FROM screening_callbacks cb WHERE cb.screening_id = screenings.id) \
     AS callback_url, \
     (SELECT cb.metadata FROM screening_callbacks cb WHERE cb.screening_id = screenings.id) \
@@ -172,6 +176,7 @@ pub(crate) struct ScreeningRow {
     max_attempts: i64,
     follow_up: Option<String>,
     campaign_id: Option<i64>,
+    ended_at: Option<i64>,
     answers: Option<String>,
     outcome: Option<String>,
     summary: Option<String>,
@@ -200,6 +205,7 @@ impl TryFrom<ScreeningRow> for ScreeningRecord {
             max_attempts: row.max_attempts,
             follow_up: row.follow_up,
             campaign_id: row.campaign_id,
+            ended_at: row.ended_at,
             answers: row
                 .answers
                 .map(|text| json_column(&text, "screenings.answers"))
@@ -510,7 +516,7 @@ impl Store {
     ) -> Result<Option<ScreeningRecord>, StoreError> {
         let sql = format!(
             "SELECT {SCREENING_COLUMNS} FROM screenings WHERE state = 'scheduled' \
-             AND scheduled_for <= $1 ORDER BY scheduled_for, id LIMIT 1"
+             AND scheduled_for <= $1 ORDER BY priority DESC, scheduled_for, id LIMIT 1"
         );
         let row: Option<ScreeningRow> = on_reader!(self, pool => {
             sqlx::query_as(&sql).bind(now_ms).fetch_optional(pool).await?
@@ -540,6 +546,30 @@ impl Store {
         })
     }
 
+    /// Moves a `scheduled` screening's call to `at` at the candidate's request (a reply to the
+    /// follow-up): it goes before the other due calls (a campaign's backlog) once due. False
+    /// when it is no longer scheduled.
+    pub async fn reschedule_screening_first(
+        &self,
+        id: i64,
+        at: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        on_writer!(self, pool => {
+            Ok(sqlx::query(
+                "UPDATE screenings SET scheduled_for = $1, priority = 1, updated_at = $2 \
+                 WHERE id = $3 AND state = 'scheduled'",
+            )
+            .bind(at)
+            .bind(now_ms)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1)
+        })
+    }
+
     /// Cancels a `scheduled` screening (its call was never placed): state `canceled`, and its
     /// result webhook queued in the same transaction like any other end. `None` when there is
     /// no such screening; `Some(false)`, with the screening, when it is not scheduled (a placed
@@ -552,7 +582,7 @@ impl Store {
         let canceled = on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             let canceled = sqlx::query(
-                "UPDATE screenings SET state = 'canceled', updated_at = $1 \
+                "UPDATE screenings SET state = 'canceled', updated_at = $1, ended_at = $1 \
                  WHERE id = $2 AND state = 'scheduled'",
             )
             .bind(now_ms)
@@ -680,7 +710,8 @@ impl Store {
         on_writer!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
-                "UPDATE screenings SET state = 'failed', error = $1, updated_at = $2 WHERE id = $3",
+                "UPDATE screenings SET state = 'failed', error = $1, updated_at = $2, \
+                 ended_at = $2 WHERE id = $3",
             )
             .bind(error)
             .bind(now_ms)

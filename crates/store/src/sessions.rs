@@ -77,7 +77,15 @@ macro_rules! write_screening_session {
         .execute(&mut *$tx)
         .await?
         .rows_affected();
-        if updated == 0 {
+        // A missed attempt of a retried screening (its call unlinked when the next attempt was
+        // scheduled): the agent's outcome is kept with the attempt, and no screening is made.
+        let attempt = sqlx::query("UPDATE screening_attempts SET outcome = $1 WHERE call_sid = $2")
+            .bind(&$session.outcome)
+            .bind(&$session.call_sid)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
+        if updated == 0 && attempt == 0 {
             // The candidate's number: who was called, or who called in.
             let phone = if $session.direction.as_deref() == Some("inbound") {
                 &$session.from

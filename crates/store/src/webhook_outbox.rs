@@ -49,10 +49,7 @@ macro_rules! enqueue_sql {
              JOIN screening_callbacks cb ON cb.screening_id = s.id AND cb.deliver = 1 \
              WHERE ",
             $condition,
-            " AND s.state IN ('completed', 'failed', 'no_answer', 'voicemail', 'canceled') \
-             AND NOT (",
-            $crate::screening_state::retry_wanted!(s),
-            ") ON CONFLICT (screening_id) DO NOTHING"
+            " AND s.ended_at IS NOT NULL ON CONFLICT (screening_id) DO NOTHING"
         )
     };
 }

@@ -60,7 +60,7 @@ async fn campaigns_page(
     status: StatusCode,
     values: &Value,
     refused: Option<&Refused>,
-    launched: Option<&str>,
+    launched: Option<(&str, &str)>,
 ) -> Response {
     let (campaigns, total) = match state.0.store.list_campaigns(PAGE, 0, state.now_ms()).await {
         Ok(found) => found,
@@ -90,7 +90,8 @@ async fn campaigns_page(
                 "total": total,
                 "values": values,
                 "refusal": refusal,
-                "launched": launched,
+                "launched": launched.map(|(id, _)| id),
+                "skipped": launched.map(|(_, n)| n).filter(|n| *n != "0"),
                 "screenings": state.0.config.screenings,
                 "max_candidates": campaigns::MAX_CANDIDATES,
                 "calling_hours": state.0.config.calling_hours.enabled.then(|| {
@@ -118,7 +119,8 @@ pub(crate) async fn campaigns(
         StatusCode::OK,
         &json!({}),
         None,
-        form.get("launched"),
+        form.get("launched")
+            .map(|id| (id, form.get("skipped").unwrap_or("0"))),
     )
     .await
 }
@@ -176,7 +178,11 @@ pub(crate) async fn launch_campaign(
                 skipped = skipped.len(),
                 "campaign launched from the console"
             );
-            Redirect::to(&format!("/console/campaigns?launched={id}#campaign-{id}")).into_response()
+            Redirect::to(&format!(
+                "/console/campaigns?launched={id}&skipped={}#campaign-{id}",
+                skipped.len()
+            ))
+            .into_response()
         }
         Err(e) => {
             let refused = Refused {

@@ -99,6 +99,13 @@ pub(crate) async fn inbound(
             None
         }
     };
+    // The answer goes back in the TwiML; it is kept in the thread beside their message (once,
+    // for the first delivery of it).
+    if let Some(text) = reply.as_deref().filter(|t| new && !t.is_empty()) {
+        store
+            .record_twiml_reply(channel, &from, &sms.to.to_string(), text, now)
+            .await?;
+    }
     Ok(twiml(reply_twiml(reply.as_deref())))
 }
 

@@ -83,11 +83,15 @@ pub(crate) async fn send_due(state: &AppState) -> Result<usize, ApiError> {
             None => true,
         };
         let sender = crate::messages::default_sms_sender(state);
-        let (Some(phone), Some(sender), false) = (phone, sender, opted_out) else {
+        // Canceled (by the recruiter, or STOP) before the follow-up went out: none is sent.
+        let waiting = screening.state == "scheduled";
+        let (Some(phone), Some(sender), false, true) = (phone, sender, opted_out, waiting) else {
             tracing::info!(
                 screening = screening.id,
                 opted_out,
-                "follow-up SMS skipped: the candidate opted out, or no SMS sender is configured"
+                state = %screening.state,
+                "follow-up SMS skipped: the candidate opted out, the screening is no longer \
+                 waiting for its next call, or no SMS sender is configured"
             );
             store.settle_follow_up(screening.id, None, now).await?;
             continue;
@@ -164,7 +168,11 @@ pub(crate) async fn answer(
     };
     // Within the calling hours: the first opening at or after the time asked for.
     let at = super::next_call_time(state, number, wanted).unwrap_or(wanted);
-    if !store.reschedule_screening(screening.id, at, now).await? {
+    // First in line once due: the candidate asked for this time.
+    if !store
+        .reschedule_screening_first(screening.id, at, now)
+        .await?
+    {
         // Placed or canceled between the look-up and now.
         return Ok(None);
     }

@@ -187,15 +187,32 @@ pub(crate) fn next_call_time(state: &AppState, phone: &E164, now_ms: i64) -> Opt
     (open > now_ms).then_some(open)
 }
 
-/// Places the scheduled screenings that are due, then every second, until `shutdown`.
+/// Places the scheduled screenings that are due, then every second, until `shutdown`; queues
+/// the follow-up texts that are due every second beside it (a campaign's backlog of calls,
+/// placed at the account's pace, never holds them up).
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
-    let mut pacer = Pacer::default();
+    let follow_ups = tokio::spawn(send_follow_ups(state.clone(), shutdown.clone()));
+    place_scheduled(state, shutdown).await;
+    let _ = follow_ups.await;
+}
+
+async fn send_follow_ups(state: AppState, shutdown: CancellationToken) {
     loop {
         match follow_up::send_due(&state).await {
             Ok(0) => {}
             Ok(queued) => tracing::info!(queued, "follow-up SMS queued"),
             Err(error) => tracing::warn!(%error, "queueing follow-up SMS failed"),
         }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+async fn place_scheduled(state: AppState, shutdown: CancellationToken) {
+    let mut pacer = Pacer::default();
+    loop {
         match place_due(&state, &mut pacer, &shutdown).await {
             Ok(0) => {}
             Ok(placed) => tracing::info!(placed, "scheduled screening calls placed"),

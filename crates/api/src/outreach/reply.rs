@@ -68,20 +68,23 @@ pub(crate) fn parse(text: &str) -> Reply {
     let cleaned: String = text
         .to_lowercase()
         .chars()
-        .filter(|c| !matches!(c, '.' | '\''))
-        .map(|c| {
-            if c.is_alphanumeric() || c == ':' {
-                c
-            } else {
-                ' '
-            }
+        .filter(|c| *c != '.')
+        .map(|c| match c {
+            '\u{2019}' => '\'',
+            c if c.is_alphanumeric() || c == ':' || c == '\'' => c,
+            _ => ' ',
         })
         .collect();
-    let tokens: Vec<&str> = cleaned.split_whitespace().collect();
+    // Words as written ("we'd", "don't") and without their apostrophes ("wed", "dont"): a
+    // contraction is never read as a day.
+    let written: Vec<&str> = cleaned.split_whitespace().collect();
+    let words: Vec<String> = written.iter().map(|w| w.replace('\'', "")).collect();
+    let tokens: Vec<&str> = words.iter().map(String::as_str).collect();
     let mut day = None;
     let mut minute = None;
     let mut part_of_day = None;
     let mut evening = false;
+    let mut morning = false;
     // "3 in the afternoon": a part of the day anchors a bare hour.
     let day_part = tokens
         .iter()
@@ -97,8 +100,16 @@ pub(crate) fn parse(text: &str) -> Reply {
                 part_of_day.get_or_insert(18 * 60);
             }
             "tomorrow" | "tomorow" | "tmrw" | "tmr" | "tmw" => day = Some(Day::Tomorrow),
-            "noon" | "midday" | "lunchtime" => minute = Some(12 * 60),
-            "morning" => part_of_day = Some(10 * 60),
+            "noon" | "midday" | "lunchtime" => {
+                minute.get_or_insert(ClockTime {
+                    minute: 12 * 60,
+                    guessed_pm: false,
+                });
+            }
+            "morning" => {
+                part_of_day = Some(10 * 60);
+                morning = true;
+            }
             "afternoon" => {
                 part_of_day = Some(14 * 60);
                 evening = true;
@@ -108,21 +119,40 @@ pub(crate) fn parse(text: &str) -> Reply {
                 evening = true;
             }
             _ => {
-                if let Some(weekday) = weekday(token) {
+                let weekday = (!written[i].contains('\''))
+                    .then(|| weekday(token))
+                    .flatten();
+                if let Some(weekday) = weekday {
                     day = Some(Day::Weekday(weekday));
-                } else if let Some(m) = clock_time(token, next, previous, day_part) {
-                    minute = Some(m);
+                } else if let Some(time) = clock_time(token, next, previous, day_part) {
+                    // The first time named wins ("from 3pm to 5pm" is 3 PM).
+                    minute.get_or_insert(time);
                 }
             }
         }
     }
-    // A bare hour with the part of the day given ("3 in the afternoon", "tonight at 7").
-    if let Some(m) = minute.as_mut()
-        && evening
-        && *m < 12 * 60
-        && !tokens.iter().any(|t| t.ends_with("am"))
-    {
-        *m += 12 * 60;
+    if let Some(time) = minute.as_mut() {
+        let stated = tokens
+            .iter()
+            .any(|t| t.ends_with("am") || t.ends_with("pm"));
+        if !stated && evening && time.minute < 12 * 60 {
+            // A bare hour with the part of the day given ("3 in the afternoon", "tonight at 7").
+            time.minute += 12 * 60;
+        } else if !stated && morning && time.guessed_pm {
+            // "7 in the morning": not the working-hour guess of 7 PM.
+            time.minute -= 12 * 60;
+        }
+    }
+    let negated = tokens.iter().any(|t| {
+        matches!(
+            *t,
+            "not" | "dont" | "cant" | "cannot" | "later" | "busy" | "no" | "never" | "wait"
+        )
+    });
+    let minute = minute.map(|t| t.minute);
+    // "not today", "can't talk today": a refusal, not a time; "not now, 3pm" names one.
+    if (day.is_some() || part_of_day.is_some()) && minute.is_none() && negated {
+        return Reply::Unclear;
     }
     let minute = minute.or(part_of_day);
     if day.is_some() || minute.is_some() {
@@ -131,12 +161,6 @@ pub(crate) fn parse(text: &str) -> Reply {
             minute,
         });
     }
-    let negated = tokens.iter().any(|t| {
-        matches!(
-            *t,
-            "not" | "dont" | "cant" | "cannot" | "later" | "busy" | "no" | "never" | "wait"
-        )
-    });
     let now = tokens.iter().any(|t| {
         matches!(
             *t,
@@ -150,19 +174,42 @@ pub(crate) fn parse(text: &str) -> Reply {
     }
 }
 
-/// 0 Sunday ... 6 Saturday for a weekday name or its abbreviation.
+/// A clock time read from the reply.
+#[derive(Debug, Clone, Copy)]
+struct ClockTime {
+    /// Minutes after midnight.
+    minute: u32,
+    /// A bare 1-7 read as PM (a working hour), which "morning" undoes.
+    guessed_pm: bool,
+}
+
+/// 0 Sunday ... 6 Saturday for a weekday name (or plural: "mondays") or its usual
+/// abbreviation.
 fn weekday(token: &str) -> Option<u32> {
-    let named = |token: &str| {
-        WEEKDAYS.iter().position(|day| {
-            token.len() >= 3
-                && day.starts_with(token)
-                && (token.len() == day.len() || token.len() <= 5)
-        })
-    };
-    // "weds", "thurs", "mondays".
-    named(token)
-        .or_else(|| token.strip_suffix('s').and_then(named))
+    const SHORT: [(&str, u32); 11] = [
+        ("sun", 0),
+        ("mon", 1),
+        ("tue", 2),
+        ("tues", 2),
+        ("wed", 3),
+        ("weds", 3),
+        ("thu", 4),
+        ("thur", 4),
+        ("thurs", 4),
+        ("fri", 5),
+        ("sat", 6),
+    ];
+    let full = token.strip_suffix('s').unwrap_or(token);
+    WEEKDAYS
+        .iter()
+        .position(|day| *day == token || *day == full)
         .map(|i| i as u32)
+        .or_else(|| {
+            SHORT
+                .iter()
+                .find(|(short, _)| *short == token)
+                .map(|(_, day)| *day)
+        })
 }
 
 /// Minutes after midnight of a clock time: `3pm`, `3:30pm`, `15:00`, `3` followed by `pm`/`am`
@@ -172,7 +219,7 @@ fn clock_time(
     next: Option<&str>,
     previous: Option<&str>,
     day_part: bool,
-) -> Option<u32> {
+) -> Option<ClockTime> {
     let (digits, suffix) = token.split_at(
         token
             .find(|c: char| !c.is_ascii_digit() && c != ':')
@@ -207,6 +254,7 @@ fn clock_time(
     if !anchored {
         return None;
     }
+    let mut guessed_pm = false;
     let hour = match meridiem {
         Some(pm) => {
             if hour == 0 || hour > 12 {
@@ -215,10 +263,16 @@ fn clock_time(
             (hour % 12) + if pm { 12 } else { 0 }
         }
         // A working hour: "at 3" is 3 PM, "at 9" 9 AM; 24-hour times stand.
-        None if (1..=7).contains(&hour) && !colon => hour + 12,
+        None if (1..=7).contains(&hour) && !colon => {
+            guessed_pm = true;
+            hour + 12
+        }
         None => hour,
     };
-    Some(hour * 60 + minute)
+    Some(ClockTime {
+        minute: hour * 60 + minute,
+        guessed_pm,
+    })
 }
 
 /// The instant (Unix ms) of `wanted` in `zone`, seen from `now_ms`; `default_minute` stands
@@ -304,6 +358,16 @@ mod tests {
             ("who is this?", Reply::Unclear),
             ("I have 2 kids", Reply::Unclear),
             ("call me later", Reply::Unclear),
+            ("not today", Reply::Unclear),
+            ("can't talk today", Reply::Unclear),
+            ("not now, 3pm", at(Day::Next, Some(15 * 60))),
+            ("tomorrow morning at 7", at(Day::Tomorrow, Some(7 * 60))),
+            ("7 in the morning", at(Day::Next, Some(7 * 60))),
+            ("we'd like 3pm", at(Day::Next, Some(15 * 60))),
+            ("thus", Reply::Unclear),
+            ("from 3pm to 5pm", at(Day::Next, Some(15 * 60))),
+            ("Mondays at 10am", at(Day::Weekday(1), Some(10 * 60))),
+            ("I\u{2019}m free at noon", at(Day::Next, Some(12 * 60))),
         ] {
             assert_eq!(parse(text), expected, "{text:?}");
         }

@@ -185,6 +185,7 @@ fn expected_screening(id: i64) -> ScreeningRecord {
         max_attempts: 3,
         follow_up: Some("wanted".into()),
         campaign_id: Some(77),
+        ended_at: Some(5_091),
         answers: Some(serde_json::json!({"welds": ["mig", "tig"]})),
         outcome: Some("qualified".into()),
         summary: Some(serde_json::Value::String("two processes".into())),

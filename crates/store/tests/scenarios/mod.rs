@@ -64,5 +64,6 @@ pub(crate) async fn behaviour(store: &Store) {
     webhook_outbox::result_webhooks(store).await;
     outreach::retries_and_follow_ups(store).await;
     outreach::what_is_not_retried(store).await;
+    outreach::a_late_machine_answer_does_not_reopen(store).await;
     outreach::campaigns(store).await;
 }

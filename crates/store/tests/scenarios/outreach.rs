@@ -225,6 +225,77 @@ pub(crate) async fn retries_and_follow_ups(store: &Store) {
         [(1, "no_answer".to_owned()), (2, "voicemail".to_owned())]
     );
     assert_eq!(store.screening_awaiting_reply(phone).await.unwrap(), None);
+    assert!(s_ended(store, id).await, "ended for good");
+
+    // The agent's record of a missed attempt (after the retry unlinked its call) stays with the
+    // attempt: no screening is made for it.
+    store
+        .record_screening_session(&voxbridge_store::ScreeningSession {
+            call_sid: CALL_A.into(),
+            direction: Some("outbound-api".into()),
+            to: Some(phone.into()),
+            outcome: "no_answer".into(),
+            ..voxbridge_store::ScreeningSession::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.screening_for_call(CALL_A).await.unwrap(), None);
+    assert_eq!(
+        store.screening_attempts(id).await.unwrap()[0]
+            .outcome
+            .as_deref(),
+        Some("no_answer")
+    );
+    let (threads, _) = store.message_threads(1_000, 0).await.unwrap();
+    let thread = threads
+        .iter()
+        .find(|t| t.address == phone)
+        .expect("a thread");
+    assert_eq!((thread.messages, thread.inbound), (1, 0));
+}
+
+async fn s_ended(store: &Store, id: i64) -> bool {
+    store
+        .screening(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .ended_at
+        .is_some()
+}
+
+/// A machine's answer arriving after the call completed never reopens a screening that ended
+/// for good (its result already queued).
+pub(crate) async fn a_late_machine_answer_does_not_reopen(store: &Store) {
+    const CALL: &str = "CA0000000000000000000000000000a00e";
+    let id = requested(store, &candidate("late-amd", "+14158675314"), retried(3)).await;
+    store
+        .mark_screening_initiated(id, CALL, FROM, T0 + 1)
+        .await
+        .unwrap();
+    store
+        .record_call_status(&ended(CALL, "completed", T0 + 60_000))
+        .await
+        .unwrap();
+    assert!(s_ended(store, id).await);
+    assert_eq!(deliveries(store, id).await, 1);
+    store
+        .record_amd(&AmdEvent {
+            call_sid: CALL.into(),
+            answered_by: "machine_start".into(),
+            detection_ms: Some(4_000),
+            params_json: "{}".into(),
+            received_at_ms: T0 + 61_000,
+        })
+        .await
+        .unwrap();
+    let s = store.screening(id).await.unwrap().unwrap();
+    assert_eq!(
+        (s.attempt, s.call_sid.as_deref()),
+        (1, Some(CALL)),
+        "not retried"
+    );
+    assert_eq!(deliveries(store, id).await, 1);
 }
 
 /// Retries de-duplicated per candidate and script, a refused create never retried, and STOP
@@ -305,10 +376,17 @@ pub(crate) async fn campaigns(store: &Store) {
         Outreach::default(),
     )
     .await;
+    // An opted-out number, and a candidate at the daily limit (1 here: camp-busy's screening
+    // counts too), are skipped with their reasons.
+    store
+        .record_consent("+14158675329", "opted_out", Some("STOP"), Some("sms"), T0)
+        .await
+        .unwrap();
     let launch = [
         (candidate("camp-1", "+14158675321"), T0),
         (candidate("camp-2", "+442071234567"), T0 + 8 * 3_600_000),
         (candidate("camp-busy", "+14158675320"), T0),
+        (candidate("camp-stop", "+14158675329"), T0),
     ];
     let (campaign, skipped) = store
         .insert_campaign(
@@ -320,10 +398,17 @@ pub(crate) async fn campaigns(store: &Store) {
             &launch,
             retried(2),
             None,
+            3,
         )
         .await
         .unwrap();
-    assert_eq!(skipped, ["camp-busy"]);
+    assert_eq!(
+        skipped,
+        [
+            ("camp-busy".to_owned(), "under_way"),
+            ("camp-stop".to_owned(), "opted_out")
+        ]
+    );
     let campaign = campaign.expect("created");
     let record = store.campaign(campaign, T0 + 1).await.unwrap().unwrap();
     assert_eq!(
@@ -401,13 +486,37 @@ pub(crate) async fn campaigns(store: &Store) {
                 screening: "default".into(),
                 created_at_ms: T0 + 12_000,
             },
-            &launch[1..],
+            &launch[1..3],
             retried(2),
             None,
+            3,
         )
         .await
         .unwrap();
     assert_eq!((again, skipped.len()), (None, 2));
+    // At the daily limit.
+    let (_, skipped) = store
+        .insert_campaign(
+            &NewCampaign {
+                name: "Limit".into(),
+                screening: "other".into(),
+                created_at_ms: T0 + 13_000,
+            },
+            &[(
+                NewScreening {
+                    screening: "other".into(),
+                    created_at_ms: T0 + 13_000,
+                    ..candidate("camp-1", "+14158675321")
+                },
+                T0,
+            )],
+            retried(2),
+            None,
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(skipped, [("camp-1".to_owned(), "daily_limit")]);
     assert_eq!(store.list_campaigns(10, 0, T0).await.unwrap().1, total);
     let _ = busy;
 }
