@@ -16,12 +16,11 @@
 mod api_process;
 mod browser;
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_process::{free_port, http, scratch_dir, voxbridge_command};
-use browser::{Killed, click, fill, page_text, repo, shoot, start_browser, wait_until};
+use api_process::{free_port, scratch_dir};
+use browser::{click, fill, page_text, repo, serve_with_user, shoot, start_browser, wait_until};
 use fantoccini::Locator;
 use serde_json::json;
 use voxbridge_sim::twilio_api::{SimConfig, TwilioSim};
@@ -78,43 +77,8 @@ async fn a_recruiter_launches_watches_reviews_and_exports_a_screening_in_a_brows
         ),
     )
     .unwrap();
-    // The account, as README tells an operator to make one.
-    let added = voxbridge_command()
-        .args(["user", "add", EMAIL, "--config"])
-        .arg(dir.join("voxbridge.toml"))
-        .current_dir(&dir)
-        .env("VOXBRIDGE_USER_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "voxbridge user add: {}",
-        String::from_utf8_lossy(&added.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&added.stdout).trim(),
-        format!("created console user {EMAIL}")
-    );
-    let serve_log = dir.join("serve.log");
-    let _serve = Killed(
-        voxbridge_command()
-            .args(["serve", "--config"])
-            .arg(dir.join("voxbridge.toml"))
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&serve_log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while http(&listen, "GET", "/readyz", &[], "") != Some(200) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "voxbridge serve did not become ready\n{}",
-            std::fs::read_to_string(&serve_log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The account, as README tells an operator to make one, and the server.
+    let _serve = serve_with_user(&dir, &listen, EMAIL, PASSWORD);
 
     let (_driver, browser) = start_browser(&dir).await;
     let base = format!("http://{listen}");

@@ -15,12 +15,11 @@
 mod api_process;
 mod browser;
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_process::{free_port, http, scratch_dir, voxbridge_command};
-use browser::{Killed, click, page_text, repo, shoot, sign_in, start_browser, wait_until};
+use api_process::{free_port, scratch_dir};
+use browser::{click, page_text, repo, serve_with_user, shoot, sign_in, start_browser, wait_until};
 use fantoccini::{Client, Locator};
 use voxbridge_sim::messaging::{MessagingSim, MessagingSimConfig};
 use voxbridge_sim::twilio_api::{SimConfig, TwilioSim};
@@ -112,38 +111,8 @@ async fn a_campaign_with_missed_calls_follow_ups_and_replies_in_a_browser() {
         ),
     )
     .unwrap();
-    let added = voxbridge_command()
-        .args(["user", "add", EMAIL, "--config"])
-        .arg(dir.join("voxbridge.toml"))
-        .current_dir(&dir)
-        .env("VOXBRIDGE_USER_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
-    let serve_log = dir.join("serve.log");
-    let _serve = Killed(
-        voxbridge_command()
-            .args(["serve", "--config"])
-            .arg(dir.join("voxbridge.toml"))
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&serve_log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while http(&listen, "GET", "/readyz", &[], "") != Some(200) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "voxbridge serve did not become ready\n{}",
-            std::fs::read_to_string(&serve_log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The account, as README tells an operator to make one, and the server.
+    let _serve = serve_with_user(&dir, &listen, EMAIL, PASSWORD);
 
     let (_driver, browser) = start_browser(&dir).await;
     let base = format!("http://{listen}");

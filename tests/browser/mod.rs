@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::api_process::free_port;
+use crate::api_process::{free_port, http, voxbridge_command};
 
 pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -158,4 +158,48 @@ pub(crate) async fn sign_in(browser: &Client, base: &str, email: &str, password:
         "document.querySelector('h1') && document.querySelector('h1').textContent === 'Calls'",
     )
     .await;
+}
+
+/// `voxbridge user add EMAIL` (the password from `VOXBRIDGE_USER_PASSWORD`, as README tells an
+/// operator), then `voxbridge serve`, both with `dir/voxbridge.toml`; waits until `listen`
+/// answers `/readyz`. The server is killed when the value drops.
+pub(crate) fn serve_with_user(dir: &Path, listen: &str, email: &str, password: &str) -> Killed {
+    let config = dir.join("voxbridge.toml");
+    let added = voxbridge_command()
+        .args(["user", "add", email, "--config"])
+        .arg(&config)
+        .current_dir(dir)
+        .env("VOXBRIDGE_USER_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "voxbridge user add: {}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&added.stdout).trim(),
+        format!("created console user {email}")
+    );
+    let serve_log = dir.join("serve.log");
+    let serve = Killed(
+        voxbridge_command()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&serve_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while http(listen, "GET", "/readyz", &[], "") != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "voxbridge serve did not become ready\n{}",
+            std::fs::read_to_string(&serve_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    serve
 }
