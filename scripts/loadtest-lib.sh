@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared by scripts/loadtest-*.sh (sourced): raises the fd limit, builds release, starts
-# `voxbridge serve` pinned to core 0 on $port and waits for /healthz. Sets $bin, $out, $server.
+# `voxbridge serve` pinned to core $SERVER_CORE (default 0; SERVER_CORE= for no pinning) on
+# $port and waits for /healthz. Sets $bin, $out, $server.
 #   start_server PORT CALLS [WRAPPER...]     # e.g. valgrind --tool=callgrind ...
 start_server() {
   local port="$1" calls="$2"
@@ -16,7 +17,9 @@ start_server() {
   VOXBRIDGE__MEDIA__PUBLIC_URL="wss://127.0.0.1:$port" \
   VOXBRIDGE__MEDIA__AUTH_TOKEN="$TWILIO_AUTH_TOKEN" \
   DATABASE_URL="sqlite://$(realpath "$out")/loadtest-$port.db" \
-  RUST_LOG=warn taskset -c 0 "$@" "$bin" serve &
+  local pin=()
+  [ -n "${SERVER_CORE-0}" ] && pin=(taskset -c "${SERVER_CORE-0}")
+  RUST_LOG=warn "${pin[@]}" "$@" "$bin" serve &
   server=$!
   trap 'kill "$server" 2>/dev/null || true' EXIT
   for _ in $(seq 600); do

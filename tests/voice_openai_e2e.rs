@@ -133,6 +133,10 @@ api_key = "{API_KEY}"
 [speech.openai.tts]
 format = "pcm"
 
+# Recognition from the utterance (not the pause), so the stored ASR latency is the stand-in's.
+[speech.pipeline]
+speculative_asr = false
+
 [store]
 database_url = "{database}"
 "#

@@ -59,6 +59,13 @@ pub enum VadEvent {
         /// First sample of the onset.
         at_sample: u64,
     },
+    /// Speech paused at `at_sample`: [`VadConfig::pause_ms`] of silence so far, before the
+    /// hangover has run out. A `SpeechEnd` with the same `at_sample` follows unless speech
+    /// resumes first. Only when `pause_ms` is set; at most once per silence.
+    Pause {
+        /// One past the last speech sample.
+        at_sample: u64,
+    },
     /// Speech ended at `at_sample` (confirmed `hangover_ms` later).
     SpeechEnd {
         /// One past the last speech sample.
@@ -90,6 +97,9 @@ pub struct VadConfig {
     /// Longest gap between speech-like frames that still counts as one onset. Default 60 ms
     /// (the closure of a stop consonant).
     pub onset_gap_ms: u32,
+    /// Silence after speech that reports a [`VadEvent::Pause`] (a likely end, for work that
+    /// may start early: speculative recognition), shorter than `hangover_ms`. Default 0: none.
+    pub pause_ms: u32,
 }
 
 impl VadConfig {
@@ -103,6 +113,7 @@ impl VadConfig {
             min_level_dbfs: -55.0,
             noise_window_ms: 2000,
             onset_gap_ms: 60,
+            pause_ms: 0,
         }
     }
 }
@@ -275,6 +286,12 @@ impl Vad {
             cfg.onset_gap_ms <= 1000,
             "0..=1000 ms",
         )?;
+        check(
+            "pause_ms",
+            f64::from(cfg.pause_ms),
+            cfg.pause_ms == 0 || cfg.pause_ms < cfg.hangover_ms,
+            "0 (none), or less than hangover_ms",
+        )?;
         let frame_len = (rate / 100) as usize;
         // 4th-order Butterworth high-pass = two biquads with Q = 1/(2 cos(pi/8)), 1/(2 cos(3pi/8)).
         let filters = [
@@ -411,7 +428,15 @@ impl Vad {
                 self.last_speech_end = frame_end;
             } else {
                 self.silent_frames += 1;
-                if self.silent_frames * FRAME_MS >= self.cfg.hangover_ms {
+                let silent_ms = self.silent_frames * FRAME_MS;
+                let pause = self.cfg.pause_ms;
+                // Once per silence: the frame that reaches `pause_ms` (frames are 10 ms).
+                if pause > 0 && silent_ms >= pause && silent_ms - FRAME_MS < pause {
+                    events.push(VadEvent::Pause {
+                        at_sample: self.last_speech_end,
+                    });
+                }
+                if silent_ms >= self.cfg.hangover_ms {
                     self.speaking = false;
                     self.silent_frames = 0;
                     events.push(VadEvent::SpeechEnd {
@@ -532,6 +557,47 @@ mod tests {
             assert!(!speaking_at_600ms);
             assert!(!vad.is_speaking());
         }
+    }
+
+    #[test]
+    fn a_pause_comes_before_the_end_with_the_same_sample_and_once_per_silence() {
+        let cfg = VadConfig {
+            pause_ms: 200,
+            ..VadConfig::new(8000)
+        };
+        // Two bursts 300 ms apart (a pause, no end), then silence (a pause, then the end).
+        let mut pcm = burst(8000, 500, 400, 300);
+        pcm.extend(burst(8000, 0, 400, 1000));
+        let mut vad = Vad::new(cfg).unwrap();
+        let mut events = Vec::new();
+        for chunk in pcm.chunks(80) {
+            vad.process(chunk, &mut events);
+        }
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                VadEvent::SpeechStart { .. } => "start",
+                VadEvent::Pause { .. } => "pause",
+                VadEvent::SpeechEnd { .. } => "end",
+            })
+            .collect();
+        assert_eq!(kinds, ["start", "pause", "pause", "end"], "{events:?}");
+        let (VadEvent::Pause { at_sample: first }, VadEvent::Pause { at_sample: last }) =
+            (events[1], events[2])
+        else {
+            unreachable!()
+        };
+        assert!((7200..=7280).contains(&first), "{events:?}");
+        assert_eq!(events[3], VadEvent::SpeechEnd { at_sample: last });
+        // Off by default; and it must be shorter than the hangover.
+        assert_eq!(VadConfig::default().pause_ms, 0);
+        assert!(
+            Vad::new(VadConfig {
+                pause_ms: 600,
+                ..VadConfig::default()
+            })
+            .is_err()
+        );
     }
 
     #[test]

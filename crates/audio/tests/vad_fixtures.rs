@@ -60,6 +60,7 @@ fn segments(events: &[VadEvent], len: usize) -> Vec<(u64, u64)> {
                 assert!(open.is_none(), "two starts in a row: {events:?}");
                 open = Some(at_sample);
             }
+            VadEvent::Pause { .. } => {}
             VadEvent::SpeechEnd { at_sample } => {
                 let start = open.take().expect("end without start");
                 assert!(at_sample > start, "empty segment: {events:?}");

@@ -135,6 +135,7 @@ impl Echo {
             BrainEvent::CallStarted(_)
             | BrainEvent::SpeechStarted
             | BrainEvent::CallerAudio { .. }
+            | BrainEvent::Pause { .. }
             | BrainEvent::Dtmf(_)
             | BrainEvent::TurnStarted { .. }
             | BrainEvent::TurnPlayed { .. } => true,

@@ -254,6 +254,9 @@ pub struct PipelineMetrics {
     pub provider_hangups: Counter,
     /// Replies cancelled by a barge-in.
     pub barge_in_cancels: Counter,
+    /// Utterances whose transcript was ready from the recognition started at the caller's
+    /// pause (`speech.pipeline.speculative_asr`).
+    pub speculative_hits: Counter,
     /// Turns by [`TurnOutcome`], in [`TurnOutcome::LABELS`] order.
     pub turn_outcomes: [Counter; TurnOutcome::LABELS.len()],
 }
@@ -273,6 +276,7 @@ impl Default for PipelineMetrics {
             canned_fallbacks: Counter::default(),
             provider_hangups: Counter::default(),
             barge_in_cancels: Counter::default(),
+            speculative_hits: Counter::default(),
             turn_outcomes: Default::default(),
         }
     }
@@ -338,7 +342,7 @@ const HISTOGRAMS: [HistogramFamily; 5] = [
 /// registry adds), help (without its final full stop, which the registry adds).
 type CounterFamily = (fn(&PipelineMetrics) -> &Counter, &'static str, &'static str);
 
-const COUNTERS: [CounterFamily; 7] = [
+const COUNTERS: [CounterFamily; 8] = [
     (|m| &m.turns, "turns", "Turns measured"),
     (
         |m| &m.failed_turns,
@@ -365,6 +369,11 @@ const COUNTERS: [CounterFamily; 7] = [
         |m| &m.barge_in_cancels,
         "barge_in_cancels",
         "Replies cancelled by barge-in",
+    ),
+    (
+        |m| &m.speculative_hits,
+        "speculative_asr_hits",
+        "Utterances recognised from the caller's pause, before the VAD hangover ended",
     ),
 ];
 

@@ -541,6 +541,7 @@ fn event_kind(event: &BrainEvent) -> &'static str {
         BrainEvent::CallStarted(_) => "call_started",
         BrainEvent::SpeechStarted => "speech_started",
         BrainEvent::CallerAudio { .. } => "caller_audio",
+        BrainEvent::Pause { .. } => "pause",
         BrainEvent::Utterance { .. } => "utterance",
         BrainEvent::Dtmf(_) => "dtmf",
         BrainEvent::BargeIn { .. } => "barge_in",

@@ -28,6 +28,9 @@ pub(crate) enum Speech {
     Started,
     /// An utterance ended (or was cut at `max_utterance`, or by the end of the call).
     Utterance(BrainEvent),
+    /// The caller paused ([`BrainEvent::Pause`]: what they said so far); only when pauses are
+    /// asked for ([`InboundAudio::set_pauses`]).
+    Pause(BrainEvent),
 }
 
 /// An utterance being built: `pcm[0]` is pipeline sample `start`.
@@ -56,6 +59,8 @@ pub(crate) struct InboundAudio {
     /// Samples fed to the VAD at a time, so events come no more than 20 ms apart in the stream
     /// and the ring never has to hold more than one piece beyond the pre-roll.
     piece: usize,
+    /// Whether the VAD's pauses become [`Speech::Pause`] (a copy of the utterance so far).
+    pauses: bool,
 }
 
 impl std::fmt::Debug for InboundAudio {
@@ -75,6 +80,12 @@ impl std::fmt::Debug for InboundAudio {
 /// Samples at `rate` in `d`, rounded down.
 pub(crate) fn samples_in(d: Duration, rate: u32) -> u64 {
     (d.as_nanos() * u128::from(rate) / 1_000_000_000).min(u128::from(u64::MAX)) as u64
+}
+
+/// The silence that reports a pause: a third of the hangover, at most 200 ms, in whole 10 ms
+/// frames (a hangover of 600 ms pauses at 200 ms; none below 30 ms).
+fn pause_ms(hangover_ms: u32) -> u32 {
+    (hangover_ms / 3).min(200) / 10 * 10
 }
 
 /// Duration of `samples` at `rate`.
@@ -97,9 +108,11 @@ impl InboundAudio {
             Some(StreamResampler::new(WIRE_RATE, rate).map_err(|e| e.to_string())?)
         };
         let min_speech_ms = min_speech.as_millis().min(u128::from(u32::MAX)) as u32;
+        let hangover_ms = hangover.as_millis().min(u128::from(u32::MAX)) as u32;
         let vad = Vad::new(VadConfig {
             min_speech_ms,
-            hangover_ms: hangover.as_millis().min(u128::from(u32::MAX)) as u32,
+            hangover_ms,
+            pause_ms: pause_ms(hangover_ms),
             ..VadConfig::new(rate)
         })
         .map_err(|e| e.to_string())?;
@@ -119,7 +132,13 @@ impl InboundAudio {
             max_utterance: (samples_in(max_utterance, rate) as usize).max(piece),
             hangover: samples_in(hangover, rate) as usize,
             piece,
+            pauses: false,
         })
+    }
+
+    /// Reports pauses ([`Speech::Pause`]) from now on, or stops reporting them.
+    pub(crate) fn set_pauses(&mut self, on: bool) {
+        self.pauses = on;
     }
 
     /// Whether the VAD is inside an utterance.
@@ -168,6 +187,22 @@ impl InboundAudio {
                     }
                     self.utterance = Some(self.collect_ring(at_sample));
                     out.push(Speech::Started);
+                }
+                VadEvent::Pause { at_sample } => {
+                    if self.pauses
+                        && let Some(u) = &self.utterance
+                    {
+                        // What was said up to the pause; the utterance goes on being built.
+                        let len = at_sample.saturating_sub(u.start).min(u.pcm.len() as u64);
+                        if len > 0 {
+                            out.push(Speech::Pause(BrainEvent::Pause {
+                                pcm: u.pcm[..len as usize].to_vec(),
+                                sample_rate: self.rate,
+                                started_at: duration_of(u.start, self.rate),
+                                ended_at: duration_of(u.start + len, self.rate),
+                            }));
+                        }
+                    }
                 }
                 VadEvent::SpeechEnd { at_sample } => {
                     if let Some(u) = self.utterance.take() {

@@ -201,6 +201,9 @@ pub enum CallerAudio {
     /// `pipeline_rate`, and local barge-in. The default.
     #[default]
     Utterances,
+    /// As `Utterances`, plus [`BrainEvent::Pause`] when the caller pauses, so the brain can
+    /// start recognising during the hangover.
+    UtterancesAndPauses,
     /// Every inbound `media` payload as [`BrainEvent::CallerAudio`], unchanged (mu-law); no
     /// local VAD, no utterances, no local barge-in (the brain sends
     /// [`BrainCommand::Interrupt`]).
@@ -271,6 +274,17 @@ pub enum BrainEvent {
     /// The caller finished an utterance: its audio at `pipeline_rate`. `started_at`/`ended_at`
     /// are stream audio time (since the first `media` frame); `pcm` covers exactly that span.
     Utterance {
+        pcm: Vec<i16>,
+        sample_rate: u32,
+        started_at: Duration,
+        ended_at: Duration,
+    },
+    /// The caller paused inside an utterance (a third of the hangover, at most 200 ms, of
+    /// silence): what they said so far, as in `Utterance`. If they say no more, an `Utterance`
+    /// with the same `started_at` and `ended_at` (and the same audio) follows when the hangover
+    /// runs out; a brain may recognise this audio meanwhile and use the result then. Only with
+    /// [`CallerAudio::UtterancesAndPauses`].
+    Pause {
         pcm: Vec<i16>,
         sample_rate: u32,
         started_at: Duration,

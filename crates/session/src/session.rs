@@ -234,6 +234,8 @@ impl Session {
     /// stops; an utterance it was building is dropped.
     pub fn set_caller_audio(&mut self, mode: CallerAudio) {
         self.caller_audio = mode;
+        self.inbound
+            .set_pauses(mode == CallerAudio::UtterancesAndPauses);
     }
 
     /// What the brain gets of the caller's audio.
@@ -455,7 +457,7 @@ impl Session {
                         // is not the caller and must not reach the VAD.
                         if frame.track == Track::Inbound {
                             match self.caller_audio {
-                                CallerAudio::Utterances => {
+                                CallerAudio::Utterances | CallerAudio::UtterancesAndPauses => {
                                     self.inbound.process(frame.payload, &mut self.speech);
                                 }
                                 CallerAudio::Raw => {
@@ -618,6 +620,7 @@ impl Session {
                     self.summary.utterances += 1;
                     self.pending.push_back(Output::Brain(event));
                 }
+                Speech::Pause(event) => self.pending.push_back(Output::Brain(event)),
             }
         }
         self.speech = speech;

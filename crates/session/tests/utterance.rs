@@ -157,3 +157,67 @@ fn an_agent_can_switch_the_rate_at_start_but_not_once_audio_flows() {
         .expect_err("not a supported rate");
     assert_eq!(err.key, "pipeline_rate");
 }
+
+/// (start, end, audio) of every pause the call reported.
+fn pauses_of(call: &Call) -> Vec<(Duration, Duration, Vec<i16>)> {
+    call.sent()
+        .filter_map(|o| match o {
+            Out::Brain(BrainEvent::Pause {
+                pcm,
+                started_at,
+                ended_at,
+                ..
+            }) => Some((*started_at, *ended_at, pcm.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pauses_come_before_their_utterance_with_its_exact_audio_when_asked_for() {
+    use voxbridge_session::CallerAudio;
+    let mut pcm = load("speech_clean_8k.wav");
+    pcm.extend(std::iter::repeat_n(0, 8000));
+
+    let mut call = Call::new(patient());
+    call.session
+        .set_caller_audio(CallerAudio::UtterancesAndPauses);
+    call.start();
+    call.feed_pcm(&pcm, |_, _, _| {});
+    let pauses = pauses_of(&call);
+    let utterances: Vec<(Duration, Duration, Vec<i16>)> = call
+        .sent()
+        .filter_map(|o| match o {
+            Out::Brain(BrainEvent::Utterance {
+                pcm,
+                started_at,
+                ended_at,
+                ..
+            }) => Some((*started_at, *ended_at, pcm.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(!utterances.is_empty());
+    // Every utterance that ended in silence was announced by a pause with the same span and
+    // audio, the last pause before it (earlier pauses were talked through).
+    for utterance in &utterances {
+        let matching = pauses
+            .iter()
+            .filter(|p| p.0 == utterance.0 && p.1 == utterance.1)
+            .count();
+        assert_eq!(matching, 1, "{:?}..{:?}", utterance.0, utterance.1);
+        let pause = pauses
+            .iter()
+            .find(|p| p.0 == utterance.0 && p.1 == utterance.1)
+            .unwrap();
+        assert_eq!(pause.2, utterance.2, "the same audio");
+    }
+    // Pauses are brain events only: the summary counts utterances.
+    assert_eq!(call.session.summary().utterances, utterances.len() as u64);
+
+    // Not asked for: none.
+    let mut call = Call::new(patient());
+    call.start();
+    call.feed_pcm(&pcm, |_, _, _| {});
+    assert!(pauses_of(&call).is_empty());
+}

@@ -72,6 +72,11 @@ pub struct PipelineConfig {
     /// its prompt: Whisper then keeps short answers it otherwise drops words of ("Yes, I am."
     /// heard as "I am."). Default true.
     pub asr_prompt: bool,
+    /// Start recognising when the caller pauses (a third of the VAD hangover, at most 200 ms,
+    /// of silence) and keep the result if they say no more, so most of the hangover is not
+    /// added to the reply's latency. A pause they talk through costs one recognition that is
+    /// thrown away. Default true.
+    pub speculative_asr: bool,
 }
 
 impl Default for PipelineConfig {
@@ -91,6 +96,7 @@ impl Default for PipelineConfig {
             tts_lookahead: 1,
             chunker: ChunkerConfig::default(),
             asr_prompt: true,
+            speculative_asr: true,
         }
     }
 }

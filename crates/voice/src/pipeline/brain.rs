@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, Span, debug};
 
 use super::book::{Book, SharedBook, lock};
-use super::reply::{self, Reply};
+use super::reply::{self, Reply, Speculation};
 use super::{DialogContext, Job, Shared, started};
 use voxbridge_brain::conversation::ConversationInput;
 use voxbridge_brain::dialog::Dialog;
@@ -58,6 +58,7 @@ impl VoiceBrain {
         let started_at = SystemTime::now();
         let mut queue: VecDeque<Job> = VecDeque::new();
         let mut running: Option<ReplyFuture> = None;
+        let mut speculation: Option<Speculation> = None;
         let mut silence_at: Option<Instant> = None;
         let mut replies = 0u64;
         let mut prerender: Option<BoxFuture<()>> = (!shared.canned.initialized()).then(|| {
@@ -97,14 +98,26 @@ impl VoiceBrain {
                         BrainEvent::SpeechStarted => silence_at = None,
                         // Only for brains that ask for raw audio (this one does not).
                         BrainEvent::CallerAudio { .. } => {}
-                        BrainEvent::Utterance { pcm, sample_rate, ended_at, .. } => {
+                        BrainEvent::Pause { pcm, sample_rate, started_at, ended_at } => {
+                            // Replaces (and cancels) the one of an earlier pause the caller
+                            // talked through.
+                            speculation = (!pcm.is_empty() && !lock(&book).hung_up).then(|| {
+                                Speculation::start(&shared, &book, pcm, sample_rate, (started_at, ended_at))
+                            });
+                        }
+                        BrainEvent::Utterance { pcm, sample_rate, started_at, ended_at } => {
                             silence_at = None;
+                            // Kept only for exactly the audio it recognised.
+                            let speculation = speculation
+                                .take()
+                                .filter(|s| s.span == (started_at, ended_at));
                             if !pcm.is_empty() && !lock(&book).hung_up {
                                 queue.push_back(Job::Utterance {
                                     pcm,
                                     sample_rate,
                                     ended_at,
                                     received: Instant::now(),
+                                    speculation,
                                 });
                             }
                         }

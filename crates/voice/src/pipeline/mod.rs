@@ -51,7 +51,7 @@ use tracing::Span;
 use voxbridge_brain::conversation::ConversationInput;
 use voxbridge_brain::dialog::Dialog;
 use voxbridge_brain::turn::PipelineMetrics;
-use voxbridge_brain::{Brain, BrainError, BrainFactory, CallInfo, Command};
+use voxbridge_brain::{Brain, BrainError, BrainFactory, CallInfo, CallerAudio, Command};
 use voxbridge_screening::Screenings;
 use voxbridge_speech::config::ConfigError;
 pub use voxbridge_speech::config::PipelineConfig;
@@ -329,6 +329,14 @@ impl BrainFactory for VoiceFactory {
         self.name
     }
 
+    fn caller_audio(&self) -> CallerAudio {
+        if self.shared.config.speculative_asr {
+            CallerAudio::UtterancesAndPauses
+        } else {
+            CallerAudio::Utterances
+        }
+    }
+
     fn turn_metrics(&self) -> Option<Arc<PipelineMetrics>> {
         Some(Arc::clone(self.metrics()))
     }
@@ -356,6 +364,8 @@ enum Job {
         sample_rate: u32,
         ended_at: Duration,
         received: Instant,
+        /// The recognition of this very audio, started when the caller paused.
+        speculation: Option<reply::Speculation>,
     },
     Input(ConversationInput),
 }

@@ -39,6 +39,67 @@ const MAX_ASR_PROMPT_CHARS: usize = 400;
 
 /// The recogniser's prompt from the bot's last reply: its last [`MAX_ASR_PROMPT_CHARS`]
 /// characters, cut at a word; `None` when there is no reply yet.
+/// A recognition started when the caller paused ([`voxbridge_brain::BrainEvent::Pause`]), kept
+/// for the utterance that ends where the pause began (the same audio). Dropping it cancels the
+/// request.
+#[derive(Debug)]
+pub(super) struct Speculation {
+    /// The paused audio's span (stream time).
+    pub(super) span: (Duration, Duration),
+    task: tokio::task::JoinHandle<Option<(String, Option<f32>)>>,
+}
+
+impl Drop for Speculation {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Speculation {
+    /// Starts recognising `pcm` (the audio from `started_at` to `ended_at`) now: one attempt,
+    /// with the prompt a reply would use, within the ASR timeout. A failure is not retried: the
+    /// utterance is then recognised as usual.
+    pub(super) fn start(
+        shared: &Arc<Shared>,
+        book: &SharedBook,
+        pcm: Vec<i16>,
+        sample_rate: u32,
+        span: (Duration, Duration),
+    ) -> Self {
+        let config = &shared.config;
+        let prompt = if config.asr_prompt {
+            asr_prompt(&lock(book).last_reply)
+        } else {
+            None
+        };
+        let timeout = config.asr_timeout;
+        let request = AsrRequest {
+            audio: AudioChunk { pcm, sample_rate },
+            language: None,
+            prompt,
+            deadline: Some((Instant::now() + timeout).into_std()),
+        };
+        let mut events = shared.asr.transcribe(request);
+        let task = tokio::spawn(async move {
+            let attempt = async {
+                while let Some(event) = events.next().await {
+                    if let Ok(AsrEvent::Final { text, confidence }) = event {
+                        return Some((text, confidence));
+                    }
+                }
+                None
+            };
+            tokio::time::timeout(timeout, attempt).await.ok().flatten()
+        });
+        Self { span, task }
+    }
+
+    /// Its transcript, once done (`None`: it failed, or took longer than the ASR timeout).
+    async fn result(mut self) -> Option<(String, Option<f32>)> {
+        (&mut self.task).await.ok().flatten()
+    }
+}
+
 pub(super) fn asr_prompt(reply: &str) -> Option<String> {
     let reply = reply.trim();
     if reply.is_empty() {
@@ -128,11 +189,24 @@ impl Reply {
                 sample_rate,
                 ended_at,
                 received,
+                speculation,
             } => {
                 lock(&self.book).current = Some(Draft::new(received, ended_at));
                 let deadline = received + self.budget();
                 self.context.begin_turn(deadline);
-                match self.transcribe(pcm, sample_rate, deadline).await {
+                // Recognised since the caller paused: the hangover did not wait for it.
+                let early = match speculation {
+                    Some(speculation) => speculation.result().await,
+                    None => None,
+                };
+                if early.is_some() {
+                    self.shared.options.metrics.speculative_hits.inc();
+                }
+                let transcript = match early {
+                    Some(done) => Ok(done),
+                    None => self.transcribe(pcm, sample_rate, deadline).await,
+                };
+                match transcript {
                     Ok((text, confidence)) => {
                         self.draft(|d| d.transcript_at = Some(Instant::now()));
                         if text.trim().is_empty() {

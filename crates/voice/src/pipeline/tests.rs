@@ -726,6 +726,73 @@ async fn the_question_being_answered_is_the_recognisers_prompt() {
     assert_eq!(off.asr.requests()[0].prompt, None);
 }
 
+fn pause(ended_ms: u64) -> BrainEvent {
+    BrainEvent::Pause {
+        pcm: vec![100; 16_000],
+        sample_rate: 16_000,
+        started_at: ms(1000),
+        ended_at: ms(ended_ms),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn recognition_starts_at_the_pause_and_the_hangover_does_not_wait_for_it() {
+    let rig = rig(PipelineConfig::default(), false);
+    assert_eq!(
+        rig.factory.caller_audio(),
+        voxbridge_brain::CallerAudio::UtterancesAndPauses
+    );
+    rig.asr.script(["Yes, I am."]);
+    let mut handle = rig.start(64);
+    next_turn(&mut handle).await;
+    // The caller pauses; the hangover (here 400 ms after the pause) ends the same utterance.
+    handle.deliver(pause(2000)).expect("room");
+    tokio::time::sleep(ms(400)).await;
+    handle.deliver(utterance()).expect("room");
+    let reply = next_turn(&mut handle).await;
+    assert!(
+        texts(&reply).iter().any(|t| t.contains("at least 18")),
+        "{:?}",
+        texts(&reply)
+    );
+    let turns = end_call(handle).await.turns;
+    // One recognition, done (100 ms) before the utterance came: none of it was waited for.
+    assert_eq!(rig.asr.stats().requests(), 1);
+    assert_eq!(turns[0].asr, Some(Duration::ZERO), "{turns:?}");
+    assert_eq!(rig.factory.metrics().speculative_hits.get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_talked_through_is_recognised_again_whole() {
+    let rig = rig(PipelineConfig::default(), false);
+    rig.asr.script(["Yes", "Yes, I am."]);
+    let mut handle = rig.start(64);
+    next_turn(&mut handle).await;
+    // Paused at 1.5 s, went on to 2 s: the early result is for other audio.
+    handle.deliver(pause(1500)).expect("room");
+    tokio::time::sleep(ms(400)).await;
+    handle.deliver(utterance()).expect("room");
+    next_turn(&mut handle).await;
+    let turns = end_call(handle).await.turns;
+    assert_eq!(rig.asr.stats().requests(), 2);
+    assert_eq!(turns[0].asr, Some(ms(100)), "{turns:?}");
+    assert_eq!(rig.factory.metrics().speculative_hits.get(), 0);
+
+    // Off: no pauses asked for.
+    let off = rig_with(PipelineConfig {
+        speculative_asr: false,
+        ..PipelineConfig::default()
+    });
+    assert_eq!(
+        off.factory.caller_audio(),
+        voxbridge_brain::CallerAudio::Utterances
+    );
+}
+
+fn rig_with(config: PipelineConfig) -> Rig {
+    rig(config, false)
+}
+
 #[test]
 fn a_long_reply_is_cut_to_its_end_at_a_word() {
     assert_eq!(super::reply::asr_prompt("  "), None);

@@ -343,6 +343,7 @@ impl Live {
             BrainEvent::CallEnded { .. } => return false,
             BrainEvent::CallStarted(_)
             | BrainEvent::SpeechStarted
+            | BrainEvent::Pause { .. }
             | BrainEvent::Utterance { .. } => {}
         }
         true
