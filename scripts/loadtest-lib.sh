@@ -13,12 +13,12 @@ start_server() {
   out="${CARGO_TARGET_DIR:-target}/loadtest"
   mkdir -p "$out"
   export TWILIO_AUTH_TOKEN="loadtest-token-$$"
+  local pin=()
+  [ -n "${SERVER_CORE-0}" ] && pin=(taskset -c "${SERVER_CORE-0}")
   VOXBRIDGE__MEDIA__LISTEN="127.0.0.1:$port" \
   VOXBRIDGE__MEDIA__PUBLIC_URL="wss://127.0.0.1:$port" \
   VOXBRIDGE__MEDIA__AUTH_TOKEN="$TWILIO_AUTH_TOKEN" \
   DATABASE_URL="sqlite://$(realpath "$out")/loadtest-$port.db" \
-  local pin=()
-  [ -n "${SERVER_CORE-0}" ] && pin=(taskset -c "${SERVER_CORE-0}")
   RUST_LOG=warn "${pin[@]}" "$@" "$bin" serve &
   server=$!
   trap 'kill "$server" 2>/dev/null || true' EXIT

@@ -100,8 +100,10 @@ impl VoiceBrain {
                         BrainEvent::CallerAudio { .. } => {}
                         BrainEvent::Pause { pcm, sample_rate, started_at, ended_at } => {
                             // Replaces (and cancels) the one of an earlier pause the caller
-                            // talked through.
-                            speculation = (!pcm.is_empty() && !lock(&book).hung_up).then(|| {
+                            // talked through. Only while no reply is running or waiting: the
+                            // prompt (the question being answered) is settled then.
+                            let idle = running.is_none() && queue.is_empty();
+                            speculation = (idle && !pcm.is_empty() && !lock(&book).hung_up).then(|| {
                                 Speculation::start(&shared, &book, pcm, sample_rate, (started_at, ended_at))
                             });
                         }
@@ -176,8 +178,11 @@ impl VoiceBrain {
             }
         }
 
-        // The call is over: stop the reply, close the dialog, hand over the measurements.
+        // The call is over: stop the reply and any recognition, close the dialog, hand over
+        // the measurements.
         drop(running);
+        drop(speculation);
+        queue.clear();
         let turns = {
             let mut b = lock(&book);
             b.finish_current(TurnOutcome::CallEnded);

@@ -37,8 +37,6 @@ const TONE: (f64, Duration, u32) = (660.0, Duration::from_millis(400), 8000);
 /// question) is what matters, and Whisper keeps about 220 prompt tokens at most.
 const MAX_ASR_PROMPT_CHARS: usize = 400;
 
-/// The recogniser's prompt from the bot's last reply: its last [`MAX_ASR_PROMPT_CHARS`]
-/// characters, cut at a word; `None` when there is no reply yet.
 /// A recognition started when the caller paused ([`voxbridge_brain::BrainEvent::Pause`]), kept
 /// for the utterance that ends where the pause began (the same audio). Dropping it cancels the
 /// request.
@@ -100,6 +98,8 @@ impl Speculation {
     }
 }
 
+/// The recogniser's prompt from the bot's last reply: its last [`MAX_ASR_PROMPT_CHARS`]
+/// characters, cut at a word; `None` when there is no reply yet.
 pub(super) fn asr_prompt(reply: &str) -> Option<String> {
     let reply = reply.trim();
     if reply.is_empty() {
@@ -195,6 +195,7 @@ impl Reply {
                 let deadline = received + self.budget();
                 self.context.begin_turn(deadline);
                 // Recognised since the caller paused: the hangover did not wait for it.
+                let speculated = speculation.is_some();
                 let early = match speculation {
                     Some(speculation) => speculation.result().await,
                     None => None,
@@ -204,7 +205,12 @@ impl Reply {
                 }
                 let transcript = match early {
                     Some(done) => Ok(done),
-                    None => self.transcribe(pcm, sample_rate, deadline).await,
+                    // A failed speculation used part of the turn: what follows gets what is
+                    // left of it, not a fresh full timeout.
+                    None => {
+                        self.transcribe(pcm, sample_rate, deadline, speculated)
+                            .await
+                    }
                 };
                 match transcript {
                     Ok((text, confidence)) => {
@@ -249,6 +255,7 @@ impl Reply {
         pcm: Vec<i16>,
         sample_rate: u32,
         deadline: Instant,
+        after_speculation: bool,
     ) -> Result<(String, Option<f32>), ProviderError> {
         let prompt = if self.config().asr_prompt {
             asr_prompt(&lock(&self.book).last_reply)
@@ -262,7 +269,8 @@ impl Reply {
             deadline: Some(deadline.into_std()),
         };
         let limit = self.config().asr_timeout;
-        let mut failed = 0;
+        // A failed speculation counts as the first attempt: the next one is cut to the deadline.
+        let mut failed = u32::from(after_speculation);
         loop {
             let timeout = attempt_timeout(limit, failed, deadline);
             let mut events = self.shared.asr.transcribe(request.clone());
