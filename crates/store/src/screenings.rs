@@ -531,19 +531,7 @@ impl Store {
         at: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        on_writer!(self, pool => {
-            Ok(sqlx::query(
-                "UPDATE screenings SET scheduled_for = $1, updated_at = $2 \
-                 WHERE id = $3 AND state = 'scheduled'",
-            )
-            .bind(at)
-            .bind(now_ms)
-            .bind(id)
-            .execute(pool)
-            .await?
-            .rows_affected()
-                == 1)
-        })
+        self.move_scheduled(id, at, false, now_ms).await
     }
 
     /// Moves a `scheduled` screening's call to `at` at the candidate's request (a reply to the
@@ -555,14 +543,27 @@ impl Store {
         at: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        self.move_scheduled(id, at, true, now_ms).await
+    }
+
+    /// Moves scheduled screening `id` to `at`, first in line once due when `first`.
+    async fn move_scheduled(
+        &self,
+        id: i64,
+        at: i64,
+        first: bool,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         on_writer!(self, pool => {
             Ok(sqlx::query(
-                "UPDATE screenings SET scheduled_for = $1, priority = 1, updated_at = $2 \
+                "UPDATE screenings SET scheduled_for = $1, updated_at = $2, \
+                 priority = CASE WHEN $4 = 1 THEN 1 ELSE priority END \
                  WHERE id = $3 AND state = 'scheduled'",
             )
             .bind(at)
             .bind(now_ms)
             .bind(id)
+            .bind(i64::from(first))
             .execute(pool)
             .await?
             .rows_affected()
