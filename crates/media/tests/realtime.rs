@@ -60,6 +60,10 @@ struct Rig {
 }
 
 async fn rig(script: RealtimeScript) -> Rig {
+    rig_with(script, RealtimeOptions::default()).await
+}
+
+async fn rig_with(script: RealtimeScript, options: RealtimeOptions) -> Rig {
     let standin = Standin::start(StandinConfig::default())
         .await
         .expect("stand-in starts");
@@ -76,7 +80,7 @@ async fn rig(script: RealtimeScript) -> Rig {
         Arc::new(provider) as Arc<dyn SpeechToSpeech>,
         RealtimeOptions {
             fallback_tts: Some(Arc::new(apology) as Arc<dyn Tts>),
-            ..RealtimeOptions::default()
+            ..options
         },
     )
     .expect("factory");
@@ -127,8 +131,15 @@ struct Phone {
 
 impl Phone {
     async fn call(addr: std::net::SocketAddr) -> Self {
+        Self::call_with(addr, &[]).await
+    }
+
+    /// A call to `realtime` with more custom parameters.
+    async fn call_with(addr: std::net::SocketAddr, params: &[(&str, &str)]) -> Self {
         let mut twilio = Twilio::new(connect_signed(addr).await);
-        twilio.begin(&[("agent", "realtime")]).await;
+        let mut all = vec![("agent", "realtime")];
+        all.extend_from_slice(params);
+        twilio.begin(&all).await;
         Self {
             twilio,
             script: VecDeque::new(),
@@ -489,4 +500,216 @@ async fn provider_disconnects_are_never_silence() {
         .max()
         .expect("frames");
     assert!(longest_gap < Duration::from_millis(500), "{longest_gap:?}");
+}
+
+/// The realtime agent's test screening (two questions, shared with its unit tests).
+const SCRIPT: &str = include_str!("../../../tests/data/screenings/realtime-short.toml");
+
+/// The `realtime` agent runs the screening script over real sockets: the session's
+/// instructions and tools come from the script, the model's `record_answer` calls are checked
+/// and recorded (a spoken answer, then a keyed one: the key reaches the model as a user line),
+/// `end_screening` completes it, the call hangs up after the goodbye has played, and the call
+/// record carries the same screening result `/relay` stores.
+#[tokio::test]
+async fn realtime_screening_records_spoken_and_keyed_answers_and_stores_the_result() {
+    use voxbridge_screening::{Screenings, ScriptLibrary};
+    let greeting = "Hi Ana, this is Vox about the Picker job. Are you allowed to work here?";
+    let question = "How many years have you picked orders?";
+    let goodbye = "Seven years, great. You qualify, Ana. Goodbye!";
+    // The default silence timeout: this call's pauses are the test's own (a busy machine's),
+    // not a silent caller's, and must not bring the model a silence line.
+    let script = SCRIPT.replace("silence_timeout_ms = 1000", "silence_timeout_ms = 8000");
+    let library =
+        ScriptLibrary::from_sources([("short.toml", script.as_str())]).expect("script loads");
+    let rig = rig_with(
+        screening_script(greeting, question, goodbye),
+        RealtimeOptions {
+            screenings: Some(Screenings::new(library, "short").expect("default script")),
+            ..RealtimeOptions::default()
+        },
+    )
+    .await;
+    let mut phone = Phone::call_with(rig.addr, &[("firstName", "Ana")]).await;
+    let played = |chars: usize| {
+        move |p: &Phone| {
+            p.media.len() as u64 >= chars as u64 * MS_PER_CHAR * 8
+                && p.pending.is_empty()
+                && !p.marks.is_empty()
+        }
+    };
+    phone
+        .run_until("the greeting plays", played(greeting.len()))
+        .await;
+    let update = rig
+        .standin
+        .wait_for_realtime_event("session.update", LIMIT)
+        .await
+        .expect("session configured");
+    let instructions = update["session"]["instructions"]
+        .as_str()
+        .unwrap_or_default();
+    for expected in [
+        "Hi Ana, this is Vox about the Picker job.",
+        "Are you allowed to work here?",
+        "How many years have you picked orders?",
+    ] {
+        assert!(
+            instructions.contains(expected),
+            "{expected:?} in {instructions}"
+        );
+    }
+    let tools: Vec<&str> = update["session"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(tools, ["record_answer", "end_screening", "handoff"]);
+
+    // The caller answers; the model records it, gets the result and asks the next question.
+    phone.script.extend(speech_frames());
+    phone
+        .run_until(
+            "the second question plays",
+            played(greeting.len() + question.len()),
+        )
+        .await;
+    // The caller keys the answer.
+    phone.twilio.dtmf('7').await;
+    phone
+        .run_until("the bridge hangs up after the goodbye", |_| false)
+        .await;
+    assert_eq!(phone.closed, Some(1000));
+    assert!(
+        phone.media.len() as u64
+            >= (greeting.len() + question.len() + goodbye.len()) as u64 * MS_PER_CHAR * 8,
+        "the goodbye played in full before the hang-up"
+    );
+    let events = rig.standin.realtime_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "conversation.item.create"
+                && e["item"]["role"] == "user"
+                && e["item"]["content"][0]["text"] == "[the caller pressed the key 7]"),
+        "the key reached the model"
+    );
+    let outputs: Vec<&str> = events
+        .iter()
+        .filter(|e| e["item"]["type"] == "function_call_output")
+        .filter_map(|e| e["item"]["output"].as_str())
+        .collect();
+    assert_eq!(outputs.len(), 3, "{outputs:?}");
+    assert!(
+        outputs.iter().all(|o| o.contains("\"ok\":true")),
+        "{outputs:?}"
+    );
+
+    assert_stored_screening(&rig, [greeting, question, goodbye]).await;
+}
+
+/// Bot audio per character of the realtime screening's stand-in replies.
+const MS_PER_CHAR: u64 = 20;
+
+/// The stand-in model of the realtime screening: the greeting, a response of one
+/// `record_answer` call (the caller said yes), the next question, then (after the key) the
+/// keyed answer, `end_screening` and its own goodbye.
+fn screening_script(greeting: &str, question: &str, goodbye: &str) -> RealtimeScript {
+    use voxbridge_openai_standin::RealtimeResponse;
+    RealtimeScript {
+        responses: vec![
+            RealtimeResponse::say(greeting),
+            RealtimeResponse::default().with_tool_call(
+                "record_answer",
+                r#"{"question_id":"authorized","value":true,"raw":"Yes, I am.","confidence":0.9}"#,
+            ),
+            RealtimeResponse::say(question),
+            RealtimeResponse::say(goodbye)
+                .with_tool_call(
+                    "record_answer",
+                    r#"{"question_id":"years","value":7,"raw":"7","confidence":1}"#,
+                )
+                .with_tool_call(
+                    "end_screening",
+                    r#"{"outcome":"completed","reason":"all answered"}"#,
+                ),
+        ],
+        caller_transcripts: vec!["Yes, I am.".into()],
+        ms_per_char: MS_PER_CHAR as u32,
+        ..RealtimeScript::default()
+    }
+}
+
+/// The realtime screening's call record: the hang-up reason, and the screening result with
+/// the spoken and keyed answers and the transcript of `bot` lines, the answer and the key.
+async fn assert_stored_screening(rig: &Rig, bot: [&str; 3]) {
+    use voxbridge_screening::{
+        AgentKind, AnswerSource, AnswerValue, Outcome, ScreeningResult, Speaker as S,
+    };
+    let [greeting, question, goodbye] = bot;
+    eventually(LIMIT, "the call record", || {
+        !rig.records.0.lock().unwrap().is_empty()
+    })
+    .await;
+    let record = rig.records.0.lock().unwrap()[0].clone();
+    assert_eq!(
+        record.summary.end_reason,
+        Some(EndReason::BrainHangup(
+            "screening-complete: All 2 questions asked".into()
+        ))
+    );
+    let report = record.report.expect("the brain's report");
+    let result = report
+        .outcome
+        .payload::<ScreeningResult>()
+        .expect("a screening result");
+    assert_eq!(result.outcome, Some(Outcome::Qualified));
+    assert_eq!(result.agent, AgentKind::Realtime);
+    assert_eq!(result.screening_id, "short");
+    assert_eq!(
+        result.parameters.get("firstName").map(String::as_str),
+        Some("Ana")
+    );
+    let answers: Vec<_> = result
+        .answers
+        .iter()
+        .map(|a| (a.question_id.as_str(), a.value.clone(), a.source))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (
+                "authorized",
+                Some(AnswerValue::YesNo { value: true }),
+                AnswerSource::Speech
+            ),
+            (
+                "years",
+                Some(AnswerValue::Number {
+                    value: 7.0,
+                    unit: Some("years".into())
+                }),
+                AnswerSource::Dtmf
+            ),
+        ]
+    );
+    let transcript: Vec<_> = result
+        .transcript
+        .iter()
+        .map(|e| (e.speaker, e.text.as_str()))
+        .collect();
+    assert_eq!(
+        transcript,
+        [
+            (S::Bot, greeting),
+            (S::Caller, "Yes, I am."),
+            (S::Bot, question),
+            (S::Keypad, "7"),
+            (S::Bot, goodbye),
+        ]
+    );
+    assert!(
+        report.turns.iter().any(|t| t.total.is_some()),
+        "the reply to the caller's speech has a latency"
+    );
 }

@@ -35,7 +35,7 @@ pub mod realtime;
 pub mod utterance;
 
 pub use audio::{SPEECH_RATE, synthetic_speech};
-pub use realtime::RealtimeScript;
+pub use realtime::{RealtimeResponse, RealtimeScript};
 pub use utterance::{AudioStats, UtteranceCheck};
 
 use std::collections::{BTreeMap, VecDeque};

@@ -12,8 +12,9 @@
 //!   `input_audio_buffer.speech_stopped`, `input_audio_buffer.committed`, the caller's
 //!   transcript (`conversation.item.input_audio_transcription.completed`) and, with
 //!   `create_response`, starts a response.
-//! - A response: `response.created`, optionally a scripted function call
-//!   (`response.function_call_arguments.delta`/`.done`), then an assistant message whose audio
+//! - A response: `response.created`, the scripted function calls, if any
+//!   (`response.function_call_arguments.delta`/`.done`; [`RealtimeScript::responses`] scripts
+//!   each response in turn), then an assistant message (unless its text is empty) whose audio
 //!   is the same synthetic tone as TTS (length proportional to the reply text) in the output
 //!   format, sent as `response.output_audio.delta` every [`RealtimeScript::delta_ms`] of audio
 //!   (paced by [`RealtimeScript::delta_gap`]), `response.output_audio_transcript.delta`/`.done`,
@@ -53,6 +54,14 @@ pub struct RealtimeScript {
     pub caller_transcript: String,
     /// A function call the first response makes before speaking, if any.
     pub tool_call: Option<ScriptedToolCall>,
+    /// Scripted responses, in order: response `n` (counting every `response.create` and every
+    /// turn the server VAD answers) makes `responses[n - 1]`'s function calls, then speaks its
+    /// text (none when empty: a response of function calls only, as a model makes when it
+    /// waits for their results). Past the end, `reply_text` (and `tool_call` on the first).
+    pub responses: Vec<RealtimeResponse>,
+    /// The caller's transcript of each committed utterance, in order; past the end,
+    /// `caller_transcript`.
+    pub caller_transcripts: Vec<String>,
     /// Milliseconds of reply audio per character (default 60).
     pub ms_per_char: u32,
     /// Mean absolute amplitude (PCM16) above which a 20 ms frame is speech (default 600).
@@ -74,6 +83,8 @@ impl Default for RealtimeScript {
             reply_text: "Hello, this is the stand-in realtime model.".to_owned(),
             caller_transcript: "hello".to_owned(),
             tool_call: None,
+            responses: Vec::new(),
+            caller_transcripts: Vec::new(),
             ms_per_char: 60,
             speech_threshold: 600,
             silence_ms: 500,
@@ -81,6 +92,35 @@ impl Default for RealtimeScript {
             delta_gap: Duration::ZERO,
             drop_after_responses: None,
         }
+    }
+}
+
+/// One scripted response of the stand-in Realtime model.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RealtimeResponse {
+    /// What it says (its audio is a tone of matching length); empty: it says nothing.
+    pub text: String,
+    /// The function calls it makes first.
+    pub tool_calls: Vec<ScriptedToolCall>,
+}
+
+impl RealtimeResponse {
+    /// A response that says `text`.
+    pub fn say(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            tool_calls: Vec::new(),
+        }
+    }
+
+    /// Adds a function call (made before the text).
+    #[must_use]
+    pub fn with_tool_call(mut self, name: impl Into<String>, arguments: impl Into<String>) -> Self {
+        self.tool_calls.push(ScriptedToolCall {
+            name: name.into(),
+            arguments: arguments.into(),
+        });
+        self
     }
 }
 
@@ -204,6 +244,8 @@ struct Session {
     /// Assistant items and their audio length in ms (for truncate validation).
     items: BTreeMap<String, u64>,
     responses: u32,
+    /// Utterances committed.
+    utterances: usize,
 }
 
 impl Session {
@@ -228,6 +270,7 @@ impl Session {
             active: None,
             items: BTreeMap::new(),
             responses: 0,
+            utterances: 0,
         }
     }
 
@@ -465,7 +508,13 @@ impl Session {
                 json!({"previous_item_id": null, "item_id": item_id}),
             ),
         ];
-        let transcript = self.script.caller_transcript.clone();
+        self.utterances += 1;
+        let transcript = self
+            .script
+            .caller_transcripts
+            .get(self.utterances - 1)
+            .unwrap_or(&self.script.caller_transcript)
+            .clone();
         out.push(self.event(
             "conversation.item.input_audio_transcription.completed",
             json!({"item_id": item_id, "content_index": 0, "transcript": transcript,
@@ -489,23 +538,32 @@ impl Session {
                                 "instructions": instructions}}),
         ));
         let mut pending = VecDeque::new();
-        let mut output_index = 0;
-        if let (1, Some(call)) = (self.responses, self.script.tool_call.clone()) {
-            let call_item = self.id("item");
-            let call_id = self.id("call");
-            pending.push_back(json!({"type": "response.output_item.added", "response_id": response_id,
-                "output_index": 0, "item": {"id": call_item, "object": "realtime.item", "type": "function_call",
-                "status": "in_progress", "call_id": call_id, "name": call.name, "arguments": ""}}));
-            pending.push_back(json!({"type": "response.function_call_arguments.delta", "response_id": response_id,
-                "item_id": call_item, "output_index": 0, "call_id": call_id, "delta": call.arguments}));
-            pending.push_back(
-                json!({"type": "response.function_call_arguments.done", "response_id": response_id,
-                "item_id": call_item, "output_index": 0, "call_id": call_id, "name": call.name,
-                "arguments": call.arguments}),
-            );
-            output_index = 1;
+        let (text, calls) = match usize::try_from(self.responses)
+            .ok()
+            .and_then(|n| self.script.responses.get(n - 1))
+        {
+            Some(response) => (response.text.clone(), response.tool_calls.clone()),
+            None => (
+                self.script.reply_text.clone(),
+                self.script
+                    .tool_call
+                    .clone()
+                    .filter(|_| self.responses == 1)
+                    .into_iter()
+                    .collect(),
+            ),
+        };
+        let output_index = self.function_calls(&mut pending, &response_id, calls);
+        if text.is_empty() {
+            self.active = Some(Active {
+                response_id,
+                item_id: String::new(),
+                pending,
+                next_at: Instant::now(),
+                transcript: text,
+            });
+            return out;
         }
-        let text = self.script.reply_text.clone();
         let audio = self.output.encode(&synthetic_speech_at(
             &text,
             self.script.ms_per_char,
@@ -568,6 +626,33 @@ impl Session {
         out
     }
 
+    /// The events of a response's function calls (output items from 0); returns the next
+    /// output index.
+    fn function_calls(
+        &mut self,
+        pending: &mut VecDeque<Value>,
+        response_id: &str,
+        calls: Vec<ScriptedToolCall>,
+    ) -> usize {
+        let mut output_index = 0;
+        for call in calls {
+            let call_item = self.id("item");
+            let call_id = self.id("call");
+            pending.push_back(json!({"type": "response.output_item.added", "response_id": response_id,
+                "output_index": output_index, "item": {"id": call_item, "object": "realtime.item", "type": "function_call",
+                "status": "in_progress", "call_id": call_id, "name": call.name, "arguments": ""}}));
+            pending.push_back(json!({"type": "response.function_call_arguments.delta", "response_id": response_id,
+                "item_id": call_item, "output_index": output_index, "call_id": call_id, "delta": call.arguments}));
+            pending.push_back(
+                json!({"type": "response.function_call_arguments.done", "response_id": response_id,
+                "item_id": call_item, "output_index": output_index, "call_id": call_id, "name": call.name,
+                "arguments": call.arguments}),
+            );
+            output_index += 1;
+        }
+        output_index
+    }
+
     fn next_response_event(&mut self) -> Vec<Value> {
         let gap = self.script.delta_gap;
         let popped = match self.active.as_mut() {
@@ -590,12 +675,16 @@ impl Session {
         let Some(done) = self.active.take() else {
             return Vec::new();
         };
+        let output = if done.item_id.is_empty() {
+            json!([])
+        } else {
+            json!([{"id": done.item_id, "type": "message", "role": "assistant",
+                    "content": [{"type": "output_audio", "transcript": done.transcript}]}])
+        };
         vec![self.event(
             "response.done",
             json!({"response": {"id": done.response_id, "object": "realtime.response",
-                "status": "completed",
-                "output": [{"id": done.item_id, "type": "message", "role": "assistant",
-                            "content": [{"type": "output_audio", "transcript": done.transcript}]}]}}),
+                "status": "completed", "output": output}}),
         )]
     }
 

@@ -3,6 +3,8 @@
 //! - [`script`]: screening scripts loaded from `config/screenings/*.toml`.
 //! - [`understand`]: spoken (ASR) and DTMF answers -> values with a confidence, and intents
 //!   (handoff, callback, repeat, voicemail) anywhere in a turn.
+//! - [`tools`]: the script as tools a model calls, checked before they count (the LLM and
+//!   realtime agents).
 //! - [`agent`]: [`ScreeningAgent`], the state machine implementing
 //!   [`voxbridge_brain::conversation::Conversation`]: greeting, questions in order, re-asks, knock-outs,
 //!   closing; it records a [`ScreeningResult`] for the store.
@@ -12,6 +14,7 @@ pub mod catalog;
 pub mod llm;
 mod numbers;
 pub mod script;
+pub mod tools;
 pub mod understand;
 
 use std::collections::BTreeMap;
@@ -82,6 +85,9 @@ pub enum AgentKind {
     Script,
     /// The LLM agent ([`llm::LlmScreeningAgent`]).
     Llm,
+    /// A speech-to-speech model (the `realtime` agent on Media Streams) through
+    /// [`tools::ScriptTools`].
+    Realtime,
 }
 
 /// The LLM agent handed the call to the scripted agent.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use crate::voice_config::{
-    AssistantConfig, ChunkerConfig, ConfigError, PipelineConfig, RealtimeConfig,
+    AssistantConfig, ChunkerConfig, ConfigError, PipelineConfig, RealtimeConfig, RealtimeMode,
 };
 
 /// Errors from validating the `[speech]` section or choosing providers for a call. Each message

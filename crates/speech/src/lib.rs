@@ -361,6 +361,9 @@ pub enum SpeechInput {
         /// The result, JSON text.
         output: String,
     },
+    /// A line of text from the caller's side of the conversation (what the model should know
+    /// that it cannot hear, e.g. a key pressed on the keypad); no response is asked for.
+    UserText(String),
     /// Ask the model to speak now (e.g. the greeting), with extra instructions.
     Respond {
         /// Instructions for this response only.

@@ -34,6 +34,7 @@ impl SpeechConfig {
         let espeak = self.build_espeak()?;
         let mut providers = SpeechProviders {
             asr: None,
+            local_asr_metrics: None,
             llm: None,
             tts: None,
             speech_to_speech: None,
@@ -59,7 +60,9 @@ impl SpeechConfig {
             providers.asr = Some(Arc::new(asr));
         }
         if matches!(self.asr, AsrKind::Local | AsrKind::Auto) {
-            providers.asr = self.build_local_asr(env)?;
+            let local = self.build_local_asr(env)?;
+            providers.local_asr_metrics = local.as_ref().map(|asr| asr.metrics().clone());
+            providers.asr = local.map(|asr| Arc::new(asr) as Arc<dyn Asr>);
         }
         if self.llm == LlmKind::Openai {
             if openai.llm.temperature > 2.0 {
@@ -139,7 +142,7 @@ impl SpeechConfig {
     fn build_local_asr(
         &self,
         env: EnvLookup<'_>,
-    ) -> Result<Option<Arc<dyn Asr>>, SpeechConfigError> {
+    ) -> Result<Option<crate::local::LocalAsr>, SpeechConfigError> {
         self.local.validate()?;
         let explicit = self.asr == AsrKind::Local;
         let dir = if self.local.model_dir.trim().is_empty() {
@@ -160,7 +163,7 @@ impl SpeechConfig {
         #[cfg(feature = "whisper")]
         {
             let asr = invalid("local", crate::local::start_whisper(dir, &self.local))?;
-            Ok(Some(Arc::new(asr)))
+            Ok(Some(asr))
         }
         #[cfg(not(feature = "whisper"))]
         {
@@ -287,6 +290,8 @@ fn non_empty(key: &str, value: &str) -> Result<(), SpeechConfigError> {
 #[derive(Clone)]
 pub struct SpeechProviders {
     asr: Option<Arc<dyn Asr>>,
+    /// The embedded recogniser's metrics, when it is the ASR.
+    local_asr_metrics: Option<crate::local::LocalAsrMetrics>,
     llm: Option<Arc<dyn Llm>>,
     tts: Option<Arc<dyn Tts>>,
     speech_to_speech: Option<Arc<dyn SpeechToSpeech>>,
@@ -299,6 +304,7 @@ impl fmt::Debug for SpeechProviders {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpeechProviders")
             .field("asr", &self.asr.as_ref().map(|p| p.name()))
+            .field("local_asr_metrics", &self.local_asr_metrics.is_some())
             .field("llm", &self.llm.as_ref().map(|p| p.name()))
             .field("tts", &self.tts.as_ref().map(|p| p.name()))
             .field(
@@ -329,12 +335,19 @@ impl SpeechProviders {
         }
         Self {
             asr,
+            local_asr_metrics: None,
             llm,
             tts,
             speech_to_speech,
             named_tts,
             espeak,
         }
+    }
+
+    /// The embedded recogniser's queue-wait and decode histograms, when it is the ASR
+    /// (register them with `/metrics`).
+    pub fn local_asr_metrics(&self) -> Option<&crate::local::LocalAsrMetrics> {
+        self.local_asr_metrics.as_ref()
     }
 
     /// The recogniser, or an error naming `speech.asr` for `agent`.

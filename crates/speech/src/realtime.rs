@@ -479,6 +479,16 @@ fn client_event(input: SpeechInput) -> Result<String, ProviderError> {
             })
         }
         // See the module docs for why this one is not async-openai's type.
+        SpeechInput::UserText(text) => {
+            return to_json(&serde_json::json!({
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": text}]
+                }
+            }));
+        }
         SpeechInput::Respond { instructions } => {
             let mut response = serde_json::Map::new();
             if let Some(i) = instructions {
@@ -707,5 +717,15 @@ mod tests {
             serde_json::json!({"type": "response.create", "response": {"instructions": "Greet the caller."}})
         );
         assert_eq!(v(SpeechInput::Cancel)["type"], "response.cancel");
+        let text = v(SpeechInput::UserText(
+            "[the caller pressed the key 1]".into(),
+        ));
+        assert_eq!(text["type"], "conversation.item.create");
+        assert_eq!(text["item"]["role"], "user");
+        assert_eq!(text["item"]["content"][0]["type"], "input_text");
+        assert_eq!(
+            text["item"]["content"][0]["text"],
+            "[the caller pressed the key 1]"
+        );
     }
 }

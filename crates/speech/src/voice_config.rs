@@ -199,15 +199,30 @@ impl Default for AssistantConfig {
     }
 }
 
+/// What a `realtime` call runs (`speech.realtime.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RealtimeMode {
+    /// The call's screening script (its `screening` parameter, else `agent.default_screening`)
+    /// as instructions, with tools that record answers, end the screening and hand off, checked
+    /// against the script; the call stores a screening result as `/relay` does.
+    #[default]
+    Screening,
+    /// `speech.realtime.instructions` and the `end_call` tool: a free conversation.
+    Instructions,
+}
+
 /// `[speech.realtime]`: the `realtime` agent. `Default` gives the documented defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RealtimeConfig {
-    /// System instructions of every call; `{name}` is replaced by the call's custom parameter
+    /// What a call runs: the screening script (default) or [`Self::instructions`].
+    pub mode: RealtimeMode,
+    /// `mode = "instructions"`: system instructions of every call; `{name}` is replaced by the call's custom parameter
     /// `name` (e.g. `{firstName}`).
     pub instructions: String,
-    /// Instructions for the first response, so the bot speaks first; empty: wait for the
-    /// caller.
+    /// `mode = "instructions"`: instructions for the first response, so the bot speaks first;
+    /// empty: wait for the caller.
     pub greeting: String,
     /// Bot audio per mark (ms): the precision of the heard position on barge-in. Default 100.
     pub chunk_ms: u64,
@@ -223,6 +238,7 @@ pub struct RealtimeConfig {
 impl Default for RealtimeConfig {
     fn default() -> Self {
         Self {
+            mode: RealtimeMode::Screening,
             instructions: "You are Vox, a friendly phone assistant for a recruiting team. This is \
                            a phone call: speak in short, natural sentences. When the caller wants \
                            to end the call, or the conversation is complete, say goodbye and then \

@@ -7,7 +7,8 @@
 //!   ASR and a TTS; `voice` is another name for it (its calls are counted under `screening`
 //!   in `/metrics`).
 //! - `assistant` (a free-form LLM conversation) when it also has an LLM.
-//! - `realtime` (one speech-to-speech session per call, mu-law in and out) when
+//! - `realtime` (one speech-to-speech session per call, mu-law in and out; the screening
+//!   scripts through the model's tools unless `speech.realtime.mode = "instructions"`) when
 //!   `speech.speech_to_speech` is set.
 //!
 //! An agent whose providers are missing is left out (logged), unless it is the configured
@@ -249,6 +250,7 @@ pub fn media_agents(
                 provider,
                 RealtimeOptions {
                     fallback_tts: providers.espeak(),
+                    screenings: Some(screenings.clone()),
                     ..RealtimeOptions::default()
                 },
             )

@@ -193,6 +193,13 @@ impl Twilio {
         self.send_text(&mark).await;
     }
 
+    /// A key pressed on the caller's keypad (`dtmf` message).
+    pub async fn dtmf(&mut self, digit: char) {
+        let digit = voxbridge_twilio::media::DtmfDigit::from_char(digit).expect("a DTMF key");
+        let dtmf = self.encoder.dtmf(digit).to_owned();
+        self.send_text(&dtmf).await;
+    }
+
     pub async fn stop(&mut self) {
         let stop = self
             .encoder

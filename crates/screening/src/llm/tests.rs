@@ -1,9 +1,15 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use serde_json::json;
+
 use super::*;
 use crate::ScriptLibrary;
 use crate::catalog::SHIPPED_SCRIPTS;
+use crate::{AnswerRecord, AnswerStatus, AnswerValue};
+use voxbridge_brain::conversation::{
+    REASON_KNOCK_OUT, REASON_LIVE_AGENT_HANDOFF, REASON_SCREENING_COMPLETE,
+};
 
 /// A chat model that plays back canned answers, one per request, and keeps the requests.
 /// With no answer left it stalls (never yields), like a hung provider.

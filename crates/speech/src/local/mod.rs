@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 use voxbridge_audio::resample::StreamResampler;
 
@@ -133,9 +135,49 @@ struct Job {
     reply: oneshot::Sender<Result<String, ProviderError>>,
 }
 
+/// The recogniser's queue wait and decode time, for `/metrics`
+/// (`voxbridge_asr_local_queue_wait_seconds`, `voxbridge_asr_local_decode_seconds`): every
+/// request a worker takes, speculative ones included, so they show what the turns'
+/// `asr` time (which is what is left after the hangover) does not.
+#[derive(Debug, Clone)]
+pub struct LocalAsrMetrics {
+    /// Queued -> taken by a worker (requests decoded or refused for their deadline).
+    pub queue_wait: Histogram,
+    /// One decode, resampling included.
+    pub decode: Histogram,
+}
+
+impl Default for LocalAsrMetrics {
+    fn default() -> Self {
+        // 10 ms .. ~6.5 s in steps of a quarter.
+        let buckets = || Histogram::new(exponential_buckets(0.01, 1.25, 30));
+        Self {
+            queue_wait: buckets(),
+            decode: buckets(),
+        }
+    }
+}
+
+impl LocalAsrMetrics {
+    /// Registers both histograms.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "voxbridge_asr_local_queue_wait_seconds",
+            "Local recogniser: time a request waited for a worker",
+            self.queue_wait.clone(),
+        );
+        registry.register(
+            "voxbridge_asr_local_decode_seconds",
+            "Local recogniser: time one decode took",
+            self.decode.clone(),
+        );
+    }
+}
+
 /// State shared by the workers.
 struct Workers {
     jobs: Mutex<Receiver<Job>>,
+    metrics: LocalAsrMetrics,
     /// Recent decode time (exponentially weighted, microseconds; 0 = none yet): a job that
     /// cannot finish before its deadline at this speed is not started.
     decode_us: AtomicU64,
@@ -145,6 +187,7 @@ struct Workers {
 #[derive(Clone)]
 pub struct LocalAsr {
     queue: SyncSender<Job>,
+    metrics: LocalAsrMetrics,
     language: Option<String>,
     initial_prompt: Option<String>,
     capacity: usize,
@@ -171,8 +214,10 @@ impl LocalAsr {
         initial_prompt: Option<String>,
     ) -> Result<Self, String> {
         let (queue, jobs) = std::sync::mpsc::sync_channel(size.queue.max(1));
+        let metrics = LocalAsrMetrics::default();
         let shared = Arc::new(Workers {
             jobs: Mutex::new(jobs),
+            metrics: metrics.clone(),
             decode_us: AtomicU64::new(0),
         });
         for n in 0..size.workers.max(1) {
@@ -185,10 +230,16 @@ impl LocalAsr {
         }
         Ok(Self {
             queue,
+            metrics,
             language: language.filter(|l| !l.trim().is_empty()),
             initial_prompt: initial_prompt.filter(|p| !p.trim().is_empty()),
             capacity: size.queue.max(1),
         })
+    }
+
+    /// Its queue wait and decode histograms (register them once, at startup).
+    pub fn metrics(&self) -> &LocalAsrMetrics {
+        &self.metrics
     }
 
     /// The prompt a request is decoded with: the configured one, then the request's.
@@ -314,6 +365,7 @@ fn run(
 ) -> Result<String, ProviderError> {
     let now = Instant::now();
     let waited = now.saturating_duration_since(job.queued);
+    shared.metrics.queue_wait.observe(waited.as_secs_f64());
     let expected = Duration::from_micros(shared.decode_us.load(Ordering::Relaxed));
     if let Some(deadline) = job.deadline
         && now + expected > deadline
@@ -337,6 +389,7 @@ fn run(
             message,
         })?;
     let took = now.elapsed();
+    shared.metrics.decode.observe(took.as_secs_f64());
     let took_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
     // EWMA with weight 1/4 on the newest decode.
     let _ = shared

@@ -12,7 +12,10 @@ use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, info, warn};
 
 use super::latency::Latencies;
-use super::{AGENT, END_CALL, RealtimeTranscript, Shared, Speaker, TranscriptLine, tools};
+use super::screening::Screening;
+use super::{
+    AGENT, END_CALL, RealtimeTranscript, Shared, Speaker, TranscriptLine, instruction_tools,
+};
 use crate::pipeline::tone;
 use voxbridge_brain::outcome::{CallOutcome, Payload};
 use voxbridge_brain::{
@@ -40,6 +43,8 @@ const CONTEXT_CHARS: usize = 4000;
 pub(super) struct RealtimeBrain {
     pub(super) shared: Arc<Shared>,
     pub(super) instructions: String,
+    /// `mode = "screening"`: the call's script.
+    pub(super) screening: Option<Screening>,
     pub(super) call_sid: String,
     pub(super) span: Span,
 }
@@ -74,9 +79,13 @@ enum Ending {
 }
 
 /// The brain's state; the channels live in [`run`].
+// Independent flags of the provider's protocol (session closing, response open, audio seen,
+// tool results owed, input waiting, provider gone): an enum would not fit them.
+#[allow(clippy::struct_excessive_bools)]
 struct Live {
     shared: Arc<Shared>,
     instructions: String,
+    screening: Option<Screening>,
     call_sid: String,
     interrupts: mpsc::Sender<TurnId>,
     session: Option<Box<dyn SpeechSession>>,
@@ -100,6 +109,19 @@ struct Live {
     cut: HashSet<String>,
     /// A response is producing audio (seen audio, no `response.done` yet).
     responding: bool,
+    /// A response was asked for or started (by us or the server VAD), not yet done: another
+    /// `response.create` now would be refused.
+    response_open: bool,
+    /// The open response has produced audio.
+    spoke: bool,
+    /// Tool results were sent during the open response: the model continues after it.
+    tool_answered: bool,
+    /// Input the model must answer came during an open response: respond after it.
+    respond_after: bool,
+    /// Screening: the bot finished speaking and the caller has said nothing since.
+    quiet_since: Option<Instant>,
+    /// The provider is gone for good (the apology was queued).
+    provider_failed: bool,
     ending: Ending,
     latency: Latencies,
     lines: Vec<TranscriptLine>,
@@ -123,6 +145,12 @@ async fn run(brain: RealtimeBrain, io: BrainIo) -> BrainResult {
         cancel,
     } = io;
     let mut live = Live::new(brain, interrupts);
+    if let Some(screening) = &live.screening {
+        info!(
+            screening = %screening.script_id(),
+            "realtime screening: the script runs through the model's tools"
+        );
+    }
     live.connecting = Some(live.connect(live.setup(None)));
     let mut prerender: Option<BoxFuture<()>> = (live.shared.options.fallback_tts.is_some()
         && !live.shared.apology.initialized())
@@ -135,6 +163,7 @@ async fn run(brain: RealtimeBrain, io: BrainIo) -> BrainResult {
         }) as BoxFuture<()>
     });
     loop {
+        let silence_at = live.silence_deadline();
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
@@ -161,9 +190,17 @@ async fn run(brain: RealtimeBrain, io: BrainIo) -> BrainResult {
             }
             () = async { prerender.as_mut().expect("guarded by is_some").await },
                 if prerender.is_some() => prerender = None,
+            () = sleep_until(silence_at) => live.on_silence().await,
         }
     }
     Ok(Some(live.finish()))
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn next_output(
@@ -198,6 +235,7 @@ impl Live {
         Self {
             shared: brain.shared,
             instructions: brain.instructions,
+            screening: brain.screening,
             call_sid: brain.call_sid,
             interrupts,
             session: None,
@@ -213,6 +251,12 @@ impl Live {
             unfinished: Vec::new(),
             cut: HashSet::new(),
             responding: false,
+            response_open: false,
+            spoke: false,
+            tool_answered: false,
+            respond_after: false,
+            quiet_since: None,
+            provider_failed: false,
             ending: Ending::No,
             latency: Latencies::new(metrics),
             lines: Vec::new(),
@@ -236,7 +280,10 @@ impl Live {
 
     /// The session setup; after a reconnection the instructions carry the conversation.
     fn setup(&self, context: Option<String>) -> SpeechSessionSetup {
-        let mut instructions = self.instructions.clone();
+        let (mut instructions, tools) = match &self.screening {
+            Some(screening) => (screening.instructions(), Screening::specs()),
+            None => (self.instructions.clone(), instruction_tools()),
+        };
         if let Some(context) = context {
             instructions.push_str(
                 "\n\nThe call was cut off by a technical problem and has been reconnected. \
@@ -247,7 +294,7 @@ impl Live {
         SpeechSessionSetup {
             instructions,
             voice: None,
-            tools: tools(),
+            tools,
         }
     }
 
@@ -307,16 +354,16 @@ impl Live {
                     "realtime session open"
                 );
                 self.session = Some(session);
-                let instructions = if self.resuming {
-                    Some(RESUME_INSTRUCTIONS.to_owned())
-                } else {
+                self.response_open = false;
+                if self.resuming {
+                    self.respond(Some(RESUME_INSTRUCTIONS.to_owned())).await;
+                } else if self.screening.is_some() {
+                    // The script's instructions say how to start (its greeting).
+                    self.respond(None).await;
+                } else if let Some(greeting) =
                     Some(self.shared.config.greeting.clone()).filter(|g| !g.trim().is_empty())
-                };
-                if let Some(instructions) = instructions {
-                    self.send(SpeechInput::Respond {
-                        instructions: Some(instructions),
-                    })
-                    .await;
+                {
+                    self.respond(Some(greeting)).await;
                 }
             }
             Err((error, attempts)) => self.fail(&error, attempts),
@@ -338,8 +385,11 @@ impl Live {
             BrainEvent::TurnStarted { turn, at } => {
                 self.latency.turn_started(turn, Instant::from_std(at));
             }
-            BrainEvent::TurnPlayed { turn } => self.unfinished.retain(|(t, _)| *t != turn),
-            BrainEvent::Dtmf(digit) => debug!(%digit, "DTMF is not passed to the realtime model"),
+            BrainEvent::TurnPlayed { turn } => {
+                self.unfinished.retain(|(t, _)| *t != turn);
+                self.maybe_quiet();
+            }
+            BrainEvent::Dtmf(digit) => self.on_key(digit).await,
             BrainEvent::CallEnded { .. } => return false,
             BrainEvent::CallStarted(_)
             | BrainEvent::SpeechStarted
@@ -368,10 +418,18 @@ impl Live {
             Some(Ok(output)) => output,
         };
         match output {
-            SpeechOutput::SpeechStarted => self.on_speech_started(),
+            SpeechOutput::SpeechStarted => {
+                self.quiet_since = None;
+                if let Some(screening) = self.screening.as_mut() {
+                    screening.caller_spoke();
+                }
+                self.on_speech_started();
+            }
             SpeechOutput::SpeechStopped => {
                 self.latency
                     .speech_stopped(Duration::from_millis(self.caller_bytes / 8));
+                // The server VAD answers the caller's turn with a response.
+                self.response_open = true;
             }
             SpeechOutput::BotAudio { item_id, mulaw } => self.on_bot_audio(item_id, &mulaw),
             SpeechOutput::CallerTranscript(text) => {
@@ -401,14 +459,7 @@ impl Live {
                 });
             }
             SpeechOutput::ToolCall(call) => self.on_tool_call(call).await,
-            SpeechOutput::ResponseDone => {
-                self.responding = false;
-                self.end_item();
-                if let Ending::AfterResponse(reason) = &self.ending {
-                    let reason = reason.clone();
-                    self.hang_up(reason);
-                }
-            }
+            SpeechOutput::ResponseDone => self.on_response_done().await,
         }
     }
 
@@ -483,6 +534,9 @@ impl Live {
             return;
         }
         self.responding = true;
+        self.response_open = true;
+        self.spoke = true;
+        self.quiet_since = None;
         if self.current.as_ref().is_none_or(|c| c.id != item_id) {
             self.end_item();
             let turn = TurnId(self.next_turn);
@@ -543,6 +597,17 @@ impl Live {
     }
 
     async fn on_tool_call(&mut self, call: ToolCall) {
+        let now_ms = self.now_ms();
+        if let Some(screening) = self.screening.as_mut() {
+            let output = screening.on_tool_call(now_ms, &call);
+            self.tool_answered = true;
+            self.send(SpeechInput::ToolResult {
+                call_id: call.id,
+                output,
+            })
+            .await;
+            return;
+        }
         let output = if call.name == END_CALL {
             let reason = serde_json::from_str::<serde_json::Value>(&call.arguments)
                 .ok()
@@ -566,6 +631,123 @@ impl Live {
         .await;
         if unknown {
             self.send(SpeechInput::Respond { instructions: None }).await;
+        }
+    }
+
+    /// The open response is done: hang up after a goodbye, close a finished screening, or let
+    /// the model answer what came during the response (tool results, a key, a silence).
+    async fn on_response_done(&mut self) {
+        self.responding = false;
+        self.response_open = false;
+        let spoke = std::mem::take(&mut self.spoke);
+        let answered = std::mem::take(&mut self.tool_answered);
+        self.end_item();
+        if let Ending::AfterResponse(reason) = &self.ending {
+            let reason = reason.clone();
+            self.hang_up(reason);
+            return;
+        }
+        if self.hung_up() {
+            return;
+        }
+        let now_ms = self.now_ms();
+        if let Some((line, reason)) = self
+            .screening
+            .as_mut()
+            .and_then(|s| s.take_closing(now_ms, spoke))
+        {
+            self.say_then_hang_up(line, reason).await;
+            return;
+        }
+        // A response of tool calls only waits for their results; one that spoke has asked
+        // its question already.
+        if std::mem::take(&mut self.respond_after) || (answered && !spoke) {
+            self.respond(None).await;
+        }
+        self.maybe_quiet();
+    }
+
+    /// Asks for a response now, or after the open one.
+    async fn respond(&mut self, instructions: Option<String>) {
+        if self.response_open {
+            self.respond_after = true;
+            return;
+        }
+        self.response_open = true;
+        self.send(SpeechInput::Respond { instructions }).await;
+    }
+
+    /// The model says `line` (the script's closing words), then the call hangs up with
+    /// `reason`; without a line it hangs up now.
+    async fn say_then_hang_up(&mut self, line: Option<String>, reason: String) {
+        info!(%reason, "the screening is over");
+        match line {
+            Some(line) if self.session.is_some() && !self.closing => {
+                self.ending = Ending::AfterResponse(reason);
+                self.respond_after = false;
+                self.respond(Some(format!(
+                    "Say exactly these words, and nothing else: \"{line}\""
+                )))
+                .await;
+            }
+            _ => self.hang_up(reason),
+        }
+    }
+
+    /// A key pressed: the model hears of it and answers.
+    async fn on_key(&mut self, digit: char) {
+        let now_ms = self.now_ms();
+        self.quiet_since = None;
+        let line = match self.screening.as_mut() {
+            Some(screening) => screening.key(now_ms, self.lines.len(), digit),
+            None => format!("[the caller pressed the key {digit}]"),
+        };
+        debug!(%digit, "key pressed: telling the model");
+        if self.hung_up() || self.ending != Ending::No {
+            return;
+        }
+        self.send(SpeechInput::UserText(line)).await;
+        self.respond(None).await;
+    }
+
+    /// Screening: starts the silence clock when the bot has finished and nothing is pending.
+    fn maybe_quiet(&mut self) {
+        if self.screening.is_some()
+            && self.quiet_since.is_none()
+            && self.ending == Ending::No
+            && !self.response_open
+            && self.current.is_none()
+            && self.unfinished.is_empty()
+            && self.session.is_some()
+        {
+            self.quiet_since = Some(Instant::now());
+        }
+    }
+
+    /// When the caller's silence counts (screening only).
+    fn silence_deadline(&self) -> Option<Instant> {
+        let screening = self.screening.as_ref()?;
+        Some(self.quiet_since? + screening.silence_timeout())
+    }
+
+    /// The caller said nothing for the script's timeout: the model asks again, or the
+    /// screening closes after too many silences.
+    async fn on_silence(&mut self) {
+        self.quiet_since = None;
+        let now_ms = self.now_ms();
+        let Some(screening) = self.screening.as_mut() else {
+            return;
+        };
+        match screening.silence() {
+            Ok(line) => {
+                info!("the caller is silent: asking again");
+                self.send(SpeechInput::UserText(line)).await;
+                self.respond(None).await;
+            }
+            Err(closing) => {
+                let (line, reason) = screening.close(now_ms, closing, false);
+                self.say_then_hang_up(line, reason).await;
+            }
         }
     }
 
@@ -604,6 +786,10 @@ impl Live {
         self.session = None;
         self.closing = false;
         self.responding = false;
+        self.response_open = false;
+        self.spoke = false;
+        self.tool_answered = false;
+        self.quiet_since = None;
         self.end_item();
         // The old session's items are gone: nothing of theirs can be truncated, and a new
         // session may reuse their ids.
@@ -635,6 +821,7 @@ impl Live {
             error.kind()
         );
         warn!(error = %error, %reason, "realtime provider unavailable; apologising and hanging up");
+        self.provider_failed = true;
         let metrics = &self.shared.options.metrics;
         metrics.provider_hangups.inc();
         let chunks = self
@@ -678,12 +865,24 @@ impl Live {
         // Dropping the session closes the provider socket.
         self.session = None;
         let lines = std::mem::take(&mut self.lines);
-        let outcome = CallOutcome {
-            transcript: lines.iter().map(TranscriptLine::entry).collect(),
-            started_at_ms: Some(0),
-            ended_at_ms: Some(ended_at_ms),
-            payload: Some(Payload::new(RealtimeTranscript(lines))),
-            ..CallOutcome::default()
+        let outcome = match self.screening.take() {
+            Some(mut screening) => {
+                screening.hung_up(ended_at_ms, self.provider_failed);
+                if screening.invalid_tool_calls() > 0 {
+                    info!(
+                        invalid = screening.invalid_tool_calls(),
+                        "the model made invalid tool calls"
+                    );
+                }
+                screening.outcome(lines.iter().map(TranscriptLine::entry).collect())
+            }
+            None => CallOutcome {
+                transcript: lines.iter().map(TranscriptLine::entry).collect(),
+                started_at_ms: Some(0),
+                ended_at_ms: Some(ended_at_ms),
+                payload: Some(Payload::new(RealtimeTranscript(lines))),
+                ..CallOutcome::default()
+            },
         };
         VoiceCallReport {
             call_sid: std::mem::take(&mut self.call_sid),

@@ -24,12 +24,18 @@
 //!   `BargeIn { turn, heard_ms }` (audio of the chunks whose marks came back) and the brain
 //!   truncates the item at `heard_ms`, so the model's context holds what was heard, then
 //!   cancels the response if the provider has not ended it already.
-//! - **Instructions.** [`RealtimeConfig::instructions`] with `{name}` placeholders filled from
-//!   the call's custom parameters (`{firstName}`, `{jobTitle}` ...), then
-//!   `response.create` with [`RealtimeConfig::greeting`] so the bot speaks first.
-//! - **Tools.** `end_call` (the model calls it after saying goodbye): the call hangs up once
-//!   the response has played, with `end_call: <reason>` in the call record. Unknown tools get
-//!   an error result and the model continues.
+//! - **Screening** ([`RealtimeMode::Screening`], the default, with
+//!   [`RealtimeOptions::screenings`]): the call's screening script is the session's
+//!   instructions and tools (`record_answer`, `end_screening`, `handoff`, checked against the
+//!   script as for the LLM screening agent); keys pressed and silences reach the model as user
+//!   lines; the script's closing line is said before hanging up; the report's outcome is a
+//!   [`voxbridge_screening::ScreeningResult`], stored as `/relay` stores it. See `screening.rs`.
+//! - **Instructions** ([`RealtimeMode::Instructions`]): [`RealtimeConfig::instructions`] with
+//!   `{name}` placeholders filled from the call's custom parameters (`{firstName}`,
+//!   `{jobTitle}` ...), then `response.create` with [`RealtimeConfig::greeting`] so the bot
+//!   speaks first. Tool `end_call` (the model calls it after saying goodbye): the call hangs up
+//!   once the response has played, with `end_call: <reason>` in the call record. Unknown tools
+//!   get an error result and the model continues. Keys pressed reach the model as user lines.
 //! - **Faults.** Connecting is tried [`RealtimeConfig::connect_attempts`] times (retryable
 //!   errors only). A session lost mid-call is reconnected up to
 //!   [`RealtimeConfig::max_reconnects`] times with the conversation so far in the
@@ -48,6 +54,7 @@
 
 mod brain;
 mod latency;
+mod screening;
 #[cfg(test)]
 mod tests;
 
@@ -57,12 +64,13 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::Span;
 
-pub use voxbridge_speech::config::RealtimeConfig;
+pub use voxbridge_speech::config::{RealtimeConfig, RealtimeMode};
 
 use crate::pipeline::{PipelineError, render};
 use voxbridge_brain::outcome::{self, TranscriptEntry};
 use voxbridge_brain::turn::PipelineMetrics;
 use voxbridge_brain::{Brain, BrainError, BrainFactory, CallInfo, CallerAudio};
+use voxbridge_screening::Screenings;
 use voxbridge_speech::{AudioChunk, ProviderError, SpeechToSpeech, ToolSpec, Tts};
 
 /// The agent name.
@@ -125,6 +133,9 @@ pub struct RealtimeOptions {
     /// Speaks the apology when the provider is gone (espeak-ng in a deployment); a tone
     /// without it.
     pub fallback_tts: Option<Arc<dyn Tts>>,
+    /// The screening scripts, for `mode = "screening"` (without them every call runs
+    /// `instructions`).
+    pub screenings: Option<Screenings>,
 }
 
 impl std::fmt::Debug for RealtimeOptions {
@@ -134,6 +145,7 @@ impl std::fmt::Debug for RealtimeOptions {
                 "fallback_tts",
                 &self.fallback_tts.as_ref().map(|t| t.name()),
             )
+            .field("screenings", &self.screenings.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -210,9 +222,26 @@ impl BrainFactory for RealtimeFactory {
     }
 
     fn start(&self, call: &CallInfo) -> Result<Box<dyn Brain>, BrainError> {
+        let screening = match (&self.shared.config.mode, &self.shared.options.screenings) {
+            (RealtimeMode::Screening, Some(screenings)) => {
+                let script = screenings
+                    .script_for(&call.custom_parameters)
+                    .map_err(|e| BrainError::Start {
+                        agent: AGENT,
+                        reason: e.to_string(),
+                    })?;
+                Some(screening::Screening::new(
+                    script,
+                    &call.call_sid,
+                    &call.custom_parameters,
+                ))
+            }
+            _ => None,
+        };
         Ok(Box::new(brain::RealtimeBrain {
             shared: Arc::clone(&self.shared),
             instructions: self.shared.config.instructions_for(&call.custom_parameters),
+            screening,
             call_sid: call.call_sid.clone(),
             // The driver starts brains inside the call's span: keep logging in it.
             span: Span::current(),
@@ -228,8 +257,8 @@ impl BrainFactory for RealtimeFactory {
     }
 }
 
-/// The tools every call offers.
-fn tools() -> Vec<ToolSpec> {
+/// The tools of a call in `instructions` mode.
+fn instruction_tools() -> Vec<ToolSpec> {
     vec![ToolSpec {
         name: END_CALL.to_owned(),
         description: "Hang up the phone call. Say goodbye before calling this.".to_owned(),

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::*;
 use voxbridge_brain::{
@@ -455,4 +456,378 @@ fn config_is_validated_with_the_key() {
             .contains("speech.realtime.apology_text")
     );
     assert!(RealtimeConfig::default().validate().is_ok());
+}
+
+/// A two-question script: a knock-out yes/no, then a number the keypad can answer (shared
+/// with the socket-level test in crates/media/tests/realtime.rs).
+const SCRIPT: &str = include_str!("../../../../tests/data/screenings/realtime-short.toml");
+
+fn screening_options() -> RealtimeOptions {
+    let library = voxbridge_screening::ScriptLibrary::from_sources([("short.toml", SCRIPT)])
+        .expect("the test script loads");
+    RealtimeOptions {
+        screenings: Some(Screenings::new(library, "short").expect("default script")),
+        ..RealtimeOptions::default()
+    }
+}
+
+/// A screening call whose first request (the greeting, from the script's instructions) has
+/// been taken.
+async fn screening_call(provider: &Arc<FakeProvider>) -> (BrainHandle, Remote) {
+    let handle = start(provider, RealtimeConfig::default(), screening_options());
+    let mut remote = provider.remote().await;
+    let instructions = &remote.setup.instructions;
+    for expected in [
+        "Hi Ada, this is Vox about the Picker job.",
+        "authorized: \"Are you allowed to work here?\" -> yes/no",
+        "years: \"How many years have you picked orders?\" -> a number of years",
+        "[the caller pressed the key N]",
+    ] {
+        assert!(
+            instructions.contains(expected),
+            "{expected:?} in {instructions}"
+        );
+    }
+    let tools: Vec<&str> = remote.setup.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(tools, ["record_answer", "end_screening", "handoff"]);
+    assert_eq!(
+        next_input(&mut remote).await,
+        SpeechInput::Respond { instructions: None }
+    );
+    (handle, remote)
+}
+
+/// The model calls a tool.
+fn model_calls(remote: &Remote, id: &str, name: &str, arguments: &str) {
+    let call = voxbridge_speech::ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments: arguments.into(),
+    };
+    remote
+        .outputs
+        .send(Ok(SpeechOutput::ToolCall(call)))
+        .unwrap();
+}
+
+/// The provider's VAD hears the caller start and stop (it then answers with a response).
+fn caller_speaks(remote: &Remote) {
+    remote
+        .outputs
+        .send(Ok(SpeechOutput::SpeechStarted))
+        .unwrap();
+    remote
+        .outputs
+        .send(Ok(SpeechOutput::SpeechStopped))
+        .unwrap();
+}
+
+/// The output of the next input, which must be the result of tool call `id`.
+async fn tool_result(remote: &mut Remote, id: &str) -> serde_json::Value {
+    match next_input(remote).await {
+        SpeechInput::ToolResult { call_id, output } => {
+            assert_eq!(call_id, id);
+            serde_json::from_str(&output).expect("JSON output")
+        }
+        other => panic!("expected the result of {id}, got {other:?}"),
+    }
+}
+
+/// Reads commands up to the hang-up; returns its reason.
+async fn hangup_reason(handle: &mut BrainHandle) -> String {
+    for _ in 0..64 {
+        if let Command::Hangup { reason } = next_command(handle).await {
+            return reason;
+        }
+    }
+    panic!("no hang-up");
+}
+
+/// One bot item: audio, its transcript, then the end of the response.
+fn say(remote: &Remote, item: &str, text: &str) {
+    remote.outputs.send(Ok(audio(item, 800))).unwrap();
+    remote
+        .outputs
+        .send(Ok(SpeechOutput::BotTranscript {
+            item_id: item.into(),
+            text: text.into(),
+        }))
+        .unwrap();
+    remote.outputs.send(Ok(SpeechOutput::ResponseDone)).unwrap();
+}
+
+/// Reads commands until bot turn `turn` ends, then tells the brain it has played.
+async fn played(handle: &mut BrainHandle, turn: u64) {
+    loop {
+        if next_command(handle).await == (Command::TurnEnd { turn: TurnId(turn) }) {
+            break;
+        }
+    }
+    handle
+        .deliver(BrainEvent::TurnPlayed { turn: TurnId(turn) })
+        .unwrap();
+}
+
+async fn screening_result(handle: BrainHandle) -> voxbridge_screening::ScreeningResult {
+    let report = handle
+        .finish(LIMIT)
+        .await
+        .expect("the brain ends cleanly")
+        .expect("a report");
+    assert_eq!(report.agent, AGENT);
+    report
+        .outcome
+        .payload::<voxbridge_screening::ScreeningResult>()
+        .expect("a screening result, stored as /relay's")
+        .clone()
+}
+
+/// The model records a spoken answer (a response of tool calls only: the brain sends the
+/// result and asks it to go on), the caller keys the next answer (it reaches the model as a
+/// user line), the model completes the screening and says goodbye itself: the call hangs up
+/// with `screening-complete` and the result holds both answers with their sources.
+#[tokio::test]
+async fn screening_records_answers_through_the_tools_and_keys_reach_the_model() {
+    let provider = Arc::new(FakeProvider::default());
+    let (mut handle, mut remote) = screening_call(&provider).await;
+    say(&remote, "item_1", "Hi Ada. Are you allowed to work here?");
+    played(&mut handle, 1).await;
+    caller_speaks(&remote);
+    remote
+        .outputs
+        .send(Ok(SpeechOutput::CallerTranscript("Yes, I am.".into())))
+        .unwrap();
+    model_calls(
+        &remote,
+        "call_1",
+        "record_answer",
+        r#"{"question_id":"authorized","value":true,"raw":"Yes, I am.","confidence":0.9}"#,
+    );
+    let result = tool_result(&mut remote, "call_1").await;
+    assert_eq!(result["ok"], true);
+    assert_eq!(result["next_question"]["id"], "years");
+    // The response made only the tool call: the model is asked to continue.
+    remote.outputs.send(Ok(SpeechOutput::ResponseDone)).unwrap();
+    assert_eq!(
+        next_input(&mut remote).await,
+        SpeechInput::Respond { instructions: None }
+    );
+    say(&remote, "item_2", "How many years have you picked orders?");
+    played(&mut handle, 2).await;
+    handle.deliver(BrainEvent::Dtmf('7')).unwrap();
+    assert_eq!(
+        next_input(&mut remote).await,
+        SpeechInput::UserText("[the caller pressed the key 7]".into())
+    );
+    assert_eq!(
+        next_input(&mut remote).await,
+        SpeechInput::Respond { instructions: None }
+    );
+    // A value that does not fit is refused with what to fix.
+    model_calls(
+        &remote,
+        "call_2",
+        "record_answer",
+        r#"{"question_id":"years","value":"lots","raw":"7","confidence":0.9}"#,
+    );
+    let refused = tool_result(&mut remote, "call_2").await;
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("years")),
+        "{refused}"
+    );
+    // Completing before every answer is in is refused too.
+    model_calls(
+        &remote,
+        "call_3",
+        "end_screening",
+        r#"{"outcome":"completed","reason":"done"}"#,
+    );
+    assert!(tool_result(&mut remote, "call_3").await["error"].is_string());
+    model_calls(
+        &remote,
+        "call_4",
+        "record_answer",
+        r#"{"question_id":"years","value":7,"raw":"7","confidence":1}"#,
+    );
+    assert_eq!(
+        tool_result(&mut remote, "call_4").await["next"],
+        "every question is answered: call end_screening with outcome completed"
+    );
+    model_calls(
+        &remote,
+        "call_5",
+        "end_screening",
+        r#"{"outcome":"completed","reason":"all answered"}"#,
+    );
+    assert_eq!(tool_result(&mut remote, "call_5").await["ok"], true);
+    // The model says its own goodbye in the same response: no script line is added.
+    say(&remote, "item_3", "Thanks Ada, you qualify. Goodbye!");
+    assert_eq!(
+        hangup_reason(&mut handle).await,
+        "screening-complete: All 2 questions asked"
+    );
+    assert_spoken_and_keyed(&screening_result(handle).await);
+}
+
+/// The result of the call above: qualified, one spoken and one keyed answer, the key in the
+/// transcript where it was pressed.
+fn assert_spoken_and_keyed(result: &voxbridge_screening::ScreeningResult) {
+    use voxbridge_screening::Speaker as S;
+    use voxbridge_screening::{AnswerSource, AnswerStatus};
+    assert_eq!(
+        result.outcome,
+        Some(voxbridge_screening::Outcome::Qualified)
+    );
+    assert_eq!(result.agent, voxbridge_screening::AgentKind::Realtime);
+    assert_eq!(
+        result.call_sid.as_deref(),
+        Some("CA00000000000000000000000000000001")
+    );
+    let end = result.end.as_ref().expect("an end reason");
+    assert_eq!(end.reason_code, "screening-complete");
+    let answers: Vec<_> = result
+        .answers
+        .iter()
+        .map(|a| (a.question_id.as_str(), a.raw.as_str(), a.source, a.status))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (
+                "authorized",
+                "Yes, I am.",
+                AnswerSource::Speech,
+                AnswerStatus::Accepted
+            ),
+            ("years", "7", AnswerSource::Dtmf, AnswerStatus::Accepted),
+        ]
+    );
+    let transcript: Vec<_> = result
+        .transcript
+        .iter()
+        .map(|e| (e.speaker, e.text.as_str()))
+        .collect();
+    assert_eq!(
+        transcript,
+        [
+            (S::Bot, "Hi Ada. Are you allowed to work here?"),
+            (S::Caller, "Yes, I am."),
+            (S::Bot, "How many years have you picked orders?"),
+            (S::Keypad, "7"),
+            (S::Bot, "Thanks Ada, you qualify. Goodbye!"),
+        ]
+    );
+}
+
+/// A rejected knock-out answer closes the call with the script's reject line, which the model
+/// is told to say word for word; the call hangs up after that response.
+#[tokio::test]
+async fn a_knock_out_answer_closes_with_the_scripts_line() {
+    let provider = Arc::new(FakeProvider::default());
+    let (mut handle, mut remote) = screening_call(&provider).await;
+    say(&remote, "item_1", "Are you allowed to work here?");
+    played(&mut handle, 1).await;
+    caller_speaks(&remote);
+    model_calls(
+        &remote,
+        "call_1",
+        "record_answer",
+        r#"{"question_id":"authorized","value":false,"raw":"No.","confidence":0.95}"#,
+    );
+    assert_eq!(
+        tool_result(&mut remote, "call_1").await["next"],
+        "the call ends now: say nothing more"
+    );
+    remote.outputs.send(Ok(SpeechOutput::ResponseDone)).unwrap();
+    match next_input(&mut remote).await {
+        SpeechInput::Respond {
+            instructions: Some(instructions),
+        } => assert!(
+            instructions.contains("\"Sorry, this job needs work authorization. Goodbye.\""),
+            "{instructions}"
+        ),
+        other => panic!("expected the closing line, got {other:?}"),
+    }
+    // A tool call after the closing is refused.
+    model_calls(&remote, "call_2", "handoff", r#"{"reason":"x"}"#);
+    assert!(tool_result(&mut remote, "call_2").await["error"].is_string());
+    say(
+        &remote,
+        "item_2",
+        "Sorry, this job needs work authorization. Goodbye.",
+    );
+    assert_eq!(
+        hangup_reason(&mut handle).await,
+        "knock-out: Answer to authorized is not accepted"
+    );
+    let result = screening_result(handle).await;
+    assert_eq!(
+        result.outcome,
+        Some(voxbridge_screening::Outcome::NotQualified)
+    );
+    assert_eq!(
+        result.answers[0].status,
+        voxbridge_screening::AnswerStatus::Rejected
+    );
+}
+
+/// A caller who says nothing after the bot has spoken: the model is told after the script's
+/// silence timeout and asks again; after `max_silences` the script's incomplete line closes the
+/// call as no answer. Paused time: the timeouts pass without waiting.
+#[tokio::test(start_paused = true)]
+async fn silence_is_told_to_the_model_then_closes_as_no_answer() {
+    let provider = Arc::new(FakeProvider::default());
+    let (mut handle, mut remote) = screening_call(&provider).await;
+    say(&remote, "item_1", "Are you allowed to work here?");
+    let asked = Instant::now();
+    played(&mut handle, 1).await;
+    match next_input(&mut remote).await {
+        SpeechInput::UserText(text) => {
+            assert!(text.contains("said nothing for 1 seconds"), "{text}");
+        }
+        other => panic!("expected the silence line, got {other:?}"),
+    }
+    assert!(asked.elapsed() >= Duration::from_secs(1));
+    assert_eq!(
+        next_input(&mut remote).await,
+        SpeechInput::Respond { instructions: None }
+    );
+    say(&remote, "item_2", "Are you still there?");
+    played(&mut handle, 2).await;
+    match next_input(&mut remote).await {
+        SpeechInput::Respond {
+            instructions: Some(instructions),
+        } => assert!(
+            instructions.contains("We'll follow up later, Ada. Goodbye."),
+            "{instructions}"
+        ),
+        other => panic!("expected the closing line, got {other:?}"),
+    }
+    say(&remote, "item_3", "We'll follow up later, Ada. Goodbye.");
+    assert_eq!(
+        hangup_reason(&mut handle).await,
+        "no-answer: The caller stopped answering"
+    );
+    let result = screening_result(handle).await;
+    assert_eq!(result.outcome, Some(voxbridge_screening::Outcome::NoAnswer));
+}
+
+/// In `instructions` mode a key pressed reaches the model too.
+#[tokio::test]
+async fn keys_reach_the_model_in_instructions_mode() {
+    let provider = Arc::new(FakeProvider::default());
+    let (mut handle, mut remote) = greeted(&provider).await;
+    say(&remote, "item_1", "Hello, how can I help?");
+    played(&mut handle, 1).await;
+    handle.deliver(BrainEvent::Dtmf('#')).unwrap();
+    assert_eq!(
+        next_input(&mut remote).await,
+        SpeechInput::UserText("[the caller pressed the key #]".into())
+    );
+    assert_eq!(
+        next_input(&mut remote).await,
+        SpeechInput::Respond { instructions: None }
+    );
 }
