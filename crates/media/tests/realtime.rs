@@ -580,6 +580,11 @@ async fn realtime_screening_records_spoken_and_keyed_answers_and_stores_the_resu
         .run_until("the bridge hangs up after the goodbye", |_| false)
         .await;
     assert_eq!(phone.closed, Some(1000));
+    assert_eq!(
+        rig.standin.realtime_errors(),
+        Vec::<String>::new(),
+        "the bridge kept to the protocol (no response.create while one was active)"
+    );
     assert!(
         phone.media.len() as u64
             >= (greeting.len() + question.len() + goodbye.len()) as u64 * MS_PER_CHAR * 8,

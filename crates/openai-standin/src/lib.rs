@@ -204,6 +204,7 @@ struct Inner {
     completed: Vec<u64>,
     realtime: realtime::RealtimeScript,
     realtime_events: Vec<serde_json::Value>,
+    realtime_errors: Vec<String>,
     realtime_audio: Vec<u8>,
 }
 
@@ -306,6 +307,10 @@ impl Shared {
         self.lock().realtime.clone()
     }
 
+    pub(crate) fn record_realtime_error(&self, code: &str) {
+        self.lock().realtime_errors.push(code.to_owned());
+    }
+
     pub(crate) fn record_realtime_event(&self, event: serde_json::Value) {
         self.lock().realtime_events.push(event);
         self.changed.notify_waiters();
@@ -383,6 +388,7 @@ impl Standin {
                 completed: Vec::new(),
                 realtime: realtime::RealtimeScript::default(),
                 realtime_events: Vec::new(),
+                realtime_errors: Vec::new(),
                 realtime_audio: Vec::new(),
             }),
             changed: Notify::new(),
@@ -662,6 +668,12 @@ impl StandinHandle {
     /// `input_audio_buffer.append` are replaced by their decoded length (`"audio_bytes"`).
     pub fn realtime_events(&self) -> Vec<serde_json::Value> {
         self.shared.lock().realtime_events.clone()
+    }
+
+    /// The codes of the `error` events Realtime sessions sent, in order (a client that follows
+    /// the protocol gets none).
+    pub fn realtime_errors(&self) -> Vec<String> {
+        self.shared.lock().realtime_errors.clone()
     }
 
     /// The input audio bytes of every `input_audio_buffer.append` on Realtime sessions, in

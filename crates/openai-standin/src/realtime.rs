@@ -19,7 +19,9 @@
 //!   format, sent as `response.output_audio.delta` every [`RealtimeScript::delta_ms`] of audio
 //!   (paced by [`RealtimeScript::delta_gap`]), `response.output_audio_transcript.delta`/`.done`,
 //!   and `response.done`.
-//! - `response.create` starts a response; `response.cancel` stops one (`response.done` with
+//! - `response.create` starts a response (an `error` with code
+//!   `conversation_already_has_active_response` while one is active, as OpenAI's does);
+//!   `response.cancel` stops one (`response.done` with
 //!   status `cancelled`); `conversation.item.truncate` answers `conversation.item.truncated`
 //!   (or an `error` when `audio_end_ms` is past the item's audio); `conversation.item.create`
 //!   answers `conversation.item.added` and `conversation.item.done`.
@@ -386,6 +388,19 @@ impl Session {
                 }
             }
             "input_audio_buffer.commit" | "input_audio_buffer.clear" => Vec::new(),
+            "response.create" if self.active.is_some() => {
+                let active = self
+                    .active
+                    .as_ref()
+                    .map(|a| a.response_id.clone())
+                    .unwrap_or_default();
+                vec![self.error(
+                    "conversation_already_has_active_response",
+                    &format!("Conversation already has an active response in progress: {active}. Wait until the response is finished before creating a new one."),
+                    None,
+                    event_id,
+                )]
+            }
             "response.create" => self.start_response(event["response"]["instructions"].as_str()),
             "response.cancel" => self.cancel_response(),
             "conversation.item.truncate" => self.truncate(&event, event_id),
@@ -423,6 +438,7 @@ impl Session {
         param: Option<&str>,
         event_id: Option<&str>,
     ) -> Value {
+        self.shared.record_realtime_error(code);
         self.event(
             "error",
             json!({"error": {"type": "invalid_request_error", "code": code, "message": message,

@@ -398,6 +398,9 @@ pub enum SpeechOutput {
     ToolCall(ToolCall),
     /// A response finished.
     ResponseDone,
+    /// The provider refused a `response.create` because a response is already active
+    /// (`conversation_already_has_active_response`): ask again once it is done.
+    ResponseBusy,
 }
 
 /// An open speech-to-speech session for one call.

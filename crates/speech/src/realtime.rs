@@ -407,10 +407,15 @@ pub fn parse_server_event(text: &str) -> ParsedEvent {
             parsed.response_active = Some(false);
             Ok(SpeechOutput::ResponseDone)
         }
-        "error" => Err(match parse::<RealtimeServerEventError>(value, &kind) {
-            Ok(e) => realtime_error(&e),
-            Err(e) => e,
-        }),
+        "error" => match parse::<RealtimeServerEventError>(value, &kind) {
+            Ok(e)
+                if e.error.code.as_deref() == Some("conversation_already_has_active_response") =>
+            {
+                Ok(SpeechOutput::ResponseBusy)
+            }
+            Ok(e) => Err(realtime_error(&e)),
+            Err(e) => Err(e),
+        },
         _ => return parsed,
     };
     parsed.outputs.push(output);
@@ -668,6 +673,10 @@ mod tests {
             parse_server_event(started).outputs,
             [Ok(SpeechOutput::SpeechStarted)]
         );
+        let busy = parse_server_event(
+            r#"{"type":"error","event_id":"e","error":{"type":"invalid_request_error","code":"conversation_already_has_active_response","message":"Conversation already has an active response in progress: resp_1.","param":null,"event_id":null}}"#,
+        );
+        assert!(matches!(busy.outputs[..], [Ok(SpeechOutput::ResponseBusy)]));
         let error = r#"{"type":"error","event_id":"e","error":{"type":"invalid_request_error","code":"invalid_value","message":"bad","param":null,"event_id":null}}"#;
         assert!(matches!(
             parse_server_event(error).outputs.as_slice(),

@@ -38,6 +38,14 @@ const RESUME_INSTRUCTIONS: &str = "The phone line dropped for a moment and is ba
                                    stopped.";
 /// How much of the conversation so far a reconnected session is told (characters).
 const CONTEXT_CHARS: usize = 4000;
+/// Follow-ups asked in a row for responses of tool calls only (as the LLM screening agent's
+/// tool rounds per turn).
+const MAX_TOOL_ROUNDS: u8 = 4;
+
+/// Response instructions that make the model say `line` word for word.
+fn say_exactly(line: &str) -> String {
+    format!("Say exactly these words, and nothing else: \"{line}\"")
+}
 
 /// One call's realtime brain.
 pub(super) struct RealtimeBrain {
@@ -118,6 +126,17 @@ struct Live {
     tool_answered: bool,
     /// Input the model must answer came during an open response: respond after it.
     respond_after: bool,
+    /// Audio came after the open response's last tool call (a response that only spoke
+    /// before it still owes the model's follow-up).
+    spoke_after_tool: bool,
+    /// The provider's VAD hears the caller now: the response to their turn comes by itself
+    /// when they stop (and sees every tool result and key line sent meanwhile).
+    caller_speaking: bool,
+    /// Follow-ups asked in a row for responses of tool calls only (a model that never speaks
+    /// is not asked forever).
+    tool_rounds: u8,
+    /// The closing line being said (asked again if the session is lost before it is done).
+    closing_line: Option<String>,
     /// Screening: the bot finished speaking and the caller has said nothing since.
     quiet_since: Option<Instant>,
     /// The provider is gone for good (the apology was queued).
@@ -255,6 +274,10 @@ impl Live {
             spoke: false,
             tool_answered: false,
             respond_after: false,
+            spoke_after_tool: false,
+            caller_speaking: false,
+            tool_rounds: 0,
+            closing_line: None,
             quiet_since: None,
             provider_failed: false,
             ending: Ending::No,
@@ -290,6 +313,9 @@ impl Live {
                  The conversation so far:\n",
             );
             instructions.push_str(&context);
+            if let Some(screening) = &self.screening {
+                instructions.push_str(&screening.progress());
+            }
         }
         SpeechSessionSetup {
             instructions,
@@ -355,7 +381,20 @@ impl Live {
                 );
                 self.session = Some(session);
                 self.response_open = false;
-                if self.resuming {
+                let now_ms = self.now_ms();
+                let closing = self
+                    .screening
+                    .as_mut()
+                    .and_then(|s| s.take_closing(now_ms, false));
+                if let Some((line, reason)) = closing {
+                    // The screening ended just before the session was lost: close now.
+                    self.say_then_hang_up(line, reason).await;
+                } else if let (Ending::AfterResponse(_), Some(line)) =
+                    (&self.ending, self.closing_line.clone())
+                {
+                    // The closing line was being said: say it on the new session.
+                    self.respond(Some(say_exactly(&line))).await;
+                } else if self.resuming {
                     self.respond(Some(RESUME_INSTRUCTIONS.to_owned())).await;
                 } else if self.screening.is_some() {
                     // The script's instructions say how to start (its greeting).
@@ -420,20 +459,28 @@ impl Live {
         match output {
             SpeechOutput::SpeechStarted => {
                 self.quiet_since = None;
+                self.caller_speaking = true;
                 if let Some(screening) = self.screening.as_mut() {
-                    screening.caller_spoke();
+                    screening.speech_started();
                 }
                 self.on_speech_started();
             }
             SpeechOutput::SpeechStopped => {
                 self.latency
                     .speech_stopped(Duration::from_millis(self.caller_bytes / 8));
-                // The server VAD answers the caller's turn with a response.
+                // The server VAD answers the caller's turn with a response, which sees every
+                // tool result and key line sent so far: nothing more to ask for.
+                self.caller_speaking = false;
                 self.response_open = true;
+                self.respond_after = false;
+                self.tool_rounds = 0;
             }
             SpeechOutput::BotAudio { item_id, mulaw } => self.on_bot_audio(item_id, &mulaw),
             SpeechOutput::CallerTranscript(text) => {
-                if !text.is_empty() {
+                if !text.trim().is_empty() {
+                    if let Some(screening) = self.screening.as_mut() {
+                        screening.caller_spoke();
+                    }
                     debug!(%text, "caller said");
                     let at_ms = self.now_ms();
                     self.lines.push(TranscriptLine {
@@ -460,6 +507,12 @@ impl Live {
             }
             SpeechOutput::ToolCall(call) => self.on_tool_call(call).await,
             SpeechOutput::ResponseDone => self.on_response_done().await,
+            SpeechOutput::ResponseBusy => {
+                // Our `response.create` met one the server had started: ask after it.
+                debug!("a response is active already; asking again after it");
+                self.response_open = true;
+                self.respond_after = true;
+            }
         }
     }
 
@@ -472,7 +525,7 @@ impl Live {
             .map(|c| c.turn)
             .or_else(|| self.unfinished.last().map(|(t, _)| *t));
         let Some(turn) = newest else { return };
-        if self.hung_up() {
+        if self.ending != Ending::No {
             // The goodbye plays out (the session ignores interruptions while hanging up).
             return;
         }
@@ -536,6 +589,7 @@ impl Live {
         self.responding = true;
         self.response_open = true;
         self.spoke = true;
+        self.spoke_after_tool = true;
         self.quiet_since = None;
         if self.current.as_ref().is_none_or(|c| c.id != item_id) {
             self.end_item();
@@ -601,6 +655,7 @@ impl Live {
         if let Some(screening) = self.screening.as_mut() {
             let output = screening.on_tool_call(now_ms, &call);
             self.tool_answered = true;
+            self.spoke_after_tool = false;
             self.send(SpeechInput::ToolResult {
                 call_id: call.id,
                 output,
@@ -623,15 +678,16 @@ impl Live {
             warn!(tool = %call.name, "the model called an unknown tool");
             serde_json::json!({"error": format!("unknown function {}", call.name)})
         };
-        let unknown = call.name != END_CALL;
+        if call.name != END_CALL {
+            // The model continues after this response (see `on_response_done`).
+            self.tool_answered = true;
+            self.spoke_after_tool = false;
+        }
         self.send(SpeechInput::ToolResult {
             call_id: call.id,
             output: output.to_string(),
         })
         .await;
-        if unknown {
-            self.send(SpeechInput::Respond { instructions: None }).await;
-        }
     }
 
     /// The open response is done: hang up after a goodbye, close a finished screening, or let
@@ -639,11 +695,23 @@ impl Live {
     async fn on_response_done(&mut self) {
         self.responding = false;
         self.response_open = false;
-        let spoke = std::mem::take(&mut self.spoke);
+        self.spoke = false;
+        let spoke_after_tool = std::mem::take(&mut self.spoke_after_tool);
         let answered = std::mem::take(&mut self.tool_answered);
         self.end_item();
         if let Ending::AfterResponse(reason) = &self.ending {
             let reason = reason.clone();
+            if std::mem::take(&mut self.respond_after)
+                && let Some(line) = self.closing_line.clone()
+            {
+                // The closing line met another response (refused as busy): ask for it now.
+                self.response_open = true;
+                self.send(SpeechInput::Respond {
+                    instructions: Some(say_exactly(&line)),
+                })
+                .await;
+                return;
+            }
             self.hang_up(reason);
             return;
         }
@@ -654,14 +722,26 @@ impl Live {
         if let Some((line, reason)) = self
             .screening
             .as_mut()
-            .and_then(|s| s.take_closing(now_ms, spoke))
+            .and_then(|s| s.take_closing(now_ms, spoke_after_tool))
         {
             self.say_then_hang_up(line, reason).await;
             return;
         }
-        // A response of tool calls only waits for their results; one that spoke has asked
-        // its question already.
-        if std::mem::take(&mut self.respond_after) || (answered && !spoke) {
+        // Tool results the model has not spoken after (a response of tool calls only, or one
+        // that spoke before them) get a follow-up: it asks the next question or fixes the call.
+        let mut follow_up = std::mem::take(&mut self.respond_after);
+        if answered && !spoke_after_tool {
+            if self.tool_rounds < MAX_TOOL_ROUNDS {
+                self.tool_rounds += 1;
+                follow_up = true;
+            } else {
+                warn!(
+                    rounds = self.tool_rounds,
+                    "the model keeps answering with tool calls only; waiting for the caller"
+                );
+            }
+        }
+        if follow_up {
             self.respond(None).await;
         }
         self.maybe_quiet();
@@ -669,6 +749,10 @@ impl Live {
 
     /// Asks for a response now, or after the open one.
     async fn respond(&mut self, instructions: Option<String>) {
+        if self.caller_speaking {
+            // The server's response to the caller's turn comes when they stop.
+            return;
+        }
         if self.response_open {
             self.respond_after = true;
             return;
@@ -685,10 +769,18 @@ impl Live {
             Some(line) if self.session.is_some() && !self.closing => {
                 self.ending = Ending::AfterResponse(reason);
                 self.respond_after = false;
-                self.respond(Some(format!(
-                    "Say exactly these words, and nothing else: \"{line}\""
-                )))
-                .await;
+                let instructions = say_exactly(&line);
+                self.closing_line = Some(line);
+                if self.response_open {
+                    self.respond_after = true;
+                } else {
+                    // Not deferred while the caller speaks: the call is ending.
+                    self.response_open = true;
+                    self.send(SpeechInput::Respond {
+                        instructions: Some(instructions),
+                    })
+                    .await;
+                }
             }
             _ => self.hang_up(reason),
         }
@@ -788,7 +880,11 @@ impl Live {
         self.responding = false;
         self.response_open = false;
         self.spoke = false;
+        self.spoke_after_tool = false;
         self.tool_answered = false;
+        self.respond_after = false;
+        self.caller_speaking = false;
+        self.tool_rounds = 0;
         self.quiet_since = None;
         self.end_item();
         // The old session's items are gone: nothing of theirs can be truncated, and a new

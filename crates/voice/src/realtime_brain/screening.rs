@@ -18,6 +18,7 @@
 //!   script's incomplete line closes the call (`no-answer`).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,11 +96,38 @@ impl Screening {
         Duration::from_millis(self.tools.script().silence_timeout_ms)
     }
 
-    /// The caller spoke (answers from now on are spoken).
+    /// The provider hears the caller: answers from now on are spoken.
+    pub(super) fn speech_started(&mut self) {
+        self.tools.set_source(AnswerSource::Speech);
+    }
+
+    /// The caller said something (a transcript with words, not just noise).
     pub(super) fn caller_spoke(&mut self) {
         self.silences = 0;
         self.heard_caller = true;
-        self.tools.set_source(AnswerSource::Speech);
+    }
+
+    /// For a reconnected session: the answers recorded and the keys pressed so far.
+    pub(super) fn progress(&self) -> String {
+        let mut text = String::from("\nAnswers recorded so far (do not ask these again):");
+        let result = self.tools.result();
+        if result.answers.is_empty() {
+            text.push_str(" none");
+        }
+        for answer in &result.answers {
+            let value = answer
+                .value
+                .as_ref()
+                .and_then(|v| serde_json::to_string(v).ok())
+                .unwrap_or_else(|| "unclear".to_owned());
+            let _ = write!(text, "\n- {}: {value}", answer.question_id);
+        }
+        if !self.keys.is_empty() {
+            let keys: String = self.keys.iter().map(|(_, k)| k.text.as_str()).collect();
+            let _ = write!(text, "\nKeys the caller pressed: {keys}");
+        }
+        text.push('\n');
+        text
     }
 
     /// A key was pressed after `lines` realtime transcript lines: the line for the model.
@@ -196,6 +224,7 @@ impl Screening {
         spoke: bool,
     ) -> (Option<String>, String) {
         self.closed = true;
+        self.closing = None;
         // The script's line, unless the model already said goodbye to a completed screening.
         let line = closing
             .line
@@ -211,6 +240,11 @@ impl Screening {
     /// The call is over without a closing: `failed` when the provider failed, else incomplete
     /// (the caller said something) or no answer.
     pub(super) fn hung_up(&mut self, now_ms: u64, provider_failed: bool) {
+        if let Some(closing) = self.closing.take() {
+            // Decided by a tool call whose response had not ended: it stands.
+            self.close(now_ms, closing, true);
+            return;
+        }
         if self.closed {
             return;
         }

@@ -831,3 +831,119 @@ async fn keys_reach_the_model_in_instructions_mode() {
         SpeechInput::Respond { instructions: None }
     );
 }
+
+/// A key pressed while a response is playing reaches the model at once, but the model is asked
+/// to answer only after that response is done (a second `response.create` would be refused).
+#[tokio::test]
+async fn a_key_during_a_response_is_answered_after_it() {
+    let provider = Arc::new(FakeProvider::default());
+    let (handle, mut remote) = screening_call(&provider).await;
+    remote.outputs.send(Ok(audio("item_1", 800))).unwrap();
+    handle.deliver(BrainEvent::Dtmf('1')).unwrap();
+    assert_eq!(
+        next_input(&mut remote).await,
+        SpeechInput::UserText("[the caller pressed the key 1]".into())
+    );
+    assert!(
+        remote.inputs.try_recv().is_err(),
+        "no response.create while a response is active"
+    );
+    remote.outputs.send(Ok(SpeechOutput::ResponseDone)).unwrap();
+    assert_eq!(
+        next_input(&mut remote).await,
+        SpeechInput::Respond { instructions: None }
+    );
+}
+
+/// The usual shape of a real model's turn: a few words, then the tool call. The results still
+/// get a follow-up (the model asks the next question), once the response is done; and a
+/// `response.create` the provider refused as busy is asked again after the active one.
+#[tokio::test]
+async fn tool_results_after_the_audio_get_a_follow_up_and_busy_is_retried() {
+    let provider = Arc::new(FakeProvider::default());
+    let (mut handle, mut remote) = screening_call(&provider).await;
+    say(&remote, "item_1", "Are you allowed to work here?");
+    played(&mut handle, 1).await;
+    caller_speaks(&remote);
+    remote.outputs.send(Ok(audio("item_2", 400))).unwrap();
+    model_calls(
+        &remote,
+        "call_1",
+        "record_answer",
+        r#"{"question_id":"authorized","value":true,"raw":"yes","confidence":0.9}"#,
+    );
+    assert_eq!(tool_result(&mut remote, "call_1").await["ok"], true);
+    remote.outputs.send(Ok(SpeechOutput::ResponseDone)).unwrap();
+    assert_eq!(
+        next_input(&mut remote).await,
+        SpeechInput::Respond { instructions: None }
+    );
+    remote.outputs.send(Ok(SpeechOutput::ResponseBusy)).unwrap();
+    remote.outputs.send(Ok(audio("item_3", 400))).unwrap();
+    remote.outputs.send(Ok(SpeechOutput::ResponseDone)).unwrap();
+    assert_eq!(
+        next_input(&mut remote).await,
+        SpeechInput::Respond { instructions: None }
+    );
+}
+
+/// How a screening ends without its closing: the caller hanging up after saying something is
+/// `incomplete`; a closing a tool call decided stands even if the caller hangs up before the
+/// response is done; a provider that never answers is `failed`.
+#[tokio::test]
+async fn screenings_that_end_early_keep_the_right_outcome() {
+    use voxbridge_screening::Outcome;
+    let provider = Arc::new(FakeProvider::default());
+    let (handle, mut remote) = screening_call(&provider).await;
+    remote
+        .outputs
+        .send(Ok(SpeechOutput::CallerTranscript("Who is this?".into())))
+        .unwrap();
+    // Outputs are taken in order: once this refused call's result is back, the transcript
+    // has been heard.
+    model_calls(
+        &remote,
+        "call_0",
+        "record_answer",
+        r#"{"question_id":"nope","value":true,"raw":"x","confidence":1}"#,
+    );
+    assert!(tool_result(&mut remote, "call_0").await["error"].is_string());
+    assert_eq!(
+        screening_result(handle).await.outcome,
+        Some(Outcome::Incomplete)
+    );
+
+    let (handle, mut remote) = screening_call(&provider).await;
+    model_calls(
+        &remote,
+        "call_1",
+        "record_answer",
+        r#"{"question_id":"authorized","value":false,"raw":"no","confidence":0.9}"#,
+    );
+    tool_result(&mut remote, "call_1").await;
+    let result = screening_result(handle).await;
+    assert_eq!(result.outcome, Some(Outcome::NotQualified));
+    assert_eq!(
+        result.end.map(|e| e.reason_code),
+        Some("knock-out".to_owned())
+    );
+
+    provider.failures.lock().unwrap().extend([
+        ProviderError::Server {
+            stage: Stage::SpeechToSpeech,
+            status: 503,
+            message: "down".into(),
+        },
+        ProviderError::Server {
+            stage: Stage::SpeechToSpeech,
+            status: 503,
+            message: "down".into(),
+        },
+    ]);
+    let mut handle = start(&provider, RealtimeConfig::default(), screening_options());
+    hangup_reason(&mut handle).await;
+    assert_eq!(
+        screening_result(handle).await.outcome,
+        Some(Outcome::Failed)
+    );
+}
