@@ -95,12 +95,23 @@ def main():
     out = sys.argv[4] if len(sys.argv) > 4 else None
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     columns = ", ".join(column for _, column, _ in STAGES)
-    rows = con.execute(
-        f"SELECT {columns} FROM turn_latencies WHERE recorded_at >= ? AND total_us IS NOT NULL",
+    every = con.execute(
+        f"SELECT {columns}, outcome FROM turn_latencies "
+        "WHERE recorded_at >= ? AND total_us IS NOT NULL",
         (start_ms,),
     ).fetchall()
-    report = {"turns": len(rows), "stages": {}, "local_asr": {}}
-    print(f"stage breakdown of {len(rows)} voice turns (bridge-side, from turn_latencies)")
+    outcomes = {}
+    for row in every:
+        outcomes[row[-1]] = outcomes.get(row[-1], 0) + 1
+    # The stages of the replies to what the caller said; a turn whose recognition missed the
+    # turn budget speaks the fallback line instead (counted, not in the stage percentiles).
+    rows = [row for row in every if row[-1] == "spoken"]
+    report = {"turns": len(every), "outcomes": outcomes, "stages": {}, "local_asr": {}}
+    by_outcome = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
+    print(
+        f"stage breakdown of {len(rows)} spoken replies ({by_outcome}; bridge-side, "
+        "from turn_latencies)"
+    )
     print(f"| {'stage':<16} | {'p50':>9} | {'p95':>9} | {'p99':>9} |")
     print(f"|{'-' * 18}|{'-' * 11}|{'-' * 11}|{'-' * 11}|")
     for i, (stage, _, scale) in enumerate(STAGES):

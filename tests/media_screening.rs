@@ -8,6 +8,10 @@
 //! lines, the handoff data, and the summary's shared fields.
 //!
 //! Without the Whisper model (`scripts/setup.sh`) the test records a counted skip.
+//!
+//! A third run, which needs no model, screens the same candidate with the `realtime` agent
+//! (`agent = "realtime"`, the OpenAI stand-in's Realtime WebSocket scripted as a model that
+//! records each answer through the screening tools) and checks the stored result the same way.
 
 mod api_process;
 
@@ -111,6 +115,29 @@ fn screen(
     }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The simulated Twilio with the voice demo's candidate; returns it and its address.
+fn start_sim(runtime: &tokio::runtime::Runtime) -> (TwilioSim, String) {
+    let scenario = Scenario::load(&repo().join("config/scenarios/demo-voice.toml")).unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let sim_addr = listener.local_addr().unwrap().to_string();
+    let mut config = SimConfig::new(ACCOUNT, TOKEN, scenario);
+    config.relay.tts_ms_per_char = 10;
+    let sim = TwilioSim::new(config, Arc::new(Recorder::new()), TranscriptTap::none());
+    let server = sim.clone();
+    runtime.spawn(async move { server.serve(listener).await });
+    (sim, sim_addr)
+}
+
 /// The keys of a JSON object.
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object()
@@ -157,21 +184,8 @@ fn a_media_streams_screening_stores_the_same_result_as_a_relay_one() {
         );
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let scenario = Scenario::load(&repo().join("config/scenarios/demo-voice.toml")).unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let sim_addr = listener.local_addr().unwrap().to_string();
-    let mut config = SimConfig::new(ACCOUNT, TOKEN, scenario);
-    config.relay.tts_ms_per_char = 10;
-    let sim = TwilioSim::new(config, Arc::new(Recorder::new()), TranscriptTap::none());
-    let server = sim.clone();
-    runtime.spawn(async move { server.serve(listener).await });
+    let runtime = runtime();
+    let (sim, sim_addr) = start_sim(&runtime);
 
     let (relay_dir, relay_addr, mut relay_child) =
         serve("screen-relay", &sim_addr, &model, "mode = \"relay\"");
@@ -255,4 +269,140 @@ fn a_media_streams_screening_stores_the_same_result_as_a_relay_one() {
     }
     assert_eq!(summary(&media)["agent"], "screening", "{report}");
     assert_eq!(summary(&media)["callerTurns"], 6, "{report}");
+}
+
+/// The voice demo's candidate's answers, as the stand-in model hears them and records them.
+const ANSWERS: [(&str, &str, &str); 5] = [
+    ("work_authorization", "true", "Yes, I am."),
+    ("age_18_plus", "true", "Yes, I'm twenty four."),
+    ("forklift_years", "5", "Five years."),
+    ("shift_preference", "\"night\"", "Nights work best for me."),
+    (
+        "start_availability",
+        "\"I can start next Monday.\"",
+        "I can start next Monday.",
+    ),
+];
+
+/// The stand-in Realtime model of the default warehouse screening: it greets and asks the
+/// first question; after each answer it makes one `record_answer` call (a response of tool
+/// calls only, so the bridge asks it to go on) and asks the next question; after the key for
+/// the last question it records it, completes the screening and says the qualified goodbye.
+fn realtime_model() -> voxbridge_openai_standin::RealtimeScript {
+    use voxbridge_openai_standin::{RealtimeResponse, RealtimeScript};
+    let record = |id: &str, value: &str, raw: &str| {
+        format!(r#"{{"question_id":"{id}","value":{value},"raw":"{raw}","confidence":0.9}}"#)
+    };
+    let questions = [
+        "Hi Jane, this is Vox from Northwind Staffing. Are you legally authorized to work in the United States?",
+        "Are you at least 18 years old?",
+        "How many years of forklift experience do you have?",
+        "Which shift do you prefer: day, night, or weekend?",
+        "When would you be able to start?",
+        "Do you have reliable transportation? You can also press 1 for yes or 2 for no.",
+    ];
+    let mut responses = vec![RealtimeResponse::say(questions[0])];
+    for (i, (id, value, raw)) in ANSWERS.iter().enumerate() {
+        responses.push(
+            RealtimeResponse::default().with_tool_call("record_answer", record(id, value, raw)),
+        );
+        responses.push(RealtimeResponse::say(questions[i + 1]));
+    }
+    responses.push(
+        RealtimeResponse::say("That's everything, Jane. You meet the requirements. Goodbye!")
+            .with_tool_call("record_answer", record("reliable_transport", "true", "1"))
+            .with_tool_call(
+                "end_screening",
+                r#"{"outcome":"completed","reason":"all questions answered"}"#,
+            ),
+    );
+    RealtimeScript {
+        responses,
+        caller_transcripts: ANSWERS
+            .iter()
+            .map(|(_, _, raw)| (*raw).to_owned())
+            .collect(),
+        ms_per_char: 10,
+        // The candidate's recordings pause up to 320 ms between words.
+        silence_ms: 700,
+        ..RealtimeScript::default()
+    }
+}
+
+/// The same candidate screened by the `realtime` agent through `voxbridge serve` and the API:
+/// the result is stored on the screening the API created, with the answers the model recorded
+/// through the tools (checked and parsed by the script), the last one keyed, the transcript's
+/// caller and keypad lines, and the dialog's end as on the other transports.
+#[test]
+fn a_realtime_screening_stores_its_result_like_the_other_transports() {
+    let runtime = runtime();
+    let (sim, sim_addr) = start_sim(&runtime);
+    let standin = runtime
+        .block_on(voxbridge_openai_standin::Standin::start(
+            voxbridge_openai_standin::StandinConfig::default(),
+        ))
+        .expect("the OpenAI stand-in starts");
+    standin.set_realtime_script(realtime_model());
+    let connect = format!(
+        "mode = \"stream\"\nagent = \"realtime\"\n\n[speech]\nasr = \"none\"\n\
+         speech_to_speech = \"openai\"\n\n[speech.openai]\nbase_url = \"{}\"\n\
+         api_key = \"sk-realtime-test\"",
+        standin.base_url()
+    );
+    let (dir, addr, mut child) = serve(
+        "screen-realtime",
+        &sim_addr,
+        Path::new("/nonexistent/no-model-needed"),
+        &connect,
+    );
+    let (id, detail, screening) = screen(&runtime, &sim, &addr, &dir);
+    let _ = child.kill();
+    let _ = child.wait();
+    sim.shutdown();
+    let report = format!("{detail:#}");
+    assert_eq!(screening["id"].as_i64(), Some(id), "{report}");
+    assert_eq!(screening["state"], "completed", "{screening}");
+    assert_eq!(screening["outcome"], "qualified", "{screening}");
+    assert_eq!(
+        detail["call"]["screening"]["candidateId"], "cand-77",
+        "{report}"
+    );
+    let answers = answers(&detail);
+    let ids: Vec<&str> = answers.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "work_authorization",
+            "age_18_plus",
+            "forklift_years",
+            "shift_preference",
+            "start_availability",
+            "reliable_transport"
+        ],
+        "{report}"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|(_, value, status)| status == "accepted" && value != "null"),
+        "{report}"
+    );
+    assert_eq!(
+        caller_roles(&detail),
+        ["caller", "caller", "caller", "caller", "caller", "keypad"],
+        "{report}"
+    );
+    assert_eq!(
+        detail["call"]["call"]["handoffData"]["reasonCode"], "screening-complete",
+        "{report}"
+    );
+    let summary = &detail["call"]["call"]["summary"];
+    assert_eq!(summary["transport"], "media", "{report}");
+    assert_eq!(summary["agent"], "realtime", "{report}");
+    assert_eq!(summary["end"], "screening-complete", "{report}");
+    assert_eq!(
+        standin.realtime_errors(),
+        Vec::<String>::new(),
+        "no protocol errors from the bridge"
+    );
 }

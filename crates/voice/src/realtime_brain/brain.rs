@@ -798,6 +798,7 @@ impl Live {
         if self.hung_up() || self.ending != Ending::No {
             return;
         }
+        self.tool_rounds = 0;
         self.send(SpeechInput::UserText(line)).await;
         self.respond(None).await;
     }
@@ -833,6 +834,7 @@ impl Live {
         match screening.silence() {
             Ok(line) => {
                 info!("the caller is silent: asking again");
+                self.tool_rounds = 0;
                 self.send(SpeechInput::UserText(line)).await;
                 self.respond(None).await;
             }
