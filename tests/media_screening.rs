@@ -101,7 +101,14 @@ fn screen(
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, detail) = api(addr, "GET", &format!("/api/calls/{call_sid}"), "");
-        if status == 200 && detail["call"]["screening"]["outcome"].is_string() {
+        // The bridge writes the call row, its transcript and the screening in one transaction,
+        // but the API reads the tables one after another: wait until all of it is seen.
+        let stored = detail["call"]["screening"]["outcome"].is_string()
+            && detail["call"]["call"]["summary"].is_object()
+            && detail["call"]["transcript"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty());
+        if status == 200 && stored {
             let (status, screening) = api(addr, "GET", &format!("/api/screenings/{id}"), "");
             assert_eq!(status, 200, "{screening}");
             return (id, detail, screening["screening"].clone());
