@@ -296,7 +296,7 @@ const ANSWERS: [(&str, &str, &str); 5] = [
 /// calls only, so the bridge asks it to go on) and asks the next question; after the key for
 /// the last question it records it, completes the screening and says the qualified goodbye.
 fn realtime_model() -> voxbridge_openai_standin::RealtimeScript {
-    use voxbridge_openai_standin::{RealtimeResponse, RealtimeScript};
+    use voxbridge_openai_standin::{RealtimeScript, Reply};
     let record = |id: &str, value: &str, raw: &str| {
         format!(r#"{{"question_id":"{id}","value":{value},"raw":"{raw}","confidence":0.9}}"#)
     };
@@ -308,15 +308,13 @@ fn realtime_model() -> voxbridge_openai_standin::RealtimeScript {
         "When would you be able to start?",
         "Do you have reliable transportation? You can also press 1 for yes or 2 for no.",
     ];
-    let mut responses = vec![RealtimeResponse::say(questions[0])];
+    let mut responses = vec![Reply::text(questions[0])];
     for (i, (id, value, raw)) in ANSWERS.iter().enumerate() {
-        responses.push(
-            RealtimeResponse::default().with_tool_call("record_answer", record(id, value, raw)),
-        );
-        responses.push(RealtimeResponse::say(questions[i + 1]));
+        responses.push(Reply::default().with_tool_call("record_answer", record(id, value, raw)));
+        responses.push(Reply::text(questions[i + 1]));
     }
     responses.push(
-        RealtimeResponse::say("That's everything, Jane. You meet the requirements. Goodbye!")
+        Reply::text("That's everything, Jane. You meet the requirements. Goodbye!")
             .with_tool_call("record_answer", record("reliable_transport", "true", "1"))
             .with_tool_call(
                 "end_screening",

@@ -104,6 +104,17 @@ async fn rig_with(script: RealtimeScript, options: RealtimeOptions) -> Rig {
     }
 }
 
+impl Rig {
+    /// The first finished call's record, once the bridge has handed it over.
+    async fn first_record(&self) -> voxbridge_media::CallRecord {
+        eventually(LIMIT, "the call record", || {
+            !self.records.0.lock().unwrap().is_empty()
+        })
+        .await;
+        self.records.0.lock().unwrap()[0].clone()
+    }
+}
+
 /// Twilio's side of the call with a playout model.
 struct Phone {
     twilio: Twilio,
@@ -480,11 +491,7 @@ async fn provider_disconnects_are_never_silence() {
     );
     // The whole apology played before the close: every mark came back.
     assert_eq!(phone.echoed.len(), phone.marks.len());
-    eventually(LIMIT, "the call record", || {
-        !rig.records.0.lock().unwrap().is_empty()
-    })
-    .await;
-    let record = rig.records.0.lock().unwrap()[0].clone();
+    let record = rig.first_record().await;
     assert_eq!(
         record.summary.end_reason,
         Some(EndReason::BrainHangup(
@@ -620,16 +627,16 @@ const MS_PER_CHAR: u64 = 20;
 /// `record_answer` call (the caller said yes), the next question, then (after the key) the
 /// keyed answer, `end_screening` and its own goodbye.
 fn screening_script(greeting: &str, question: &str, goodbye: &str) -> RealtimeScript {
-    use voxbridge_openai_standin::RealtimeResponse;
+    use voxbridge_openai_standin::Reply;
     RealtimeScript {
         responses: vec![
-            RealtimeResponse::say(greeting),
-            RealtimeResponse::default().with_tool_call(
+            Reply::text(greeting),
+            Reply::default().with_tool_call(
                 "record_answer",
                 r#"{"question_id":"authorized","value":true,"raw":"Yes, I am.","confidence":0.9}"#,
             ),
-            RealtimeResponse::say(question),
-            RealtimeResponse::say(goodbye)
+            Reply::text(question),
+            Reply::text(goodbye)
                 .with_tool_call(
                     "record_answer",
                     r#"{"question_id":"years","value":7,"raw":"7","confidence":1}"#,
@@ -652,11 +659,7 @@ async fn assert_stored_screening(rig: &Rig, bot: [&str; 3]) {
         AgentKind, AnswerSource, AnswerValue, Outcome, ScreeningResult, Speaker as S,
     };
     let [greeting, question, goodbye] = bot;
-    eventually(LIMIT, "the call record", || {
-        !rig.records.0.lock().unwrap().is_empty()
-    })
-    .await;
-    let record = rig.records.0.lock().unwrap()[0].clone();
+    let record = rig.first_record().await;
     assert_eq!(
         record.summary.end_reason,
         Some(EndReason::BrainHangup(

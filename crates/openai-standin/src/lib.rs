@@ -35,7 +35,7 @@ pub mod realtime;
 pub mod utterance;
 
 pub use audio::{SPEECH_RATE, synthetic_speech};
-pub use realtime::{RealtimeResponse, RealtimeScript};
+pub use realtime::RealtimeScript;
 pub use utterance::{AudioStats, UtteranceCheck};
 
 use std::collections::{BTreeMap, VecDeque};
@@ -91,7 +91,9 @@ pub struct ScriptedToolCall {
     pub arguments: String,
 }
 
-/// What the chat model answers.
+/// What the chat model answers; also one response of the stand-in Realtime model
+/// ([`RealtimeScript::responses`]: its tool calls become function calls, its text the spoken
+/// reply).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Reply {
     /// Text, streamed word by word (each token keeps its leading space, as OpenAI's do).

@@ -14,8 +14,8 @@
 //!   `create_response`, starts a response.
 //! - A response: `response.created`, the scripted function calls, if any
 //!   (`response.function_call_arguments.delta`/`.done`; [`RealtimeScript::responses`] scripts
-//!   each response in turn), then an assistant message (unless its text is empty) whose audio
-//!   is the same synthetic tone as TTS (length proportional to the reply text) in the output
+//!   each response in turn, as a chat [`crate::Reply`]), then an assistant message (unless its
+//!   text is empty) whose audio is the same synthetic tone as TTS (length proportional to the reply text) in the output
 //!   format, sent as `response.output_audio.delta` every [`RealtimeScript::delta_ms`] of audio
 //!   (paced by [`RealtimeScript::delta_gap`]), `response.output_audio_transcript.delta`/`.done`,
 //!   and `response.done`.
@@ -45,7 +45,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::audio::synthetic_speech_at;
-use crate::{Endpoint, HANG, ScriptedToolCall, Shared, authorization, fault_response};
+use crate::{Endpoint, HANG, Reply, ScriptedToolCall, Shared, authorization, fault_response};
 
 /// What the stand-in Realtime model says and how it hears.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,10 +57,11 @@ pub struct RealtimeScript {
     /// A function call the first response makes before speaking, if any.
     pub tool_call: Option<ScriptedToolCall>,
     /// Scripted responses, in order: response `n` (counting every `response.create` and every
-    /// turn the server VAD answers) makes `responses[n - 1]`'s function calls, then speaks its
-    /// text (none when empty: a response of function calls only, as a model makes when it
-    /// waits for their results). Past the end, `reply_text` (and `tool_call` on the first).
-    pub responses: Vec<RealtimeResponse>,
+    /// turn the server VAD answers) makes `responses[n - 1]`'s tool calls as function calls,
+    /// then speaks its text (none when empty: a response of function calls only, as a model
+    /// makes when it waits for their results). Past the end, `reply_text` (and `tool_call` on
+    /// the first).
+    pub responses: Vec<Reply>,
     /// The caller's transcript of each committed utterance, in order; past the end,
     /// `caller_transcript`.
     pub caller_transcripts: Vec<String>,
@@ -94,35 +95,6 @@ impl Default for RealtimeScript {
             delta_gap: Duration::ZERO,
             drop_after_responses: None,
         }
-    }
-}
-
-/// One scripted response of the stand-in Realtime model.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RealtimeResponse {
-    /// What it says (its audio is a tone of matching length); empty: it says nothing.
-    pub text: String,
-    /// The function calls it makes first.
-    pub tool_calls: Vec<ScriptedToolCall>,
-}
-
-impl RealtimeResponse {
-    /// A response that says `text`.
-    pub fn say(text: impl Into<String>) -> Self {
-        Self {
-            text: text.into(),
-            tool_calls: Vec::new(),
-        }
-    }
-
-    /// Adds a function call (made before the text).
-    #[must_use]
-    pub fn with_tool_call(mut self, name: impl Into<String>, arguments: impl Into<String>) -> Self {
-        self.tool_calls.push(ScriptedToolCall {
-            name: name.into(),
-            arguments: arguments.into(),
-        });
-        self
     }
 }
 

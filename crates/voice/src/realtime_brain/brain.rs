@@ -120,8 +120,6 @@ struct Live {
     /// A response was asked for or started (by us or the server VAD), not yet done: another
     /// `response.create` now would be refused.
     response_open: bool,
-    /// The open response has produced audio.
-    spoke: bool,
     /// Tool results were sent during the open response: the model continues after it.
     tool_answered: bool,
     /// Input the model must answer came during an open response: respond after it.
@@ -271,7 +269,6 @@ impl Live {
             cut: HashSet::new(),
             responding: false,
             response_open: false,
-            spoke: false,
             tool_answered: false,
             respond_after: false,
             spoke_after_tool: false,
@@ -588,7 +585,6 @@ impl Live {
         }
         self.responding = true;
         self.response_open = true;
-        self.spoke = true;
         self.spoke_after_tool = true;
         self.quiet_since = None;
         if self.current.as_ref().is_none_or(|c| c.id != item_id) {
@@ -695,7 +691,6 @@ impl Live {
     async fn on_response_done(&mut self) {
         self.responding = false;
         self.response_open = false;
-        self.spoke = false;
         let spoke_after_tool = std::mem::take(&mut self.spoke_after_tool);
         let answered = std::mem::take(&mut self.tool_answered);
         self.end_item();
@@ -881,7 +876,6 @@ impl Live {
         self.closing = false;
         self.responding = false;
         self.response_open = false;
-        self.spoke = false;
         self.spoke_after_tool = false;
         self.tool_answered = false;
         self.respond_after = false;
